@@ -1,0 +1,56 @@
+# The project's front door. `make test` and `make demo` work from a fresh clone with nothing
+# installed but Python 3.11+, gcc and make: everything else is installed into .venv here.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+NATIVE_SOURCES := $(shell find ext -type f \( -name '*.c' -o -name '*.h' -o -name '*.def' -o -name '*.pyx' -o -name '*.pxd' \) 2>/dev/null)
+PYTEST_ARGS ?=
+
+.PHONY: all install test lint typecheck contracts pytest bench demo crds check-crds clean
+
+all: test
+
+$(BIN)/python:
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required; set PYTHON=python3.11")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+# Re-installs when packaging or native sources change (editable installs need a rebuild for C).
+$(STAMP): $(BIN)/python pyproject.toml setup.py $(NATIVE_SOURCES)
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	@touch $@
+
+install: $(STAMP)
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: install
+	$(BIN)/mypy
+
+contracts: install
+	$(BIN)/lint-imports
+
+pytest: install
+	$(BIN)/python -m pytest -W error $(PYTEST_ARGS)
+
+test: lint typecheck contracts pytest
+
+bench: install
+	$(BIN)/python -m bench
+
+demo: install
+	$(BIN)/python -m daemons.demo
+
+crds: install
+	$(BIN)/tensor-fusion crds --out charts/tensor-fusion/crds
+
+check-crds: install
+	$(BIN)/tensor-fusion crds --out charts/tensor-fusion/crds --check
+
+clean:
+	rm -rf build *.egg-info .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	find tfcore ext -name '*.so' -o -name '*.so.1' -o -name '*.o' | xargs rm -f
+	find ext -name 'shm.c' -delete

@@ -1,0 +1,1 @@
+"""Thin process wiring, one package per daemon, plus the `tensor-fusion` CLI."""
