@@ -45,7 +45,7 @@ def _crds(args: argparse.Namespace) -> int:
         if stale_file.name not in rendered:
             stale_file.unlink()
     for name, text in rendered.items():
-        (out / name).write_text(text)
+        (out / name).write_text(text, encoding="utf-8")
         print(out / name)
     return 0
 
@@ -56,7 +56,7 @@ def _validate(args: argparse.Namespace) -> int:
     failed = False
     for path in args.files:
         try:
-            for index, obj in enumerate(load_documents(path.read_text(), where=str(path))):
+            for index, obj in enumerate(load_documents(path.read_text(encoding="utf-8"), where=str(path))):
                 print(f"{path}[{index}]: ok {type(obj).__name__}")
         except ValidationError as exc:
             failed = True
@@ -70,7 +70,7 @@ def _validate(args: argparse.Namespace) -> int:
 
 def _read(path: Path) -> str | None:
     try:
-        return path.read_text()
+        return path.read_text(encoding="utf-8")
     except OSError:
         return None
 

@@ -6,6 +6,7 @@ import sys
 
 from tfcore.model.annotations import parse_request
 from tfcore.model.errors import ValidationError
+from tfcore.native import NativeLibraryMissing, library_paths
 
 SAMPLE_LABELS = {"tensor-fusion.ai/enabled": "true"}
 SAMPLE_ANNOTATIONS = {
@@ -22,8 +23,6 @@ NOT_YET = (
 
 
 def main() -> int:
-    from tfcore.native import NativeLibraryMissing, library_paths
-
     print("tensor-fusion demo: what this build can do today\n")
     try:
         for name, path in library_paths().items():
@@ -34,7 +33,10 @@ def main() -> int:
     request = parse_request(labels=SAMPLE_LABELS, annotations=SAMPLE_ANNOTATIONS)
     print(f"    tflops {request.tflops_request}..{request.tflops_limit}, vram {request.vram_request}")
     try:
-        parse_request(labels=SAMPLE_LABELS, annotations={"tensor-fusion.ai/tflops-request": "300", "tensor-fusion.ai/tflops-limit": "200"})
+        parse_request(
+            labels=SAMPLE_LABELS,
+            annotations={"tensor-fusion.ai/tflops-request": "300", "tensor-fusion.ai/tflops-limit": "200"},
+        )
     except ValidationError as exc:
         print(f"  and a bad one is refused:\n    {exc}")
     print("\n  not yet available (coming with their issues):")

@@ -190,7 +190,8 @@ T = TypeVar("T")
 class _Reader:
     """Reads keys one at a time, turning parse failures into problems."""
 
-    def __init__(self, labels: Mapping[str, str], annotations: Mapping[str, str]) -> None:
+    def __init__(self, labels: Mapping[str, object], annotations: Mapping[str, object]) -> None:
+        # Values are checked, not trusted: documents decoded from JSON may hold any type.
         self.labels = labels
         self.annotations = annotations
         self.problems: list[Problem] = []
@@ -204,7 +205,7 @@ class _Reader:
     def fail(self, key: str, message: str, expected: str | None = None) -> None:
         self.problems.append(Problem(key, message, expected))
 
-    def _read(self, source: Mapping[str, str], key: str, parse: Callable[[str], T], expected: str) -> T | None:
+    def _read(self, source: Mapping[str, object], key: str, parse: Callable[[str], T], expected: str) -> T | None:
         if key not in source:
             return None
         raw = source[key]

@@ -23,7 +23,9 @@ _PATH_IN_MESSAGE = re.compile(r" - at `\$(?P<path>[^`]*)`$")
 def dec_hook(type_: type, obj: Any) -> Any:
     if type_ is Quantity:
         if isinstance(obj, float):
-            raise ValueError(f"{obj!r} is a float, write it as a string like \"{obj!r}\"; expected {EXPECTED_FORM}")
+            raise ValueError(
+                f"{obj!r} is a float, write it as a quoted string like '{obj!r}'; expected {EXPECTED_FORM}"
+            )
         if isinstance(obj, bool) or not isinstance(obj, (str, int)):
             raise ValueError(f"not a quantity: {obj!r}; expected {EXPECTED_FORM}")
         try:
@@ -35,15 +37,18 @@ def dec_hook(type_: type, obj: Any) -> Any:
 
 def enc_hook(obj: Any) -> Any:
     if isinstance(obj, Quantity):
-        return obj.text
+        return obj.raw
     raise NotImplementedError(f"cannot encode {type(obj)!r}")
 
 
 def schema_hook(type_: type) -> dict[str, Any]:
     """JSON schema of the project's custom types (used by the CRD generator)."""
     if type_ is Quantity:
+        # The API server accepts anyOf only in exactly this int-or-string form, with the
+        # pattern beside it (it applies to the string form), as controller-gen emits it.
         return {
-            "anyOf": [{"type": "integer"}, {"type": "string", "pattern": SCHEMA_PATTERN}],
+            "anyOf": [{"type": "integer"}, {"type": "string"}],
+            "pattern": SCHEMA_PATTERN,
             "x-kubernetes-int-or-string": True,
         }
     raise NotImplementedError(f"no schema for {type_!r}")

@@ -30,20 +30,20 @@ _PATTERN: Final = re.compile(
 _MAX_DIGITS: Final = 40
 _MAX_EXPONENT: Final = 30
 
-# Used in CRD schemas: the same grammar the API server accepts.
-SCHEMA_PATTERN: Final = (
-    r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
-)
+# Used in CRD schemas. controller-gen's pattern also admits fractional exponents ("1e1.5"),
+# which the API server's parser then refuses; ours admits exactly what we parse.
+SCHEMA_PATTERN: Final = r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([KMGTPE]i|[numkMGTPE]|[eE][+-]?[0-9]+)?$"
 
 
 @total_ordering
 class Quantity:
     """An exact, immutable Kubernetes quantity that remembers how it was written."""
 
-    __slots__ = ("_text", "_value")
+    __slots__ = ("_is_int", "_text", "_value")
 
     _text: str
     _value: Fraction
+    _is_int: bool
 
     def __init__(self, text: str | int, *, field: str = "quantity") -> None:
         if isinstance(text, bool) or not isinstance(text, (str, int)):
@@ -51,6 +51,7 @@ class Quantity:
         source = str(text)
         self._value = _parse(source, field)
         self._text = source
+        self._is_int = isinstance(text, int)
 
     @classmethod
     def from_value(cls, value: Fraction | int, *, binary: bool = False) -> Quantity:
@@ -64,6 +65,11 @@ class Quantity:
     @property
     def text(self) -> str:
         return self._text
+
+    @property
+    def raw(self) -> str | int:
+        """As it was given: an integer stays an integer (int-or-string), text stays text."""
+        return int(self._text) if self._is_int else self._text
 
     def canonical(self) -> str:
         """The form the API server would write: '1000m' -> '1', '2048Mi' -> '2Gi'."""

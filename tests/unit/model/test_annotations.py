@@ -175,7 +175,7 @@ def test_parse_pod_reads_metadata_and_containers() -> None:
         parse_pod(pod)
     pod["metadata"]["annotations"][ann.INJECT_CONTAINER] = "b"
     assert parse_pod(pod).inject_container == "b"
-    with pytest.raises(ValidationError, match="metadata.annotations"):
+    with pytest.raises(ValidationError, match=r"metadata\.annotations"):
         parse_pod({"metadata": {"annotations": ["x"]}})
     assert not parse_pod({}).enabled
 
@@ -185,7 +185,7 @@ def test_non_string_values_are_rejected() -> None:
         parse_request(labels=ENABLED, annotations={ann.GPU_COUNT: 2})  # type: ignore[dict-item]
 
 
-_keys = st.sampled_from(sorted(ann.KNOWN_ANNOTATIONS) + ["tensor-fusion.ai/unknown", "other/x"])
+_keys = st.sampled_from([*sorted(ann.KNOWN_ANNOTATIONS), "tensor-fusion.ai/unknown", "other/x"])
 
 
 @given(
@@ -200,7 +200,8 @@ def test_random_annotations_parse_or_raise_validation_error(
     try:
         request = parse_request(labels=labels, annotations=annotations, container_names=containers)
     except ValidationError as exc:
-        assert all(p.field and p.message for p in exc.problems)
+        problems = exc.problems
+        assert all(p.field and p.message for p in problems)
         return
     again = parse_request(labels=request.to_labels(), annotations=request.to_annotations())
     assert again == _without_warnings(request)

@@ -54,7 +54,8 @@ def test_canonical_form_matches_the_api_server(text: str, canonical: str) -> Non
 
 
 @pytest.mark.parametrize(
-    "text", ["", " 1", "1 ", "Gi", "1Gb", "1.2.3", "1e", "e3", "0x10", "1_000", "１", "1ki", "--1", "1e99", "9" * 41]
+    "text",
+    ["", " 1", "1 ", "Gi", "1Gb", "1.2.3", "1e", "e3", "0x10", "1_000", "\uff11", "1ki", "--1", "1e99", "9" * 41],
 )
 def test_rejects_malformed_text_naming_the_field(text: str) -> None:
     with pytest.raises(ValidationError) as caught:
