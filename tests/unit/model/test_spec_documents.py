@@ -70,7 +70,7 @@ def test_spec_cluster_documents_parse(index: int) -> None:
 
 
 def test_spec_annotation_blocks_parse() -> None:
-    for labels, annotations in _annotation_blocks():
-        request = parse_request(labels=labels, annotations=annotations)
+    for labels, written in _annotation_blocks():
+        request = parse_request(labels=labels, annotations=written)
         assert request.warnings == ()
-        assert request.to_annotations() == {k: str(v) for k, v in annotations.items()}
+        assert request.to_annotations() == {k: str(v) for k, v in written.items()}

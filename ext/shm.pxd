@@ -1,0 +1,62 @@
+# Declarations of the region contract, from ext/include/tf/shm_layout.h (the C side).
+from libc.stdint cimport int32_t, int64_t, uint16_t, uint32_t, uint64_t
+
+
+cdef extern from "tf/shm_layout.h" nogil:
+    enum:
+        TF_SHM_MAGIC
+        TF_SHM_VERSION_MAJOR
+        TF_SHM_VERSION_MINOR
+        TF_SHM_MAX_DEVICES
+        TF_SHM_MAX_PROCS
+        TF_SHM_UUID_LEN
+        TF_SHM_REGION_SIZE
+        TF_SHM_FIELD_COUNT
+
+    ctypedef struct tf_shm_header:
+        uint32_t magic
+        uint16_t version_major
+        uint16_t version_minor
+        uint64_t total_size
+        uint32_t device_count
+        uint32_t max_devices
+        uint32_t max_procs
+        uint64_t generation
+
+    ctypedef struct tf_shm_device:
+        char uuid[48]
+        uint64_t vram_limit_bytes
+        uint64_t vram_used_bytes
+        uint64_t tflops_request_milli
+        uint64_t tflops_limit_milli
+
+    ctypedef struct tf_shm_proc:
+        int32_t pid
+        uint64_t heartbeat_ns
+        uint64_t used_bytes[16]
+
+    ctypedef struct tf_shm_region:
+        tf_shm_header header
+        tf_shm_device devices[16]
+        tf_shm_proc procs[64]
+
+    ctypedef struct tf_shm_field_info:
+        const char *struct_name
+        const char *field
+        size_t offset
+        size_t size
+
+    const tf_shm_field_info tf_shm_fields[]
+
+    ctypedef enum tf_shm_status:
+        TF_SHM_OK
+        TF_SHM_BAD_MAJOR
+
+    const char *tf_shm_status_text(tf_shm_status s)
+    tf_shm_status tf_shm_validate(const void *base, uint64_t file_size)
+    uint64_t tf_shm_load_u64(const uint64_t *p)
+    void tf_shm_store_u64(uint64_t *p, uint64_t v)
+    int32_t tf_shm_load_i32(const int32_t *p)
+    uint64_t tf_shm_add_saturating(uint64_t *p, int64_t delta)
+    int tf_shm_claim_slot(tf_shm_region *r, int32_t pid)
+    int tf_shm_release_slot(tf_shm_region *r, int slot, int32_t pid)

@@ -1,0 +1,1 @@
+int tf_probe(void) { return 7; }

@@ -1,0 +1,79 @@
+"""Fixtures for native tests: built library paths and subprocess helpers.
+
+The simulated driver is only ever loaded in child processes: loading it into pytest could
+shadow a real driver and would leak state between tests.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tfcore.native import library_paths
+
+REPO = Path(__file__).resolve().parents[2]
+C_DIR = Path(__file__).parent / "c"
+INCLUDE = REPO / "ext" / "include"
+
+
+@pytest.fixture(scope="session")
+def libs() -> dict[str, Path]:
+    return library_paths()
+
+
+def sim_env(libs: dict[str, Path], shim: bool = False, **extra: str) -> dict[str, str]:
+    """Environment for a child that sees the simulated driver (and optionally the shim)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TF_", "LD_"))}
+    env["LD_LIBRARY_PATH"] = str(libs["simcuda"].parent)
+    if shim:
+        env["LD_PRELOAD"] = str(libs["shim"])
+    env.update(extra)
+    return env
+
+
+def run(cmd: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60, check=False)
+
+
+def run_python(code: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return run([sys.executable, "-c", code], env)
+
+
+def parse_kv(stdout: str) -> dict[str, str]:
+    return dict(line.split("=", 1) for line in stdout.splitlines() if "=" in line)
+
+
+@pytest.fixture(scope="session")
+def cc(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
+    """Compiles C sources from tests/native/c with gcc; skips when gcc is missing."""
+    gcc = shutil.which("gcc")
+    if gcc is None:
+        pytest.skip("gcc not found: the C driver-API tests need a C compiler")
+    out_dir = tmp_path_factory.mktemp("cbin")
+
+    def compile_c(output: str, *sources: str, flags: tuple[str, ...] = ()) -> Path:
+        target = out_dir / output
+        cmd = [
+            gcc,
+            "-std=gnu11",
+            "-Wall",
+            "-Wextra",
+            "-Werror",
+            "-I",
+            str(INCLUDE),
+            *(str(C_DIR / s) for s in sources),
+            "-o",
+            str(target),
+            *flags,
+        ]
+        done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        assert done.returncode == 0, done.stderr
+        return target
+
+    return compile_c

@@ -1,0 +1,61 @@
+"""The C region layout, its Python description and the generated driver table agree."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tfcore.ipc import _shm, layout
+
+REPO = Path(__file__).resolve().parents[2]
+INCLUDE = REPO / "ext" / "include" / "tf"
+CUDA_INCLUDE = Path("/usr/local/cuda/include")
+
+
+def test_python_layout_matches_c_offsets_and_sizes() -> None:
+    c_fields = {(s, f): (off, size) for s, f, off, size in _shm.field_layout()}
+    py_fields = {(st.name, f): span for st in layout.STRUCTS for f, span in st.offsets().items()}
+    assert py_fields == c_fields
+
+
+def test_python_constants_match_c() -> None:
+    assert (layout.MAGIC, layout.VERSION_MAJOR, layout.VERSION_MINOR) == (
+        _shm.MAGIC,
+        _shm.VERSION_MAJOR,
+        _shm.VERSION_MINOR,
+    )
+    assert (layout.MAX_DEVICES, layout.MAX_PROCS, layout.UUID_LEN) == (_shm.MAX_DEVICES, _shm.MAX_PROCS, _shm.UUID_LEN)
+    assert layout.REGION_SIZE == _shm.REGION_SIZE
+
+
+def test_hooks_are_known_driver_variants() -> None:
+    table = (INCLUDE / "driver_procs.inc").read_text()
+    variants = set(re.findall(r"TF_DRIVER_PROC\((\w+), (\w+),", table))
+    hooks = set(re.findall(r"^TF_HOOK\((\w+), (\w+),", (INCLUDE / "hooks.def").read_text(), re.M))
+    assert hooks
+    assert hooks <= variants
+
+
+@pytest.mark.skipif(not (CUDA_INCLUDE / "cudaTypedefs.h").exists(), reason="CUDA toolkit headers not installed")
+def test_driver_table_is_generated_from_the_toolkit() -> None:
+    gen = REPO / "ext" / "tools" / "gen_driver_procs.py"
+    done = subprocess.run([sys.executable, str(gen), "--check"], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.skipif(not (CUDA_INCLUDE / "cuda.h").exists(), reason="CUDA toolkit headers not installed")
+def test_own_abi_header_matches_cuda_h() -> None:
+    ours = (INCLUDE / "cuda_abi.h").read_text()
+    theirs = (CUDA_INCLUDE / "cuda.h").read_text()
+    codes = re.findall(r"X\((CUDA_\w+), (\d+),", ours)
+    assert len(codes) > 5
+    for name, value in codes:
+        assert re.search(rf"\b{name}\s*=\s*{value}\b", theirs), name
+    for name in ("CU_GET_PROC_ADDRESS_SYMBOL_NOT_FOUND", "CU_GET_PROC_ADDRESS_VERSION_NOT_SUFFICIENT"):
+        value = re.search(rf"{name} = (\d+)", ours)
+        assert value
+        assert re.search(rf"{name}\s*=\s*{value.group(1)}\b", theirs)

@@ -1,0 +1,90 @@
+"""Pure-Python description of the region layout in ext/include/tf/shm_layout.h.
+
+Lets tools read a region without the native binding, and lets a test prove that Python and
+C agree byte for byte (tests/native/test_layout.py compares it with offsetof/sizeof).
+Fields are little-endian with C's natural alignment made explicit by reserved fields, so
+the standard-size struct formats below have no implicit padding.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+MAGIC = 0x4D485354  # bytes "TSHM"
+VERSION_MAJOR = 1
+VERSION_MINOR = 0
+MAX_DEVICES = 16
+MAX_PROCS = 64
+UUID_LEN = 48
+
+
+@dataclass(frozen=True)
+class StructLayout:
+    """A C struct as (field name, struct format) pairs in declaration order."""
+
+    name: str
+    fields: tuple[tuple[str, str], ...]
+
+    @property
+    def format(self) -> str:
+        return "<" + "".join(fmt for _, fmt in self.fields)
+
+    @property
+    def size(self) -> int:
+        return struct.calcsize(self.format)
+
+    def offsets(self) -> dict[str, tuple[int, int]]:
+        """field -> (offset, size)."""
+        out: dict[str, tuple[int, int]] = {}
+        offset = 0
+        for name, fmt in self.fields:
+            size = struct.calcsize("<" + fmt)
+            out[name] = (offset, size)
+            offset += size
+        return out
+
+
+HEADER = StructLayout(
+    "tf_shm_header",
+    (
+        ("magic", "I"),
+        ("version_major", "H"),
+        ("version_minor", "H"),
+        ("total_size", "Q"),
+        ("device_count", "I"),
+        ("max_devices", "I"),
+        ("max_procs", "I"),
+        ("reserved0", "I"),
+        ("generation", "Q"),
+        ("reserved1", "24s"),
+    ),
+)
+
+DEVICE = StructLayout(
+    "tf_shm_device",
+    (
+        ("uuid", f"{UUID_LEN}s"),
+        ("vram_limit_bytes", "Q"),
+        ("vram_used_bytes", "Q"),
+        ("tflops_request_milli", "Q"),
+        ("tflops_limit_milli", "Q"),
+        ("reserved", "48s"),
+    ),
+)
+
+PROC = StructLayout(
+    "tf_shm_proc",
+    (
+        ("pid", "i"),
+        ("reserved0", "I"),
+        ("heartbeat_ns", "Q"),
+        ("used_bytes", f"{MAX_DEVICES}Q"),
+        ("reserved1", "48s"),
+    ),
+)
+
+STRUCTS = (HEADER, DEVICE, PROC)
+DEVICES_OFFSET = HEADER.size
+PROCS_OFFSET = DEVICES_OFFSET + MAX_DEVICES * DEVICE.size
+REGION_SIZE = PROCS_OFFSET + MAX_PROCS * PROC.size
