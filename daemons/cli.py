@@ -94,6 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
     validate = commands.add_parser("validate", help="check tensor-fusion.ai/v1 YAML documents against the models")
     validate.add_argument("files", type=Path, nargs="+", metavar="FILE")
     validate.set_defaults(handler=_validate)
+
+    # Each capability registers its own subcommands: one import and one call per line here.
     return parser
 
 
