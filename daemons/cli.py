@@ -96,6 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
     validate.set_defaults(handler=_validate)
 
     # Each capability registers its own subcommands: one import and one call per line here.
+    from daemons import observability
+
+    observability.register(commands)
     return parser
 
 

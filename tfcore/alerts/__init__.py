@@ -1,0 +1,1 @@
+"""Alert rules: model and validation, templating, the firing/resolving state machine, evaluation."""

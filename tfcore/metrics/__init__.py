@@ -1,0 +1,1 @@
+"""Metrics: line protocol, table definitions, the store interface and the batching writer."""

@@ -1,0 +1,1 @@
+"""aiohttp glue: HTTP servers and clients at the edge of tfcore."""
