@@ -96,9 +96,11 @@ def build_parser() -> argparse.ArgumentParser:
     validate.set_defaults(handler=_validate)
 
     # Each capability registers its own subcommands: one import and one call per line here.
-    from daemons import observability
+    from daemons import observability, region
+    from daemons.scheduler import cli as scheduler_cli
 
-    observability.register(commands)
+    for capability in (observability, region, scheduler_cli):
+        capability.register(commands)
     return parser
 
 

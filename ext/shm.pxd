@@ -1,4 +1,4 @@
-# Declarations of the region contract, from ext/include/tf/shm_layout.h (the C side).
+# Declarations of the region contract, from ext/include/tf/shm_layout.h and shm_slots.h.
 from libc.stdint cimport int32_t, int64_t, uint16_t, uint32_t, uint64_t
 
 
@@ -10,8 +10,11 @@ cdef extern from "tf/shm_layout.h" nogil:
         TF_SHM_MAX_DEVICES
         TF_SHM_MAX_PROCS
         TF_SHM_UUID_LEN
-        TF_SHM_REGION_SIZE
+        TF_SHM_LIMITS_SIZE
+        TF_SHM_STATE_SIZE
         TF_SHM_FIELD_COUNT
+        TF_SHM_KIND_LIMITS
+        TF_SHM_KIND_STATE
 
     ctypedef struct tf_shm_header:
         uint32_t magic
@@ -21,23 +24,30 @@ cdef extern from "tf/shm_layout.h" nogil:
         uint32_t device_count
         uint32_t max_devices
         uint32_t max_procs
+        uint32_t kind
         uint64_t generation
 
-    ctypedef struct tf_shm_device:
+    ctypedef struct tf_shm_limit:
         char uuid[48]
         uint64_t vram_limit_bytes
-        uint64_t vram_used_bytes
         uint64_t tflops_request_milli
         uint64_t tflops_limit_milli
+
+    ctypedef struct tf_shm_usage:
+        uint64_t vram_used_bytes
 
     ctypedef struct tf_shm_proc:
         int32_t pid
         uint64_t heartbeat_ns
         uint64_t used_bytes[16]
 
-    ctypedef struct tf_shm_region:
+    ctypedef struct tf_shm_limits:
         tf_shm_header header
-        tf_shm_device devices[16]
+        tf_shm_limit devices[16]
+
+    ctypedef struct tf_shm_state:
+        tf_shm_header header
+        tf_shm_usage usage[16]
         tf_shm_proc procs[64]
 
     ctypedef struct tf_shm_field_info:
@@ -53,10 +63,16 @@ cdef extern from "tf/shm_layout.h" nogil:
         TF_SHM_BAD_MAJOR
 
     const char *tf_shm_status_text(tf_shm_status s)
-    tf_shm_status tf_shm_validate(const void *base, uint64_t file_size)
+    uint64_t tf_shm_kind_size(uint32_t kind)
+    tf_shm_status tf_shm_validate(const void *base, uint64_t file_size, uint32_t kind)
     uint64_t tf_shm_load_u64(const uint64_t *p)
     void tf_shm_store_u64(uint64_t *p, uint64_t v)
     int32_t tf_shm_load_i32(const int32_t *p)
     uint64_t tf_shm_add_saturating(uint64_t *p, int64_t delta)
-    int tf_shm_claim_slot(tf_shm_region *r, int32_t pid)
-    int tf_shm_release_slot(tf_shm_region *r, int slot, int32_t pid)
+
+
+cdef extern from "tf/shm_slots.h" nogil:
+    int tf_shm_slot_claim(tf_shm_state *s, int fd, int32_t pid, uint64_t now_ns, uint64_t own_mask)
+    void tf_shm_slot_release(tf_shm_state *s, int fd, int slot)
+    int tf_shm_sweep(tf_shm_state *s, int fd, uint64_t own_mask, uint64_t *reclaimed)
+    int tf_shm_slot_alive(int fd, int slot)

@@ -1,5 +1,5 @@
 # cython: language_level=3
-"""Binding of the shared-memory region (ext/include/tf/shm_layout.h).
+"""Binding of the shared-memory region (ext/include/tf/shm_layout.h, shm_slots.h).
 
 Low level on purpose: tfcore.ipc.region wraps it in the Region class.  Content problems
 raise FormatError (a ValueError) with the reason; OS problems raise OSError.  Every access
@@ -7,9 +7,10 @@ is bounds-checked here, so no call can touch memory outside the mapping.
 """
 
 import os
+import time
 
-from libc.stdint cimport int32_t, int64_t, uint64_t
-from libc.string cimport memcpy
+from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
+from libc.string cimport memcpy, memset
 from posix.mman cimport MAP_FAILED, MAP_SHARED, PROT_READ, PROT_WRITE, mmap, munmap
 
 from shm cimport *
@@ -24,11 +25,15 @@ VERSION_MINOR = TF_SHM_VERSION_MINOR
 MAX_DEVICES = TF_SHM_MAX_DEVICES
 MAX_PROCS = TF_SHM_MAX_PROCS
 UUID_LEN = TF_SHM_UUID_LEN
-REGION_SIZE = TF_SHM_REGION_SIZE
+LIMITS_SIZE = TF_SHM_LIMITS_SIZE
+STATE_SIZE = TF_SHM_STATE_SIZE
+KIND_LIMITS = TF_SHM_KIND_LIMITS
+KIND_STATE = TF_SHM_KIND_STATE
+LIMITS_SUFFIX = ".limits"
 
 
 class FormatError(ValueError):
-    """The file is not a region this build can read."""
+    """The file is not a region file this build can read."""
 
 
 def field_layout():
@@ -38,165 +43,250 @@ def field_layout():
             for i in range(TF_SHM_FIELD_COUNT)]
 
 
-cdef class Mapping:
-    """One mmap of a region file."""
+cdef void _init_header(tf_shm_header *h, uint32_t kind, uint32_t count):
+    h.version_major = TF_SHM_VERSION_MAJOR
+    h.version_minor = TF_SHM_VERSION_MINOR
+    h.total_size = tf_shm_kind_size(kind)
+    h.device_count = count
+    h.max_devices = TF_SHM_MAX_DEVICES
+    h.max_procs = TF_SHM_MAX_PROCS
+    h.kind = kind
 
-    cdef tf_shm_region *r
-    cdef size_t size
-    cdef readonly bint writable
 
-    def __cinit__(self):
-        self.r = NULL
-
-    def __dealloc__(self):
-        if self.r != NULL:
-            munmap(self.r, self.size)
-
-    cdef void _map(self, int fd, size_t size, bint writable) except *:
-        cdef void *p = mmap(NULL, size, PROT_READ | (PROT_WRITE if writable else 0),
-                            MAP_SHARED, fd, 0)
+def _build(str tmp, uint32_t kind, list devices, int mode, int owner_uid):
+    """Writes a complete file under a temporary name (magic last, so a torn one never looks
+    valid) with the given mode and owner."""
+    cdef size_t size = tf_shm_kind_size(kind)
+    cdef void *p
+    cdef tf_shm_limits *lim
+    fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    try:
+        os.ftruncate(fd, size)
+        p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)
         if p == MAP_FAILED:
             raise OSError("mmap failed")
-        self.r = <tf_shm_region *>p
-        self.size = size
-        self.writable = writable
-
-    @staticmethod
-    def create(str path, list devices):
-        """Creates and publishes a region; devices are (uuid bytes, vram limit, tflops request
-        milli, tflops limit milli).  Built under a temporary name and linked into place, so a
-        reader never sees a half-written region and an existing file is never replaced."""
-        if len(devices) > TF_SHM_MAX_DEVICES:
-            raise FormatError(f"{len(devices)} devices; at most {TF_SHM_MAX_DEVICES} fit")
-        cdef Mapping m = Mapping()
-        cdef tf_shm_device *d
-        tmp = f"{path}.tmp-{os.getpid()}"
-        fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         try:
-            os.ftruncate(fd, TF_SHM_REGION_SIZE)
-            m._map(fd, TF_SHM_REGION_SIZE, True)
-            for i, (uuid, vram_limit, tflops_request, tflops_limit) in enumerate(devices):
-                raw = bytes(uuid)
-                if len(raw) >= TF_SHM_UUID_LEN:
-                    raise FormatError(f"uuid {raw!r} longer than {TF_SHM_UUID_LEN - 1} bytes")
-                d = &m.r.devices[i]
-                memcpy(d.uuid, <const char *>raw, len(raw))
-                d.vram_limit_bytes = vram_limit
-                d.tflops_request_milli = tflops_request
-                d.tflops_limit_milli = tflops_limit
-            m.r.header.version_major = TF_SHM_VERSION_MAJOR
-            m.r.header.version_minor = TF_SHM_VERSION_MINOR
-            m.r.header.total_size = TF_SHM_REGION_SIZE
-            m.r.header.device_count = len(devices)
-            m.r.header.max_devices = TF_SHM_MAX_DEVICES
-            m.r.header.max_procs = TF_SHM_MAX_PROCS
-            # Magic last: a torn create never looks valid.
-            m.r.header.magic = TF_SHM_MAGIC
-            os.link(tmp, path)
+            _init_header(<tf_shm_header *>p, kind, len(devices))
+            if kind == TF_SHM_KIND_LIMITS:
+                lim = <tf_shm_limits *>p
+                for i, (uuid, vram_limit, tflops_request, tflops_limit) in enumerate(devices):
+                    raw = bytes(uuid)
+                    memcpy(lim.devices[i].uuid, <const char *>raw, len(raw))
+                    lim.devices[i].vram_limit_bytes = vram_limit
+                    lim.devices[i].tflops_request_milli = tflops_request
+                    lim.devices[i].tflops_limit_milli = tflops_limit
+            (<tf_shm_header *>p).magic = TF_SHM_MAGIC
         finally:
-            os.close(fd)
-            os.unlink(tmp)
-        return m
+            munmap(p, size)
+        if owner_uid >= 0:
+            os.fchown(fd, owner_uid, -1)
+        os.fchmod(fd, mode)
+    finally:
+        os.close(fd)
 
-    @staticmethod
-    def open(str path, bint writable=False):
-        """Maps an existing region after validating it (size, magic, version, counts)."""
-        cdef Mapping m = Mapping()
+
+def create(str path, list devices, int tenant_uid=-1):
+    """Creates and publishes a region: PATH.limits (mode 0644, the creator's) and PATH (the
+    state: mode 0666, or 0600 owned by tenant_uid).  devices are (uuid bytes, vram limit,
+    tflops request milli, tflops limit milli).  Each file is built under a temporary name and
+    linked into place, so a reader never sees a half-written file and an existing one is
+    never replaced."""
+    if len(devices) > TF_SHM_MAX_DEVICES:
+        raise FormatError(f"{len(devices)} devices; at most {TF_SHM_MAX_DEVICES} fit")
+    for uuid, *_ in devices:
+        if len(bytes(uuid)) >= TF_SHM_UUID_LEN:
+            raise FormatError(f"uuid {bytes(uuid)!r} longer than {TF_SHM_UUID_LEN - 1} bytes")
+    limits_path = path + LIMITS_SUFFIX
+    suffix = f".tmp-{os.getpid()}"
+    state_mode = 0o600 if tenant_uid >= 0 else 0o666
+    try:
+        _build(limits_path + suffix, TF_SHM_KIND_LIMITS, devices, 0o644, -1)
+        _build(path + suffix, TF_SHM_KIND_STATE, devices, state_mode, tenant_uid)
+        os.link(limits_path + suffix, limits_path)
+        try:
+            os.link(path + suffix, path)
+        except OSError:
+            os.unlink(limits_path)
+            raise
+    finally:
+        for tmp in (limits_path + suffix, path + suffix):
+            try:
+                os.unlink(tmp)
+            except FileNotFoundError:
+                pass
+
+
+cdef class _Mapped:
+    """One mmap of a region file of a known kind; keeps its descriptor (slot locks live on it)."""
+
+    cdef void *base
+    cdef size_t size
+    cdef int fd
+    cdef readonly bint writable
+    cdef uint32_t kind
+
+    def __cinit__(self):
+        self.base = NULL
+        self.fd = -1
+
+    def __dealloc__(self):
+        self._unmap()
+
+    cdef void _unmap(self):
+        if self.base != NULL:
+            munmap(self.base, self.size)
+            self.base = NULL
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    cdef void _open(self, str path, uint32_t kind, bint writable) except *:
         fd = os.open(path, (os.O_RDWR if writable else os.O_RDONLY) | os.O_CLOEXEC)
-        try:
-            size = os.fstat(fd).st_size
-            if size < sizeof(tf_shm_header):
-                raise FormatError(tf_shm_status_text(tf_shm_validate(NULL, size)).decode())
-            m._map(fd, size, writable)
-        finally:
-            os.close(fd)
-        cdef tf_shm_status status = tf_shm_validate(m.r, m.size)
+        self.fd = fd
+        self.kind = kind
+        self.writable = writable
+        size = os.fstat(fd).st_size
+        if size < sizeof(tf_shm_header):
+            self._unmap()
+            raise FormatError(tf_shm_status_text(tf_shm_validate(NULL, size, kind)).decode())
+        cdef void *p = mmap(NULL, size, PROT_READ | (PROT_WRITE if writable else 0), MAP_SHARED, fd, 0)
+        if p == MAP_FAILED:
+            self._unmap()
+            raise OSError("mmap failed")
+        self.base = p
+        self.size = size
+        cdef tf_shm_status status = tf_shm_validate(p, size, kind)
         if status != TF_SHM_OK:
             text = tf_shm_status_text(status).decode()
             if status == TF_SHM_BAD_MAJOR:
-                text += f" {m.r.header.version_major} (this build reads {TF_SHM_VERSION_MAJOR})"
-            m.close()
+                text += f" {(<tf_shm_header *>p).version_major} (this build reads {TF_SHM_VERSION_MAJOR})"
+            self._unmap()
             raise FormatError(text)
-        return m
 
-    cdef tf_shm_region *_region(self) except NULL:
-        if self.r == NULL:
+    cdef tf_shm_header *_header(self) except NULL:
+        if self.base == NULL:
             raise ValueError("region is closed")
-        return self.r
+        return <tf_shm_header *>self.base
 
     cdef int _device(self, int index) except -1:
-        if not 0 <= index < <int>self._region().header.device_count:
+        if not 0 <= index < <int>self._header().device_count:
             raise IndexError(f"device {index} out of range")
         return index
+
+    cdef void _need_write(self) except *:
+        self._header()
+        if not self.writable:
+            raise PermissionError("region is mapped read-only")
+
+    def close(self):
+        self._unmap()
+
+    def header(self):
+        """(magic, major, minor, total_size, device_count, generation)"""
+        cdef tf_shm_header *h = self._header()
+        return (h.magic, h.version_major, h.version_minor, h.total_size, h.device_count,
+                tf_shm_load_u64(&h.generation))
+
+
+cdef class LimitsFile(_Mapped):
+    """PATH.limits: what the worker is granted."""
+
+    @staticmethod
+    def open(str path, bint writable=False):
+        cdef LimitsFile m = LimitsFile()
+        m._open(path, TF_SHM_KIND_LIMITS, writable)
+        return m
+
+    def device(self, int index):
+        """(uuid, vram_limit, tflops_request_milli, tflops_limit_milli)"""
+        self._header()
+        cdef tf_shm_limit *d = &(<tf_shm_limits *>self.base).devices[self._device(index)]
+        uuid = d.uuid[:strnlen(d.uuid, TF_SHM_UUID_LEN)]
+        return (uuid, tf_shm_load_u64(&d.vram_limit_bytes), tf_shm_load_u64(&d.tflops_request_milli),
+                tf_shm_load_u64(&d.tflops_limit_milli))
+
+    def set_limits(self, int index, uint64_t vram_limit, uint64_t tflops_request, uint64_t tflops_limit):
+        """Hypervisor-side limit change; bumps the header generation afterwards."""
+        self._need_write()
+        cdef tf_shm_limit *d = &(<tf_shm_limits *>self.base).devices[self._device(index)]
+        tf_shm_store_u64(&d.vram_limit_bytes, vram_limit)
+        tf_shm_store_u64(&d.tflops_request_milli, tflops_request)
+        tf_shm_store_u64(&d.tflops_limit_milli, tflops_limit)
+        tf_shm_add_saturating(&(<tf_shm_header *>self.base).generation, 1)
+
+
+cdef class StateFile(_Mapped):
+    """PATH: per-device usage and process slots."""
+
+    cdef uint64_t owned  # slots this descriptor holds (bit i = slot i)
+
+    @staticmethod
+    def open(str path, bint writable=False):
+        cdef StateFile m = StateFile()
+        m._open(path, TF_SHM_KIND_STATE, writable)
+        m.owned = 0
+        return m
+
+    cdef tf_shm_state *_state(self) except NULL:
+        self._header()
+        return <tf_shm_state *>self.base
 
     cdef int _slot(self, int slot) except -1:
         if not 0 <= slot < TF_SHM_MAX_PROCS:
             raise IndexError(f"process slot {slot} out of range")
         return slot
 
-    cdef void _need_write(self) except *:
-        self._region()
-        if not self.writable:
-            raise PermissionError("region is mapped read-only")
-
-    def close(self):
-        if self.r != NULL:
-            munmap(self.r, self.size)
-            self.r = NULL
-
-    def header(self):
-        """(magic, major, minor, total_size, device_count, generation)"""
-        cdef tf_shm_header *h = &self._region().header
-        return (h.magic, h.version_major, h.version_minor, h.total_size, h.device_count,
-                tf_shm_load_u64(&h.generation))
-
-    def device(self, int index):
-        """(uuid, vram_limit, vram_used, tflops_request_milli, tflops_limit_milli)"""
-        cdef tf_shm_device *d = &self._region().devices[self._device(index)]
-        uuid = d.uuid[:strnlen(d.uuid, TF_SHM_UUID_LEN)]
-        return (uuid, d.vram_limit_bytes, tf_shm_load_u64(&d.vram_used_bytes),
-                d.tflops_request_milli, d.tflops_limit_milli)
+    def used(self, int index):
+        return tf_shm_load_u64(&self._state().usage[self._device(index)].vram_used_bytes)
 
     def process(self, int slot):
-        """(pid, heartbeat_ns, used bytes per device)"""
-        cdef tf_shm_proc *p = &self._region().procs[self._slot(slot)]
+        """(pid, heartbeat_ns, used bytes per device, alive)"""
+        cdef tf_shm_proc *p = &self._state().procs[self._slot(slot)]
         used = tuple(tf_shm_load_u64(&p.used_bytes[i]) for i in range(TF_SHM_MAX_DEVICES))
-        return (tf_shm_load_i32(&p.pid), tf_shm_load_u64(&p.heartbeat_ns), used)
+        pid = tf_shm_load_i32(&p.pid)
+        alive = pid != 0 and ((self.owned >> slot) & 1 or tf_shm_slot_alive(self.fd, slot))
+        return (pid, tf_shm_load_u64(&p.heartbeat_ns), used, bool(alive))
 
     def add_vram_used(self, int index, int64_t delta):
         """Atomically adds delta (saturating at 0); returns the new device total."""
         self._need_write()
-        return tf_shm_add_saturating(&self.r.devices[self._device(index)].vram_used_bytes, delta)
-
-    def set_limits(self, int index, uint64_t vram_limit, uint64_t tflops_request,
-                   uint64_t tflops_limit):
-        """Hypervisor-side limit change; bumps the header generation afterwards."""
-        self._need_write()
-        cdef tf_shm_device *d = &self.r.devices[self._device(index)]
-        tf_shm_store_u64(&d.vram_limit_bytes, vram_limit)
-        tf_shm_store_u64(&d.tflops_request_milli, tflops_request)
-        tf_shm_store_u64(&d.tflops_limit_milli, tflops_limit)
-        tf_shm_add_saturating(&self.r.header.generation, 1)
+        return tf_shm_add_saturating(&self._state().usage[self._device(index)].vram_used_bytes, delta)
 
     def claim_slot(self, int32_t pid):
-        """Claims a free process slot for pid; -1 when the region is full."""
+        """Claims a free process slot for pid, held through this mapping; -1 when full."""
         self._need_write()
         if pid <= 0:
             raise ValueError(f"pid must be positive, got {pid}")
-        return tf_shm_claim_slot(self.r, pid)
+        cdef int slot = tf_shm_slot_claim(self._state(), self.fd, pid, time.monotonic_ns(), self.owned)
+        if slot >= 0:
+            self.owned |= (<uint64_t>1) << slot
+        return slot
 
     def release_slot(self, int slot, int32_t pid):
-        """Frees slot if pid still owns it; returns whether it did."""
+        """Frees a slot this mapping holds if pid still owns it, returning its usage to the
+        worker; returns whether it did."""
         self._need_write()
-        return bool(tf_shm_release_slot(self.r, self._slot(slot), pid))
+        cdef tf_shm_state *s = self._state()
+        self._slot(slot)
+        if not (self.owned >> slot) & 1 or tf_shm_load_i32(&s.procs[slot].pid) != pid:
+            return False
+        tf_shm_slot_release(s, self.fd, slot)
+        self.owned &= ~((<uint64_t>1) << slot)
+        return True
 
     def heartbeat(self, int slot, uint64_t now_ns):
         self._need_write()
-        tf_shm_store_u64(&self.r.procs[self._slot(slot)].heartbeat_ns, now_ns)
+        tf_shm_store_u64(&self._state().procs[self._slot(slot)].heartbeat_ns, now_ns)
 
     def add_process_used(self, int slot, int index, int64_t delta):
         """Atomically adds delta to a slot's usage on one device; returns the new value."""
         self._need_write()
-        return tf_shm_add_saturating(
-            &self.r.procs[self._slot(slot)].used_bytes[self._device(index)], delta)
+        return tf_shm_add_saturating(&self._state().procs[self._slot(slot)].used_bytes[self._device(index)], delta)
 
+    def sweep(self):
+        """Reclaims the slots of processes that are gone; returns (count, bytes per device)."""
+        self._need_write()
+        cdef uint64_t reclaimed[16]
+        memset(reclaimed, 0, sizeof(reclaimed))
+        count = tf_shm_sweep(self._state(), self.fd, self.owned, reclaimed)
+        return count, tuple(reclaimed[i] for i in range(TF_SHM_MAX_DEVICES))

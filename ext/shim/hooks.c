@@ -1,44 +1,354 @@
 /*
  * Hook bodies, one per hooks.def row, each named after the variant whose ABI it has.
- * Hot-path rules: no getenv, no logging, no locks; configuration comes from init.
+ * Hot-path rules: no getenv, no logging at the default level, no locks; configuration
+ * comes from init, limits and usage from the region (region.c).
  */
 #include <limits.h>
 #include <stddef.h>
 
 #include "shim.h"
 
+#define REAL_OR_FAIL(symbol)                                     \
+    tf_pfn_##symbol real = TF_REAL(symbol);                      \
+    if (real == NULL) return CUDA_ERROR_NOT_INITIALIZED
+
+/* ---- routing ---- */
+
 CUresult cuGetProcAddress_v2(const char *symbol, void **pfn, int cudaVersion, cuuint64_t flags,
                              CUdriverProcAddressQueryResult *symbolStatus) {
-    tf_pfn_cuGetProcAddress_v2 real = TF_REAL(cuGetProcAddress_v2);
-    if (real == NULL) return CUDA_ERROR_NOT_INITIALIZED;
+    REAL_OR_FAIL(cuGetProcAddress_v2);
     CUresult rc = real(symbol, pfn, cudaVersion, flags, symbolStatus);
     if (rc == CUDA_SUCCESS) tf_route(symbol, pfn, cudaVersion, flags);
     return rc;
 }
 
 CUresult cuGetProcAddress(const char *symbol, void **pfn, int cudaVersion, cuuint64_t flags) {
-    tf_pfn_cuGetProcAddress real = TF_REAL(cuGetProcAddress);
-    if (real == NULL) return CUDA_ERROR_NOT_INITIALIZED;
+    REAL_OR_FAIL(cuGetProcAddress);
     CUresult rc = real(symbol, pfn, cudaVersion, flags);
     if (rc == CUDA_SUCCESS) tf_route(symbol, pfn, cudaVersion, flags);
     return rc;
 }
 
-/* Device memory reporting is clamped to min(physical, TF_VRAM_LIMIT). */
+/* ---- memory reporting: min(limit, physical) and the worker's own usage ---- */
+
+/* The limit that applies to a region device: ungranted devices have none to give. */
+static uint64_t visible_total(int dev, uint64_t physical) {
+    if (dev < 0) return 0;
+    uint64_t limit = tf_region_limit(dev);
+    return limit != 0 && limit < physical ? limit : physical;
+}
+
+static void virtual_info(int dev, uint64_t *free_bytes, uint64_t *total) {
+    uint64_t visible = visible_total(dev, *total);
+    uint64_t used = dev < 0 ? 0 : tf_region_used(dev);
+    uint64_t room = used >= visible ? 0 : visible - used;
+    *total = visible;
+    if (room < *free_bytes) *free_bytes = room; /* never more than the device really has */
+}
+
+CUresult cuMemGetInfo_v2(size_t *free_bytes, size_t *total) {
+    REAL_OR_FAIL(cuMemGetInfo_v2);
+    CUresult rc = real(free_bytes, total);
+    int ok;
+    if (rc != CUDA_SUCCESS || tf_region_active() != TF_ADMIT_OK) return rc;
+    int dev = tf_region_current_device(&ok);
+    if (!ok) return rc;
+    uint64_t f = *free_bytes, t = *total;
+    virtual_info(dev, &f, &t);
+    *free_bytes = (size_t)f;
+    *total = (size_t)t;
+    return rc;
+}
+
+/* The CUDA 2.x form: the driver's own 32-bit figures, virtualized the same way. */
+CUresult cuMemGetInfo(unsigned int *free_bytes, unsigned int *total) {
+    REAL_OR_FAIL(cuMemGetInfo);
+    CUresult rc = real(free_bytes, total);
+    int ok;
+    if (rc != CUDA_SUCCESS || tf_region_active() != TF_ADMIT_OK) return rc;
+    int dev = tf_region_current_device(&ok);
+    if (!ok) return rc;
+    uint64_t f = *free_bytes, t = *total;
+    virtual_info(dev, &f, &t);
+    *free_bytes = (unsigned int)f; /* never above the 32-bit values the driver gave */
+    *total = (unsigned int)t;
+    return rc;
+}
+
 CUresult cuDeviceTotalMem_v2(size_t *bytes, CUdevice dev) {
-    tf_pfn_cuDeviceTotalMem_v2 real = TF_REAL(cuDeviceTotalMem_v2);
-    if (real == NULL) return CUDA_ERROR_NOT_INITIALIZED;
+    REAL_OR_FAIL(cuDeviceTotalMem_v2);
     CUresult rc = real(bytes, dev);
-    uint64_t limit = tf_shim_config_get()->vram_limit;
-    if (rc == CUDA_SUCCESS && limit != 0 && *bytes > limit) *bytes = (size_t)limit;
+    if (rc == CUDA_SUCCESS && tf_region_active() == TF_ADMIT_OK) *bytes = (size_t)visible_total(tf_region_device(dev), *bytes);
     return rc;
 }
 
 CUresult cuDeviceTotalMem(unsigned int *bytes, CUdevice dev) {
-    tf_pfn_cuDeviceTotalMem real = TF_REAL(cuDeviceTotalMem);
-    if (real == NULL) return CUDA_ERROR_NOT_INITIALIZED;
+    REAL_OR_FAIL(cuDeviceTotalMem);
     CUresult rc = real(bytes, dev);
-    uint64_t limit = tf_shim_config_get()->vram_limit;
-    if (rc == CUDA_SUCCESS && limit != 0 && *bytes > limit) *bytes = (unsigned int)limit;
+    if (rc == CUDA_SUCCESS && tf_region_active() == TF_ADMIT_OK)
+        *bytes = (unsigned int)visible_total(tf_region_device(dev), *bytes);
     return rc;
 }
+
+nvmlReturn_t nvmlDeviceGetMemoryInfo(nvmlDevice_t device, nvmlMemory_t *memory) {
+    tf_pfn_nvmlDeviceGetMemoryInfo real = TF_REAL(nvmlDeviceGetMemoryInfo);
+    if (real == NULL) return NVML_ERROR_UNINITIALIZED;
+    nvmlReturn_t rc = real(device, memory);
+    if (rc != NVML_SUCCESS || tf_region_active() != TF_ADMIT_OK) return rc;
+    int dev = tf_region_nvml_device(device);
+    uint64_t f = memory->free, t = memory->total;
+    virtual_info(dev, &f, &t);
+    memory->total = t;
+    memory->free = f;
+    memory->used = t - f;
+    return rc;
+}
+
+nvmlReturn_t nvmlDeviceGetMemoryInfo_v2(nvmlDevice_t device, nvmlMemory_v2_t *memory) {
+    tf_pfn_nvmlDeviceGetMemoryInfo_v2 real = TF_REAL(nvmlDeviceGetMemoryInfo_v2);
+    if (real == NULL) return NVML_ERROR_UNINITIALIZED;
+    nvmlReturn_t rc = real(device, memory);
+    if (rc != NVML_SUCCESS || tf_region_active() != TF_ADMIT_OK) return rc;
+    int dev = tf_region_nvml_device(device);
+    uint64_t f = memory->free, t = memory->total;
+    virtual_info(dev, &f, &t);
+    memory->total = t;
+    memory->free = f;
+    memory->used = t - f;
+    memory->reserved = 0;
+    return rc;
+}
+
+/* ---- allocation families ---- */
+
+/* Admits bytes on the current context's device; TF_ADMIT_* with *dev set. */
+static int admit_current(uint64_t bytes, int *dev) {
+    int active = tf_region_active(), ok;
+    *dev = -1;
+    if (active != TF_ADMIT_OK) return active;
+    *dev = tf_region_current_device(&ok);
+    if (!ok) return TF_ADMIT_PASS; /* no context: the driver answers INVALID_CONTEXT itself */
+    return tf_admit(*dev, bytes);
+}
+
+/* Common tail of an allocation: commit (track) on success, undo on failure. */
+static CUresult finish(CUresult rc, int admitted, int kind, uint64_t key, uint64_t bytes, int dev) {
+    if (admitted != TF_ADMIT_OK) return rc;
+    if (rc == CUDA_SUCCESS)
+        tf_track(kind, key, bytes, dev);
+    else
+        tf_admit_undo(dev, bytes);
+    return rc;
+}
+
+#define ADMIT(bytes_expr)                                              \
+    int dev;                                                           \
+    uint64_t charged = (bytes_expr);                                   \
+    int admitted = admit_current(charged, &dev);                       \
+    if (admitted == TF_ADMIT_DENY) return CUDA_ERROR_OUT_OF_MEMORY
+
+CUresult cuMemAlloc_v2(CUdeviceptr *dptr, size_t bytesize) {
+    REAL_OR_FAIL(cuMemAlloc_v2);
+    if (dptr == NULL || bytesize == 0) return real(dptr, bytesize);
+    ADMIT(bytesize);
+    CUresult rc = real(dptr, bytesize);
+    return finish(rc, admitted, TF_ALLOC_PTR, rc == CUDA_SUCCESS ? *dptr : 0, charged, dev);
+}
+
+CUresult cuMemAllocPitch_v2(CUdeviceptr *dptr, size_t *pitch, size_t width, size_t height, unsigned int element) {
+    REAL_OR_FAIL(cuMemAllocPitch_v2);
+    if (dptr == NULL || pitch == NULL || width == 0 || height == 0) return real(dptr, pitch, width, height, element);
+    /* The pitch is only known afterwards: admit the unpadded size, then settle the padding. */
+    ADMIT((uint64_t)width * height);
+    CUresult rc = real(dptr, pitch, width, height, element);
+    if (rc == CUDA_SUCCESS && admitted == TF_ADMIT_OK && *pitch > width) {
+        uint64_t extra = (uint64_t)(*pitch - width) * height;
+        if (tf_admit(dev, extra) != TF_ADMIT_OK) {
+            tf_pfn_cuMemFree_v2 free_fn = TF_REAL(cuMemFree_v2);
+            if (free_fn != NULL) free_fn(*dptr);
+            tf_admit_undo(dev, charged);
+            return CUDA_ERROR_OUT_OF_MEMORY;
+        }
+        charged += extra;
+    }
+    return finish(rc, admitted, TF_ALLOC_PTR, rc == CUDA_SUCCESS ? *dptr : 0, charged, dev);
+}
+
+CUresult cuMemAllocManaged(CUdeviceptr *dptr, size_t bytesize, unsigned int flags) {
+    REAL_OR_FAIL(cuMemAllocManaged);
+    if (dptr == NULL || bytesize == 0) return real(dptr, bytesize, flags);
+    ADMIT(bytesize);
+    CUresult rc = real(dptr, bytesize, flags);
+    return finish(rc, admitted, TF_ALLOC_PTR, rc == CUDA_SUCCESS ? *dptr : 0, charged, dev);
+}
+
+/* Stream-ordered allocations are charged on the current context's device when requested. */
+#define ASYNC_ALLOC(symbol)                                                                    \
+    CUresult symbol(CUdeviceptr *dptr, size_t bytesize, CUstream stream) {                     \
+        REAL_OR_FAIL(symbol);                                                                  \
+        if (dptr == NULL || bytesize == 0) return real(dptr, bytesize, stream);                \
+        ADMIT(bytesize);                                                                       \
+        CUresult rc = real(dptr, bytesize, stream);                                            \
+        return finish(rc, admitted, TF_ALLOC_PTR, rc == CUDA_SUCCESS ? *dptr : 0, charged, dev); \
+    }
+ASYNC_ALLOC(cuMemAllocAsync)
+ASYNC_ALLOC(cuMemAllocAsync_ptsz)
+
+#define POOL_ALLOC(symbol)                                                                     \
+    CUresult symbol(CUdeviceptr *dptr, size_t bytesize, CUmemoryPool pool, CUstream stream) {  \
+        REAL_OR_FAIL(symbol);                                                                  \
+        if (dptr == NULL || bytesize == 0) return real(dptr, bytesize, pool, stream);          \
+        ADMIT(bytesize);                                                                       \
+        CUresult rc = real(dptr, bytesize, pool, stream);                                      \
+        return finish(rc, admitted, TF_ALLOC_PTR, rc == CUDA_SUCCESS ? *dptr : 0, charged, dev); \
+    }
+POOL_ALLOC(cuMemAllocFromPoolAsync)
+POOL_ALLOC(cuMemAllocFromPoolAsync_ptsz)
+
+CUresult cuMemCreate(CUmemGenericAllocationHandle *handle, size_t size, const CUmemAllocationProp *prop,
+                     unsigned long long flags) {
+    REAL_OR_FAIL(cuMemCreate);
+    int active = tf_region_active();
+    if (handle == NULL || prop == NULL || size == 0 || active == TF_ADMIT_PASS ||
+        (active == TF_ADMIT_OK && prop->location.type != CU_MEM_LOCATION_TYPE_DEVICE))
+        return real(handle, size, prop, flags); /* host-located physical memory is not VRAM */
+    int dev = active == TF_ADMIT_OK ? tf_region_device(prop->location.id) : -1;
+    int admitted = active == TF_ADMIT_OK ? tf_admit(dev, size) : TF_ADMIT_DENY;
+    if (admitted == TF_ADMIT_DENY) return CUDA_ERROR_OUT_OF_MEMORY;
+    CUresult rc = real(handle, size, prop, flags);
+    return finish(rc, admitted, TF_ALLOC_VMM, rc == CUDA_SUCCESS ? *handle : 0, size, dev);
+}
+
+CUresult cuArrayCreate_v2(CUarray *array, const CUDA_ARRAY_DESCRIPTOR *d) {
+    REAL_OR_FAIL(cuArrayCreate_v2);
+    if (array == NULL || d == NULL) return real(array, d);
+    ADMIT(tf_array_bytes(d->Width, d->Height, 0, d->Format, d->NumChannels, 1));
+    CUresult rc = real(array, d);
+    return finish(rc, admitted, TF_ALLOC_ARRAY, rc == CUDA_SUCCESS ? (uint64_t)(uintptr_t)*array : 0, charged, dev);
+}
+
+CUresult cuArray3DCreate_v2(CUarray *array, const CUDA_ARRAY3D_DESCRIPTOR *d) {
+    REAL_OR_FAIL(cuArray3DCreate_v2);
+    if (array == NULL || d == NULL) return real(array, d);
+    ADMIT(tf_array_bytes(d->Width, d->Height, d->Depth, d->Format, d->NumChannels, 1));
+    CUresult rc = real(array, d);
+    return finish(rc, admitted, TF_ALLOC_ARRAY, rc == CUDA_SUCCESS ? (uint64_t)(uintptr_t)*array : 0, charged, dev);
+}
+
+CUresult cuMipmappedArrayCreate(CUmipmappedArray *array, const CUDA_ARRAY3D_DESCRIPTOR *d, unsigned int levels) {
+    REAL_OR_FAIL(cuMipmappedArrayCreate);
+    if (array == NULL || d == NULL) return real(array, d, levels);
+    ADMIT(tf_array_bytes(d->Width, d->Height, d->Depth, d->Format, d->NumChannels, levels));
+    CUresult rc = real(array, d, levels);
+    return finish(rc, admitted, TF_ALLOC_MIPMAP, rc == CUDA_SUCCESS ? (uint64_t)(uintptr_t)*array : 0, charged, dev);
+}
+
+/* The CUDA 2.x forms with 32-bit pointers and sizes: no modern program uses them, and their
+ * frees cannot be told apart from the current ones, so under a region they are refused
+ * rather than left as a way around the limit. */
+CUresult cuMemAlloc(unsigned int *dptr, unsigned int bytesize) {
+    REAL_OR_FAIL(cuMemAlloc);
+    return tf_region_active() == TF_ADMIT_PASS ? real(dptr, bytesize) : CUDA_ERROR_NOT_SUPPORTED;
+}
+CUresult cuMemAllocPitch(unsigned int *dptr, unsigned int *pitch, unsigned int width, unsigned int height,
+                         unsigned int element) {
+    REAL_OR_FAIL(cuMemAllocPitch);
+    return tf_region_active() == TF_ADMIT_PASS ? real(dptr, pitch, width, height, element) : CUDA_ERROR_NOT_SUPPORTED;
+}
+CUresult cuArrayCreate(CUarray *array, const void *desc) {
+    REAL_OR_FAIL(cuArrayCreate);
+    return tf_region_active() == TF_ADMIT_PASS ? real(array, desc) : CUDA_ERROR_NOT_SUPPORTED;
+}
+CUresult cuArray3DCreate(CUarray *array, const void *desc) {
+    REAL_OR_FAIL(cuArray3DCreate);
+    return tf_region_active() == TF_ADMIT_PASS ? real(array, desc) : CUDA_ERROR_NOT_SUPPORTED;
+}
+
+/* Frees of 32-bit pointers: nothing under a region was allocated that way (see above). */
+CUresult cuMemFree(unsigned int dptr) {
+    REAL_OR_FAIL(cuMemFree);
+    return real(dptr);
+}
+
+/* ---- free paths: the record is taken before the driver frees (so the address cannot be
+ * handed out and tracked again in between) and put back if the driver refuses ---- */
+
+#define FREE_BODY(kind, key, call)                                     \
+    uint64_t bytes = 0;                                                \
+    int dev = -1;                                                      \
+    int tracked = tf_untrack(kind, key, &bytes, &dev);                 \
+    CUresult rc = call;                                                \
+    if (tracked) {                                                     \
+        if (rc == CUDA_SUCCESS)                                        \
+            tf_release(dev, bytes);                                    \
+        else                                                           \
+            tf_track(kind, key, bytes, dev);                           \
+    }                                                                  \
+    return rc
+
+CUresult cuMemFree_v2(CUdeviceptr dptr) {
+    REAL_OR_FAIL(cuMemFree_v2);
+    FREE_BODY(TF_ALLOC_PTR, dptr, real(dptr));
+}
+
+/* Returned to the worker when the free is issued, not when the stream reaches it. */
+CUresult cuMemFreeAsync(CUdeviceptr dptr, CUstream stream) {
+    REAL_OR_FAIL(cuMemFreeAsync);
+    FREE_BODY(TF_ALLOC_PTR, dptr, real(dptr, stream));
+}
+
+CUresult cuMemFreeAsync_ptsz(CUdeviceptr dptr, CUstream stream) {
+    REAL_OR_FAIL(cuMemFreeAsync_ptsz);
+    FREE_BODY(TF_ALLOC_PTR, dptr, real(dptr, stream));
+}
+
+CUresult cuMemRelease(CUmemGenericAllocationHandle handle) {
+    REAL_OR_FAIL(cuMemRelease);
+    FREE_BODY(TF_ALLOC_VMM, handle, real(handle));
+}
+
+CUresult cuArrayDestroy(CUarray array) {
+    REAL_OR_FAIL(cuArrayDestroy);
+    FREE_BODY(TF_ALLOC_ARRAY, (uint64_t)(uintptr_t)array, real(array));
+}
+
+CUresult cuMipmappedArrayDestroy(CUmipmappedArray array) {
+    REAL_OR_FAIL(cuMipmappedArrayDestroy);
+    FREE_BODY(TF_ALLOC_MIPMAP, (uint64_t)(uintptr_t)array, real(array));
+}
+
+/* ---- launches: straight through (admission comes with the compute limiter) ----
+ * Written so the hot path is a load, a test and a tail jump: the rare first call, before
+ * the real pointer is known, goes through an out-of-line function. */
+
+#define TF_PASS(symbol, params, args)                                              \
+    static __attribute__((noinline, cold)) CUresult symbol##_first params {        \
+        tf_pfn_##symbol real = (tf_pfn_##symbol)tf_real(TF_HOOK_IDX_##symbol);     \
+        return real == NULL ? CUDA_ERROR_NOT_INITIALIZED : real args;              \
+    }                                                                              \
+    CUresult symbol params {                                                       \
+        tf_pfn_##symbol real =                                                     \
+            (tf_pfn_##symbol)__atomic_load_n(&tf_hooks[TF_HOOK_IDX_##symbol].real, __ATOMIC_ACQUIRE); \
+        if (__builtin_expect(real == NULL, 0)) return symbol##_first args;         \
+        return real args;                                                          \
+    }
+
+#define LAUNCH_PARAMS                                                                                  \
+    (CUfunction f, unsigned int gx, unsigned int gy, unsigned int gz, unsigned int bx, unsigned int by, \
+     unsigned int bz, unsigned int shmem, CUstream stream, void **params, void **extra)
+#define LAUNCH_ARGS (f, gx, gy, gz, bx, by, bz, shmem, stream, params, extra)
+#define COOP_PARAMS                                                                                    \
+    (CUfunction f, unsigned int gx, unsigned int gy, unsigned int gz, unsigned int bx, unsigned int by, \
+     unsigned int bz, unsigned int shmem, CUstream stream, void **params)
+#define COOP_ARGS (f, gx, gy, gz, bx, by, bz, shmem, stream, params)
+#define EX_PARAMS (const CUlaunchConfig *config, CUfunction f, void **params, void **extra)
+#define EX_ARGS (config, f, params, extra)
+
+TF_PASS(cuLaunchKernel, LAUNCH_PARAMS, LAUNCH_ARGS)
+TF_PASS(cuLaunchKernel_ptsz, LAUNCH_PARAMS, LAUNCH_ARGS)
+TF_PASS(cuLaunchCooperativeKernel, COOP_PARAMS, COOP_ARGS)
+TF_PASS(cuLaunchCooperativeKernel_ptsz, COOP_PARAMS, COOP_ARGS)
+TF_PASS(cuLaunchKernelEx, EX_PARAMS, EX_ARGS)
+TF_PASS(cuLaunchKernelEx_ptsz, EX_PARAMS, EX_ARGS)
+TF_PASS(cuGraphLaunch, (CUgraphExec exec, CUstream stream), (exec, stream))
+TF_PASS(cuGraphLaunch_ptsz, (CUgraphExec exec, CUstream stream), (exec, stream))

@@ -9,7 +9,9 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
+#include <strings.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -24,33 +26,47 @@ typedef void *(*dlsym_fn)(void *, const char *);
 
 static dlsym_fn real_dlsym;
 static tf_shim_config config;
-static pthread_once_t init_once = PTHREAD_ONCE_INIT;
+static pthread_once_t init_once = PTHREAD_ONCE_INIT;   /* dlsym plumbing: may run inside sanitizer start-up */
+static pthread_once_t config_once = PTHREAD_ONCE_INIT; /* settings: only on hooks' paths, never that early */
 static void *self_base; /* load address of this library, to refuse our own functions */
 
-typedef struct tf_hook_entry {
-    const char *symbol;
-    void *hook;
-    void *real; /* atomic: first real pointer seen wins */
-} tf_hook_entry;
-
-static tf_hook_entry hooks[TF_HOOK_COUNT] = {
+tf_hook_entry tf_hooks[TF_HOOK_COUNT] = {
 #define TF_HOOK(base, symbol, ret, params, args) {#symbol, (void *)&symbol, NULL},
 #include "tf/hooks.def"
 #undef TF_HOOK
 };
 
-TF_EARLY static uint64_t parse_limit(const char *name) {
-    const char *text = getenv(name);
-    if (text == NULL || *text == '\0') return 0;
-    char *end = NULL;
-    errno = 0;
-    unsigned long long value = strtoull(text, &end, 10);
-    if (errno != 0 || end == text || *end != '\0' || text[0] == '-') {
-        fprintf(stderr, "tensor-fusion shim: ignoring %s=\"%s\" (want bytes as an integer)\n",
-                name, text);
-        return 0;
+static void *nvml_uuid;  /* atomic: the real nvmlDeviceGetUUID */
+static void *nvml_index; /* atomic: the real nvmlDeviceGetIndex */
+
+void tf_log(int level, const char *fmt, ...) {
+    if (level > config.log_level) return;
+    char line[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "tensor-fusion shim: %s\n", line);
+}
+
+static void read_config(void) {
+    static const char *const levels[] = {"error", "warn", "info", "debug"};
+    const char *level = getenv("TF_LOG_LEVEL");
+    config.log_level = TF_LOG_WARN;
+    if (level != NULL && *level != '\0') {
+        int known = 0;
+        for (int i = 0; i < 4; i++)
+            if (strcasecmp(level, levels[i]) == 0) config.log_level = i, known = 1;
+        if (strcasecmp(level, "warning") == 0) known = 1;
+        if (!known) tf_log(TF_LOG_WARN, "ignoring TF_LOG_LEVEL=\"%s\" (want error, warn, info or debug)", level);
     }
-    return value;
+    const char *fail = getenv("TF_SHIM_FAIL");
+    if (fail != NULL && strcasecmp(fail, "closed") == 0)
+        config.fail_closed = 1;
+    else if (fail != NULL && *fail != '\0' && strcasecmp(fail, "open") != 0)
+        tf_log(TF_LOG_WARN, "ignoring TF_SHIM_FAIL=\"%s\" (want open or closed); failing open", fail);
+    const char *path = getenv("TF_SHM_PATH");
+    if (path != NULL) snprintf(config.shm_path, sizeof config.shm_path, "%s", path);
 }
 
 TF_EARLY static void init(void) {
@@ -59,11 +75,13 @@ TF_EARLY static void init(void) {
     if (real_dlsym == NULL) real_dlsym = (dlsym_fn)dlvsym(RTLD_NEXT, "dlsym", "GLIBC_2.2.5");
     Dl_info info;
     if (dladdr((void *)&init, &info) != 0) self_base = info.dli_fbase;
-    config.vram_limit = parse_limit("TF_VRAM_LIMIT");
 }
 
-TF_EARLY const tf_shim_config *tf_shim_config_get(void) {
-    pthread_once(&init_once, init);
+TF_EARLY static void early_init(void) { pthread_once(&init_once, init); }
+
+const tf_shim_config *tf_shim_config_get(void) {
+    early_init();
+    pthread_once(&config_once, read_config);
     return &config;
 }
 
@@ -75,24 +93,25 @@ TF_EARLY static int is_own(void *p) {
 TF_EARLY static void remember_real(int idx, void *real) {
     void *expected = NULL;
     if (real == NULL || is_own(real)) return; /* never route a hook to itself */
-    __atomic_compare_exchange_n(&hooks[idx].real, &expected, real, 0, __ATOMIC_ACQ_REL,
+    __atomic_compare_exchange_n(&tf_hooks[idx].real, &expected, real, 0, __ATOMIC_ACQ_REL,
                                 __ATOMIC_ACQUIRE);
 }
 
 TF_EARLY static int hook_index(const char *symbol) {
-    if (symbol == NULL || symbol[0] != 'c' || symbol[1] != 'u') return -1;
+    if (symbol == NULL || !((symbol[0] == 'c' && symbol[1] == 'u') || (symbol[0] == 'n' && symbol[1] == 'v')))
+        return -1;
     for (int i = 0; i < TF_HOOK_COUNT; i++)
-        if (strcmp(hooks[i].symbol, symbol) == 0) return i;
+        if (strcmp(tf_hooks[i].symbol, symbol) == 0) return i;
     return -1;
 }
 
 void *tf_real(int idx) {
-    void *real = __atomic_load_n(&hooks[idx].real, __ATOMIC_ACQUIRE);
+    void *real = __atomic_load_n(&tf_hooks[idx].real, __ATOMIC_ACQUIRE);
     if (real == NULL) {
         /* Called directly (program linked against libcuda): the driver is next in line. */
-        tf_shim_config_get();
-        if (real_dlsym != NULL) remember_real(idx, real_dlsym(RTLD_NEXT, hooks[idx].symbol));
-        real = __atomic_load_n(&hooks[idx].real, __ATOMIC_ACQUIRE);
+        early_init();
+        if (real_dlsym != NULL) remember_real(idx, real_dlsym(RTLD_NEXT, tf_hooks[idx].symbol));
+        real = __atomic_load_n(&tf_hooks[idx].real, __ATOMIC_ACQUIRE);
     }
     return real;
 }
@@ -113,7 +132,7 @@ void tf_route(const char *symbol, void **pfn, int cudaVersion, cuuint64_t flags)
     int idx = hook_index(returned);
     if (idx < 0) return;
     remember_real(idx, *pfn);
-    if (__atomic_load_n(&hooks[idx].real, __ATOMIC_ACQUIRE) == *pfn) *pfn = hooks[idx].hook;
+    if (__atomic_load_n(&tf_hooks[idx].real, __ATOMIC_ACQUIRE) == *pfn) *pfn = tf_hooks[idx].hook;
 }
 
 /* Our answer for a hooked name, or NULL to let the real dlsym answer. */
@@ -124,7 +143,28 @@ TF_EARLY static void *dlsym_hook(void *handle, const char *name) {
     if (real == NULL) return NULL;
     if (is_own(real)) real = real_dlsym(RTLD_NEXT, name); /* found our export first */
     remember_real(idx, real);
-    return __atomic_load_n(&hooks[idx].real, __ATOMIC_ACQUIRE) != NULL ? hooks[idx].hook : NULL;
+    if (name[0] == 'n' && __atomic_load_n(&nvml_uuid, __ATOMIC_ACQUIRE) == NULL) {
+        /* NVML memory hooks name devices by UUID: keep the real lookup from the same library. */
+        void *uuid = real_dlsym(handle, "nvmlDeviceGetUUID"), *index = real_dlsym(handle, "nvmlDeviceGetIndex");
+        if (index != NULL && !is_own(index)) __atomic_store_n(&nvml_index, index, __ATOMIC_RELEASE);
+        if (uuid != NULL && !is_own(uuid)) __atomic_store_n(&nvml_uuid, uuid, __ATOMIC_RELEASE);
+    }
+    return __atomic_load_n(&tf_hooks[idx].real, __ATOMIC_ACQUIRE) != NULL ? tf_hooks[idx].hook : NULL;
+}
+
+void *tf_nvml_uuid_fn(void) { return __atomic_load_n(&nvml_uuid, __ATOMIC_ACQUIRE); }
+void *tf_nvml_index_fn(void) { return __atomic_load_n(&nvml_index, __ATOMIC_ACQUIRE); }
+
+void *tf_driver_helper(const char *name) {
+    void *pfn = NULL;
+    tf_pfn_cuGetProcAddress_v2 gpa2 = TF_REAL(cuGetProcAddress_v2);
+    if (gpa2 != NULL) {
+        CUdriverProcAddressQueryResult status;
+        if (gpa2(name, &pfn, 12000, 0, &status) == CUDA_SUCCESS && pfn != NULL) return pfn;
+    }
+    tf_pfn_cuGetProcAddress gpa1 = TF_REAL(cuGetProcAddress);
+    if (gpa1 != NULL && gpa1(name, &pfn, 11000, 0) == CUDA_SUCCESS && pfn != NULL) return pfn;
+    return real_dlsym != NULL ? real_dlsym(RTLD_NEXT, name) : NULL;
 }
 
 /*
@@ -134,7 +174,7 @@ TF_EARLY static void *dlsym_hook(void *handle, const char *name) {
  */
 TF_EXPORT TF_EARLY __attribute__((optimize("O2", "optimize-sibling-calls"))) void *
 dlsym(void *handle, const char *name) {
-    tf_shim_config_get();
+    early_init();
     if (real_dlsym == NULL) return NULL; /* no libdl to forward to: cannot happen on glibc */
     void *hook = dlsym_hook(handle, name);
     if (hook != NULL) return hook;

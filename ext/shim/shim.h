@@ -5,16 +5,25 @@
 #include <stdint.h>
 
 #include "tf/cuda_abi.h"
+#include "tf/nvml_abi.h"
+#include "tf/shm_layout.h"
 
 #define TF_EXPORT __attribute__((visibility("default")))
 
+enum { TF_LOG_ERROR = 0, TF_LOG_WARN = 1, TF_LOG_INFO = 2, TF_LOG_DEBUG = 3 };
+
 /* Configuration, read once at init from the environment. */
 typedef struct tf_shim_config {
-    uint64_t vram_limit; /* TF_VRAM_LIMIT in bytes; 0 = no limit */
+    int log_level;   /* TF_LOG_LEVEL: error, warn (default), info, debug */
+    int fail_closed; /* TF_SHIM_FAIL=closed: without a usable region, allocations fail */
+    char shm_path[512]; /* TF_SHM_PATH; empty = not a tensor-fusion worker */
 } tf_shim_config;
 
 /* Runs init once (thread-safe) and returns the configuration. */
 const tf_shim_config *tf_shim_config_get(void);
+
+/* One line on stderr, prefixed, when level is enabled.  Never on a hot path at the default. */
+void tf_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* One index per hooks.def row. */
 enum {
@@ -24,19 +33,73 @@ enum {
     TF_HOOK_COUNT
 };
 
-/* Typed pointers to the real driver functions, and the hook prototypes. */
+/* Typed pointers to the real functions, and the hook prototypes. */
 #define TF_HOOK(base, symbol, ret, params, args)                                          \
     typedef ret(*tf_pfn_##symbol) params;                                                \
     TF_EXPORT ret symbol params;
 #include "tf/hooks.def"
 #undef TF_HOOK
 
-/* The real driver function behind hook idx, or NULL when no driver is loaded. */
+/* One routing slot per hooks.def row. */
+typedef struct tf_hook_entry {
+    const char *symbol;
+    void *hook;
+    void *real; /* atomic: first real pointer seen wins */
+} tf_hook_entry;
+extern tf_hook_entry tf_hooks[TF_HOOK_COUNT];
+
+/* The real function behind hook idx, or NULL when no driver is loaded (slow path). */
 void *tf_real(int idx);
-#define TF_REAL(symbol) ((tf_pfn_##symbol)tf_real(TF_HOOK_IDX_##symbol))
+
+/* The hot path: one load, and the slow path only until the real pointer is known. */
+static inline void *tf_real_fast(int idx) {
+    void *real = __atomic_load_n(&tf_hooks[idx].real, __ATOMIC_ACQUIRE);
+    return real != NULL ? real : tf_real(idx);
+}
+#define TF_REAL(symbol) ((tf_pfn_##symbol)tf_real_fast(TF_HOOK_IDX_##symbol))
+
+/* A driver function the hooks need but do not replace (cuCtxGetDevice...), resolved through
+ * the real cuGetProcAddress once; NULL when unavailable. */
+void *tf_driver_helper(const char *name);
+/* The real nvmlDeviceGetUUID, captured when NVML's memory functions were looked up. */
+void *tf_nvml_uuid_fn(void);
+void *tf_nvml_index_fn(void); /* and nvmlDeviceGetIndex */
 
 /* Replaces *pfn (returned by the real cuGetProcAddress for symbol) with the hook when the
  * driver returned exactly the variant a hook is written for. */
 void tf_route(const char *symbol, void **pfn, int cudaVersion, cuuint64_t flags);
+
+/* ---- VRAM accounting (region.c) ---- */
+
+/* Kinds of tracked allocations: keys of different kinds never match each other. */
+enum { TF_ALLOC_PTR = 1, TF_ALLOC_VMM, TF_ALLOC_ARRAY, TF_ALLOC_MIPMAP };
+
+/* Whether a region governs this process (loaded on first use).  0: pass everything through. */
+int tf_region_active(void);
+
+/* Region device index of a CUDA ordinal (-1: not granted to this worker). */
+int tf_region_device(CUdevice ordinal);
+/* Region device index of the current context's device; -1 with *ok = 0 when no context. */
+int tf_region_current_device(int *ok);
+/* Region device index of an NVML device handle (-1 when not granted or unknown). */
+int tf_region_nvml_device(nvmlDevice_t device);
+
+/* The allocation-hook decision before calling the driver:
+ *   TF_ADMIT_PASS  no region governs: call the driver, track nothing
+ *   TF_ADMIT_OK    bytes are reserved on *dev: call the driver, then commit or undo
+ *   TF_ADMIT_DENY  out of the worker's VRAM (or fail-closed): return OUT_OF_MEMORY */
+enum { TF_ADMIT_PASS = 0, TF_ADMIT_OK = 1, TF_ADMIT_DENY = 2 };
+int tf_admit(int dev, uint64_t bytes);
+void tf_admit_undo(int dev, uint64_t bytes);
+/* Records a successful allocation so its free returns exactly its bytes. */
+void tf_track(int kind, uint64_t key, uint64_t bytes, int dev);
+/* Takes the record of key (0 if untracked).  A free that then fails puts it back (tf_track). */
+int tf_untrack(int kind, uint64_t key, uint64_t *bytes, int *dev);
+/* Returns bytes of a completed free to the worker and this process. */
+void tf_release(int dev, uint64_t bytes);
+
+/* Memory reporting: limit (0 = none) and worker usage of a region device. */
+uint64_t tf_region_limit(int dev);
+uint64_t tf_region_used(int dev);
 
 #endif /* TF_SHIM_H */

@@ -1,31 +1,70 @@
 /*
  * Simulated CUDA driver (libcuda.so.1) for machines without a GPU.  SIMULATED: devices are
- * described by sim_config.h, nothing runs on hardware.  Implements the entry points listed
- * in SIM_CUDA_EXPORTS; cuGetProcAddress resolves through the generated variant table and
- * reports SYMBOL_NOT_FOUND for driver functions the simulator does not implement.
+ * described by the machine-wide state (sim_state.h), nothing runs on hardware.  This file:
+ * init, versions, devices, errors and cuGetProcAddress.  Contexts, streams, events, modules
+ * and launches are in sim_ctx.c; memory in sim_mem.c; the exported list in sim_exports.c.
  */
+#define _GNU_SOURCE
 #include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
-#include "sim_config.h"
-#include "tf/cuda_abi.h"
+#include "sim_cuda.h"
 #include "tf/driver_procs.h"
 
 static int initialized; /* atomic */
+static int visible[TF_SIM_MAX_DEVICES];
+static int visible_count;
 
-static CUresult need_init(void) {
-    return __atomic_load_n(&initialized, __ATOMIC_ACQUIRE) ? CUDA_SUCCESS
-                                                           : CUDA_ERROR_NOT_INITIALIZED;
+CUresult tf_need_init(void) {
+    return __atomic_load_n(&initialized, __ATOMIC_ACQUIRE) ? CUDA_SUCCESS : CUDA_ERROR_NOT_INITIALIZED;
 }
 
+/* CUDA_VISIBLE_DEVICES: comma-separated ordinals or UUID prefixes ("GPU-5153..."); like the
+ * real driver, the list ends at the first entry that names no device. */
+static void parse_visible(const tf_sim_state *s) {
+    const char *env = getenv("CUDA_VISIBLE_DEVICES");
+    visible_count = 0;
+    if (env == NULL) {
+        for (uint32_t i = 0; i < s->device_count; i++) visible[visible_count++] = (int)i;
+        return;
+    }
+    char buf[512];
+    snprintf(buf, sizeof buf, "%s", env);
+    for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok != NULL && visible_count < TF_SIM_MAX_DEVICES;
+         tok = strtok_r(NULL, ",", &save)) {
+        while (*tok == ' ') tok++;
+        int found = -1;
+        if (strncmp(tok, "GPU-", 4) == 0) {
+            for (uint32_t i = 0; i < s->device_count && found < 0; i++)
+                if (strncmp(s->devices[i].uuid_text, tok, strlen(tok)) == 0) found = (int)i;
+        } else {
+            char *end = NULL;
+            long v = strtol(tok, &end, 10);
+            if (end != tok && *end == '\0' && v >= 0 && v < (long)s->device_count) found = (int)v;
+        }
+        if (found < 0) break;
+        visible[visible_count++] = found;
+    }
+}
+
+int tf_visible_count(void) { return visible_count; }
+
+int tf_physical(CUdevice ordinal) { return ordinal >= 0 && ordinal < visible_count ? visible[ordinal] : -1; }
+
 static const tf_sim_device *device_of(CUdevice dev) {
-    const tf_sim_config *c = tf_sim_config_get();
-    return dev >= 0 && dev < c->device_count ? &c->devices[dev] : NULL;
+    int p = tf_physical(dev);
+    return p < 0 ? NULL : &tf_sim_state_get()->devices[p];
 }
 
 TF_SIM_API CUresult cuInit(unsigned int flags) {
     if (flags != 0) return CUDA_ERROR_INVALID_VALUE;
-    if (tf_sim_config_get()->device_count == 0) return CUDA_ERROR_NO_DEVICE;
+    if (__atomic_load_n(&initialized, __ATOMIC_ACQUIRE)) return CUDA_SUCCESS;
+    tf_sim_state *s = tf_sim_state_get();
+    parse_visible(s);
+    if (visible_count == 0) return CUDA_ERROR_NO_DEVICE;
+    tf_sim_self_slot();
     __atomic_store_n(&initialized, 1, __ATOMIC_RELEASE);
     return CUDA_SUCCESS;
 }
@@ -37,15 +76,15 @@ TF_SIM_API CUresult cuDriverGetVersion(int *version) {
 }
 
 TF_SIM_API CUresult cuDeviceGetCount(int *count) {
-    CUresult rc = need_init();
+    CUresult rc = tf_need_init();
     if (rc != CUDA_SUCCESS) return rc;
     if (count == NULL) return CUDA_ERROR_INVALID_VALUE;
-    *count = tf_sim_config_get()->device_count;
+    *count = visible_count;
     return CUDA_SUCCESS;
 }
 
 TF_SIM_API CUresult cuDeviceGet(CUdevice *device, int ordinal) {
-    CUresult rc = need_init();
+    CUresult rc = tf_need_init();
     if (rc != CUDA_SUCCESS) return rc;
     if (device == NULL) return CUDA_ERROR_INVALID_VALUE;
     if (device_of(ordinal) == NULL) return CUDA_ERROR_INVALID_DEVICE;
@@ -54,17 +93,18 @@ TF_SIM_API CUresult cuDeviceGet(CUdevice *device, int ordinal) {
 }
 
 TF_SIM_API CUresult cuDeviceGetName(char *name, int len, CUdevice dev) {
-    CUresult rc = need_init();
+    CUresult rc = tf_need_init();
     if (rc != CUDA_SUCCESS) return rc;
     if (name == NULL || len <= 0) return CUDA_ERROR_INVALID_VALUE;
-    if (device_of(dev) == NULL) return CUDA_ERROR_INVALID_DEVICE;
-    strncpy(name, TF_SIM_DEVICE_NAME, (size_t)len - 1);
+    const tf_sim_device *d = device_of(dev);
+    if (d == NULL) return CUDA_ERROR_INVALID_DEVICE;
+    strncpy(name, d->name, (size_t)len - 1);
     name[len - 1] = '\0';
     return CUDA_SUCCESS;
 }
 
 static CUresult total_mem(uint64_t *bytes, CUdevice dev) {
-    CUresult rc = need_init();
+    CUresult rc = tf_need_init();
     if (rc != CUDA_SUCCESS) return rc;
     const tf_sim_device *d = device_of(dev);
     if (d == NULL) return CUDA_ERROR_INVALID_DEVICE;
@@ -90,7 +130,7 @@ TF_SIM_API CUresult cuDeviceTotalMem_v2(size_t *bytes, CUdevice dev) {
 }
 
 static CUresult get_uuid(CUuuid *uuid, CUdevice dev) {
-    CUresult rc = need_init();
+    CUresult rc = tf_need_init();
     if (rc != CUDA_SUCCESS) return rc;
     if (uuid == NULL) return CUDA_ERROR_INVALID_VALUE;
     const tf_sim_device *d = device_of(dev);
@@ -102,6 +142,36 @@ static CUresult get_uuid(CUuuid *uuid, CUdevice dev) {
 /* The two UUID variants differ only for MIG instances, which the simulator has none of. */
 TF_SIM_API CUresult cuDeviceGetUuid(CUuuid *uuid, CUdevice dev) { return get_uuid(uuid, dev); }
 TF_SIM_API CUresult cuDeviceGetUuid_v2(CUuuid *uuid, CUdevice dev) { return get_uuid(uuid, dev); }
+
+/* The attributes programs commonly ask for; any other reads as 0, as for an absent feature. */
+TF_SIM_API CUresult cuDeviceGetAttribute(int *value, CUdevice_attribute attribute, CUdevice dev) {
+    CUresult rc = tf_need_init();
+    if (rc != CUDA_SUCCESS) return rc;
+    const tf_sim_device *d = device_of(dev);
+    if (value == NULL) return CUDA_ERROR_INVALID_VALUE;
+    if (d == NULL) return CUDA_ERROR_INVALID_DEVICE;
+    switch (attribute) {
+    case 1: *value = 1024; break;                 /* MAX_THREADS_PER_BLOCK */
+    case 2: case 3: *value = 1024; break;         /* MAX_BLOCK_DIM_X/Y */
+    case 4: *value = 64; break;                   /* MAX_BLOCK_DIM_Z */
+    case 5: *value = INT_MAX; break;              /* MAX_GRID_DIM_X */
+    case 6: case 7: *value = 65535; break;        /* MAX_GRID_DIM_Y/Z */
+    case 8: *value = 49152; break;                /* MAX_SHARED_MEMORY_PER_BLOCK */
+    case 10: *value = 32; break;                  /* WARP_SIZE */
+    case 16: *value = (int)d->sm_count; break;    /* MULTIPROCESSOR_COUNT */
+    case 33: *value = 0; break;                   /* PCI_BUS_ID */
+    case 39: *value = 2048; break;                /* MAX_THREADS_PER_MULTIPROCESSOR */
+    case 41: *value = 1; break;                   /* UNIFIED_ADDRESSING */
+    case 75: *value = 9; break;                   /* COMPUTE_CAPABILITY_MAJOR */
+    case 76: *value = 0; break;                   /* COMPUTE_CAPABILITY_MINOR */
+    case 83: *value = 1; break;                   /* MANAGED_MEMORY */
+    case 95: *value = 1; break;                   /* COOPERATIVE_LAUNCH */
+    case 102: *value = 1; break;                  /* VIRTUAL_MEMORY_MANAGEMENT_SUPPORTED */
+    case 115: *value = 1; break;                  /* MEMORY_POOLS_SUPPORTED */
+    default: *value = 0; break;
+    }
+    return CUDA_SUCCESS;
+}
 
 TF_SIM_API CUresult cuGetErrorName(CUresult error, const char **text) {
     if (text == NULL) return CUDA_ERROR_INVALID_VALUE;
@@ -132,32 +202,14 @@ TF_SIM_API CUresult cuGetExportTable(const void **table, const CUuuid *id) {
     return CUDA_ERROR_NOT_SUPPORTED;
 }
 
-TF_SIM_API CUresult cuGetProcAddress_v2(const char *symbol, void **pfn, int cudaVersion,
-                                        cuuint64_t flags,
-                                        CUdriverProcAddressQueryResult *symbolStatus);
+/* What every driver function the simulator does not implement resolves to.  Safe to call
+ * with any arguments: the SysV x86-64 and AArch64 ABIs leave them to the caller. */
+static CUresult not_supported(void) { return CUDA_ERROR_NOT_SUPPORTED; }
 
-TF_SIM_API CUresult cuGetProcAddress(const char *symbol, void **pfn, int cudaVersion,
-                                     cuuint64_t flags) {
-    return cuGetProcAddress_v2(symbol, pfn, cudaVersion, flags, NULL);
-}
-
-/* Every exported variant this simulator implements: X(symbol). */
-#define SIM_CUDA_EXPORTS(X)                                                                 \
-    X(cuInit) X(cuDriverGetVersion) X(cuDeviceGetCount) X(cuDeviceGet) X(cuDeviceGetName)   \
-    X(cuDeviceTotalMem) X(cuDeviceTotalMem_v2) X(cuDeviceGetUuid) X(cuDeviceGetUuid_v2)     \
-    X(cuGetErrorName) X(cuGetErrorString) X(cuGetExportTable) X(cuGetProcAddress)           \
-    X(cuGetProcAddress_v2)
-
-static void *implementation(const char *symbol) {
-#define TF_IMPL(name) if (strcmp(symbol, #name) == 0) return (void *)&name;
-    SIM_CUDA_EXPORTS(TF_IMPL)
-#undef TF_IMPL
-    return NULL;
-}
+void *tf_sim_export(const char *symbol); /* sim_exports.c */
 
 TF_SIM_API CUresult cuGetProcAddress_v2(const char *symbol, void **pfn, int cudaVersion,
-                                        cuuint64_t flags,
-                                        CUdriverProcAddressQueryResult *symbolStatus) {
+                                        cuuint64_t flags, CUdriverProcAddressQueryResult *symbolStatus) {
     CUdriverProcAddressQueryResult status = CU_GET_PROC_ADDRESS_SYMBOL_NOT_FOUND;
     if (symbol == NULL || pfn == NULL || cudaVersion > tf_sim_config_get()->driver_version ||
         flags > (CU_GET_PROC_ADDRESS_LEGACY_STREAM | CU_GET_PROC_ADDRESS_PER_THREAD_DEFAULT_STREAM)) {
@@ -165,8 +217,15 @@ TF_SIM_API CUresult cuGetProcAddress_v2(const char *symbol, void **pfn, int cuda
         return CUDA_ERROR_INVALID_VALUE;
     }
     const tf_proc_variant *v = tf_proc_select(symbol, cudaVersion, flags, &status);
-    *pfn = v != NULL ? implementation(v->symbol) : NULL;
-    if (v != NULL && *pfn == NULL) status = CU_GET_PROC_ADDRESS_SYMBOL_NOT_FOUND;
+    *pfn = NULL;
+    if (v != NULL) {
+        *pfn = tf_sim_export(v->symbol);
+        if (*pfn == NULL) *pfn = (void *)&not_supported;
+    }
     if (symbolStatus != NULL) *symbolStatus = status;
     return CUDA_SUCCESS;
+}
+
+TF_SIM_API CUresult cuGetProcAddress(const char *symbol, void **pfn, int cudaVersion, cuuint64_t flags) {
+    return cuGetProcAddress_v2(symbol, pfn, cudaVersion, flags, NULL);
 }

@@ -72,6 +72,9 @@ def test_validate_reports_bad_documents(tmp_path: Path, capsys: pytest.CaptureFi
     assert "missing.yaml" in err
 
 
-def test_demo_runs_and_exits_zero() -> None:
+def test_demo_runs_isolates_vram_and_exits_zero() -> None:
     result = subprocess.run([sys.executable, "-m", "daemons.demo"], capture_output=True, text=True, check=True)
     assert "not yet available" in result.stdout
+    # Both tenants were held to their own VRAM limit by the shim on the simulated GPU.
+    assert result.stdout.count("CUDA_ERROR_OUT_OF_MEMORY") == 2
+    assert "tenant-a     1024MiB     1024MiB    1024MiB" in result.stdout

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from tfcore.ipc import DeviceSpec, Region
 from tfcore.native import library_paths
 
 REPO = Path(__file__).resolve().parents[2]
@@ -27,9 +28,16 @@ def libs() -> dict[str, Path]:
     return library_paths()
 
 
+@pytest.fixture(autouse=True)
+def _own_simulated_machine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test gets a simulated machine of its own; its processes share it."""
+    monkeypatch.setenv("TF_SIM_STATE", str(tmp_path / "simgpu.state"))
+
+
 def sim_env(libs: dict[str, Path], shim: bool = False, **extra: str) -> dict[str, str]:
     """Environment for a child that sees the simulated driver (and optionally the shim)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TF_", "LD_"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TF_", "LD_", "CUDA_"))}
+    env["TF_SIM_STATE"] = os.environ["TF_SIM_STATE"]
     env["LD_LIBRARY_PATH"] = str(libs["simcuda"].parent)
     if shim:
         env["LD_PRELOAD"] = str(libs["shim"])
@@ -77,3 +85,10 @@ def cc(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
         return target
 
     return compile_c
+
+
+def make_region(path: Path, *limits: tuple[str, int]) -> Path:
+    """A region granting (device selector, VRAM bytes) pairs; returns its path."""
+    with Region.create(path, [DeviceSpec(selector, vram) for selector, vram in limits]):
+        pass
+    return path

@@ -29,15 +29,36 @@ def test_python_constants_match_c() -> None:
         _shm.VERSION_MINOR,
     )
     assert (layout.MAX_DEVICES, layout.MAX_PROCS, layout.UUID_LEN) == (_shm.MAX_DEVICES, _shm.MAX_PROCS, _shm.UUID_LEN)
-    assert layout.REGION_SIZE == _shm.REGION_SIZE
+    assert (layout.LIMITS_SIZE, layout.STATE_SIZE) == (_shm.LIMITS_SIZE, _shm.STATE_SIZE)
+    assert (layout.KIND_LIMITS, layout.KIND_STATE, layout.LIMITS_SUFFIX) == (
+        _shm.KIND_LIMITS,
+        _shm.KIND_STATE,
+        _shm.LIMITS_SUFFIX,
+    )
+
+
+NVML_HOOKS = {
+    ("nvmlDeviceGetMemoryInfo", "nvmlDeviceGetMemoryInfo"),
+    ("nvmlDeviceGetMemoryInfo_v2", "nvmlDeviceGetMemoryInfo_v2"),
+}
 
 
 def test_hooks_are_known_driver_variants() -> None:
     table = (INCLUDE / "driver_procs.inc").read_text()
     variants = set(re.findall(r"TF_DRIVER_PROC\((\w+), (\w+),", table))
     hooks = set(re.findall(r"^TF_HOOK\((\w+), (\w+),", (INCLUDE / "hooks.def").read_text(), re.M))
-    assert hooks
-    assert hooks <= variants
+    driver_hooks = {h for h in hooks if h[0].startswith("cu")}
+    assert driver_hooks
+    assert driver_hooks <= variants
+    assert hooks - driver_hooks == NVML_HOOKS
+
+
+def test_every_variant_of_a_hooked_memory_function_is_hooked() -> None:
+    """A caller's cudaVersion picks the variant: an unhooked one would bypass the limit."""
+    table = re.findall(r"TF_DRIVER_PROC\((\w+), (\w+),", (INCLUDE / "driver_procs.inc").read_text())
+    hooks = set(re.findall(r"^TF_HOOK\((\w+), (\w+),", (INCLUDE / "hooks.def").read_text(), re.M))
+    for base in {b for b, _ in hooks if b.startswith("cu")}:
+        assert {(b, v) for b, v in table if b == base} <= hooks, base
 
 
 @pytest.mark.skipif(not (CUDA_INCLUDE / "cudaTypedefs.h").exists(), reason="CUDA toolkit headers not installed")

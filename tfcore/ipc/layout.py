@@ -1,5 +1,8 @@
 """Pure-Python description of the region layout in ext/include/tf/shm_layout.h.
 
+A region is two files: PATH.limits (header + LIMIT per device) and PATH (header + USAGE per
+device + PROC slots).
+
 Lets tools read a region without the native binding, and lets a test prove that Python and
 C agree byte for byte (tests/native/test_layout.py compares it with offsetof/sizeof).
 Fields are little-endian with C's natural alignment made explicit by reserved fields, so
@@ -12,11 +15,14 @@ import struct
 from dataclasses import dataclass
 
 MAGIC = 0x4D485354  # bytes "TSHM"
-VERSION_MAJOR = 1
+VERSION_MAJOR = 2
 VERSION_MINOR = 0
 MAX_DEVICES = 16
 MAX_PROCS = 64
 UUID_LEN = 48
+KIND_LIMITS = 1
+KIND_STATE = 2
+LIMITS_SUFFIX = ".limits"  # PATH.limits beside the state file PATH
 
 
 @dataclass(frozen=True)
@@ -55,23 +61,24 @@ HEADER = StructLayout(
         ("device_count", "I"),
         ("max_devices", "I"),
         ("max_procs", "I"),
-        ("reserved0", "I"),
+        ("kind", "I"),
         ("generation", "Q"),
         ("reserved1", "24s"),
     ),
 )
 
-DEVICE = StructLayout(
-    "tf_shm_device",
+LIMIT = StructLayout(
+    "tf_shm_limit",
     (
         ("uuid", f"{UUID_LEN}s"),
         ("vram_limit_bytes", "Q"),
-        ("vram_used_bytes", "Q"),
         ("tflops_request_milli", "Q"),
         ("tflops_limit_milli", "Q"),
-        ("reserved", "48s"),
+        ("reserved", "56s"),
     ),
 )
+
+USAGE = StructLayout("tf_shm_usage", (("vram_used_bytes", "Q"), ("reserved", "56s")))
 
 PROC = StructLayout(
     "tf_shm_proc",
@@ -84,7 +91,8 @@ PROC = StructLayout(
     ),
 )
 
-STRUCTS = (HEADER, DEVICE, PROC)
-DEVICES_OFFSET = HEADER.size
-PROCS_OFFSET = DEVICES_OFFSET + MAX_DEVICES * DEVICE.size
-REGION_SIZE = PROCS_OFFSET + MAX_PROCS * PROC.size
+STRUCTS = (HEADER, LIMIT, USAGE, PROC)
+LIMITS_SIZE = HEADER.size + MAX_DEVICES * LIMIT.size
+USAGE_OFFSET = HEADER.size
+PROCS_OFFSET = USAGE_OFFSET + MAX_DEVICES * USAGE.size
+STATE_SIZE = PROCS_OFFSET + MAX_PROCS * PROC.size

@@ -1,7 +1,9 @@
 """Region: the Python face of one worker's shared-memory region.
 
-Wraps the native binding (tfcore.ipc._shm) so callers get dataclasses and one error type,
-RegionError, which names the file and what is wrong with it.
+A region is two files (see ext/include/tf/shm_layout.h): PATH.limits, what the worker is
+granted, writable only by its creator; and PATH, the state (usage and process slots) that
+the worker's processes update.  Wraps the native binding (tfcore.ipc._shm) so callers get
+dataclasses and one error type, RegionError, which names the file and what is wrong.
 """
 
 from __future__ import annotations
@@ -52,83 +54,124 @@ class ProcessSlot:
     pid: int
     heartbeat_ns: int
     used_bytes: tuple[int, ...]  # per device index
+    alive: bool  # its owner still holds the slot (a dead one awaits the sweep)
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    reclaimed_slots: int
+    reclaimed_bytes: tuple[int, ...]  # per device index
+
+
+def limits_path(path: str | Path) -> Path:
+    """Where the limits file of the region at path lives."""
+    p = Path(path)
+    return p.with_name(p.name + _shm.LIMITS_SUFFIX)
 
 
 class Region:
-    """An open region file.  Use create() or open(); close() (or `with`) unmaps it."""
+    """An open region.  Use create() or open(); close() (or `with`) unmaps it."""
 
-    def __init__(self, path: Path, mapping: _shm.Mapping) -> None:
+    def __init__(self, path: Path, limits: _shm.LimitsFile, state: _shm.StateFile) -> None:
         self.path = path
-        self._m = mapping
+        self._limits = limits
+        self._state = state
 
     @classmethod
-    def create(cls, path: str | Path, devices: Sequence[DeviceSpec]) -> Region:
-        """Creates a new region (the file must not exist) and maps it writable."""
+    def create(cls, path: str | Path, devices: Sequence[DeviceSpec], tenant_uid: int | None = None) -> Region:
+        """Creates a new region (neither file may exist) and maps it writable.  The state file
+        is mode 0666, or 0600 owned by tenant_uid; the limits file is 0644 and the creator's."""
         p = Path(path)
         specs = [(d.uuid.encode(), d.vram_limit_bytes, d.tflops_request_milli, d.tflops_limit_milli) for d in devices]
         with _errors(p):
-            return cls(p, _shm.Mapping.create(str(p), specs))
+            _shm.create(str(p), specs, -1 if tenant_uid is None else tenant_uid)
+        return cls.open(p, readonly=False)
 
     @classmethod
     def open(cls, path: str | Path, readonly: bool = True) -> Region:
-        """Maps an existing region after checking magic, major version and size."""
+        """Maps an existing region after checking magic, major version, kind and size of both
+        files.  readonly=False maps both writable (the hypervisor's view)."""
         p = Path(path)
-        with _errors(p):
-            return cls(p, _shm.Mapping.open(str(p), not readonly))
+        with _errors(limits_path(p)):
+            limits = _shm.LimitsFile.open(str(limits_path(p)), not readonly)
+        try:
+            with _errors(p):
+                state = _shm.StateFile.open(str(p), not readonly)
+        except RegionError:
+            limits.close()
+            raise
+        if limits.header()[4] != state.header()[4]:
+            limits.close()
+            state.close()
+            raise RegionError(p, "limits and state files disagree on the device count")
+        return cls(p, limits, state)
 
     @property
     def readonly(self) -> bool:
-        return not self._m.writable
+        return not self._state.writable
 
     def header(self) -> Header:
         with _errors(self.path):
-            _magic, major, minor, total, count, generation = self._m.header()
+            _magic, major, minor, total, count, generation = self._limits.header()
         return Header(major, minor, total, count, generation)
 
     def devices(self) -> list[DeviceState]:
         with _errors(self.path):
-            count = self._m.header()[4]
-            rows = [self._m.device(i) for i in range(count)]
-        return [DeviceState(i, uuid.decode(errors="replace"), *rest) for i, (uuid, *rest) in enumerate(rows)]
+            count = self._limits.header()[4]
+            rows = [(*self._limits.device(i), self._state.used(i)) for i in range(count)]
+        return [
+            DeviceState(i, uuid.decode(errors="replace"), limit, used, request, tflops_limit)
+            for i, (uuid, limit, request, tflops_limit, used) in enumerate(rows)
+        ]
 
     def processes(self) -> list[ProcessSlot]:
         """Occupied process slots."""
         with _errors(self.path):
-            rows = [(i, *self._m.process(i)) for i in range(_shm.MAX_PROCS)]
-        return [ProcessSlot(i, pid, beat, used) for i, pid, beat, used in rows if pid != 0]
+            rows = [(i, *self._state.process(i)) for i in range(_shm.MAX_PROCS)]
+        return [ProcessSlot(i, pid, beat, used, alive) for i, pid, beat, used, alive in rows if pid != 0]
 
     def add_vram_used(self, device: int, delta: int) -> int:
         """Adds delta bytes (negative frees; never below 0); returns the new total."""
         with _errors(self.path):
-            return int(self._m.add_vram_used(device, delta))
+            return int(self._state.add_vram_used(device, delta))
 
     def set_limits(self, device: int, spec: DeviceSpec) -> None:
         """Changes a device's limits (hypervisor only); bumps the header generation."""
-        with _errors(self.path):
-            self._m.set_limits(device, spec.vram_limit_bytes, spec.tflops_request_milli, spec.tflops_limit_milli)
+        with _errors(limits_path(self.path)):
+            self._limits.set_limits(device, spec.vram_limit_bytes, spec.tflops_request_milli, spec.tflops_limit_milli)
 
     def claim_slot(self, pid: int) -> int:
-        """Claims a process slot for pid; RegionError when all are taken."""
+        """Claims a process slot for pid, held while this Region is open; RegionError when
+        all are taken by live processes."""
         with _errors(self.path):
-            slot = int(self._m.claim_slot(pid))
+            slot = int(self._state.claim_slot(pid))
         if slot < 0:
             raise RegionError(self.path, f"all {_shm.MAX_PROCS} process slots are taken")
         return slot
 
     def release_slot(self, slot: int, pid: int) -> bool:
+        """Frees a slot this Region claimed for pid, returning its usage to the worker."""
         with _errors(self.path):
-            return bool(self._m.release_slot(slot, pid))
+            return bool(self._state.release_slot(slot, pid))
 
     def heartbeat(self, slot: int, now_ns: int | None = None) -> None:
         with _errors(self.path):
-            self._m.heartbeat(slot, time.monotonic_ns() if now_ns is None else now_ns)
+            self._state.heartbeat(slot, time.monotonic_ns() if now_ns is None else now_ns)
 
     def add_process_used(self, slot: int, device: int, delta: int) -> int:
         with _errors(self.path):
-            return int(self._m.add_process_used(slot, device, delta))
+            return int(self._state.add_process_used(slot, device, delta))
+
+    def sweep(self) -> SweepResult:
+        """Reclaims the slots of dead processes: their usage leaves the worker's totals.
+        Liveness is the kernel's (a dead owner's slot lock is gone), never a pid probe."""
+        with _errors(self.path):
+            count, reclaimed = self._state.sweep()
+        return SweepResult(int(count), tuple(int(b) for b in reclaimed))
 
     def close(self) -> None:
-        self._m.close()
+        self._limits.close()
+        self._state.close()
 
     def __enter__(self) -> Region:
         return self

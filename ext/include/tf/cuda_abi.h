@@ -16,6 +16,105 @@ typedef uint64_t cuuint64_t;
 typedef uint64_t CUdeviceptr;
 typedef struct CUctx_st *CUcontext;
 typedef struct CUstream_st *CUstream;
+typedef struct CUevent_st *CUevent;
+typedef struct CUmod_st *CUmodule;
+typedef struct CUfunc_st *CUfunction;
+typedef struct CUmemPoolHandle_st *CUmemoryPool;
+typedef struct CUarray_st *CUarray;
+typedef struct CUmipmappedArray_st *CUmipmappedArray;
+typedef struct CUgraphExec_st *CUgraphExec;
+typedef struct CUlaunchAttribute_st CUlaunchAttribute; /* opaque to us */
+typedef struct CUexecAffinityParam_st CUexecAffinityParam;
+typedef struct CUctxCreateParams_st CUctxCreateParams;
+typedef unsigned long long CUmemGenericAllocationHandle;
+typedef int CUdevice_attribute;
+
+#define CU_STREAM_LEGACY ((CUstream)0x1)
+#define CU_STREAM_PER_THREAD ((CUstream)0x2)
+#define CU_MEM_ATTACH_GLOBAL 0x1
+#define CU_MEM_ATTACH_HOST 0x2
+#define CU_MEM_ALLOCATION_TYPE_PINNED 0x1
+#define CU_MEM_LOCATION_TYPE_DEVICE 0x1
+
+typedef struct CUmemLocation_st {
+    int type; /* CUmemLocationType */
+    int id;
+} CUmemLocation;
+
+typedef struct CUmemAllocationProp_st {
+    int type;                 /* CUmemAllocationType */
+    int requestedHandleTypes; /* CUmemAllocationHandleType */
+    CUmemLocation location;
+    void *win32HandleMetaData;
+    struct {
+        unsigned char compressionType;
+        unsigned char gpuDirectRDMACapable;
+        unsigned short usage;
+        unsigned char reserved[4];
+    } allocFlags;
+} CUmemAllocationProp;
+
+typedef struct CUmemAccessDesc_st {
+    CUmemLocation location;
+    int flags; /* CUmemAccess_flags */
+} CUmemAccessDesc;
+
+typedef struct CUDA_ARRAY_DESCRIPTOR_st {
+    size_t Width;
+    size_t Height;
+    int Format; /* CUarray_format */
+    unsigned int NumChannels;
+} CUDA_ARRAY_DESCRIPTOR;
+
+typedef struct CUDA_ARRAY3D_DESCRIPTOR_st {
+    size_t Width;
+    size_t Height;
+    size_t Depth;
+    int Format; /* CUarray_format */
+    unsigned int NumChannels;
+    unsigned int Flags;
+} CUDA_ARRAY3D_DESCRIPTOR;
+
+typedef struct CUlaunchConfig_st {
+    unsigned int gridDimX, gridDimY, gridDimZ;
+    unsigned int blockDimX, blockDimY, blockDimZ;
+    unsigned int sharedMemBytes;
+    CUstream hStream;
+    CUlaunchAttribute *attrs;
+    unsigned int numAttrs;
+} CUlaunchConfig;
+
+/* Bytes per element of a CUarray_format, 0 for formats we do not know (block-compressed,
+ * packed video formats): callers treat those conservatively. */
+static inline unsigned int tf_array_format_bytes(int format) {
+    switch (format) {
+    case 0x01: case 0x08: return 1;             /* UNSIGNED_INT8, SIGNED_INT8 */
+    case 0x02: case 0x09: case 0x10: return 2;  /* UNSIGNED_INT16, SIGNED_INT16, HALF */
+    case 0x03: case 0x0a: case 0x20: return 4;  /* UNSIGNED_INT32, SIGNED_INT32, FLOAT */
+    default: return 0;
+    }
+}
+
+/* Device bytes of an array (depth 0 = 2D) or, with levels > 1, of a mipmapped array: each
+ * level halves every extent down to 1.  Unknown formats count 16 bytes per element (the
+ * largest texel), so the estimate never undercounts.  Saturates instead of overflowing. */
+static inline uint64_t tf_array_bytes(size_t width, size_t height, size_t depth, int format,
+                                      unsigned int channels, unsigned int levels) {
+    uint64_t elem = tf_array_format_bytes(format);
+    uint64_t total = 0;
+    elem = elem == 0 ? 16 : elem * (channels == 0 ? 1 : channels);
+    if (levels == 0) levels = 1;
+    for (unsigned int l = 0; l < levels && l < 64; l++) {
+        uint64_t w = width ? width : 1, h = height ? height : 1, d = depth ? depth : 1;
+        unsigned __int128 level = (unsigned __int128)w * h * d * elem;
+        total = level > UINT64_MAX - total ? UINT64_MAX : total + (uint64_t)level;
+        width = width > 1 ? width / 2 : 1;
+        height = height > 1 ? height / 2 : (height ? 1 : 0);
+        depth = depth > 1 ? depth / 2 : (depth ? 1 : 0);
+    }
+    return total;
+}
+
 typedef struct CUuuid_st {
     char bytes[16];
 } CUuuid;
@@ -29,9 +128,16 @@ typedef struct CUuuid_st {
     X(CUDA_ERROR_DEINITIALIZED, 4, "driver shutting down")                             \
     X(CUDA_ERROR_NO_DEVICE, 100, "no CUDA-capable device is detected")                 \
     X(CUDA_ERROR_INVALID_DEVICE, 101, "invalid device ordinal")                        \
+    X(CUDA_ERROR_INVALID_IMAGE, 200, "device kernel image is invalid")                 \
     X(CUDA_ERROR_INVALID_CONTEXT, 201, "invalid device context")                       \
+    X(CUDA_ERROR_FILE_NOT_FOUND, 301, "file not found")                                \
     X(CUDA_ERROR_INVALID_HANDLE, 400, "invalid resource handle")                       \
     X(CUDA_ERROR_NOT_FOUND, 500, "named symbol not found")                             \
+    X(CUDA_ERROR_NOT_READY, 600, "device not ready")                                   \
+    X(CUDA_ERROR_ILLEGAL_ADDRESS, 700, "an illegal memory access was encountered")     \
+    X(CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES, 701, "too many resources requested for launch") \
+    X(CUDA_ERROR_CONTEXT_IS_DESTROYED, 709, "context is destroyed")                    \
+    X(CUDA_ERROR_NOT_PERMITTED, 800, "operation not permitted")                        \
     X(CUDA_ERROR_NOT_SUPPORTED, 801, "operation not supported")                        \
     X(CUDA_ERROR_UNKNOWN, 999, "unknown error")
 

@@ -2,18 +2,34 @@
  * shm_layout.h - THE shared-memory region contract between the hypervisor (Python, via
  * tfcore.ipc) and the shim inside workload processes (C).  One region per worker.
  *
+ * A region is two files, so that file permissions can keep the tenant away from its limits:
+ *
+ *   PATH.limits  kind LIMITS: header + per-device grants (uuid, VRAM limit, TFLOPS).  Written
+ *                by the hypervisor only; the tenant can read it (mode 0644, another uid) and
+ *                the shim maps it read-only from an O_RDONLY descriptor.
+ *   PATH         kind STATE: header + per-device usage + per-process slots.  Written by every
+ *                process of the worker with atomics only.  Writing garbage here can hurt only
+ *                the worker itself, never raise its limit.
+ *
  * Versioning rules
  *   - TF_SHM_VERSION_MAJOR changes when an existing field moves, changes size or meaning,
  *     or a structure changes size.  Readers reject any other major version.
  *   - TF_SHM_VERSION_MINOR changes when a field is carved out of reserved bytes with zero
  *     meaning "absent".  Readers accept any minor and ignore fields they do not know.
- *   - total_size in the header is the region size the writer used; a reader requires the
- *     file to be exactly that long and at least TF_SHM_REGION_SIZE of its own major.
+ *   - total_size in the header is the file size the writer used; a reader requires the file
+ *     to be exactly that long and at least the size of its own major for that kind.
+ *   - Major 2 split v1's single file into the two kinds above.
  *
  * Concurrency rules (learned from the field): no locks and no sem_t in the region, so a
  * SIGKILL at any instruction cannot wedge other processes.  Fields marked "atomic" are only
  * read and written with the __atomic builtins below; everything else is written once by the
- * creator before the region is published (created under a temporary name, then renamed).
+ * creator before the file is published (created under a temporary name, then linked).
+ *
+ * Process liveness: a process owns its slot by holding an open-file-description (OFD) write
+ * lock on the slot's first byte of the STATE file.  Nobody ever waits on these locks (only
+ * F_OFD_SETLK, never F_OFD_SETLKW); the kernel drops them when the owner dies, however it
+ * dies, so "lock can be taken" means "owner is gone".  This works across PID namespaces and
+ * survives PID reuse, which a pid + kill(pid, 0) probe does not.
  *
  * Every field is declared once, in the X-macro lists, which generate both the structs and
  * the offset table (tf_shm_fields) that tests compare with tfcore/ipc/layout.py.
@@ -26,67 +42,86 @@
 #include <string.h>
 
 #define TF_SHM_MAGIC 0x4D485354u /* bytes "TSHM" in little-endian order */
-#define TF_SHM_VERSION_MAJOR 1
+#define TF_SHM_VERSION_MAJOR 2
 #define TF_SHM_VERSION_MINOR 0
 #define TF_SHM_MAX_DEVICES 16
 #define TF_SHM_MAX_PROCS 64
 #define TF_SHM_UUID_LEN 48 /* "GPU-" + 36-char UUID + NUL fits with room to spare */
+#define TF_SHM_KIND_LIMITS 1u
+#define TF_SHM_KIND_STATE 2u
+#define TF_SHM_LIMITS_SUFFIX ".limits"
 
 /* F(type, name, array_suffix): the suffix is empty for scalars. */
 #define TF_SHM_HEADER_FIELDS(F)                                                            \
     F(uint32_t, magic, )            /* TF_SHM_MAGIC */                                     \
     F(uint16_t, version_major, )                                                           \
     F(uint16_t, version_minor, )                                                           \
-    F(uint64_t, total_size, )       /* bytes, whole region */                              \
-    F(uint32_t, device_count, )     /* used entries of devices[] */                        \
+    F(uint64_t, total_size, )       /* bytes, whole file */                                \
+    F(uint32_t, device_count, )     /* used entries of the per-device arrays */            \
     F(uint32_t, max_devices, )      /* TF_SHM_MAX_DEVICES of the writer */                 \
     F(uint32_t, max_procs, )        /* TF_SHM_MAX_PROCS of the writer */                   \
-    F(uint32_t, reserved0, )                                                               \
-    F(uint64_t, generation, )       /* atomic: bumped when limits change */                \
+    F(uint32_t, kind, )             /* TF_SHM_KIND_LIMITS or TF_SHM_KIND_STATE */          \
+    F(uint64_t, generation, )       /* atomic: bumped when limits change (LIMITS) */       \
     F(uint8_t, reserved1, [24])
 
-#define TF_SHM_DEVICE_FIELDS(F)                                                            \
+/* What the worker is granted on one device (LIMITS file). */
+#define TF_SHM_LIMIT_FIELDS(F)                                                             \
     F(char, uuid, [TF_SHM_UUID_LEN]) /* NUL-terminated, e.g. "GPU-8f2c..." */              \
-    F(uint64_t, vram_limit_bytes, )                                                        \
+    F(uint64_t, vram_limit_bytes, )  /* atomic; 0 = no limit */                            \
+    F(uint64_t, tflops_request_milli, ) /* atomic: TFLOPS x 1000; 0 = none */              \
+    F(uint64_t, tflops_limit_milli, )   /* atomic */                                       \
+    F(uint8_t, reserved, [56])
+
+/* What the worker uses on one device (STATE file); one cache line each. */
+#define TF_SHM_USAGE_FIELDS(F)                                                             \
     F(uint64_t, vram_used_bytes, )   /* atomic: sum over the worker's processes */          \
-    F(uint64_t, tflops_request_milli, ) /* TFLOPS x 1000; 0 = none */                      \
-    F(uint64_t, tflops_limit_milli, )                                                      \
-    F(uint8_t, reserved, [48])
+    F(uint8_t, reserved, [56])
 
 #define TF_SHM_PROC_FIELDS(F)                                                              \
-    F(int32_t, pid, )                /* atomic: 0 = free slot, claimed by CAS */           \
+    F(int32_t, pid, )                /* atomic: 0 = free; written by the lock holder only */ \
     F(uint32_t, reserved0, )                                                               \
-    F(uint64_t, heartbeat_ns, )      /* atomic: CLOCK_MONOTONIC of the last beat */        \
+    F(uint64_t, heartbeat_ns, )      /* atomic: CLOCK_MONOTONIC at claim (or last beat) */  \
     F(uint64_t, used_bytes, [TF_SHM_MAX_DEVICES]) /* atomic each: per device */            \
     F(uint8_t, reserved1, [48])
 
 #define TF_SHM_DECLARE_FIELD(type, name, suffix) type name suffix;
 
 typedef struct tf_shm_header { TF_SHM_HEADER_FIELDS(TF_SHM_DECLARE_FIELD) } tf_shm_header;
-typedef struct tf_shm_device { TF_SHM_DEVICE_FIELDS(TF_SHM_DECLARE_FIELD) } tf_shm_device;
+typedef struct tf_shm_limit { TF_SHM_LIMIT_FIELDS(TF_SHM_DECLARE_FIELD) } tf_shm_limit;
+typedef struct tf_shm_usage { TF_SHM_USAGE_FIELDS(TF_SHM_DECLARE_FIELD) } tf_shm_usage;
 typedef struct tf_shm_proc { TF_SHM_PROC_FIELDS(TF_SHM_DECLARE_FIELD) } tf_shm_proc;
 
-typedef struct tf_shm_region {
+typedef struct tf_shm_limits {
     tf_shm_header header;
-    tf_shm_device devices[TF_SHM_MAX_DEVICES];
-    tf_shm_proc procs[TF_SHM_MAX_PROCS];
-} tf_shm_region;
+    tf_shm_limit devices[TF_SHM_MAX_DEVICES];
+} tf_shm_limits;
 
-#define TF_SHM_REGION_SIZE sizeof(tf_shm_region)
+typedef struct tf_shm_state {
+    tf_shm_header header;
+    tf_shm_usage usage[TF_SHM_MAX_DEVICES];
+    tf_shm_proc procs[TF_SHM_MAX_PROCS];
+} tf_shm_state;
+
+#define TF_SHM_LIMITS_SIZE sizeof(tf_shm_limits)
+#define TF_SHM_STATE_SIZE sizeof(tf_shm_state)
 
 _Static_assert(sizeof(tf_shm_header) == 64, "header is one cache line");
-_Static_assert(sizeof(tf_shm_device) == 128, "device block is two cache lines");
+_Static_assert(sizeof(tf_shm_limit) == 128, "limit block is two cache lines");
+_Static_assert(sizeof(tf_shm_usage) == 64, "usage block is one cache line");
 _Static_assert(sizeof(tf_shm_proc) == 192, "process slot is three cache lines");
 _Static_assert(offsetof(tf_shm_header, total_size) == 8, "header layout");
+_Static_assert(offsetof(tf_shm_header, kind) == 28, "header layout");
 _Static_assert(offsetof(tf_shm_header, generation) == 32, "header layout");
-_Static_assert(offsetof(tf_shm_device, vram_limit_bytes) == 48, "device layout");
-_Static_assert(offsetof(tf_shm_device, tflops_limit_milli) == 72, "device layout");
+_Static_assert(offsetof(tf_shm_limit, vram_limit_bytes) == 48, "limit layout");
+_Static_assert(offsetof(tf_shm_limit, tflops_limit_milli) == 64, "limit layout");
 _Static_assert(offsetof(tf_shm_proc, heartbeat_ns) == 8, "proc layout");
 _Static_assert(offsetof(tf_shm_proc, used_bytes) == 16, "proc layout");
-_Static_assert(offsetof(tf_shm_region, devices) == 64, "region layout");
-_Static_assert(offsetof(tf_shm_region, procs) == 64 + 128 * TF_SHM_MAX_DEVICES, "region layout");
-_Static_assert(sizeof(tf_shm_region) == 64 + 128 * TF_SHM_MAX_DEVICES + 192 * TF_SHM_MAX_PROCS,
-               "region has no hidden padding");
+_Static_assert(offsetof(tf_shm_limits, devices) == 64, "limits file layout");
+_Static_assert(offsetof(tf_shm_state, usage) == 64, "state file layout");
+_Static_assert(offsetof(tf_shm_state, procs) == 64 + 64 * TF_SHM_MAX_DEVICES, "state file layout");
+_Static_assert(sizeof(tf_shm_limits) == 64 + 128 * TF_SHM_MAX_DEVICES, "no hidden padding");
+_Static_assert(sizeof(tf_shm_state) == 64 + 64 * TF_SHM_MAX_DEVICES + 192 * TF_SHM_MAX_PROCS,
+               "no hidden padding");
 #if !defined(__GCC_ATOMIC_LLONG_LOCK_FREE) || __GCC_ATOMIC_LLONG_LOCK_FREE != 2
 #error "64-bit atomics must be lock-free for a region shared across processes"
 #endif
@@ -102,12 +137,14 @@ typedef struct tf_shm_field_info {
 #define TF_SHM_FIELD_INFO(st, type, name, suffix) \
     {#st, #name, offsetof(st, name), sizeof(((st *)0)->name)},
 #define TF_SHM_HEADER_INFO(type, name, suffix) TF_SHM_FIELD_INFO(tf_shm_header, type, name, suffix)
-#define TF_SHM_DEVICE_INFO(type, name, suffix) TF_SHM_FIELD_INFO(tf_shm_device, type, name, suffix)
+#define TF_SHM_LIMIT_INFO(type, name, suffix) TF_SHM_FIELD_INFO(tf_shm_limit, type, name, suffix)
+#define TF_SHM_USAGE_INFO(type, name, suffix) TF_SHM_FIELD_INFO(tf_shm_usage, type, name, suffix)
 #define TF_SHM_PROC_INFO(type, name, suffix) TF_SHM_FIELD_INFO(tf_shm_proc, type, name, suffix)
 
 static const tf_shm_field_info tf_shm_fields[] = {
     TF_SHM_HEADER_FIELDS(TF_SHM_HEADER_INFO)
-    TF_SHM_DEVICE_FIELDS(TF_SHM_DEVICE_INFO)
+    TF_SHM_LIMIT_FIELDS(TF_SHM_LIMIT_INFO)
+    TF_SHM_USAGE_FIELDS(TF_SHM_USAGE_INFO)
     TF_SHM_PROC_FIELDS(TF_SHM_PROC_INFO)
 };
 #define TF_SHM_FIELD_COUNT (sizeof(tf_shm_fields) / sizeof(tf_shm_fields[0]))
@@ -118,6 +155,7 @@ typedef enum tf_shm_status {
     TF_SHM_TOO_SMALL,
     TF_SHM_BAD_MAGIC,
     TF_SHM_BAD_MAJOR,
+    TF_SHM_BAD_KIND,
     TF_SHM_SIZE_MISMATCH,
     TF_SHM_BAD_COUNTS
 } tf_shm_status;
@@ -128,20 +166,26 @@ static inline const char *tf_shm_status_text(tf_shm_status s) {
     case TF_SHM_TOO_SMALL: return "file is smaller than a region header";
     case TF_SHM_BAD_MAGIC: return "bad magic (not a tensor-fusion region)";
     case TF_SHM_BAD_MAJOR: return "unsupported major version";
+    case TF_SHM_BAD_KIND: return "wrong file kind (limits and state files swapped?)";
     case TF_SHM_SIZE_MISMATCH: return "file size does not match the header's total_size";
     case TF_SHM_BAD_COUNTS: return "device or process counts out of range";
     }
     return "unknown status";
 }
 
-/* Checks a region of file_size bytes mapped at base (base may be NULL if file_size is 0). */
-static inline tf_shm_status tf_shm_validate(const void *base, uint64_t file_size) {
+static inline uint64_t tf_shm_kind_size(uint32_t kind) {
+    return kind == TF_SHM_KIND_LIMITS ? TF_SHM_LIMITS_SIZE : TF_SHM_STATE_SIZE;
+}
+
+/* Checks a file of file_size bytes mapped at base (base may be NULL if file_size is 0). */
+static inline tf_shm_status tf_shm_validate(const void *base, uint64_t file_size, uint32_t kind) {
     tf_shm_header h;
     if (file_size < sizeof(tf_shm_header)) return TF_SHM_TOO_SMALL;
     memcpy(&h, base, sizeof h);
     if (h.magic != TF_SHM_MAGIC) return TF_SHM_BAD_MAGIC;
     if (h.version_major != TF_SHM_VERSION_MAJOR) return TF_SHM_BAD_MAJOR;
-    if (h.total_size != file_size || file_size < TF_SHM_REGION_SIZE) return TF_SHM_SIZE_MISMATCH;
+    if (h.kind != kind) return TF_SHM_BAD_KIND;
+    if (h.total_size != file_size || file_size < tf_shm_kind_size(kind)) return TF_SHM_SIZE_MISMATCH;
     if (h.device_count > TF_SHM_MAX_DEVICES || h.max_devices != TF_SHM_MAX_DEVICES ||
         h.max_procs != TF_SHM_MAX_PROCS)
         return TF_SHM_BAD_COUNTS;
@@ -168,26 +212,20 @@ static inline uint64_t tf_shm_add_saturating(uint64_t *p, int64_t delta) {
     return new_value;
 }
 
-/* Claims a free process slot for pid; returns its index or -1 when all are taken. */
-static inline int tf_shm_claim_slot(tf_shm_region *r, int32_t pid) {
-    for (int i = 0; i < TF_SHM_MAX_PROCS; i++) {
-        int32_t expected = 0;
-        if (__atomic_compare_exchange_n(&r->procs[i].pid, &expected, pid, 0, __ATOMIC_ACQ_REL,
-                                        __ATOMIC_RELAXED))
-            return i;
-    }
-    return -1;
+/* Subtracts bytes, saturating at 0. */
+static inline void tf_shm_sub_u64(uint64_t *p, uint64_t bytes) {
+    if (bytes != 0) tf_shm_add_saturating(p, bytes > INT64_MAX ? INT64_MIN : -(int64_t)bytes);
 }
 
-/* Frees a slot if pid still owns it: returns 1 when released, 0 otherwise. */
-static inline int tf_shm_release_slot(tf_shm_region *r, int slot, int32_t pid) {
-    if (slot < 0 || slot >= TF_SHM_MAX_PROCS) return 0;
-    tf_shm_proc *p = &r->procs[slot];
-    int32_t expected = pid;
-    if (tf_shm_load_i32(&p->pid) != pid) return 0;
-    for (int d = 0; d < TF_SHM_MAX_DEVICES; d++) tf_shm_store_u64(&p->used_bytes[d], 0);
-    tf_shm_store_u64(&p->heartbeat_ns, 0);
-    return __atomic_compare_exchange_n(&p->pid, &expected, 0, 0, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED);
+/* VRAM reservation without a lock: add, check, undo when over.  Two racing reservations can
+ * both fail near the limit (conservative), never both succeed past it.  limit 0 = none. */
+static inline int tf_shm_reserve(uint64_t *used, uint64_t bytes, uint64_t limit) {
+    uint64_t now = __atomic_add_fetch(used, bytes, __ATOMIC_ACQ_REL);
+    if (limit != 0 && (now > limit || now < bytes)) {
+        tf_shm_sub_u64(used, bytes);
+        return 0;
+    }
+    return 1;
 }
 
 #endif /* TF_SHM_LAYOUT_H */

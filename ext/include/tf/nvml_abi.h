@@ -11,6 +11,8 @@
     X(NVML_ERROR_NOT_FOUND, 6, "Not Found")                                               \
     X(NVML_ERROR_INSUFFICIENT_SIZE, 7, "Insufficient Size")                               \
     X(NVML_ERROR_FUNCTION_NOT_FOUND, 13, "Function Not Found")                            \
+    X(NVML_ERROR_NO_DATA, 21, "No data")                                                  \
+    X(NVML_ERROR_ARGUMENT_VERSION_MISMATCH, 25, "Argument version mismatch")              \
     X(NVML_ERROR_UNKNOWN, 999, "Unknown Error")
 
 typedef enum nvmlReturn_enum {
@@ -26,5 +28,40 @@ typedef struct nvmlMemory_st {
     unsigned long long free;
     unsigned long long used;
 } nvmlMemory_t;
+
+typedef struct nvmlMemory_v2_st {
+    unsigned int version;
+    unsigned long long total;
+    unsigned long long reserved;
+    unsigned long long free;
+    unsigned long long used;
+} nvmlMemory_v2_t;
+#define nvmlMemory_v2 (unsigned int)(sizeof(nvmlMemory_v2_t) | (2 << 24U))
+
+typedef struct nvmlProcessInfo_st { /* the v2/v3 layout */
+    unsigned int pid;
+    unsigned long long usedGpuMemory;
+    unsigned int gpuInstanceId;
+    unsigned int computeInstanceId;
+} nvmlProcessInfo_t;
+
+typedef struct nvmlProcessInfo_v1_st {
+    unsigned int pid;
+    unsigned long long usedGpuMemory;
+} nvmlProcessInfo_v1_t;
+
+typedef struct nvmlUtilization_st {
+    unsigned int gpu;
+    unsigned int memory;
+} nvmlUtilization_t;
+
+typedef struct nvmlProcessUtilizationSample_st {
+    unsigned int pid;
+    unsigned long long timeStamp; /* CLOCK_REALTIME, microseconds */
+    unsigned int smUtil;
+    unsigned int memUtil;
+    unsigned int encUtil;
+    unsigned int decUtil;
+} nvmlProcessUtilizationSample_t;
 
 #endif /* TF_NVML_ABI_H */

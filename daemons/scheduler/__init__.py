@@ -1,0 +1,1 @@
+"""The scheduler daemon: kube-scheduler extender, simulate-schedule and allocation APIs."""

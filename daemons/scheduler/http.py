@@ -1,0 +1,215 @@
+"""HTTP: the admin API (port 8080: simulate-schedule, allocation, OpenAPI) and the extender listener.
+
+The admin API changes nothing (simulate-schedule allocates nothing), so it needs no
+credentials. The extender's bind does change state; it is served only on the separate
+extender listener, which is loopback-only (kube-scheduler as a sidecar) unless TLS with
+client-certificate verification is configured (see cli.py and docs/scheduler.md).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+import msgspec
+import yaml
+from aiohttp import web
+
+import tfcore
+from daemons.scheduler.service import ClusterWriter, SchedulerService
+from daemons.scheduler.wire import args_decoder, binding_decoder, encoder
+from tfcore.model.errors import ValidationError
+from tfcore.web.app import (
+    HTTPProblem,
+    add_openapi_route,
+    create_app,
+    json_response,
+    media_type,
+    openapi_document,
+    read_body,
+)
+
+MAX_POD_BYTES: Final = 1024**2
+MAX_EXTENDER_BYTES: Final = 32 * 1024**2  # a pod plus up to ~100k node names
+YAML_TYPES: Final = frozenset({"application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml"})
+JSON_TYPES: Final = frozenset({"application/json"})
+SERVICE_KEY: Final = web.AppKey("tf_scheduler_service", SchedulerService)
+WRITER_KEY: Final = web.AppKey("tf_scheduler_writer", object)
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+# ---- admin API ----------------------------------------------------------------------------------
+
+
+def parse_pod_body(body: bytes, content_type: str) -> dict[str, Any]:
+    """A Pod from a YAML or JSON body; ValidationError (400) or HTTPProblem (415) otherwise."""
+    if content_type in JSON_TYPES:
+        try:
+            data = msgspec.json.decode(body)
+        except msgspec.DecodeError as exc:
+            raise ValidationError.single("body", f"not valid JSON: {exc}", "a Pod as JSON") from None
+    elif content_type in YAML_TYPES:
+        try:
+            data = yaml.load(body, Loader=_Loader)
+        except (yaml.YAMLError, RecursionError) as exc:
+            raise ValidationError.single("body", f"not valid YAML: {exc}", "a Pod as YAML") from None
+    else:
+        accepted = ", ".join(sorted(YAML_TYPES | JSON_TYPES))
+        raise HTTPProblem(415, f"unsupported Content-Type {content_type!r}; send one of {accepted}")
+    if not isinstance(data, dict):
+        raise ValidationError.single("body", f"got {type(data).__name__}", "a Pod object")
+    if data.get("kind") != "Pod" or data.get("apiVersion") != "v1":
+        got = f"{data.get('apiVersion')!r} {data.get('kind')!r}"
+        raise ValidationError.single("kind", f"got apiVersion/kind {got}", "apiVersion: v1, kind: Pod")
+    return data
+
+
+async def simulate_schedule(request: web.Request) -> web.Response:
+    body = await read_body(request, limit=MAX_POD_BYTES)
+    pod = parse_pod_body(body, media_type(request))
+    try:
+        result = request.app[SERVICE_KEY].simulate(pod)
+    except RecursionError:
+        raise ValidationError.single("body", "nested too deeply", "a Pod") from None
+    return json_response(result)
+
+
+async def allocation(request: web.Request) -> web.Response:
+    return json_response(request.app[SERVICE_KEY].allocation())
+
+
+def admin_app(service: SchedulerService) -> web.Application:
+    app = create_app(client_max_size=MAX_POD_BYTES)
+    app[SERVICE_KEY] = service
+    app.router.add_post("/api/simulate-schedule", simulate_schedule)
+    app.router.add_get("/api/allocation", allocation)
+    add_openapi_route(app, "/api/openapi.json", admin_openapi())
+    return app
+
+
+def admin_openapi() -> dict[str, Any]:
+    pod_schema = {
+        "type": "object",
+        "required": ["apiVersion", "kind", "metadata"],
+        "properties": {
+            "apiVersion": {"type": "string", "enum": ["v1"]},
+            "kind": {"type": "string", "enum": ["Pod"]},
+            "metadata": {
+                "type": "object",
+                "properties": {
+                    "name": {"type": "string"},
+                    "namespace": {"type": "string"},
+                    "uid": {"type": "string"},
+                    "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+                    "annotations": {"type": "object", "additionalProperties": {"type": "string"}},
+                },
+            },
+            "spec": {"type": "object"},
+        },
+    }
+    errors = {
+        "400": _error("the body is not a Pod, or its tensor-fusion annotations are invalid"),
+        "413": _error("the body exceeds 1 MiB"),
+        "415": _error("Content-Type is neither YAML nor JSON"),
+    }
+    body = {"$ref": "#/components/schemas/Pod"}
+    paths = {
+        "/api/simulate-schedule": {
+            "post": {
+                "summary": "Decide where a pod would go, with every filter step and reason; allocates nothing",
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/yaml": {"schema": body}, "application/json": {"schema": body}},
+                },
+                "responses": {"200": _ok("the decision", "SimulateResult"), **errors},
+            }
+        },
+        "/api/allocation": {
+            "get": {
+                "summary": "The scheduler's in-memory state: pools, nodes, GPUs and allocations",
+                "responses": {"200": _ok("the state", "Allocation")},
+            }
+        },
+    }
+    schemas = {
+        "Pod": pod_schema,
+        "SimulateResult": {
+            "type": "object",
+            "required": ["pod", "status", "node", "gpus", "filters", "rejected"],
+            "properties": {
+                "pod": {"type": "string"},
+                "status": {"type": "object"},
+                "node": {"type": "string", "nullable": True},
+                "gpus": {"type": "array", "items": {"type": "string"}},
+                "gpuIndices": {"type": "array", "items": {"type": "integer"}},
+                "dryRun": {"type": "boolean"},
+                "allocation": {"type": "object", "nullable": True},
+                "filters": {"type": "array", "items": {"type": "object"}},
+                "rejected": {"type": "object"},
+                "scores": {"type": "object"},
+            },
+        },
+        "Allocation": {
+            "type": "object",
+            "required": ["pools", "gpus", "nodes", "allocations"],
+            "properties": {k: {"type": "object"} for k in ("pools", "gpus", "nodes", "allocations")},
+        },
+    }
+    return openapi_document(title="tensor-fusion scheduler", version=tfcore.__version__, paths=paths, schemas=schemas)
+
+
+def _ok(description: str, schema: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}},
+    }
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    }
+
+
+# ---- extender -----------------------------------------------------------------------------------
+
+
+def _decode(decoder: msgspec.json.Decoder[Any], body: bytes) -> Any:
+    try:
+        return decoder.decode(body)
+    except msgspec.ValidationError as exc:
+        raise ValidationError.single("body", str(exc), "the kube-scheduler extender wire format") from None
+    except msgspec.DecodeError as exc:
+        raise ValidationError.single("body", f"not valid JSON: {exc}", "a JSON document") from None
+
+
+def _reply(value: Any) -> web.Response:
+    return web.Response(body=encoder.encode(value), content_type="application/json")
+
+
+async def extender_filter(request: web.Request) -> web.Response:
+    args = _decode(args_decoder, await read_body(request, limit=MAX_EXTENDER_BYTES))
+    return _reply(request.app[SERVICE_KEY].filter(args))
+
+
+async def extender_prioritize(request: web.Request) -> web.Response:
+    args = _decode(args_decoder, await read_body(request, limit=MAX_EXTENDER_BYTES))
+    return _reply(request.app[SERVICE_KEY].prioritize(args))
+
+
+async def extender_bind(request: web.Request) -> web.Response:
+    args = _decode(binding_decoder, await read_body(request, limit=MAX_POD_BYTES))
+    writer: ClusterWriter = request.app[WRITER_KEY]  # type: ignore[assignment]
+    return _reply(await request.app[SERVICE_KEY].bind(args, writer))
+
+
+def extender_app(service: SchedulerService, writer: ClusterWriter, *, prefix: str = "") -> web.Application:
+    """filter, prioritize and bind under `prefix` (kube-scheduler's urlPrefix path)."""
+    app = create_app(client_max_size=MAX_EXTENDER_BYTES)
+    app[SERVICE_KEY] = service
+    app[WRITER_KEY] = writer
+    base = prefix.rstrip("/")
+    app.router.add_post(f"{base}/filter", extender_filter)
+    app.router.add_post(f"{base}/prioritize", extender_prioritize)
+    app.router.add_post(f"{base}/bind", extender_bind)
+    return app

@@ -1,0 +1,57 @@
+"""The kube-scheduler extender wire types (k8s.io/kube-scheduler/extender/v1), as msgspec Structs.
+
+The Go types carry no JSON tags, so kube-scheduler sends and expects the Go field names
+("Pod", "NodeNames", "FailedNodes", "PodUID"...). Scores are 0..10 (MaxExtenderPriority);
+kube-scheduler multiplies them by the extender weight and by 10.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+import msgspec
+
+MAX_EXTENDER_PRIORITY: Final = 10
+
+
+class ExtenderArgs(msgspec.Struct, rename="pascal"):
+    """Body of the filter and prioritize calls. NodeNames when nodeCacheCapable, else Nodes."""
+
+    pod: dict[str, Any] | None = None
+    nodes: dict[str, Any] | None = None
+    node_names: list[str] | None = None
+
+    def candidate_names(self) -> list[str]:
+        if self.node_names is not None:
+            return self.node_names
+        items = (self.nodes or {}).get("items") or []
+        return [str((n.get("metadata") or {}).get("name", "")) for n in items if isinstance(n, dict)]
+
+
+class ExtenderFilterResult(msgspec.Struct, rename="pascal", omit_defaults=True):
+    nodes: dict[str, Any] | None = None
+    node_names: list[str] | None = None
+    failed_nodes: dict[str, str] = msgspec.field(default_factory=dict)
+    failed_and_unresolvable_nodes: dict[str, str] = msgspec.field(default_factory=dict)
+    error: str = ""
+
+
+class HostPriority(msgspec.Struct, rename="pascal"):
+    host: str
+    score: int
+
+
+class ExtenderBindingArgs(msgspec.Struct, rename="pascal"):
+    pod_name: str
+    pod_namespace: str
+    node: str
+    pod_uid: str = msgspec.field(default="", name="PodUID")
+
+
+class ExtenderBindingResult(msgspec.Struct, rename="pascal", omit_defaults=True):
+    error: str = ""
+
+
+args_decoder: Final = msgspec.json.Decoder(ExtenderArgs)
+binding_decoder: Final = msgspec.json.Decoder(ExtenderBindingArgs)
+encoder: Final = msgspec.json.Encoder()

@@ -1,0 +1,60 @@
+/* sim_cuda.h - internals shared by the simulated libcuda.so.1's translation units. */
+#ifndef TF_SIM_CUDA_H
+#define TF_SIM_CUDA_H
+
+#include <stdint.h>
+
+#include "sim_config.h"
+#include "sim_state.h"
+#include "tf/cuda_abi.h"
+
+#define TF_CTX_MAGIC 0x43545846u
+#define TF_STREAM_MAGIC 0x53545246u
+#define TF_EVENT_MAGIC 0x45565446u
+
+struct CUctx_st {
+    uint32_t magic;
+    int ordinal;        /* device as the process numbers it */
+    int physical;       /* index into the shared state's devices */
+    int primary;
+    int retains;        /* atomic: primary context reference count */
+    uint64_t tail_ns;   /* atomic: completion time of the last work on any of its streams */
+};
+
+struct CUstream_st {
+    uint32_t magic;
+    CUcontext ctx;
+    uint64_t tail_ns; /* atomic: completion time of the stream's last work */
+};
+
+struct CUevent_st {
+    uint32_t magic;
+    int recorded;
+    uint64_t time_ns; /* timeline point the event completes at */
+};
+
+/* CUDA_SUCCESS after cuInit, CUDA_ERROR_NOT_INITIALIZED before. */
+CUresult tf_need_init(void);
+
+/* Visible device count and ordinal -> physical device (CUDA_VISIBLE_DEVICES applied). */
+int tf_visible_count(void);
+int tf_physical(CUdevice ordinal); /* -1 when not visible */
+
+/* The calling thread's current context after the init check; NULL sets *rc. */
+CUcontext tf_current(CUresult *rc);
+
+/* Resolves a stream argument (NULL, legacy, per-thread or created) of the current context
+ * to the tail it orders by; NULL with *rc on a bad handle. */
+uint64_t *tf_stream_tail(CUstream stream, CUcontext ctx, CUresult *rc);
+
+/* Puts work of duration_ns on a stream: after the stream's previous work, and, when
+ * busy is set, on the device's timeline (kernels occupy the device one after another). */
+uint64_t tf_enqueue(CUcontext ctx, uint64_t *tail, uint64_t duration_ns, int busy);
+
+/* Sleeps until CLOCK_MONOTONIC reaches t (bounded by the launch-queue cap). */
+void tf_wait_until(uint64_t t);
+
+/* Process-local allocation records (sim_mem.c). */
+int tf_mem_contains(CUdeviceptr ptr, uint64_t bytes);
+
+#endif /* TF_SIM_CUDA_H */

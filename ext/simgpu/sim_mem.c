@@ -1,0 +1,498 @@
+/*
+ * Simulated device memory.  SIMULATED: "device" memory is host memory (an mmap per
+ * allocation, lazily backed), so bytes copied in come back out; device pointers are host
+ * addresses, 256-byte aligned or better.  Physical use is charged to the machine-wide state
+ * in 2 MiB granules (sim_state.c), so every process sees the same free memory.
+ *
+ * Async forms (copies, memsets, cuMemAllocAsync/cuMemFreeAsync) move the bytes when called
+ * and order their completion on the stream: since simulated kernels never touch memory, no
+ * program can observe the difference from executing them at their stream position.
+ */
+#define _GNU_SOURCE
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "sim_cuda.h"
+
+enum kind { K_DEVICE = 1, K_MANAGED, K_HOST, K_PHYS, K_RESERVE, K_MAPPED, K_ARRAY, K_MIPMAP };
+
+typedef struct record {
+    uint64_t key;     /* device pointer, handle or array address */
+    uint64_t size;    /* bytes asked for (mapping length for K_RESERVE/K_MAPPED) */
+    int kind;
+    int physical;     /* device charged, -1 for none */
+    int fd;           /* K_PHYS: memfd backing it */
+} record;
+
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER; /* process-local only */
+static record *records;
+static size_t count, capacity;
+
+static int add_record(record r) {
+    pthread_mutex_lock(&lock);
+    if (count == capacity) {
+        size_t cap = capacity ? capacity * 2 : 64;
+        record *grown = realloc(records, cap * sizeof *grown);
+        if (grown == NULL) {
+            pthread_mutex_unlock(&lock);
+            return 0;
+        }
+        records = grown;
+        capacity = cap;
+    }
+    records[count++] = r;
+    pthread_mutex_unlock(&lock);
+    return 1;
+}
+
+/* Removes the record of key and kind into *out; 0 when there is none. */
+static int take_record(uint64_t key, int kind, record *out) {
+    int found = 0;
+    pthread_mutex_lock(&lock);
+    for (size_t i = count; i-- > 0;)
+        if (records[i].key == key && records[i].kind == kind) {
+            *out = records[i];
+            records[i] = records[--count];
+            found = 1;
+            break;
+        }
+    pthread_mutex_unlock(&lock);
+    return found;
+}
+
+static int find_record(uint64_t key, int kind, record *out) {
+    int found = 0;
+    pthread_mutex_lock(&lock);
+    for (size_t i = 0; i < count && !found; i++)
+        if (records[i].key == key && records[i].kind == kind) {
+            *out = records[i];
+            found = 1;
+        }
+    pthread_mutex_unlock(&lock);
+    return found;
+}
+
+int tf_mem_contains(CUdeviceptr ptr, uint64_t bytes) {
+    int ok = 0;
+    pthread_mutex_lock(&lock);
+    for (size_t i = 0; i < count && !ok; i++) {
+        const record *r = &records[i];
+        if (r->kind != K_DEVICE && r->kind != K_MANAGED && r->kind != K_HOST && r->kind != K_MAPPED) continue;
+        ok = ptr >= r->key && bytes <= r->size && ptr - r->key <= r->size - bytes;
+    }
+    pthread_mutex_unlock(&lock);
+    return ok;
+}
+
+/* A few freed mappings are kept for reuse, as a driver keeps its heap: it spares every
+ * alloc/free pair two syscalls, so the simulator's call costs stay small and steady (the
+ * shim benchmark measures against them).  Like cuMemAlloc, reused memory is not zeroed. */
+#define SPARE_COUNT 16
+#define SPARE_MAX_BYTES (64ULL << 20)
+static struct {
+    void *p;
+    uint64_t size;
+} spares[SPARE_COUNT];
+static int spare_count;
+
+static void *map_bytes(uint64_t size) {
+    pthread_mutex_lock(&lock);
+    for (int i = 0; i < spare_count; i++)
+        if (spares[i].size == size) {
+            void *p = spares[i].p;
+            spares[i] = spares[--spare_count];
+            pthread_mutex_unlock(&lock);
+            return p;
+        }
+    pthread_mutex_unlock(&lock);
+    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    return p == MAP_FAILED ? NULL : p;
+}
+
+static void unmap_bytes(void *p, uint64_t size) {
+    pthread_mutex_lock(&lock);
+    if (size <= SPARE_MAX_BYTES && spare_count < SPARE_COUNT) {
+        spares[spare_count].p = p;
+        spares[spare_count++].size = size;
+        p = NULL;
+    }
+    pthread_mutex_unlock(&lock);
+    if (p != NULL) munmap(p, size);
+}
+
+/* Allocates size bytes of kind on the current context's device. */
+static CUresult alloc(CUdeviceptr *dptr, uint64_t size, int kind) {
+    CUresult rc;
+    CUcontext c = tf_current(&rc);
+    if (c == NULL) return rc;
+    if (dptr == NULL || size == 0) return CUDA_ERROR_INVALID_VALUE;
+    if (!tf_sim_charge(c->physical, size)) return CUDA_ERROR_OUT_OF_MEMORY;
+    void *p = map_bytes(size);
+    if (p == NULL || !add_record((record){(uint64_t)(uintptr_t)p, size, kind, c->physical, -1})) {
+        if (p != NULL) unmap_bytes(p, size);
+        tf_sim_uncharge(c->physical, size);
+        return CUDA_ERROR_OUT_OF_MEMORY;
+    }
+    *dptr = (CUdeviceptr)(uintptr_t)p;
+    return CUDA_SUCCESS;
+}
+
+static CUresult release(uint64_t key, int kind) {
+    CUresult rc = tf_need_init();
+    if (rc != CUDA_SUCCESS) return rc;
+    record r;
+    if (!take_record(key, kind, &r)) return CUDA_ERROR_INVALID_VALUE;
+    if (kind == K_DEVICE || kind == K_MANAGED || kind == K_HOST)
+        unmap_bytes((void *)(uintptr_t)r.key, r.size);
+    else if (kind == K_RESERVE)
+        munmap((void *)(uintptr_t)r.key, r.size);
+    if (r.physical >= 0) tf_sim_uncharge(r.physical, r.size);
+    return CUDA_SUCCESS;
+}
+
+TF_SIM_API CUresult cuMemAlloc_v2(CUdeviceptr *dptr, size_t size) { return alloc(dptr, size, K_DEVICE); }
+
+TF_SIM_API CUresult cuMemAllocPitch_v2(CUdeviceptr *dptr, size_t *pitch, size_t width, size_t height,
+                                       unsigned int element) {
+    if (pitch == NULL || width == 0 || height == 0 || (element != 4 && element != 8 && element != 16))
+        return CUDA_ERROR_INVALID_VALUE;
+    size_t p = (width + 511) / 512 * 512; /* rows aligned to 512 bytes */
+    if (height > SIZE_MAX / p) return CUDA_ERROR_OUT_OF_MEMORY;
+    CUresult rc = alloc(dptr, (uint64_t)p * height, K_DEVICE);
+    if (rc == CUDA_SUCCESS) *pitch = p;
+    return rc;
+}
+
+TF_SIM_API CUresult cuMemAllocManaged(CUdeviceptr *dptr, size_t size, unsigned int flags) {
+    if (flags != CU_MEM_ATTACH_GLOBAL && flags != CU_MEM_ATTACH_HOST) return CUDA_ERROR_INVALID_VALUE;
+    return alloc(dptr, size, K_MANAGED);
+}
+
+TF_SIM_API CUresult cuMemFree_v2(CUdeviceptr ptr) {
+    if (ptr == 0) return tf_need_init(); /* freeing NULL is a no-op */
+    CUresult rc = release(ptr, K_DEVICE);
+    return rc == CUDA_ERROR_INVALID_VALUE ? release(ptr, K_MANAGED) : rc;
+}
+
+/* Pools: the default pool of each device, and created ones; both allocate like cuMemAlloc. */
+struct CUmemPoolHandle_st {
+    int ordinal;
+};
+static struct CUmemPoolHandle_st default_pools[TF_SIM_MAX_DEVICES];
+
+TF_SIM_API CUresult cuDeviceGetDefaultMemPool(CUmemoryPool *pool, CUdevice dev) {
+    CUresult rc = tf_need_init();
+    if (rc != CUDA_SUCCESS) return rc;
+    if (pool == NULL) return CUDA_ERROR_INVALID_VALUE;
+    if (tf_physical(dev) < 0) return CUDA_ERROR_INVALID_DEVICE;
+    default_pools[dev].ordinal = dev;
+    *pool = &default_pools[dev];
+    return CUDA_SUCCESS;
+}
+TF_SIM_API CUresult cuDeviceGetMemPool(CUmemoryPool *pool, CUdevice dev) { return cuDeviceGetDefaultMemPool(pool, dev); }
+
+TF_SIM_API CUresult cuMemPoolCreate(CUmemoryPool *pool, const CUmemAllocationProp *props) {
+    CUresult rc = tf_need_init();
+    if (rc != CUDA_SUCCESS) return rc;
+    if (pool == NULL || props == NULL || props->location.type != CU_MEM_LOCATION_TYPE_DEVICE)
+        return CUDA_ERROR_INVALID_VALUE;
+    if (tf_physical(props->location.id) < 0) return CUDA_ERROR_INVALID_DEVICE;
+    CUmemoryPool p = calloc(1, sizeof *p);
+    if (p == NULL) return CUDA_ERROR_OUT_OF_MEMORY;
+    p->ordinal = props->location.id;
+    *pool = p;
+    return CUDA_SUCCESS;
+}
+
+TF_SIM_API CUresult cuMemPoolDestroy(CUmemoryPool pool) {
+    CUresult rc = tf_need_init();
+    if (rc != CUDA_SUCCESS) return rc;
+    if (pool == NULL) return CUDA_ERROR_INVALID_VALUE;
+    if (pool < &default_pools[0] || pool >= &default_pools[TF_SIM_MAX_DEVICES]) free(pool);
+    return CUDA_SUCCESS;
+}
+
+static CUresult alloc_async(CUdeviceptr *dptr, size_t size, CUstream stream) {
+    CUresult rc;
+    CUcontext c = tf_current(&rc);
+    if (c == NULL) return rc;
+    if (tf_stream_tail(stream, c, &rc) == NULL) return rc;
+    return alloc(dptr, size, K_DEVICE);
+}
+
+TF_SIM_API CUresult cuMemAllocAsync(CUdeviceptr *dptr, size_t size, CUstream stream) {
+    return alloc_async(dptr, size, stream);
+}
+
+TF_SIM_API CUresult cuMemAllocFromPoolAsync(CUdeviceptr *dptr, size_t size, CUmemoryPool pool, CUstream stream) {
+    if (pool == NULL) return CUDA_ERROR_INVALID_VALUE;
+    return alloc_async(dptr, size, stream);
+}
+
+TF_SIM_API CUresult cuMemFreeAsync(CUdeviceptr ptr, CUstream stream) {
+    CUresult rc;
+    CUcontext c = tf_current(&rc);
+    if (c == NULL) return rc;
+    if (tf_stream_tail(stream, c, &rc) == NULL) return rc;
+    return cuMemFree_v2(ptr);
+}
+
+/* Host (pinned) memory: not device memory, never charged. */
+TF_SIM_API CUresult cuMemHostAlloc(void **pp, size_t size, unsigned int flags) {
+    CUresult rc = tf_need_init();
+    (void)flags;
+    if (rc != CUDA_SUCCESS) return rc;
+    if (pp == NULL || size == 0) return CUDA_ERROR_INVALID_VALUE;
+    void *p = map_bytes(size);
+    if (p == NULL || !add_record((record){(uint64_t)(uintptr_t)p, size, K_HOST, -1, -1})) {
+        if (p != NULL) unmap_bytes(p, size);
+        return CUDA_ERROR_OUT_OF_MEMORY;
+    }
+    *pp = p;
+    return CUDA_SUCCESS;
+}
+TF_SIM_API CUresult cuMemAllocHost_v2(void **pp, size_t size) { return cuMemHostAlloc(pp, size, 0); }
+TF_SIM_API CUresult cuMemFreeHost(void *p) { return release((uint64_t)(uintptr_t)p, K_HOST); }
+
+TF_SIM_API CUresult cuMemGetInfo_v2(size_t *free_bytes, size_t *total) {
+    CUresult rc;
+    CUcontext c = tf_current(&rc);
+    if (c == NULL) return rc;
+    if (free_bytes == NULL || total == NULL) return CUDA_ERROR_INVALID_VALUE;
+    tf_sim_sweep(); /* memory of processes that died is free again */
+    uint64_t vram = tf_sim_state_get()->devices[c->physical].vram_bytes, used = tf_sim_used(c->physical);
+    *total = vram;
+    *free_bytes = used >= vram ? 0 : vram - used;
+    return CUDA_SUCCESS;
+}
+
+/* ---- virtual memory management ---- */
+
+TF_SIM_API CUresult cuMemGetAllocationGranularity(size_t *granularity, const CUmemAllocationProp *prop, int option) {
+    CUresult rc = tf_need_init();
+    (void)option;
+    if (rc != CUDA_SUCCESS) return rc;
+    if (granularity == NULL || prop == NULL) return CUDA_ERROR_INVALID_VALUE;
+    *granularity = TF_SIM_GRANULARITY;
+    return CUDA_SUCCESS;
+}
+
+TF_SIM_API CUresult cuMemCreate(CUmemGenericAllocationHandle *handle, size_t size, const CUmemAllocationProp *prop,
+                                unsigned long long flags) {
+    CUresult rc = tf_need_init();
+    if (rc != CUDA_SUCCESS) return rc;
+    if (handle == NULL || prop == NULL || flags != 0 || size == 0 || size % TF_SIM_GRANULARITY != 0 ||
+        prop->type != CU_MEM_ALLOCATION_TYPE_PINNED || prop->location.type != CU_MEM_LOCATION_TYPE_DEVICE)
+        return CUDA_ERROR_INVALID_VALUE;
+    int physical = tf_physical(prop->location.id);
+    if (physical < 0) return CUDA_ERROR_INVALID_DEVICE;
+    if (!tf_sim_charge(physical, size)) return CUDA_ERROR_OUT_OF_MEMORY;
+    int fd = memfd_create("tf-sim-vmm", MFD_CLOEXEC);
+    if (fd < 0 || ftruncate(fd, (off_t)size) != 0) {
+        if (fd >= 0) close(fd);
+        tf_sim_uncharge(physical, size);
+        return CUDA_ERROR_OUT_OF_MEMORY;
+    }
+    /* The handle is the memfd number plus one: unique while the handle lives, never 0. */
+    uint64_t key = (uint64_t)fd + 1;
+    if (!add_record((record){key, size, K_PHYS, physical, fd})) {
+        close(fd);
+        tf_sim_uncharge(physical, size);
+        return CUDA_ERROR_OUT_OF_MEMORY;
+    }
+    *handle = key;
+    return CUDA_SUCCESS;
+}
+
+TF_SIM_API CUresult cuMemRelease(CUmemGenericAllocationHandle handle) {
+    CUresult rc = tf_need_init();
+    if (rc != CUDA_SUCCESS) return rc;
+    record r;
+    if (!take_record(handle, K_PHYS, &r)) return CUDA_ERROR_INVALID_VALUE;
+    close(r.fd); /* existing mappings keep the pages, as the driver keeps mapped memory */
+    tf_sim_uncharge(r.physical, r.size);
+    return CUDA_SUCCESS;
+}
+
+TF_SIM_API CUresult cuMemAddressReserve(CUdeviceptr *ptr, size_t size, size_t alignment, CUdeviceptr addr,
+                                        unsigned long long flags) {
+    CUresult rc = tf_need_init();
+    (void)alignment;
+    (void)flags;
+    if (rc != CUDA_SUCCESS) return rc;
+    if (ptr == NULL || size == 0 || size % TF_SIM_GRANULARITY != 0) return CUDA_ERROR_INVALID_VALUE;
+    void *p = mmap((void *)(uintptr_t)addr, size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (p == MAP_FAILED) return CUDA_ERROR_OUT_OF_MEMORY;
+    if (!add_record((record){(uint64_t)(uintptr_t)p, size, K_RESERVE, -1, -1})) {
+        munmap(p, size);
+        return CUDA_ERROR_OUT_OF_MEMORY;
+    }
+    *ptr = (CUdeviceptr)(uintptr_t)p;
+    return CUDA_SUCCESS;
+}
+
+TF_SIM_API CUresult cuMemAddressFree(CUdeviceptr ptr, size_t size) {
+    CUresult rc = tf_need_init();
+    if (rc != CUDA_SUCCESS) return rc;
+    record r;
+    if (!find_record(ptr, K_RESERVE, &r) || r.size != size) return CUDA_ERROR_INVALID_VALUE;
+    return release(ptr, K_RESERVE);
+}
+
+TF_SIM_API CUresult cuMemMap(CUdeviceptr ptr, size_t size, size_t offset, CUmemGenericAllocationHandle handle,
+                             unsigned long long flags) {
+    CUresult rc = tf_need_init();
+    if (rc != CUDA_SUCCESS) return rc;
+    record phys;
+    if (flags != 0 || size == 0 || !find_record(handle, K_PHYS, &phys) || offset > phys.size ||
+        size > phys.size - offset)
+        return CUDA_ERROR_INVALID_VALUE;
+    void *p = mmap((void *)(uintptr_t)ptr, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, phys.fd, (off_t)offset);
+    if (p == MAP_FAILED) return CUDA_ERROR_INVALID_VALUE;
+    if (!add_record((record){ptr, size, K_MAPPED, -1, -1})) return CUDA_ERROR_OUT_OF_MEMORY;
+    return CUDA_SUCCESS;
+}
+
+TF_SIM_API CUresult cuMemUnmap(CUdeviceptr ptr, size_t size) {
+    CUresult rc = tf_need_init();
+    if (rc != CUDA_SUCCESS) return rc;
+    record r;
+    if (!take_record(ptr, K_MAPPED, &r) || r.size != size) return CUDA_ERROR_INVALID_VALUE;
+    /* Back to a reserved, inaccessible range. */
+    mmap((void *)(uintptr_t)ptr, size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
+    return CUDA_SUCCESS;
+}
+
+TF_SIM_API CUresult cuMemSetAccess(CUdeviceptr ptr, size_t size, const CUmemAccessDesc *desc, size_t count_) {
+    CUresult rc = tf_need_init();
+    if (rc != CUDA_SUCCESS) return rc;
+    if (desc == NULL || count_ == 0 || !tf_mem_contains(ptr, size)) return CUDA_ERROR_INVALID_VALUE;
+    return CUDA_SUCCESS;
+}
+
+/* ---- arrays: charged, not backed (the simulator has no array copies) ---- */
+
+static CUresult array_create(void **handle, uint64_t bytes, int kind) {
+    CUresult rc;
+    CUcontext c = tf_current(&rc);
+    if (c == NULL) return rc;
+    if (handle == NULL || bytes == 0) return CUDA_ERROR_INVALID_VALUE;
+    if (!tf_sim_charge(c->physical, bytes)) return CUDA_ERROR_OUT_OF_MEMORY;
+    void *h = malloc(16);
+    if (h == NULL || !add_record((record){(uint64_t)(uintptr_t)h, bytes, kind, c->physical, -1})) {
+        free(h);
+        tf_sim_uncharge(c->physical, bytes);
+        return CUDA_ERROR_OUT_OF_MEMORY;
+    }
+    *handle = h;
+    return CUDA_SUCCESS;
+}
+
+static CUresult array_destroy(void *handle, int kind) {
+    CUresult rc = release((uint64_t)(uintptr_t)handle, kind);
+    if (rc == CUDA_SUCCESS) free(handle);
+    return rc == CUDA_ERROR_INVALID_VALUE ? CUDA_ERROR_INVALID_HANDLE : rc;
+}
+
+TF_SIM_API CUresult cuArrayCreate_v2(CUarray *array, const CUDA_ARRAY_DESCRIPTOR *d) {
+    if (d == NULL || d->Width == 0 || tf_array_format_bytes(d->Format) == 0 || d->NumChannels == 0 ||
+        d->NumChannels > 4 || d->NumChannels == 3)
+        return CUDA_ERROR_INVALID_VALUE;
+    return array_create((void **)array, tf_array_bytes(d->Width, d->Height, 0, d->Format, d->NumChannels, 1), K_ARRAY);
+}
+
+TF_SIM_API CUresult cuArray3DCreate_v2(CUarray *array, const CUDA_ARRAY3D_DESCRIPTOR *d) {
+    if (d == NULL || d->Width == 0 || tf_array_format_bytes(d->Format) == 0 || d->NumChannels == 0 ||
+        d->NumChannels > 4 || d->NumChannels == 3)
+        return CUDA_ERROR_INVALID_VALUE;
+    return array_create((void **)array, tf_array_bytes(d->Width, d->Height, d->Depth, d->Format, d->NumChannels, 1),
+                        K_ARRAY);
+}
+
+TF_SIM_API CUresult cuArrayDestroy(CUarray array) { return array_destroy(array, K_ARRAY); }
+
+TF_SIM_API CUresult cuMipmappedArrayCreate(CUmipmappedArray *array, const CUDA_ARRAY3D_DESCRIPTOR *d,
+                                           unsigned int levels) {
+    if (d == NULL || d->Width == 0 || levels == 0 || tf_array_format_bytes(d->Format) == 0 ||
+        d->NumChannels == 0 || d->NumChannels > 4 || d->NumChannels == 3)
+        return CUDA_ERROR_INVALID_VALUE;
+    return array_create((void **)array,
+                        tf_array_bytes(d->Width, d->Height, d->Depth, d->Format, d->NumChannels, levels), K_MIPMAP);
+}
+
+TF_SIM_API CUresult cuMipmappedArrayDestroy(CUmipmappedArray array) { return array_destroy(array, K_MIPMAP); }
+
+/* ---- copies and memsets ---- */
+
+static CUresult copy(void *dst, const void *src, size_t n, int dst_dev, int src_dev, CUstream stream, int async) {
+    CUresult rc;
+    CUcontext c = tf_current(&rc);
+    if (c == NULL) return rc;
+    if (n == 0) return CUDA_SUCCESS;
+    if (dst == NULL || src == NULL) return CUDA_ERROR_INVALID_VALUE;
+    if ((dst_dev && !tf_mem_contains((CUdeviceptr)(uintptr_t)dst, n)) ||
+        (src_dev && !tf_mem_contains((CUdeviceptr)(uintptr_t)src, n)))
+        return CUDA_ERROR_INVALID_VALUE;
+    uint64_t *tail = tf_stream_tail(async ? stream : NULL, c, &rc);
+    if (tail == NULL) return rc;
+    if (!async) tf_wait_until(__atomic_load_n(tail, __ATOMIC_ACQUIRE)); /* sync copies wait for prior work */
+    memmove(dst, src, n);
+    tf_enqueue(c, tail, 0, 0);
+    return CUDA_SUCCESS;
+}
+
+#define DP(x) ((void *)(uintptr_t)(x))
+TF_SIM_API CUresult cuMemcpyHtoD_v2(CUdeviceptr dst, const void *src, size_t n) { return copy(DP(dst), src, n, 1, 0, NULL, 0); }
+TF_SIM_API CUresult cuMemcpyDtoH_v2(void *dst, CUdeviceptr src, size_t n) { return copy(dst, DP(src), n, 0, 1, NULL, 0); }
+TF_SIM_API CUresult cuMemcpyDtoD_v2(CUdeviceptr dst, CUdeviceptr src, size_t n) { return copy(DP(dst), DP(src), n, 1, 1, NULL, 0); }
+TF_SIM_API CUresult cuMemcpy(CUdeviceptr dst, CUdeviceptr src, size_t n) { return copy(DP(dst), DP(src), n, 0, 0, NULL, 0); }
+TF_SIM_API CUresult cuMemcpyHtoDAsync_v2(CUdeviceptr dst, const void *src, size_t n, CUstream s) {
+    return copy(DP(dst), src, n, 1, 0, s, 1);
+}
+TF_SIM_API CUresult cuMemcpyDtoHAsync_v2(void *dst, CUdeviceptr src, size_t n, CUstream s) {
+    return copy(dst, DP(src), n, 0, 1, s, 1);
+}
+TF_SIM_API CUresult cuMemcpyDtoDAsync_v2(CUdeviceptr dst, CUdeviceptr src, size_t n, CUstream s) {
+    return copy(DP(dst), DP(src), n, 1, 1, s, 1);
+}
+TF_SIM_API CUresult cuMemcpyAsync(CUdeviceptr dst, CUdeviceptr src, size_t n, CUstream s) {
+    return copy(DP(dst), DP(src), n, 0, 0, s, 1);
+}
+
+static CUresult memset_n(CUdeviceptr dst, uint32_t value, size_t width, size_t n, CUstream stream, int async) {
+    CUresult rc;
+    CUcontext c = tf_current(&rc);
+    if (c == NULL) return rc;
+    if (n == 0) return CUDA_SUCCESS;
+    if (n > SIZE_MAX / width || !tf_mem_contains(dst, n * width) || dst % width != 0) return CUDA_ERROR_INVALID_VALUE;
+    uint64_t *tail = tf_stream_tail(async ? stream : NULL, c, &rc);
+    if (tail == NULL) return rc;
+    if (!async) tf_wait_until(__atomic_load_n(tail, __ATOMIC_ACQUIRE));
+    if (width == 1) {
+        memset(DP(dst), (int)(value & 0xff), n);
+    } else if (width == 2) {
+        uint16_t *p = DP(dst);
+        for (size_t i = 0; i < n; i++) p[i] = (uint16_t)value;
+    } else {
+        uint32_t *p = DP(dst);
+        for (size_t i = 0; i < n; i++) p[i] = value;
+    }
+    tf_enqueue(c, tail, 0, 0);
+    return CUDA_SUCCESS;
+}
+
+TF_SIM_API CUresult cuMemsetD8_v2(CUdeviceptr d, unsigned char v, size_t n) { return memset_n(d, v, 1, n, NULL, 0); }
+TF_SIM_API CUresult cuMemsetD16_v2(CUdeviceptr d, unsigned short v, size_t n) { return memset_n(d, v, 2, n, NULL, 0); }
+TF_SIM_API CUresult cuMemsetD32_v2(CUdeviceptr d, unsigned int v, size_t n) { return memset_n(d, v, 4, n, NULL, 0); }
+TF_SIM_API CUresult cuMemsetD8Async(CUdeviceptr d, unsigned char v, size_t n, CUstream s) {
+    return memset_n(d, v, 1, n, s, 1);
+}
+TF_SIM_API CUresult cuMemsetD16Async(CUdeviceptr d, unsigned short v, size_t n, CUstream s) {
+    return memset_n(d, v, 2, n, s, 1);
+}
+TF_SIM_API CUresult cuMemsetD32Async(CUdeviceptr d, unsigned int v, size_t n, CUstream s) {
+    return memset_n(d, v, 4, n, s, 1);
+}
