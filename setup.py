@@ -105,7 +105,11 @@ def extensions() -> list[Extension]:
         c_library("tfcore.native.libtfshim", [*sorted(glob("ext/shim/*.c")), procs]),
         c_library(
             "tfcore.native.sim.libcuda",
-            [*(f"ext/simgpu/{n}.c" for n in ("simcuda", "sim_ctx", "sim_mem", "sim_exports", "sim_state")), procs, *sim],
+            [
+                *(f"ext/simgpu/{n}.c" for n in ("simcuda", "sim_ctx", "sim_mem", "sim_exports", "sim_state")),
+                procs,
+                *sim,
+            ],
         ),
         c_library("tfcore.native.sim.libnvidia_ml", ["ext/simgpu/simnvml.c", "ext/simgpu/sim_state.c", *sim]),
     ]
