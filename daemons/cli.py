@@ -98,8 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
     # Each capability registers its own subcommands: one import and one call per line here.
     from daemons import observability, region
     from daemons.scheduler import cli as scheduler_cli
+    from daemons.webhook import cli as webhook_cli
 
-    for capability in (observability, region, scheduler_cli):
+    for capability in (observability, region, scheduler_cli, webhook_cli):
         capability.register(commands)
     return parser
 

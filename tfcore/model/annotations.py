@@ -42,6 +42,9 @@ ENABLED_REPLICAS: Final = PREFIX + "enabled-replicas"
 # Annotations the system writes when it places a pod.
 GPU_IDS: Final = PREFIX + "gpu-ids"
 INDEX: Final = PREFIX + "index"
+# Bookkeeping of the admission webhook (canary tickets), removed from pods at creation.
+ADMISSION: Final = PREFIX + "admission"
+CANARY_TICKET: Final = PREFIX + "canary-ticket"
 
 USER_ANNOTATIONS: Final = (
     TFLOPS_REQUEST, TFLOPS_LIMIT, VRAM_REQUEST, VRAM_LIMIT, COMPUTE_PERCENT_REQUEST,
@@ -49,7 +52,7 @@ USER_ANNOTATIONS: Final = (
     WORKLOAD_PROFILE, INJECT_CONTAINER, DEDICATED_GPU, ENABLED_REPLICAS,
 )  # fmt: skip
 SYSTEM_ANNOTATIONS: Final = (GPU_IDS, INDEX)
-KNOWN_ANNOTATIONS: Final = frozenset(USER_ANNOTATIONS + SYSTEM_ANNOTATIONS)
+KNOWN_ANNOTATIONS: Final = frozenset((*USER_ANNOTATIONS, *SYSTEM_ANNOTATIONS, ADMISSION, CANARY_TICKET))
 KNOWN_LABELS: Final = frozenset((LABEL_ENABLED, LABEL_WORKLOAD))
 
 QoS = Literal["low", "medium", "high", "critical"]

@@ -1,0 +1,1 @@
+"""`tensor-fusion webhook`: the pod admission webhook (HTTPS) over tfcore.admission."""

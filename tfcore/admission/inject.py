@@ -1,0 +1,164 @@
+"""Turn a pod into a tensor-fusion workload: shim, region mount, env, scheduler, no nvidia.com/gpu.
+
+Every step checks before it adds (by container, volume and env name), so running it on an
+already mutated pod changes nothing: the webhook may be reinvoked and must stay idempotent.
+
+The worker's region: the hypervisor keeps one directory per worker under its region
+directory on the host, `<region dir>/<namespace>/<pod name>/`, holding `shm` (usage, written
+by the tenant's shim) and `shm.limits` (limits, the hypervisor's, mode 0644). The pod mounts
+only its own directory (subPathExpr from the downward API), so it cannot see other tenants.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Final
+
+from tfcore.model.errors import Problem
+
+NVIDIA_GPU: Final = "nvidia.com/gpu"
+SCHEDULER_NAME: Final = "tensor-fusion-scheduler"
+SHIM_VOLUME: Final = "tf-shim"
+REGION_VOLUME: Final = "tf-region"
+INIT_CONTAINER: Final = "tf-shim-install"
+SHIM_DIR: Final = "/tensor-fusion/lib"
+SHIM_FILE: Final = "libtfshim.so"
+REGION_MOUNT: Final = "/run/tensor-fusion/worker"
+SHM_FILE: Final = "shm"
+DEFAULT_REGION_HOST_DIR: Final = "/run/tensor-fusion/workers"
+DEFAULT_IMAGE: Final = "tensorfusion/tensor-fusion:latest"
+
+
+@dataclass(frozen=True, slots=True)
+class InjectionConfig:
+    """Where the shim comes from and where the hypervisor keeps regions (the webhook's flags)."""
+
+    image: str = DEFAULT_IMAGE
+    shim_source: str = "/opt/tensor-fusion/" + SHIM_FILE  # the shim's path inside `image`
+    region_host_dir: str = DEFAULT_REGION_HOST_DIR
+    scheduler_name: str = SCHEDULER_NAME
+    image_pull_policy: str = "IfNotPresent"
+
+
+def shm_path() -> str:
+    return f"{REGION_MOUNT}/{SHM_FILE}"
+
+
+def strip_nvidia_gpu(spec: dict[str, Any]) -> int:
+    """Remove nvidia.com/gpu from every container's requests and limits; the largest count seen."""
+    most = 0
+    for key in ("containers", "initContainers"):
+        for container in spec.get(key) or ():
+            resources = container.get("resources")
+            if not isinstance(resources, dict):
+                continue
+            for part in ("limits", "requests"):
+                amounts = resources.get(part)
+                if isinstance(amounts, dict) and NVIDIA_GPU in amounts:
+                    most = max(most, _whole(amounts.pop(NVIDIA_GPU)))
+                    if not amounts:
+                        del resources[part]
+    return most
+
+
+def nvidia_gpu_count(container: dict[str, Any]) -> int:
+    resources = container.get("resources") or {}
+    counts = [_whole((resources.get(part) or {}).get(NVIDIA_GPU)) for part in ("limits", "requests")]
+    return max(counts)
+
+
+def _whole(value: object) -> int:
+    text = str(value) if value is not None else ""
+    return int(text) if text.isdigit() and len(text) < 4 else 0
+
+
+def inject_shim(
+    spec: dict[str, Any], container_name: str, config: InjectionConfig, env: dict[str, str]
+) -> list[Problem]:
+    """Add the shim's init container, volumes, mounts and env to `spec` in place."""
+    problems: list[Problem] = []
+    volumes = spec.setdefault("volumes", [])
+    _put_named(volumes, {"name": SHIM_VOLUME, "emptyDir": {"sizeLimit": "64Mi"}})
+    _put_named(
+        volumes, {"name": REGION_VOLUME, "hostPath": {"path": config.region_host_dir, "type": "DirectoryOrCreate"}}
+    )
+    init_containers = spec.setdefault("initContainers", [])
+    if not any(c.get("name") == INIT_CONTAINER for c in init_containers):
+        init_containers.insert(0, _install_container(config))
+    else:
+        _put_named(init_containers, _install_container(config))
+    container = next(c for c in spec["containers"] if c.get("name") == container_name)
+    mounts = container.setdefault("volumeMounts", [])
+    for mount in (
+        {"name": SHIM_VOLUME, "mountPath": SHIM_DIR, "readOnly": True},
+        # Read-write: the shim accounts the tenant's usage in `shm`; the limits file beside it is
+        # the hypervisor's (0644) and the shim maps it read-only.
+        {"name": REGION_VOLUME, "mountPath": REGION_MOUNT, "subPathExpr": "$(TF_POD_NAMESPACE)/$(TF_POD_NAME)"},
+    ):
+        clash = next(
+            (m for m in mounts if m.get("mountPath") == mount["mountPath"] and m.get("name") != mount["name"]), None
+        )
+        if clash is not None:
+            problems.append(
+                Problem(
+                    f"spec.containers[{container_name}].volumeMounts",
+                    f"{mount['mountPath']} is already used by volume {clash.get('name')!r}",
+                    f"no mount at {mount['mountPath']} (reserved for tensor-fusion)",
+                )
+            )
+        _put_named(mounts, mount)
+    variables = container.setdefault("env", [])
+    downward = [
+        {"name": "TF_POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        {"name": "TF_POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+        {
+            "name": "TF_GPU_IDS",
+            "valueFrom": {"fieldRef": {"fieldPath": "metadata.annotations['tensor-fusion.ai/gpu-ids']"}},
+        },
+    ]
+    for entry in downward + [{"name": k, "value": v} for k, v in env.items()]:
+        _put_named(variables, entry)
+    problems.extend(_preload(variables, container_name))
+    return problems
+
+
+def _preload(variables: list[dict[str, Any]], container_name: str) -> list[Problem]:
+    """Put the shim first on LD_PRELOAD, keeping what the user preloads."""
+    shim = f"{SHIM_DIR}/{SHIM_FILE}"
+    current = next((v for v in variables if v.get("name") == "LD_PRELOAD"), None)
+    if current is None:
+        variables.append({"name": "LD_PRELOAD", "value": shim})
+        return []
+    if "valueFrom" in current:
+        return [
+            Problem(
+                f"spec.containers[{container_name}].env.LD_PRELOAD",
+                "is set from a reference, so the shim cannot be added to it",
+                "a literal LD_PRELOAD value (the shim is prepended to it) or none",
+            )
+        ]
+    entries = [e for e in str(current.get("value", "")).replace(" ", ":").split(":") if e and e != shim]
+    current["value"] = ":".join([shim, *entries])
+    return []
+
+
+def _install_container(config: InjectionConfig) -> dict[str, Any]:
+    return {
+        "name": INIT_CONTAINER,
+        "image": config.image,
+        "imagePullPolicy": config.image_pull_policy,
+        "command": ["cp", config.shim_source, f"{SHIM_DIR}/{SHIM_FILE}"],
+        "volumeMounts": [{"name": SHIM_VOLUME, "mountPath": SHIM_DIR}],
+        "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"cpu": "100m", "memory": "64Mi"}},
+        "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True},
+    }
+
+
+def _put_named(items: list[dict[str, Any]], wanted: dict[str, Any]) -> None:
+    """Replace the entry with wanted's name (volumes, env, mounts, containers) or append it."""
+    for index, item in enumerate(items):
+        if item.get("name") == wanted["name"]:
+            if item != wanted:
+                items[index] = wanted
+            return
+    items.append(wanted)
