@@ -97,10 +97,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     # Each capability registers its own subcommands: one import and one call per line here.
     from daemons import observability, region
+    from daemons.controller import cli as controller_cli
     from daemons.scheduler import cli as scheduler_cli
     from daemons.webhook import cli as webhook_cli
 
-    for capability in (observability, region, scheduler_cli, webhook_cli):
+    capabilities = (observability, region, scheduler_cli, webhook_cli, controller_cli)
+    for capability in capabilities:
         capability.register(commands)
     return parser
 

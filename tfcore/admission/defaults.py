@@ -29,6 +29,9 @@ class ClusterDefaults:
     pools: Mapping[str, GPUPoolSpec] = field(default_factory=dict)
     default_pool: str | None = None
     profiles: Mapping[tuple[str, str], WorkloadProfileSpec] = field(default_factory=dict)
+    # A cluster entry's short name (`shared`) -> the GPUPool the controller creates for it
+    # (`<cluster>-shared`), the name the scheduler knows.
+    aliases: Mapping[str, str] = field(default_factory=dict)
 
 
 def resolve(request: WorkloadRequest, namespace: str, cluster: ClusterDefaults) -> WorkloadRequest:
@@ -58,7 +61,7 @@ def resolve(request: WorkloadRequest, namespace: str, cluster: ClusterDefaults) 
         known = ", ".join(sorted(cluster.pools)) or "none exist yet"
         problems.append(Problem(keys.GPU_POOL, f"no GPUPool named {pool_name!r}", f"one of: {known}"))
     else:
-        updates["pool"] = pool_name
+        updates["pool"] = cluster.aliases.get(pool_name, pool_name)
         updates.update(_from_pool(request, updates, pool, problems))
     resolved = msgspec.structs.replace(request, **updates) if updates else request
     problems.extend(_amount_problems(resolved))
@@ -164,6 +167,7 @@ def cluster_defaults(
     skipped: list[str] = []
     by_name: dict[str, GPUPoolSpec] = {}
     default_pool: str | None = None
+    aliases: dict[str, str] = {}
     for obj in clusters:
         name = _name_of(obj)
         try:
@@ -173,12 +177,16 @@ def cluster_defaults(
             continue
         for definition in (cluster.spec.gpu_pools or []) if cluster.spec else []:
             template = definition.spec_template or GPUPoolSpec()
+            full_name = f"{name}-{definition.name}"
             by_name.setdefault(definition.name, template)
-            by_name.setdefault(f"{name}-{definition.name}", template)
+            by_name.setdefault(full_name, template)
+            aliases.setdefault(definition.name, full_name)
             if definition.is_default and default_pool is None:
-                default_pool = definition.name
+                default_pool = full_name
+    pool_names: set[str] = set()
     for obj in pools:
         name = _name_of(obj)
+        pool_names.add(name)
         try:
             pool = decode(obj, GPUPool, where=f"GPUPool/{name}")
         except ValidationError as exc:
@@ -195,7 +203,8 @@ def cluster_defaults(
             skipped.append(str(exc))
             continue
         by_profile[(namespace, name)] = profile.spec or WorkloadProfileSpec()
-    return ClusterDefaults(pools=by_name, default_pool=default_pool, profiles=by_profile), skipped
+    aliases = {short: full for short, full in aliases.items() if short not in pool_names}
+    return ClusterDefaults(pools=by_name, default_pool=default_pool, profiles=by_profile, aliases=aliases), skipped
 
 
 def _name_of(obj: Mapping[str, Any]) -> str:

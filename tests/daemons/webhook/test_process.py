@@ -73,7 +73,7 @@ async def test_the_webhook_process_serves_reads_pools_and_stops_on_sigterm(
                 answer = await response.json()
         patch = json.loads(base64.b64decode(answer["response"]["patch"]))
         pool = next(op for op in patch if op["path"] == "/metadata/annotations/tensor-fusion.ai~1gpupool")
-        assert pool["value"] == "shared"  # the cluster's default pool, read by the informers
+        assert pool["value"] == "prod-shared"  # the default pool as the GPUPool the controller creates
         process.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(process.wait(), timeout=10) == 0
     finally:

@@ -150,7 +150,7 @@ def test_a_tf_pod_gets_the_shim_region_env_scheduler_and_loses_nvidia_gpu() -> N
     assert variables["TF_SHM_PATH"] == "/run/tensor-fusion/worker/shm"
     assert variables["TF_POD_NAME"] == {"fieldRef": {"fieldPath": "metadata.name"}}
     assert variables["TF_WORKLOAD"] == "web"
-    assert variables["TF_GPU_POOL"] == "shared"
+    assert variables["TF_GPU_POOL"] == "prod-shared"  # the GPUPool the controller creates
     resources = container(out)["resources"]
     assert resources == {"limits": {"cpu": "1"}}
     labels = out["metadata"]["labels"]
@@ -158,7 +158,7 @@ def test_a_tf_pod_gets_the_shim_region_env_scheduler_and_loses_nvidia_gpu() -> N
     annotations = out["metadata"]["annotations"]
     assert annotations[ann.TFLOPS_REQUEST] == "10"
     assert annotations[ann.VRAM_REQUEST] == "4Gi"
-    assert annotations[ann.GPU_POOL] == "shared"
+    assert annotations[ann.GPU_POOL] == "prod-shared"
     assert annotations[ann.QOS] == "medium"
     assert annotations[canary_keys.MODE_ANNOTATION] == "tensor-fusion"
     # Nothing the user wrote elsewhere is touched.
@@ -191,7 +191,7 @@ def test_only_the_inject_container_gets_the_shim_but_all_lose_nvidia_gpu() -> No
 def test_profile_then_pool_defaults_fill_what_annotations_leave() -> None:
     out = mutated(tf_pod({ann.WORKLOAD_PROFILE: "inference", ann.QOS: "high"}))
     annotations = out["metadata"]["annotations"]
-    assert annotations[ann.GPU_POOL] == "premium"  # from the profile
+    assert annotations[ann.GPU_POOL] == "prod-premium"  # from the profile, as the GPUPool name
     assert annotations[ann.QOS] == "high"  # the annotation beats the profile's critical
     assert annotations[ann.TFLOPS_REQUEST] == "20"
     assert annotations[ann.TFLOPS_LIMIT] == "40"
@@ -271,3 +271,16 @@ def test_a_bare_pod_with_enabled_replicas_is_tf_unless_zero() -> None:
     assert mutated(tf_pod({ann.TFLOPS_LIMIT: "1", ann.VRAM_LIMIT: "1Gi", ann.ENABLED_REPLICAS: "1"}))["spec"][
         "schedulerName"
     ] == ("tensor-fusion-scheduler")
+
+
+@pytest.mark.parametrize("written", ["shared", "prod-shared"])
+def test_a_pool_named_by_its_cluster_entry_resolves_to_the_gpupool_name(written: str) -> None:
+    """Users may write the cluster's entry name; the scheduler only knows the GPUPool the
+    controller creates for it (`<cluster>-<entry>`), so that is what the pod carries."""
+    pod = tf_pod(annotations={ann.GPU_POOL: written, ann.TFLOPS_LIMIT: "10", ann.VRAM_LIMIT: "4Gi"})
+    annotations = out_annotations(mutated(pod, cluster()))
+    assert annotations[ann.GPU_POOL] == "prod-shared"
+
+
+def out_annotations(pod: dict[str, Any]) -> dict[str, str]:
+    return dict(pod["metadata"]["annotations"])

@@ -1,0 +1,1 @@
+"""`tensor-fusion controller`: the operator's reconcilers behind a Lease-based leader election."""

@@ -1,0 +1,36 @@
+"""Status conditions (metav1.Condition) that keep their transition time while unchanged."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+
+def condition(
+    type_: str,
+    status: str,
+    reason: str,
+    message: str,
+    *,
+    now: str,
+    generation: int | None,
+    previous: Sequence[Mapping[str, Any]] | None,
+) -> dict[str, Any]:
+    """A condition (status "True"/"False"/"Unknown"); lastTransitionTime moves only when the status does."""
+    before = next((c for c in previous or () if c.get("type") == type_), None)
+    since = before.get("lastTransitionTime") if before and before.get("status") == status else None
+    result: dict[str, Any] = {
+        "type": type_,
+        "status": status,
+        "reason": reason,
+        "message": message,
+        "lastTransitionTime": since or now,
+    }
+    if generation is not None:
+        result["observedGeneration"] = generation
+    return result
+
+
+def without_times(conditions: Sequence[Mapping[str, Any]] | None) -> list[dict[str, Any]]:
+    """Conditions minus their timestamps, to tell whether a status write would change anything."""
+    return [{k: v for k, v in c.items() if k != "lastTransitionTime"} for c in conditions or ()]
