@@ -32,9 +32,18 @@ cdef extern from "tf/shm_layout.h" nogil:
         uint64_t vram_limit_bytes
         uint64_t tflops_request_milli
         uint64_t tflops_limit_milli
+        uint64_t compute_rate
+        uint64_t compute_burst
 
     ctypedef struct tf_shm_usage:
         uint64_t vram_used_bytes
+        uint64_t compute_consumed
+        uint64_t compute_granted
+        uint64_t compute_refill_ns
+        uint64_t compute_launches
+        uint64_t compute_throttled
+        uint64_t compute_waited_ns
+        uint32_t compute_futex
 
     ctypedef struct tf_shm_proc:
         int32_t pid
@@ -76,3 +85,7 @@ cdef extern from "tf/shm_slots.h" nogil:
     void tf_shm_slot_release(tf_shm_state *s, int fd, int slot)
     int tf_shm_sweep(tf_shm_state *s, int fd, uint64_t own_mask, uint64_t *reclaimed)
     int tf_shm_slot_alive(int fd, int slot)
+
+
+cdef extern from "tf/compute.h" nogil:
+    void tf_compute_set_rate(tf_shm_limit *lim, tf_shm_usage *u, uint64_t rate, uint64_t burst)

@@ -214,6 +214,12 @@ cdef class LimitsFile(_Mapped):
         tf_shm_store_u64(&d.tflops_limit_milli, tflops_limit)
         tf_shm_add_saturating(&(<tf_shm_header *>self.base).generation, 1)
 
+    def compute_rate(self, int index):
+        """(rate in cost units per second, burst in cost units); 0 rate = unlimited"""
+        self._header()
+        cdef tf_shm_limit *d = &(<tf_shm_limits *>self.base).devices[self._device(index)]
+        return (tf_shm_load_u64(&d.compute_rate), tf_shm_load_u64(&d.compute_burst))
+
 
 cdef class StateFile(_Mapped):
     """PATH: per-device usage and process slots."""
@@ -238,6 +244,12 @@ cdef class StateFile(_Mapped):
 
     def used(self, int index):
         return tf_shm_load_u64(&self._state().usage[self._device(index)].vram_used_bytes)
+
+    def compute_stats(self, int index):
+        """(launches, throttled, cost consumed, waited ns): cumulative, of the device's bucket"""
+        cdef tf_shm_usage *u = &self._state().usage[self._device(index)]
+        return (tf_shm_load_u64(&u.compute_launches), tf_shm_load_u64(&u.compute_throttled),
+                tf_shm_load_u64(&u.compute_consumed), tf_shm_load_u64(&u.compute_waited_ns))
 
     def process(self, int slot):
         """(pid, heartbeat_ns, used bytes per device, alive)"""
@@ -290,3 +302,15 @@ cdef class StateFile(_Mapped):
         memset(reclaimed, 0, sizeof(reclaimed))
         count = tf_shm_sweep(self._state(), self.fd, self.owned, reclaimed)
         return count, tuple(reclaimed[i] for i in range(TF_SHM_MAX_DEVICES))
+
+
+def set_compute_rate(LimitsFile limits, StateFile state, int index, uint64_t rate, uint64_t burst):
+    """Sets a device's token-bucket rate and depth (limits file, hypervisor only), credits the
+    tokens earned at the old rate, bumps the generation and wakes the launches waiting."""
+    limits._need_write()
+    state._need_write()
+    if index >= <int>state._header().device_count:
+        raise IndexError(f"device {index} out of range")
+    cdef tf_shm_limit *d = &(<tf_shm_limits *>limits.base).devices[limits._device(index)]
+    tf_compute_set_rate(d, &state._state().usage[index], rate, burst)
+    tf_shm_add_saturating(&(<tf_shm_header *>limits.base).generation, 1)

@@ -4,6 +4,13 @@
  * (dlopen, dlsym cuGetProcAddress_v2, then cuGetProcAddress for the rest), so under the shim
  * every call below goes through its hook.  Prints one JSON line per figure: the median over
  * batches of the per-call time, and the spread.
+ *
+ *   shim_calls [LAUNCHES [ALLOCS]]     per-call times
+ *   shim_calls wake N REGION           futex wake latency: a launch waits on an empty bucket
+ *                                      of REGION (run under the shim); another thread sets
+ *                                      the rate to unlimited with the hypervisor's call
+ *                                      (tf_compute_set_rate) and the time until the launch
+ *                                      returns is taken, N times
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -12,6 +19,12 @@
 #include <string.h>
 #include <time.h>
 
+#include <fcntl.h>
+#include <pthread.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "tf/compute.h"
 #include "tf/cuda_abi.h"
 
 #define BATCHES 41
@@ -74,8 +87,58 @@ static int measure(const char *figure, int (*batch)(long), long per_batch) {
     return 0;
 }
 
+/* ---- futex wake latency ---- */
+
+static tf_shm_limits *wake_limits;
+static tf_shm_state *wake_state;
+static int wake_turn;        /* atomic: 1 = the launcher may launch, 2 = it returned */
+static uint64_t wake_sent;   /* atomic: when the rate change was made */
+static uint64_t wake_back;   /* atomic: when the launch returned */
+
+static void *map_rw(const char *path) {
+    int fd = open(path, O_RDWR);
+    if (fd < 0) return NULL;
+    void *p = mmap(NULL, 1 << 16, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    close(fd);
+    return p == MAP_FAILED ? NULL : p;
+}
+
+static void *setter(void *arg) {
+    long n = (long)arg;
+    for (long i = 0; i < n; i++) {
+        tf_compute_set_rate(&wake_limits->devices[0], &wake_state->usage[0], 1, 1); /* empty bucket */
+        __atomic_store_n(&wake_turn, 1, __ATOMIC_RELEASE);
+        struct timespec pause = {0, 2000000}; /* the launch is asleep in the futex by then */
+        nanosleep(&pause, NULL);
+        __atomic_store_n(&wake_sent, tf_compute_now_ns(), __ATOMIC_RELEASE);
+        tf_compute_set_rate(&wake_limits->devices[0], &wake_state->usage[0], 0, 0);
+        while (__atomic_load_n(&wake_turn, __ATOMIC_ACQUIRE) != 2) sched_yield();
+        printf("%llu\n", (unsigned long long)(__atomic_load_n(&wake_back, __ATOMIC_ACQUIRE) - wake_sent));
+    }
+    return NULL;
+}
+
+static int wake_latency(long n, const char *region) {
+    char limits_path[4096];
+    snprintf(limits_path, sizeof limits_path, "%s%s", region, TF_SHM_LIMITS_SUFFIX);
+    wake_limits = map_rw(limits_path);
+    wake_state = map_rw(region);
+    if (wake_limits == NULL || wake_state == NULL) return 6;
+    pthread_t t;
+    pthread_create(&t, NULL, setter, (void *)n);
+    for (long i = 0; i < n; i++) {
+        while (__atomic_load_n(&wake_turn, __ATOMIC_ACQUIRE) != 1) sched_yield();
+        if (cuLaunchKernel(fn, 1, 1, 1, 32, 1, 1, 0, stream, NULL, NULL) != CUDA_SUCCESS) return 7;
+        __atomic_store_n(&wake_back, tf_compute_now_ns(), __ATOMIC_RELEASE);
+        __atomic_store_n(&wake_turn, 2, __ATOMIC_RELEASE);
+    }
+    pthread_join(t, NULL);
+    return 0;
+}
+
 int main(int argc, char **argv) {
-    long launches = argc > 1 ? atol(argv[1]) : 20000, allocs = argc > 2 ? atol(argv[2]) : 2000;
+    int wake = argc > 3 && strcmp(argv[1], "wake") == 0;
+    long launches = argc > 1 && !wake ? atol(argv[1]) : 20000, allocs = argc > 2 && !wake ? atol(argv[2]) : 2000;
     void *lib = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
     if (lib == NULL) return 2;
     gpa = (PFN_cuGetProcAddress_v12000)dlsym(lib, "cuGetProcAddress_v2");
@@ -93,6 +156,7 @@ int main(int argc, char **argv) {
     if (init(0) || retain(&ctx, 0) || set_current(ctx) || load(&mod, "// bench") || get_fn(&fn, mod, "k") ||
         stream_create(&stream, 0))
         return 4;
+    if (wake) return wake_latency(atol(argv[2]), argv[3]);
     if (measure("cuLaunchKernel", launch_batch, launches) || measure("cuMemAlloc+cuMemFree", alloc_batch, allocs))
         return 5;
     return 0;

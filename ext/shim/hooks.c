@@ -7,6 +7,7 @@
 #include <stddef.h>
 
 #include "shim.h"
+#include "tf/compute.h"
 
 #define REAL_OR_FAIL(symbol)                                     \
     tf_pfn_##symbol real = TF_REAL(symbol);                      \
@@ -317,19 +318,24 @@ CUresult cuMipmappedArrayDestroy(CUmipmappedArray array) {
     FREE_BODY(TF_ALLOC_MIPMAP, (uint64_t)(uintptr_t)array, real(array));
 }
 
-/* ---- launches: straight through (admission comes with the compute limiter) ----
- * Written so the hot path is a load, a test and a tail jump: the rare first call, before
- * the real pointer is known, goes through an out-of-line function. */
+/* ---- launches: compute admission, then the driver ----
+ * Without a rate the hot path is the real pointer's load, a few loads of the region's rate
+ * (inline) and a tail jump to the driver.  Under a rate, and on the first call (before the
+ * real pointer is known), an out-of-line function admits the launch (one fetch-add on the
+ * bucket) and then calls the driver.  Both paths are tail calls, so the hook spills nothing.  The cost is charged before the driver sees the
+ * launch: a launch the driver then rejects has still spent its tokens (it was asked for). */
 
-#define TF_PASS(symbol, params, args)                                              \
-    static __attribute__((noinline, cold)) CUresult symbol##_first params {        \
-        tf_pfn_##symbol real = (tf_pfn_##symbol)tf_real(TF_HOOK_IDX_##symbol);     \
-        return real == NULL ? CUDA_ERROR_NOT_INITIALIZED : real args;              \
+#define TF_ADMITTED(symbol, params, args, cost)                                    \
+    static __attribute__((noinline)) CUresult symbol##_admit params {              \
+        tf_pfn_##symbol real = TF_REAL(symbol);                                    \
+        if (real == NULL) return CUDA_ERROR_NOT_INITIALIZED;                       \
+        tf_launch_admit(cost);                                                     \
+        return real args;                                                          \
     }                                                                              \
     CUresult symbol params {                                                       \
         tf_pfn_##symbol real =                                                     \
             (tf_pfn_##symbol)__atomic_load_n(&tf_hooks[TF_HOOK_IDX_##symbol].real, __ATOMIC_ACQUIRE); \
-        if (__builtin_expect(real == NULL, 0)) return symbol##_first args;         \
+        if (__builtin_expect(real == NULL || tf_launch_maybe_limited(), 0)) return symbol##_admit args; \
         return real args;                                                          \
     }
 
@@ -343,12 +349,62 @@ CUresult cuMipmappedArrayDestroy(CUmipmappedArray array) {
 #define COOP_ARGS (f, gx, gy, gz, bx, by, bz, shmem, stream, params)
 #define EX_PARAMS (const CUlaunchConfig *config, CUfunction f, void **params, void **extra)
 #define EX_ARGS (config, f, params, extra)
+#define GRID_COST tf_launch_cost(gx, gy, gz, bx, by, bz)
+#define EX_COST                                                                                         \
+    (config == NULL ? 0                                                                                 \
+                    : tf_launch_cost(config->gridDimX, config->gridDimY, config->gridDimZ, config->blockDimX, \
+                                     config->blockDimY, config->blockDimZ))
 
-TF_PASS(cuLaunchKernel, LAUNCH_PARAMS, LAUNCH_ARGS)
-TF_PASS(cuLaunchKernel_ptsz, LAUNCH_PARAMS, LAUNCH_ARGS)
-TF_PASS(cuLaunchCooperativeKernel, COOP_PARAMS, COOP_ARGS)
-TF_PASS(cuLaunchCooperativeKernel_ptsz, COOP_PARAMS, COOP_ARGS)
-TF_PASS(cuLaunchKernelEx, EX_PARAMS, EX_ARGS)
-TF_PASS(cuLaunchKernelEx_ptsz, EX_PARAMS, EX_ARGS)
-TF_PASS(cuGraphLaunch, (CUgraphExec exec, CUstream stream), (exec, stream))
-TF_PASS(cuGraphLaunch_ptsz, (CUgraphExec exec, CUstream stream), (exec, stream))
+TF_ADMITTED(cuLaunchKernel, LAUNCH_PARAMS, LAUNCH_ARGS, GRID_COST)
+TF_ADMITTED(cuLaunchKernel_ptsz, LAUNCH_PARAMS, LAUNCH_ARGS, GRID_COST)
+TF_ADMITTED(cuLaunchCooperativeKernel, COOP_PARAMS, COOP_ARGS, GRID_COST)
+TF_ADMITTED(cuLaunchCooperativeKernel_ptsz, COOP_PARAMS, COOP_ARGS, GRID_COST)
+TF_ADMITTED(cuLaunchKernelEx, EX_PARAMS, EX_ARGS, EX_COST)
+TF_ADMITTED(cuLaunchKernelEx_ptsz, EX_PARAMS, EX_ARGS, EX_COST)
+TF_ADMITTED(cuGraphLaunch, (CUgraphExec exec, CUstream stream), (exec, stream), tf_graph_cost(exec))
+TF_ADMITTED(cuGraphLaunch_ptsz, (CUgraphExec exec, CUstream stream), (exec, stream), tf_graph_cost(exec))
+
+/* ---- graph executables: their launch cost is computed once, when instantiated ---- */
+
+CUresult cuGraphInstantiate(CUgraphExec *exec, CUgraph graph, CUgraphNode *error_node, char *log, size_t log_size) {
+    REAL_OR_FAIL(cuGraphInstantiate);
+    CUresult rc = real(exec, graph, error_node, log, log_size);
+    if (rc == CUDA_SUCCESS && exec != NULL) tf_graph_instantiated(*exec, graph);
+    return rc;
+}
+
+CUresult cuGraphInstantiate_v2(CUgraphExec *exec, CUgraph graph, CUgraphNode *error_node, char *log,
+                               size_t log_size) {
+    REAL_OR_FAIL(cuGraphInstantiate_v2);
+    CUresult rc = real(exec, graph, error_node, log, log_size);
+    if (rc == CUDA_SUCCESS && exec != NULL) tf_graph_instantiated(*exec, graph);
+    return rc;
+}
+
+CUresult cuGraphInstantiateWithFlags(CUgraphExec *exec, CUgraph graph, unsigned long long flags) {
+    REAL_OR_FAIL(cuGraphInstantiateWithFlags);
+    CUresult rc = real(exec, graph, flags);
+    if (rc == CUDA_SUCCESS && exec != NULL) tf_graph_instantiated(*exec, graph);
+    return rc;
+}
+
+CUresult cuGraphInstantiateWithParams(CUgraphExec *exec, CUgraph graph, CUDA_GRAPH_INSTANTIATE_PARAMS *params) {
+    REAL_OR_FAIL(cuGraphInstantiateWithParams);
+    CUresult rc = real(exec, graph, params);
+    if (rc == CUDA_SUCCESS && exec != NULL) tf_graph_instantiated(*exec, graph);
+    return rc;
+}
+
+CUresult cuGraphInstantiateWithParams_ptsz(CUgraphExec *exec, CUgraph graph, CUDA_GRAPH_INSTANTIATE_PARAMS *params) {
+    REAL_OR_FAIL(cuGraphInstantiateWithParams_ptsz);
+    CUresult rc = real(exec, graph, params);
+    if (rc == CUDA_SUCCESS && exec != NULL) tf_graph_instantiated(*exec, graph);
+    return rc;
+}
+
+/* The record goes first: the handle may be reused by the next instantiation. */
+CUresult cuGraphExecDestroy(CUgraphExec exec) {
+    REAL_OR_FAIL(cuGraphExecDestroy);
+    tf_graph_destroyed(exec);
+    return real(exec);
+}

@@ -28,10 +28,14 @@
 static pthread_once_t region_once = PTHREAD_ONCE_INIT;
 static const tf_shm_limits *limits; /* read-only mapping */
 static tf_shm_state *state;
+const tf_shm_limits *tf_compute_limits; /* the same mappings, for the launch fast path */
+tf_shm_state *tf_compute_state;
+int tf_launch_mode; /* TF_LAUNCH_*: set before `loaded` is published */
 static int state_fd = -1;
 static int self_slot = -1;
 static int mode;   /* TF_ADMIT_PASS (no region) or TF_ADMIT_OK (enforcing) or TF_ADMIT_DENY (closed) */
 static int loaded; /* atomic: load_region has finished (skips pthread_once on the hot path) */
+int *const tf_region_loaded_flag = &loaded;
 static void table_init(void);
 
 /* ---- loading ---- */
@@ -134,7 +138,12 @@ static void load_region(void) {
 
 static void load_once(void) {
     load_region();
-    if (mode == TF_ADMIT_OK) table_init();
+    if (mode == TF_ADMIT_OK) {
+        table_init();
+        tf_compute_limits = limits;
+        tf_compute_state = state;
+        tf_launch_mode = limits->header.device_count == 1 ? TF_LAUNCH_ONE_DEVICE : TF_LAUNCH_MANY_DEVICES;
+    }
     __atomic_store_n(&loaded, 1, __ATOMIC_RELEASE);
 }
 
@@ -309,6 +318,19 @@ int tf_untrack(int kind, uint64_t key, uint64_t *bytes, int *dev) {
             return 0;
         *bytes = b;
         *dev = d;
+        return 1;
+    }
+    return 0;
+}
+
+int tf_lookup(int kind, uint64_t key, uint64_t *bytes) {
+    if (!__atomic_load_n(&loaded, __ATOMIC_ACQUIRE) || table == NULL || key == TF_EMPTY || key == TF_TOMBSTONE) return 0;
+    uint32_t i = slot_of(key);
+    for (int n = 0; n < TF_MAX_PROBE; n++, i = (i + 1) & (TF_TABLE_SIZE - 1)) {
+        uint64_t k = __atomic_load_n(&table[i].key, __ATOMIC_ACQUIRE);
+        if (k == TF_EMPTY) return 0;
+        if (k != key || table[i].kind != kind) continue;
+        *bytes = table[i].bytes;
         return 1;
     }
     return 0;

@@ -72,7 +72,7 @@ void tf_route(const char *symbol, void **pfn, int cudaVersion, cuuint64_t flags)
 /* ---- VRAM accounting (region.c) ---- */
 
 /* Kinds of tracked allocations: keys of different kinds never match each other. */
-enum { TF_ALLOC_PTR = 1, TF_ALLOC_VMM, TF_ALLOC_ARRAY, TF_ALLOC_MIPMAP };
+enum { TF_ALLOC_PTR = 1, TF_ALLOC_VMM, TF_ALLOC_ARRAY, TF_ALLOC_MIPMAP, TF_GRAPH_COST };
 
 /* Whether a region governs this process (loaded on first use).  0: pass everything through. */
 int tf_region_active(void);
@@ -98,8 +98,40 @@ int tf_untrack(int kind, uint64_t key, uint64_t *bytes, int *dev);
 /* Returns bytes of a completed free to the worker and this process. */
 void tf_release(int dev, uint64_t bytes);
 
+/* Finds a record without taking it (graph launch costs). */
+int tf_lookup(int kind, uint64_t key, uint64_t *bytes);
+
 /* Memory reporting: limit (0 = none) and worker usage of a region device. */
 uint64_t tf_region_limit(int dev);
 uint64_t tf_region_used(int dev);
+
+/* ---- compute admission (compute.c; the bucket itself is tf/compute.h) ---- */
+
+enum { TF_LAUNCH_PASS = 0, TF_LAUNCH_ONE_DEVICE = 1, TF_LAUNCH_MANY_DEVICES = 2 };
+extern const tf_shm_limits *tf_compute_limits;
+extern tf_shm_state *tf_compute_state;
+extern int tf_launch_mode;
+extern int *const tf_region_loaded_flag;
+
+
+/* Whether a launch may have to be admitted: loads only, inline in every launch hook, so a
+ * process without a rate pays a few loads and a tail call.  Unsure (region not loaded yet,
+ * several devices) counts as yes; tf_launch_admit decides. */
+static inline int tf_launch_maybe_limited(void) {
+    if (__builtin_expect(!__atomic_load_n(tf_region_loaded_flag, __ATOMIC_ACQUIRE), 0)) return 1;
+    int launch_mode = __atomic_load_n(&tf_launch_mode, __ATOMIC_RELAXED);
+    if (launch_mode != TF_LAUNCH_ONE_DEVICE) return launch_mode != TF_LAUNCH_PASS;
+    return __atomic_load_n(&tf_compute_limits->devices[0].compute_rate, __ATOMIC_RELAXED) != 0;
+}
+
+/* Admission of one launch of `cost` (out of line, compute.c): when the launch's device has a
+ * rate, ONE atomic fetch-add takes the cost and returns the ticket; a ticket within the
+ * tokens granted runs at once, others wait (bounded sleeps on the bucket's futex). */
+void tf_launch_admit(uint64_t cost);
+
+/* Cost of a graph executable (sum of its kernel nodes), recorded at instantiation. */
+uint64_t tf_graph_cost(CUgraphExec exec);
+void tf_graph_instantiated(CUgraphExec exec, CUgraph graph);
+void tf_graph_destroyed(CUgraphExec exec);
 
 #endif /* TF_SHIM_H */

@@ -20,7 +20,7 @@
 #define TF_SIM_DEFAULT_TFLOPS_MILLI 989000ULL /* dense BF16 of an H100 SXM */
 #define TF_SIM_DEFAULT_DRIVER_VERSION 13000
 #define TF_SIM_DEFAULT_WAVE_NS 5000ULL
-#define TF_SIM_DEFAULT_STATE "/dev/shm/tensor-fusion-simgpu-v2.state"
+#define TF_SIM_DEFAULT_STATE "/dev/shm/tensor-fusion-simgpu-v3.state"
 #define TF_SIM_GRANULARITY (2ULL << 20) /* physical allocation granularity */
 
 typedef struct tf_sim_config {
@@ -32,7 +32,7 @@ typedef struct tf_sim_config {
     uint32_t speed_percent;  /* speed / TF_SIM_GPU_SPEED: scales kernel durations, 100 = model */
     uint64_t wave_ns;        /* wave_ns / TF_SIM_WAVE_NS: duration of one full wave */
     int driver_version;      /* driver_version / TF_SIM_DRIVER_VERSION, default 13000 */
-    char state_path[512];    /* TF_SIM_STATE, default /dev/shm/tensor-fusion-simgpu-v2.state */
+    char state_path[512];    /* TF_SIM_STATE, default /dev/shm/tensor-fusion-simgpu-v3.state */
 } tf_sim_config;
 
 /* Parsed on first use (thread-safe); bad values print one stderr line and use defaults. */

@@ -3,8 +3,9 @@
  * not run; each takes time on a timeline shared by every process of the machine.
  *
  * Time-cost model of a launch (documented in docs/native.md):
- *   threads  = gridX*gridY*gridZ * blockX*blockY*blockZ
- *   waves    = ceil(threads / (sm_count * 2048))          (2048 resident threads per SM)
+ *   threads  = gridX*gridY*gridZ * blockX*blockY*blockZ   (= the shim's launch cost)
+ *   waves    = threads / (sm_count * 2048)                (2048 resident threads per SM;
+ *                                                          fractional: linear in threads)
  *   duration = waves * wave_ns * 100 / speed_percent      (capped at 10 s)
  * A kernel starts when both its stream's previous work and the device's previous kernel
  * (from any process) are done: the device runs one kernel at a time, like time slicing.
@@ -493,10 +494,12 @@ TF_SIM_API CUresult cuModuleGetFunction(CUfunction *fn, CUmodule module, const c
 
 /* ---- launches ---- */
 
-static uint64_t kernel_ns(const tf_sim_device *d, uint64_t threads) {
-    uint64_t per_wave = (uint64_t)d->sm_count * 2048u;
-    uint64_t waves = (threads + per_wave - 1) / per_wave;
-    unsigned __int128 ns = (unsigned __int128)waves * d->wave_ns * 100u / (d->speed_percent ? d->speed_percent : 100);
+/* Linear in threads, so launch cost per second maps to busy time per second exactly. */
+uint64_t tf_kernel_ns(CUcontext ctx, uint64_t threads) {
+    const tf_sim_device *d = &tf_sim_state_get()->devices[ctx->physical];
+    unsigned __int128 per_wave = (unsigned __int128)(d->sm_count ? d->sm_count : 1) * 2048u;
+    unsigned __int128 ns = (unsigned __int128)threads * d->wave_ns * 100u /
+                           (per_wave * (d->speed_percent ? d->speed_percent : 100));
     return ns > TF_MAX_KERNEL_NS ? TF_MAX_KERNEL_NS : (uint64_t)ns;
 }
 
@@ -512,7 +515,7 @@ static CUresult launch(CUfunction f, unsigned int gx, unsigned int gy, unsigned 
     uint64_t *tail = tf_stream_tail(stream, c, &rc);
     if (tail == NULL) return rc;
     uint64_t threads = (uint64_t)gx * gy * gz * block;
-    tf_enqueue(c, tail, kernel_ns(&tf_sim_state_get()->devices[c->physical], threads), 1);
+    tf_enqueue(c, tail, tf_kernel_ns(c, threads), 1);
     return CUDA_SUCCESS;
 }
 

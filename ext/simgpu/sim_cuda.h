@@ -51,6 +51,10 @@ uint64_t *tf_stream_tail(CUstream stream, CUcontext ctx, CUresult *rc);
  * busy is set, on the device's timeline (kernels occupy the device one after another). */
 uint64_t tf_enqueue(CUcontext ctx, uint64_t *tail, uint64_t duration_ns, int busy);
 
+/* Simulated duration of a kernel of `threads` on the context's device (time model above
+ * launch() in sim_ctx.c). */
+uint64_t tf_kernel_ns(CUcontext ctx, uint64_t threads);
+
 /* Sleeps until CLOCK_MONOTONIC reaches t (bounded by the launch-queue cap). */
 void tf_wait_until(uint64_t t);
 

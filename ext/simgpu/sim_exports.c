@@ -25,6 +25,11 @@
     X(cuModuleLoad) X(cuModuleLoadData) X(cuModuleLoadDataEx) X(cuModuleLoadFatBinary)               \
     X(cuModuleUnload) X(cuModuleGetFunction)                                                         \
     X(cuLaunchKernel) X(cuLaunchKernelEx) X(cuLaunchCooperativeKernel)                               \
+    X(cuGraphCreate) X(cuGraphAddKernelNode) X(cuGraphAddKernelNode_v2) X(cuGraphAddEmptyNode)       \
+    X(cuGraphAddChildGraphNode) X(cuGraphChildGraphNodeGetGraph) X(cuGraphGetNodes)                  \
+    X(cuGraphNodeGetType) X(cuGraphKernelNodeGetParams) X(cuGraphKernelNodeGetParams_v2)             \
+    X(cuGraphDestroy) X(cuGraphInstantiate) X(cuGraphInstantiate_v2) X(cuGraphInstantiateWithFlags)  \
+    X(cuGraphInstantiateWithParams) X(cuGraphExecDestroy) X(cuGraphLaunch)                           \
     X(cuMemAlloc_v2) X(cuMemAllocPitch_v2) X(cuMemAllocManaged) X(cuMemFree_v2)                      \
     X(cuMemAllocAsync) X(cuMemAllocFromPoolAsync) X(cuMemFreeAsync) X(cuDeviceGetDefaultMemPool)     \
     X(cuDeviceGetMemPool) X(cuMemPoolCreate) X(cuMemPoolDestroy)                                     \

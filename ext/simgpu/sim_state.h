@@ -1,6 +1,6 @@
 /*
  * sim_state.h - the SIMULATED machine: state every process on the machine shares, like one
- * set of real GPUs.  One file (TF_SIM_STATE, default /dev/shm/tensor-fusion-simgpu-v2.state),
+ * set of real GPUs.  One file (TF_SIM_STATE, default /dev/shm/tensor-fusion-simgpu-v3.state),
  * created race-free by the first process (built under a temporary name, then linked), then
  * mapped by everyone.  Lock-free: atomics only, and process liveness is an OFD lock on the
  * process slot (the kernel drops it when the process dies), so a SIGKILLed process can never
@@ -14,15 +14,17 @@
 #include "sim_config.h"
 
 #define TF_SIM_STATE_MAGIC 0x4D495354u /* "TSIM" */
-#define TF_SIM_STATE_VERSION 2u
+#define TF_SIM_STATE_VERSION 3u
 #define TF_SIM_MAX_PROCS 256
-#define TF_SIM_BUCKET_NS 100000000ULL    /* utilization sample period: 100 ms */
+#define TF_SIM_BUCKET_NS 10000000ULL /* utilization resolution: 10 ms */
 /* A kernel's busy time is booked when it is launched, up to 1.6 s of it; launches run at
  * most 1 s ahead (the launch queue), so booking reaches 2.6 s ahead of now and a ring of
- * 3.2 s never overwrites the last complete period before it is read. */
-#define TF_SIM_BUCKETS 32
+ * 3.2 s never overwrites the last complete second before it is read. */
+#define TF_SIM_BUCKETS 320
 #define TF_SIM_PROC_BUCKETS TF_SIM_BUCKETS
-#define TF_SIM_BOOKED_BUCKETS 16
+#define TF_SIM_BOOKED_BUCKETS 160
+#define TF_SIM_DEVICE_PERIOD_BUCKETS 10 /* nvmlDeviceGetUtilizationRates: the last 100 ms */
+#define TF_SIM_MAX_WINDOW_BUCKETS 100   /* process samples average at most the last 1 s */
 
 /* A utilization bucket: (epoch << 32) | busy_ns, updated with one CAS. */
 typedef uint64_t tf_sim_bucket;

@@ -234,12 +234,26 @@ TF_SIM_API nvmlReturn_t nvmlDeviceGetGraphicsRunningProcesses_v3(nvmlDevice_t de
     return NVML_SUCCESS;
 }
 
-/* The last complete sample period (100 ms) before now. */
+/* Utilization is kept in 10 ms buckets of busy time (sim_state.h).  Device utilization is
+ * the busy share of the last 100 ms (the last complete buckets); a process sample is the
+ * busy share of the complete buckets newer than the caller's lastSeen (at most 1 s back;
+ * lastSeen 0: the last 100 ms, like the device figure),
+ * so a controller polling every P ms with the previous sample's time stamp gets exactly
+ * the last P ms at 10 ms resolution. */
+
+/* The last complete bucket before now. */
 static uint64_t last_epoch(void) { return tf_sim_now_ns() / TF_SIM_BUCKET_NS - 1; }
 
-static unsigned int percent(uint64_t busy_ns) {
-    uint64_t p = busy_ns * 100 / TF_SIM_BUCKET_NS;
+static unsigned int percent(uint64_t busy_ns, uint64_t buckets) {
+    uint64_t span = buckets * TF_SIM_BUCKET_NS;
+    uint64_t p = (busy_ns * 100 + span / 2) / span; /* rounded to the nearest point */
     return p > 100 ? 100 : (unsigned int)p;
+}
+
+static uint64_t busy_over(int device, int proc, uint64_t first, uint64_t last) {
+    uint64_t busy = 0;
+    for (uint64_t e = first; e <= last; e++) busy += tf_sim_bucket_busy(device, proc, e);
+    return busy;
 }
 
 TF_SIM_API nvmlReturn_t nvmlDeviceGetUtilizationRates(nvmlDevice_t device, nvmlUtilization_t *util) {
@@ -247,32 +261,44 @@ TF_SIM_API nvmlReturn_t nvmlDeviceGetUtilizationRates(nvmlDevice_t device, nvmlU
     if (rc != NVML_SUCCESS) return rc;
     int d = index_of(device);
     if (d < 0 || util == NULL) return NVML_ERROR_INVALID_ARGUMENT;
-    util->gpu = percent(tf_sim_bucket_busy(d, -1, last_epoch()));
+    uint64_t last = last_epoch();
+    util->gpu = percent(busy_over(d, -1, last - TF_SIM_DEVICE_PERIOD_BUCKETS + 1, last), TF_SIM_DEVICE_PERIOD_BUCKETS);
     util->memory = 0; /* simulated kernels move no memory */
     return NVML_SUCCESS;
 }
 
-/* Per-process SM utilization of the last sample period, if newer than lastSeen (us). */
+/* Per-process SM utilization over the complete buckets newer than lastSeen (us, wall clock). */
 TF_SIM_API nvmlReturn_t nvmlDeviceGetProcessUtilization(nvmlDevice_t device, nvmlProcessUtilizationSample_t *samples,
                                                         unsigned int *count, unsigned long long lastSeen) {
     nvmlReturn_t rc = need_init();
     if (rc != NVML_SUCCESS) return rc;
     int d = index_of(device);
     if (d < 0 || count == NULL) return NVML_ERROR_INVALID_ARGUMENT;
-    uint64_t epoch = last_epoch();
+    uint64_t mono = tf_sim_now_ns(), last = mono / TF_SIM_BUCKET_NS - 1;
     struct timespec real;
     clock_gettime(CLOCK_REALTIME, &real);
-    /* Sample time: the end of the period, on the wall clock NVML reports in. */
-    uint64_t age_ns = tf_sim_now_ns() - (epoch + 1) * TF_SIM_BUCKET_NS;
-    uint64_t stamp_us = ((uint64_t)real.tv_sec * 1000000000ULL + (uint64_t)real.tv_nsec - age_ns) / 1000;
+    uint64_t real_ns = (uint64_t)real.tv_sec * 1000000000ULL + (uint64_t)real.tv_nsec;
+    /* Sample time: the end of the last complete bucket, on the wall clock NVML reports in. */
+    uint64_t age_ns = mono - (last + 1) * TF_SIM_BUCKET_NS;
+    uint64_t stamp_us = (real_ns - age_ns) / 1000;
+    /* First bucket: the one after lastSeen's (on the monotonic clock), within the window. */
+    uint64_t first = last + 1 - (lastSeen == 0 ? TF_SIM_DEVICE_PERIOD_BUCKETS : TF_SIM_MAX_WINDOW_BUCKETS);
+    uint64_t seen_ns = (uint64_t)lastSeen * 1000;
+    if (lastSeen != 0 && real_ns > mono && seen_ns > real_ns - mono) {
+        uint64_t seen_mono = seen_ns - (real_ns - mono); /* lastSeen on the monotonic clock */
+        uint64_t after = (seen_mono + TF_SIM_BUCKET_NS / 2) / TF_SIM_BUCKET_NS; /* buckets end on stamps */
+        if (after > first) first = after;
+    }
     tf_sim_state *s = tf_sim_state_get();
     unsigned int found = 0, room = samples == NULL ? 0 : *count;
     uint32_t high = __atomic_load_n(&s->high_water, __ATOMIC_ACQUIRE);
-    for (uint32_t i = 0; i < high && i < TF_SIM_MAX_PROCS && stamp_us > lastSeen; i++) {
+    for (uint32_t i = 0; i < high && i < TF_SIM_MAX_PROCS && first <= last && stamp_us > lastSeen; i++) {
         int32_t pid = __atomic_load_n(&s->procs[i].pid, __ATOMIC_ACQUIRE);
-        uint64_t busy = pid == 0 ? 0 : tf_sim_bucket_busy(d, (int)i, epoch);
+        uint64_t busy = pid == 0 ? 0 : busy_over(d, (int)i, first, last);
         if (busy == 0) continue;
-        if (found < room) samples[found] = (nvmlProcessUtilizationSample_t){(unsigned int)pid, stamp_us, percent(busy), 0, 0, 0};
+        if (found < room)
+            samples[found] = (nvmlProcessUtilizationSample_t){(unsigned int)pid, stamp_us, percent(busy, last - first + 1),
+                                                              0, 0, 0};
         found++;
     }
     *count = found;

@@ -1,6 +1,25 @@
 """Shared-memory IPC between the hypervisor and the shim: the only user of the binding."""
 
 from tfcore.ipc.errors import RegionError
-from tfcore.ipc.region import DeviceSpec, DeviceState, Header, ProcessSlot, Region, SweepResult, limits_path
+from tfcore.ipc.region import (
+    ComputeStats,
+    DeviceSpec,
+    DeviceState,
+    Header,
+    ProcessSlot,
+    Region,
+    SweepResult,
+    limits_path,
+)
 
-__all__ = ["DeviceSpec", "DeviceState", "Header", "ProcessSlot", "Region", "RegionError", "SweepResult", "limits_path"]
+__all__ = [
+    "ComputeStats",
+    "DeviceSpec",
+    "DeviceState",
+    "Header",
+    "ProcessSlot",
+    "Region",
+    "RegionError",
+    "SweepResult",
+    "limits_path",
+]

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 MAGIC = 0x4D485354  # bytes "TSHM"
 VERSION_MAJOR = 2
-VERSION_MINOR = 0
+VERSION_MINOR = 1
 MAX_DEVICES = 16
 MAX_PROCS = 64
 UUID_LEN = 48
@@ -74,11 +74,26 @@ LIMIT = StructLayout(
         ("vram_limit_bytes", "Q"),
         ("tflops_request_milli", "Q"),
         ("tflops_limit_milli", "Q"),
-        ("reserved", "56s"),
+        ("compute_rate", "Q"),
+        ("compute_burst", "Q"),
+        ("reserved", "40s"),
     ),
 )
 
-USAGE = StructLayout("tf_shm_usage", (("vram_used_bytes", "Q"), ("reserved", "56s")))
+USAGE = StructLayout(
+    "tf_shm_usage",
+    (
+        ("vram_used_bytes", "Q"),
+        ("compute_consumed", "Q"),
+        ("compute_granted", "Q"),
+        ("compute_refill_ns", "Q"),
+        ("compute_launches", "Q"),
+        ("compute_throttled", "Q"),
+        ("compute_waited_ns", "Q"),
+        ("compute_futex", "I"),
+        ("reserved", "I"),
+    ),
+)
 
 PROC = StructLayout(
     "tf_shm_proc",

@@ -58,6 +58,17 @@ class ProcessSlot:
 
 
 @dataclass(frozen=True)
+class ComputeStats:
+    """Cumulative counters of a worker's token bucket on one device (all its processes).
+    Launches under rate 0 (unlimited) skip the bucket and are not counted."""
+
+    launches: int  # launches admitted
+    throttled: int  # launches that had to wait for tokens
+    cost_admitted: int  # sum of launch costs (threads launched) taken from the bucket
+    waited_ns: int  # total time launches spent waiting
+
+
+@dataclass(frozen=True)
 class SweepResult:
     reclaimed_slots: int
     reclaimed_bytes: tuple[int, ...]  # per device index
@@ -139,6 +150,27 @@ class Region:
         """Changes a device's limits (hypervisor only); bumps the header generation."""
         with _errors(limits_path(self.path)):
             self._limits.set_limits(device, spec.vram_limit_bytes, spec.tflops_request_milli, spec.tflops_limit_milli)
+
+    def set_compute_rate(self, device: int, cost_per_s: int, burst_cost: int) -> None:
+        """Sets the refill rate (launch-cost units per second; 0 = unlimited) and depth (cost
+        units; 0 = rate x 10 ms) of the worker's token bucket on device (hypervisor only:
+        RegionError on a read-only handle).  Tokens earned at the old rate are credited
+        first; bumps the header generation and wakes every launch waiting on that device."""
+        if cost_per_s < 0 or burst_cost < 0:
+            raise RegionError(limits_path(self.path), "cost_per_s and burst_cost must be >= 0")
+        with _errors(limits_path(self.path)):
+            _shm.set_compute_rate(self._limits, self._state, device, cost_per_s, burst_cost)
+
+    def compute_rate(self, device: int) -> tuple[int, int]:
+        """(cost_per_s, burst_cost) of device's token bucket; (0, _) = unlimited."""
+        with _errors(limits_path(self.path)):
+            return self._limits.compute_rate(device)
+
+    def compute_stats(self, device: int) -> ComputeStats:
+        """The bucket's cumulative counters on device (see ComputeStats)."""
+        with _errors(self.path):
+            launches, throttled, cost, waited = self._state.compute_stats(device)
+        return ComputeStats(int(launches), int(throttled), int(cost), int(waited))
 
     def claim_slot(self, pid: int) -> int:
         """Claims a process slot for pid, held while this Region is open; RegionError when

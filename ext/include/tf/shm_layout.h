@@ -19,6 +19,8 @@
  *   - total_size in the header is the file size the writer used; a reader requires the file
  *     to be exactly that long and at least the size of its own major for that kind.
  *   - Major 2 split v1's single file into the two kinds above.
+ *   - Minor 1 (2.1) added the compute token bucket: compute_rate/compute_burst in LIMITS and
+ *     the bucket counters, stats and futex word in USAGE (zero = unlimited, nothing spent).
  *
  * Concurrency rules (learned from the field): no locks and no sem_t in the region, so a
  * SIGKILL at any instruction cannot wedge other processes.  Fields marked "atomic" are only
@@ -43,7 +45,7 @@
 
 #define TF_SHM_MAGIC 0x4D485354u /* bytes "TSHM" in little-endian order */
 #define TF_SHM_VERSION_MAJOR 2
-#define TF_SHM_VERSION_MINOR 0
+#define TF_SHM_VERSION_MINOR 1
 #define TF_SHM_MAX_DEVICES 16
 #define TF_SHM_MAX_PROCS 64
 #define TF_SHM_UUID_LEN 48 /* "GPU-" + 36-char UUID + NUL fits with room to spare */
@@ -70,12 +72,23 @@
     F(uint64_t, vram_limit_bytes, )  /* atomic; 0 = no limit */                            \
     F(uint64_t, tflops_request_milli, ) /* atomic: TFLOPS x 1000; 0 = none */              \
     F(uint64_t, tflops_limit_milli, )   /* atomic */                                       \
-    F(uint8_t, reserved, [56])
+    F(uint64_t, compute_rate, )  /* atomic: launch cost units per second; 0 = unlimited */  \
+    F(uint64_t, compute_burst, ) /* atomic: bucket depth in cost units; 0 = rate x 10 ms */ \
+    F(uint8_t, reserved, [40])
 
-/* What the worker uses on one device (STATE file); one cache line each. */
+/* What the worker uses on one device (STATE file); one cache line each.  The compute token
+ * bucket is two cumulative counters: level = compute_granted - compute_consumed (wrapping
+ * arithmetic; negative = launches waiting their turn).  See ext/shim/compute.c. */
 #define TF_SHM_USAGE_FIELDS(F)                                                             \
     F(uint64_t, vram_used_bytes, )   /* atomic: sum over the worker's processes */          \
-    F(uint8_t, reserved, [56])
+    F(uint64_t, compute_consumed, )  /* atomic: launch cost taken (admitted or waiting) */  \
+    F(uint64_t, compute_granted, )   /* atomic: tokens refilled so far */                   \
+    F(uint64_t, compute_refill_ns, ) /* atomic: CLOCK_MONOTONIC the refill accounted up to */ \
+    F(uint64_t, compute_launches, )  /* atomic: launches admitted under a rate */           \
+    F(uint64_t, compute_throttled, ) /* atomic: launches that had to wait */                \
+    F(uint64_t, compute_waited_ns, ) /* atomic: total time launches waited */              \
+    F(uint32_t, compute_futex, )     /* atomic: bumped on rate changes; waiters sleep on it */ \
+    F(uint32_t, reserved, )
 
 #define TF_SHM_PROC_FIELDS(F)                                                              \
     F(int32_t, pid, )                /* atomic: 0 = free; written by the lock holder only */ \
@@ -114,6 +127,8 @@ _Static_assert(offsetof(tf_shm_header, kind) == 28, "header layout");
 _Static_assert(offsetof(tf_shm_header, generation) == 32, "header layout");
 _Static_assert(offsetof(tf_shm_limit, vram_limit_bytes) == 48, "limit layout");
 _Static_assert(offsetof(tf_shm_limit, tflops_limit_milli) == 64, "limit layout");
+_Static_assert(offsetof(tf_shm_limit, compute_rate) == 72, "limit layout");
+_Static_assert(offsetof(tf_shm_usage, compute_futex) == 56, "usage layout");
 _Static_assert(offsetof(tf_shm_proc, heartbeat_ns) == 8, "proc layout");
 _Static_assert(offsetof(tf_shm_proc, used_bytes) == 16, "proc layout");
 _Static_assert(offsetof(tf_shm_limits, devices) == 64, "limits file layout");

@@ -59,7 +59,7 @@ int main(void) {
     lookup("uuid_11000", "cuDeviceGetUuid", 11000, 0);
     lookup("uuid_12000", "cuDeviceGetUuid", 12000, CU_GET_PROC_ADDRESS_PER_THREAD_DEFAULT_STREAM);
     lookup("unknown", "cuNoSuchFunction", 12000, 0);
-    CUresult (*stub)(void) = (CUresult(*)(void))lookup("unimplemented", "cuGraphCreate", 12000, 0);
+    CUresult (*stub)(void) = (CUresult(*)(void))lookup("unimplemented", "cuGraphAddMemcpyNode", 12000, 0);
     if (stub != NULL) printf("unimplemented_call=%d\n", stub());
     lookup("memalloc_13000", "cuMemAlloc", 13000, 0);
     lookup("memalloc_2000", "cuMemAlloc", 2000, 0);

@@ -79,7 +79,7 @@ static int basics(void) {
     CUstream s;
     cuStreamCreate(&s, 0);
     CUfunction f = kernel();
-    cuLaunchKernel(f, 132, 1, 1, 1024, 1, 1, 0, s, NULL, NULL); /* one wave */
+    cuLaunchKernel(f, 264, 1, 1, 1024, 1, 1, 0, s, NULL, NULL); /* one full wave of 132 SMs x 2048 */
     cuMemsetD8Async(b, 0x5a, 4096, s);
     cuMemcpyDtoHAsync(out, b, 4096, s);
     CUresult q = cuStreamQuery(s);

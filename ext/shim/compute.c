@@ -1,0 +1,112 @@
+/*
+ * Compute admission of the shim: the slow paths of tf_launch_admit (shim.h) and the launch
+ * costs of graph executables.  The bucket is described in tf/compute.h.
+ */
+#define _GNU_SOURCE
+#include <stdlib.h>
+
+#include "shim.h"
+#include "tf/compute.h"
+
+static __attribute__((noinline, cold)) void launch_wait(int dev, uint64_t ticket);
+
+void tf_launch_admit(uint64_t cost) {
+    if (__builtin_expect(!__atomic_load_n(tf_region_loaded_flag, __ATOMIC_ACQUIRE), 0)) (void)tf_region_active();
+    int ok, launch_mode = __atomic_load_n(&tf_launch_mode, __ATOMIC_RELAXED);
+    if (launch_mode == TF_LAUNCH_PASS) return;
+    int dev = launch_mode == TF_LAUNCH_ONE_DEVICE ? 0 : tf_region_current_device(&ok);
+    if (dev < 0 || __atomic_load_n(&tf_compute_limits->devices[dev].compute_rate, __ATOMIC_RELAXED) == 0) return;
+    tf_shm_usage *u = &tf_compute_state->usage[dev];
+    uint64_t ticket = __atomic_add_fetch(&u->compute_consumed, cost, __ATOMIC_ACQ_REL); /* the one atomic */
+    if (__builtin_expect((int64_t)(ticket - __atomic_load_n(&u->compute_granted, __ATOMIC_ACQUIRE)) > 0, 0))
+        launch_wait(dev, ticket);
+    __atomic_add_fetch(&u->compute_launches, 1, __ATOMIC_RELAXED); /* statistics */
+}
+
+/* Waits until the tokens granted reach ticket: sleeps for the time the deficit needs at the
+ * current rate (at most TF_COMPUTE_WAIT_CAP_NS), refills, re-checks.  Each sleep is bounded;
+ * a rate change wakes it at once; rate 0 lets it go. */
+static void launch_wait(int dev, uint64_t ticket) {
+    const tf_shm_limit *lim = &tf_compute_limits->devices[dev];
+    tf_shm_usage *u = &tf_compute_state->usage[dev];
+    uint64_t start = 0;
+    for (;;) {
+        uint32_t seen = __atomic_load_n(&u->compute_futex, __ATOMIC_ACQUIRE);
+        uint64_t rate = __atomic_load_n(&lim->compute_rate, __ATOMIC_ACQUIRE);
+        if (rate == 0) break;
+        uint64_t now = tf_compute_now_ns();
+        tf_compute_refill(u, rate, __atomic_load_n(&lim->compute_burst, __ATOMIC_ACQUIRE), now);
+        int64_t deficit = (int64_t)(ticket - __atomic_load_n(&u->compute_granted, __ATOMIC_ACQUIRE));
+        if (deficit <= 0) break;
+        if (start == 0) start = now;
+        unsigned __int128 ns = ((unsigned __int128)(uint64_t)deficit * 1000000000u + rate - 1) / rate;
+        tf_compute_futex_wait(&u->compute_futex, seen, ns > TF_COMPUTE_WAIT_CAP_NS ? TF_COMPUTE_WAIT_CAP_NS : (uint64_t)ns);
+    }
+    if (start != 0) {
+        __atomic_add_fetch(&u->compute_throttled, 1, __ATOMIC_RELAXED);
+        __atomic_add_fetch(&u->compute_waited_ns, tf_compute_now_ns() - start, __ATOMIC_RELAXED);
+    }
+}
+
+/* ---- graphs: cost = sum over kernel nodes (child graphs included), once per executable ---- */
+
+typedef CUresult (*get_nodes_fn)(CUgraph, CUgraphNode *, size_t *);
+typedef CUresult (*node_type_fn)(CUgraphNode, int *);
+typedef CUresult (*kernel_params_fn)(CUgraphNode, CUDA_KERNEL_NODE_PARAMS_v2 *);
+typedef CUresult (*child_graph_fn)(CUgraphNode, CUgraph *);
+
+#define TF_GRAPH_MAX_DEPTH 8
+
+static uint64_t graph_cost(CUgraph graph, int depth) {
+    static get_nodes_fn get_nodes;
+    static node_type_fn node_type;
+    static kernel_params_fn kernel_params;
+    static child_graph_fn child_graph;
+    if (__atomic_load_n(&get_nodes, __ATOMIC_ACQUIRE) == NULL) { /* racing first calls store the same values */
+        /* Asked for at CUDA 12.0: the _v2 kernel-node params (a superset of v1's layout). */
+        __atomic_store_n(&child_graph, (child_graph_fn)tf_driver_helper("cuGraphChildGraphNodeGetGraph"), __ATOMIC_RELAXED);
+        __atomic_store_n(&kernel_params, (kernel_params_fn)tf_driver_helper("cuGraphKernelNodeGetParams"), __ATOMIC_RELAXED);
+        __atomic_store_n(&node_type, (node_type_fn)tf_driver_helper("cuGraphNodeGetType"), __ATOMIC_RELAXED);
+        __atomic_store_n(&get_nodes, (get_nodes_fn)tf_driver_helper("cuGraphGetNodes"), __ATOMIC_RELEASE);
+    }
+    if (get_nodes == NULL || node_type == NULL || kernel_params == NULL || depth > TF_GRAPH_MAX_DEPTH) return 0;
+    size_t count = 0;
+    if (get_nodes(graph, NULL, &count) != CUDA_SUCCESS || count == 0) return 0;
+    CUgraphNode *nodes = calloc(count, sizeof *nodes);
+    if (nodes == NULL) return 0;
+    uint64_t total = 0;
+    if (get_nodes(graph, nodes, &count) == CUDA_SUCCESS) {
+        for (size_t i = 0; i < count; i++) {
+            int type = -1;
+            if (node_type(nodes[i], &type) != CUDA_SUCCESS) continue;
+            uint64_t cost = 0;
+            if (type == CU_GRAPH_NODE_TYPE_KERNEL) {
+                CUDA_KERNEL_NODE_PARAMS_v2 p = {0};
+                if (kernel_params(nodes[i], &p) == CUDA_SUCCESS)
+                    cost = tf_launch_cost(p.gridDimX, p.gridDimY, p.gridDimZ, p.blockDimX, p.blockDimY, p.blockDimZ);
+            } else if (type == CU_GRAPH_NODE_TYPE_GRAPH && child_graph != NULL) {
+                CUgraph child = NULL;
+                if (child_graph(nodes[i], &child) == CUDA_SUCCESS) cost = graph_cost(child, depth + 1);
+            }
+            total = total + cost < total || total + cost > TF_COMPUTE_COST_MAX ? TF_COMPUTE_COST_MAX : total + cost;
+        }
+    }
+    free(nodes);
+    return total;
+}
+
+void tf_graph_instantiated(CUgraphExec exec, CUgraph graph) {
+    if (exec == NULL || tf_region_active() != TF_ADMIT_OK) return;
+    tf_track(TF_GRAPH_COST, (uint64_t)(uintptr_t)exec, graph_cost(graph, 0), -1);
+}
+
+void tf_graph_destroyed(CUgraphExec exec) {
+    uint64_t cost;
+    int dev;
+    (void)tf_untrack(TF_GRAPH_COST, (uint64_t)(uintptr_t)exec, &cost, &dev);
+}
+
+uint64_t tf_graph_cost(CUgraphExec exec) {
+    uint64_t cost = 0;
+    return tf_lookup(TF_GRAPH_COST, (uint64_t)(uintptr_t)exec, &cost) ? cost : 0;
+}

@@ -1,0 +1,277 @@
+/*
+ * Simulated CUDA graphs: kernel nodes, child-graph nodes and empty nodes; instantiate, launch,
+ * destroy.  SIMULATED: an executable graph is its kernels flattened in insertion order; a
+ * launch puts them on the stream one after another, on the device timeline like any launch
+ * (the device runs one kernel at a time, so the dependency edges change nothing there).
+ * Node dependencies are accepted and not tracked.
+ */
+#define _GNU_SOURCE
+#include <stdlib.h>
+#include <string.h>
+
+#include "sim_cuda.h"
+
+#define TF_GRAPH_MAGIC 0x48505247u
+#define TF_NODE_MAGIC 0x45444f4eu
+#define TF_EXEC_MAGIC 0x43584547u
+#define TF_GRAPH_DEPTH 8
+
+struct CUgraphNode_st {
+    uint32_t magic;
+    int type;
+    CUDA_KERNEL_NODE_PARAMS_v2 kernel;
+    CUgraph child; /* the node's own copy (CUDA clones the child graph) */
+};
+
+struct CUgraph_st {
+    uint32_t magic;
+    size_t count, cap;
+    CUgraphNode *nodes;
+};
+
+typedef struct tf_graph_kernel {
+    unsigned int grid[3], block[3];
+} tf_graph_kernel;
+
+struct CUgraphExec_st {
+    uint32_t magic;
+    size_t count, cap;
+    tf_graph_kernel *kernels;
+};
+
+static int valid_graph(CUgraph g) { return g != NULL && g->magic == TF_GRAPH_MAGIC; }
+static int valid_node(CUgraphNode n) { return n != NULL && n->magic == TF_NODE_MAGIC; }
+
+TF_SIM_API CUresult cuGraphCreate(CUgraph *graph, unsigned int flags) {
+    CUresult rc = tf_need_init();
+    if (rc != CUDA_SUCCESS) return rc;
+    if (graph == NULL || flags != 0) return CUDA_ERROR_INVALID_VALUE;
+    CUgraph g = calloc(1, sizeof *g);
+    if (g == NULL) return CUDA_ERROR_OUT_OF_MEMORY;
+    g->magic = TF_GRAPH_MAGIC;
+    *graph = g;
+    return CUDA_SUCCESS;
+}
+
+static CUresult add_node(CUgraphNode *out, CUgraph g, int type, const CUDA_KERNEL_NODE_PARAMS_v2 *k, CUgraph child) {
+    CUresult rc = tf_need_init();
+    if (rc != CUDA_SUCCESS) return rc;
+    if (out == NULL || !valid_graph(g)) return CUDA_ERROR_INVALID_VALUE;
+    if (g->count == g->cap) {
+        size_t cap = g->cap ? g->cap * 2 : 8;
+        CUgraphNode *nodes = realloc(g->nodes, cap * sizeof *nodes);
+        if (nodes == NULL) return CUDA_ERROR_OUT_OF_MEMORY;
+        g->nodes = nodes;
+        g->cap = cap;
+    }
+    CUgraphNode n = calloc(1, sizeof *n);
+    if (n == NULL) return CUDA_ERROR_OUT_OF_MEMORY;
+    n->magic = TF_NODE_MAGIC;
+    n->type = type;
+    if (k != NULL) n->kernel = *k;
+    n->child = child;
+    g->nodes[g->count++] = n;
+    *out = n;
+    return CUDA_SUCCESS;
+}
+
+static CUresult add_kernel(CUgraphNode *out, CUgraph g, const CUDA_KERNEL_NODE_PARAMS_v2 *k) {
+    if (k->func == NULL) return CUDA_ERROR_INVALID_VALUE;
+    if (k->gridDimX == 0 || k->gridDimY == 0 || k->gridDimZ == 0 || k->blockDimX == 0 || k->blockDimY == 0 ||
+        k->blockDimZ == 0 || (uint64_t)k->blockDimX * k->blockDimY * k->blockDimZ > 1024)
+        return CUDA_ERROR_INVALID_VALUE;
+    return add_node(out, g, CU_GRAPH_NODE_TYPE_KERNEL, k, NULL);
+}
+
+TF_SIM_API CUresult cuGraphAddKernelNode(CUgraphNode *node, CUgraph g, const CUgraphNode *deps, size_t ndeps,
+                                         const CUDA_KERNEL_NODE_PARAMS *p) {
+    (void)deps;
+    (void)ndeps;
+    if (p == NULL) return CUDA_ERROR_INVALID_VALUE;
+    CUDA_KERNEL_NODE_PARAMS_v2 k = {0};
+    memcpy(&k, p, sizeof *p); /* v2 starts with v1's fields */
+    return add_kernel(node, g, &k);
+}
+
+TF_SIM_API CUresult cuGraphAddKernelNode_v2(CUgraphNode *node, CUgraph g, const CUgraphNode *deps, size_t ndeps,
+                                            const CUDA_KERNEL_NODE_PARAMS_v2 *p) {
+    (void)deps;
+    (void)ndeps;
+    if (p == NULL) return CUDA_ERROR_INVALID_VALUE;
+    return add_kernel(node, g, p);
+}
+
+TF_SIM_API CUresult cuGraphAddEmptyNode(CUgraphNode *node, CUgraph g, const CUgraphNode *deps, size_t ndeps) {
+    (void)deps;
+    (void)ndeps;
+    return add_node(node, g, CU_GRAPH_NODE_TYPE_EMPTY, NULL, NULL);
+}
+
+static CUresult clone_graph(CUgraph src, CUgraph *out, int depth);
+
+TF_SIM_API CUresult cuGraphAddChildGraphNode(CUgraphNode *node, CUgraph g, const CUgraphNode *deps, size_t ndeps,
+                                             CUgraph child) {
+    (void)deps;
+    (void)ndeps;
+    if (!valid_graph(child) || !valid_graph(g) || child == g) return CUDA_ERROR_INVALID_VALUE;
+    CUgraph copy = NULL;
+    CUresult rc = clone_graph(child, &copy, 0);
+    if (rc != CUDA_SUCCESS) return rc;
+    return add_node(node, g, CU_GRAPH_NODE_TYPE_GRAPH, NULL, copy);
+}
+
+TF_SIM_API CUresult cuGraphChildGraphNodeGetGraph(CUgraphNode node, CUgraph *graph) {
+    if (!valid_node(node) || node->type != CU_GRAPH_NODE_TYPE_GRAPH || graph == NULL) return CUDA_ERROR_INVALID_VALUE;
+    *graph = node->child;
+    return CUDA_SUCCESS;
+}
+
+TF_SIM_API CUresult cuGraphGetNodes(CUgraph g, CUgraphNode *nodes, size_t *count) {
+    if (!valid_graph(g) || count == NULL) return CUDA_ERROR_INVALID_VALUE;
+    if (nodes == NULL) {
+        *count = g->count;
+        return CUDA_SUCCESS;
+    }
+    size_t n = *count < g->count ? *count : g->count;
+    memcpy(nodes, g->nodes, n * sizeof *nodes);
+    for (size_t i = n; i < *count; i++) nodes[i] = NULL;
+    *count = n;
+    return CUDA_SUCCESS;
+}
+
+TF_SIM_API CUresult cuGraphNodeGetType(CUgraphNode node, int *type) {
+    if (!valid_node(node) || type == NULL) return CUDA_ERROR_INVALID_VALUE;
+    *type = node->type;
+    return CUDA_SUCCESS;
+}
+
+TF_SIM_API CUresult cuGraphKernelNodeGetParams(CUgraphNode node, CUDA_KERNEL_NODE_PARAMS *p) {
+    if (!valid_node(node) || node->type != CU_GRAPH_NODE_TYPE_KERNEL || p == NULL) return CUDA_ERROR_INVALID_VALUE;
+    memcpy(p, &node->kernel, sizeof *p);
+    return CUDA_SUCCESS;
+}
+
+TF_SIM_API CUresult cuGraphKernelNodeGetParams_v2(CUgraphNode node, CUDA_KERNEL_NODE_PARAMS_v2 *p) {
+    if (!valid_node(node) || node->type != CU_GRAPH_NODE_TYPE_KERNEL || p == NULL) return CUDA_ERROR_INVALID_VALUE;
+    *p = node->kernel;
+    return CUDA_SUCCESS;
+}
+
+static void free_graph(CUgraph g) {
+    for (size_t i = 0; i < g->count; i++) {
+        if (g->nodes[i]->child != NULL) free_graph(g->nodes[i]->child);
+        g->nodes[i]->magic = 0;
+        free(g->nodes[i]);
+    }
+    free(g->nodes);
+    g->magic = 0;
+    free(g);
+}
+
+static CUresult clone_graph(CUgraph src, CUgraph *out, int depth) {
+    if (depth > TF_GRAPH_DEPTH) return CUDA_ERROR_INVALID_VALUE;
+    CUgraph g = NULL;
+    CUresult rc = cuGraphCreate(&g, 0);
+    for (size_t i = 0; rc == CUDA_SUCCESS && i < src->count; i++) {
+        CUgraphNode n = src->nodes[i], copy;
+        CUgraph child = NULL;
+        if (n->child != NULL) rc = clone_graph(n->child, &child, depth + 1);
+        if (rc == CUDA_SUCCESS) rc = add_node(&copy, g, n->type, &n->kernel, child);
+    }
+    if (rc != CUDA_SUCCESS && g != NULL) free_graph(g);
+    if (rc == CUDA_SUCCESS) *out = g;
+    return rc;
+}
+
+TF_SIM_API CUresult cuGraphDestroy(CUgraph g) {
+    if (!valid_graph(g)) return CUDA_ERROR_INVALID_VALUE;
+    free_graph(g);
+    return CUDA_SUCCESS;
+}
+
+static CUresult flatten(CUgraphExec e, CUgraph g, int depth) {
+    if (depth > TF_GRAPH_DEPTH) return CUDA_ERROR_INVALID_VALUE;
+    for (size_t i = 0; i < g->count; i++) {
+        CUgraphNode n = g->nodes[i];
+        if (n->type == CU_GRAPH_NODE_TYPE_GRAPH) {
+            CUresult rc = flatten(e, n->child, depth + 1);
+            if (rc != CUDA_SUCCESS) return rc;
+            continue;
+        }
+        if (n->type != CU_GRAPH_NODE_TYPE_KERNEL) continue;
+        if (e->count == e->cap) {
+            size_t cap = e->cap ? e->cap * 2 : 8;
+            tf_graph_kernel *k = realloc(e->kernels, cap * sizeof *k);
+            if (k == NULL) return CUDA_ERROR_OUT_OF_MEMORY;
+            e->kernels = k;
+            e->cap = cap;
+        }
+        e->kernels[e->count++] = (tf_graph_kernel){{n->kernel.gridDimX, n->kernel.gridDimY, n->kernel.gridDimZ},
+                                                   {n->kernel.blockDimX, n->kernel.blockDimY, n->kernel.blockDimZ}};
+    }
+    return CUDA_SUCCESS;
+}
+
+static CUresult instantiate(CUgraphExec *out, CUgraph g) {
+    CUresult rc;
+    if (tf_current(&rc) == NULL) return rc;
+    if (out == NULL || !valid_graph(g)) return CUDA_ERROR_INVALID_VALUE;
+    CUgraphExec e = calloc(1, sizeof *e);
+    if (e == NULL) return CUDA_ERROR_OUT_OF_MEMORY;
+    e->magic = TF_EXEC_MAGIC;
+    rc = flatten(e, g, 0);
+    if (rc != CUDA_SUCCESS) {
+        free(e->kernels);
+        free(e);
+        return rc;
+    }
+    *out = e;
+    return CUDA_SUCCESS;
+}
+
+TF_SIM_API CUresult cuGraphInstantiate(CUgraphExec *exec, CUgraph g, CUgraphNode *err, char *log, size_t size) {
+    if (err != NULL) *err = NULL;
+    if (log != NULL && size > 0) log[0] = '\0';
+    return instantiate(exec, g);
+}
+
+TF_SIM_API CUresult cuGraphInstantiate_v2(CUgraphExec *exec, CUgraph g, CUgraphNode *err, char *log, size_t size) {
+    return cuGraphInstantiate(exec, g, err, log, size);
+}
+
+TF_SIM_API CUresult cuGraphInstantiateWithFlags(CUgraphExec *exec, CUgraph g, unsigned long long flags) {
+    (void)flags;
+    return instantiate(exec, g);
+}
+
+TF_SIM_API CUresult cuGraphInstantiateWithParams(CUgraphExec *exec, CUgraph g, CUDA_GRAPH_INSTANTIATE_PARAMS *p) {
+    CUresult rc = instantiate(exec, g);
+    if (p != NULL) {
+        p->hErrNode_out = NULL;
+        p->result_out = rc == CUDA_SUCCESS ? 0 : 1; /* CUDA_GRAPH_INSTANTIATE_SUCCESS / _ERROR */
+    }
+    return rc;
+}
+
+TF_SIM_API CUresult cuGraphExecDestroy(CUgraphExec e) {
+    if (e == NULL || e->magic != TF_EXEC_MAGIC) return CUDA_ERROR_INVALID_VALUE;
+    e->magic = 0;
+    free(e->kernels);
+    free(e);
+    return CUDA_SUCCESS;
+}
+
+TF_SIM_API CUresult cuGraphLaunch(CUgraphExec e, CUstream stream) {
+    CUresult rc;
+    CUcontext c = tf_current(&rc);
+    if (c == NULL) return rc;
+    if (e == NULL || e->magic != TF_EXEC_MAGIC) return CUDA_ERROR_INVALID_VALUE;
+    uint64_t *tail = tf_stream_tail(stream, c, &rc);
+    if (tail == NULL) return rc;
+    for (size_t i = 0; i < e->count; i++) {
+        const tf_graph_kernel *k = &e->kernels[i];
+        uint64_t threads = (uint64_t)k->grid[0] * k->grid[1] * k->grid[2] * k->block[0] * k->block[1] * k->block[2];
+        tf_enqueue(c, tail, tf_kernel_ns(c, threads), 1);
+    }
+    return CUDA_SUCCESS;
+}
