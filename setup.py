@@ -106,7 +106,10 @@ def extensions() -> list[Extension]:
         c_library(
             "tfcore.native.sim.libcuda",
             [
-                *(f"ext/simgpu/{n}.c" for n in ("simcuda", "sim_ctx", "sim_graph", "sim_mem", "sim_exports", "sim_state")),
+                *(
+                    f"ext/simgpu/{n}.c"
+                    for n in ("simcuda", "sim_ctx", "sim_graph", "sim_mem", "sim_exports", "sim_state")
+                ),
                 procs,
                 *sim,
             ],
