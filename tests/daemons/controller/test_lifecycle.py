@@ -7,6 +7,7 @@ import copy
 
 import aiohttp
 from kubernetes_asyncio import client
+from kubernetes_asyncio.client.exceptions import ApiException
 
 from tests.daemons.controller.helpers import Cluster, Replica, replicas, spec_cluster, wait_for
 from tests.kubeapi.emulator import KubeEmulator
@@ -24,14 +25,24 @@ async def test_template_changes_update_pools_and_removed_pools_go(kube: KubeEmul
     async with replicas(kube, "solo"):
         await api.create("tensorfusionclusters", cluster)
         await wait_for(lambda: api.list("gpupools"), lambda pools: len(pools) == 2)
-        current = await api.get("tensorfusionclusters", CLUSTER)
-        assert current is not None
-        pools = current["spec"]["gpuPools"]
-        pools[0]["specTemplate"]["capacityConfig"]["oversubscription"]["tflopsOversellRatio"] = 200
-        del pools[1]
-        await api.custom.replace_cluster_custom_object(
-            "tensor-fusion.ai", "v1", "tensorfusionclusters", CLUSTER, current
-        )
+        # The controller writes status meanwhile, which moves resourceVersion: get-modify-update
+        # until no conflict, as any client of a real API server must.
+        for _ in range(20):
+            current = await api.get("tensorfusionclusters", CLUSTER)
+            assert current is not None
+            pools = current["spec"]["gpuPools"]
+            pools[0]["specTemplate"]["capacityConfig"]["oversubscription"]["tflopsOversellRatio"] = 200
+            del pools[1]
+            try:
+                await api.custom.replace_cluster_custom_object(
+                    "tensor-fusion.ai", "v1", "tensorfusionclusters", CLUSTER, current
+                )
+                break
+            except ApiException as exc:
+                if exc.status != 409:
+                    raise
+        else:
+            raise AssertionError("the cluster kept conflicting")
         remaining = await wait_for(
             lambda: api.list("gpupools"),
             lambda found: (
