@@ -15,7 +15,7 @@ from tfcore.model.errors import ValidationError
 
 SNAPSHOT_HELP = (
     "run on a static snapshot instead of a cluster: a `kubectl get -o yaml` List or multi-document YAML "
-    "of Nodes, Pods, GPUPools, GPUNodes and GPUs"
+    "of Nodes, Pods, GPUPools, GPUNodes, GPUs, GPUResourceQuotas and TensorFusionClusters"
 )
 EXTENDER_HOST_HELP = "extender address (default: 127.0.0.1); any other address needs client-certificate TLS"
 PRINT_HELP = "print the document for the stock kube-scheduler (our plugins replaced by the extender) and exit"
@@ -41,7 +41,11 @@ def register(commands: Any) -> None:
     p.add_argument("--extender-tls-cert", metavar="FILE", help="extender server certificate (PEM)")
     p.add_argument("--extender-tls-key", metavar="FILE", help="extender server key (PEM)")
     p.add_argument("--extender-client-ca", metavar="FILE", help="CA that signs kube-scheduler's client certificate")
-    p.add_argument("--default-pool", metavar="NAME", help="pool for pods that name none (default: the only pool)")
+    p.add_argument(
+        "--default-pool",
+        metavar="NAME",
+        help="pool for pods that name none (default: the TensorFusionCluster's isDefault pool, else the only pool)",
+    )
     p.add_argument("--print-kube-scheduler-config", action="store_true", help=PRINT_HELP)
     p.set_defaults(handler=_scheduler)
 
@@ -60,6 +64,7 @@ def _options(args: argparse.Namespace) -> Options:
         tls_key=args.extender_tls_key,
         client_ca=args.extender_client_ca,
         default_pool=args.default_pool,
+        freeze_heap=True,
     )
 
 

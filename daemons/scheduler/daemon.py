@@ -9,6 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
+from daemons.scheduler.heap import settle_heap
 from daemons.scheduler.http import admin_app, extender_app
 from daemons.scheduler.kube import KubeCluster
 from daemons.scheduler.memory import MemoryCluster, parse_cluster_state
@@ -43,6 +44,7 @@ class Options:
     default_pool: str | None = None
     config_poll: float = 2.0
     reuse_decisions: bool = True
+    freeze_heap: bool = False  # settle_heap() once the cluster is in (the CLI sets it)
 
     def check(self) -> None:
         """The extender binds pods: it listens beyond loopback only behind TLS with client certificates."""
@@ -148,9 +150,11 @@ async def build(options: Options) -> Daemon:
         memory = MemoryCluster(objects)
         memory.attach(mirror)
         writer = memory
+        if options.freeze_heap:
+            settle_heap()
     else:
         api = await connect(options.kubeconfig)
-        kube = KubeCluster(api, mirror)
+        kube = KubeCluster(api, mirror, on_synced=settle_heap if options.freeze_heap else None)
         writer = kube
         add_background(admin, kube.run)
         add_ready_check(admin, kube.not_ready)

@@ -8,6 +8,7 @@ client-certificate verification is configured (see cli.py and docs/scheduler.md)
 
 from __future__ import annotations
 
+from time import perf_counter
 from typing import Any, Final
 
 import msgspec
@@ -16,7 +17,7 @@ from aiohttp import web
 
 import tfcore
 from daemons.scheduler.service import ClusterWriter, SchedulerService
-from daemons.scheduler.wire import args_decoder, binding_decoder, encoder
+from daemons.scheduler.wire import binding_decoder, encoded_args_decoder, encoder
 from tfcore.model.errors import ValidationError
 from tfcore.web.app import (
     HTTPProblem,
@@ -27,6 +28,7 @@ from tfcore.web.app import (
     openapi_document,
     read_body,
 )
+from tfcore.web.metrics import add_metrics_route
 
 MAX_POD_BYTES: Final = 1024**2
 MAX_EXTENDER_BYTES: Final = 32 * 1024**2  # a pod plus up to ~100k node names
@@ -64,13 +66,20 @@ def parse_pod_body(body: bytes, content_type: str) -> dict[str, Any]:
 
 
 async def simulate_schedule(request: web.Request) -> web.Response:
-    body = await read_body(request, limit=MAX_POD_BYTES)
-    pod = parse_pod_body(body, media_type(request))
+    service = request.app[SERVICE_KEY]
+    started = perf_counter()
+    ok = False
     try:
-        result = request.app[SERVICE_KEY].simulate(pod)
-    except RecursionError:
-        raise ValidationError.single("body", "nested too deeply", "a Pod") from None
-    return json_response(result)
+        body = await read_body(request, limit=MAX_POD_BYTES)
+        pod = parse_pod_body(body, media_type(request))
+        try:
+            result = service.simulate(pod)
+        except RecursionError:
+            raise ValidationError.single("body", "nested too deeply", "a Pod") from None
+        ok = True
+        return json_response(result)
+    finally:
+        service.metrics.observe("simulate", perf_counter() - started, ok)
 
 
 async def allocation(request: web.Request) -> web.Response:
@@ -82,6 +91,7 @@ def admin_app(service: SchedulerService) -> web.Application:
     app[SERVICE_KEY] = service
     app.router.add_post("/api/simulate-schedule", simulate_schedule)
     app.router.add_get("/api/allocation", allocation)
+    add_metrics_route(app, service.metrics.registry)
     add_openapi_route(app, "/api/openapi.json", admin_openapi())
     return app
 
@@ -187,20 +197,47 @@ def _reply(value: Any) -> web.Response:
     return web.Response(body=encoder.encode(value), content_type="application/json")
 
 
+def _json_body(body: bytes) -> web.Response:
+    return web.Response(body=body, content_type="application/json")
+
+
 async def extender_filter(request: web.Request) -> web.Response:
-    args = _decode(args_decoder, await read_body(request, limit=MAX_EXTENDER_BYTES))
-    return _reply(request.app[SERVICE_KEY].filter(args))
+    service = request.app[SERVICE_KEY]
+    started = perf_counter()
+    ok = False
+    try:
+        args = _decode(encoded_args_decoder, await read_body(request, limit=MAX_EXTENDER_BYTES))
+        body, ok = service.filter_reply(args)
+        return _json_body(body)
+    finally:
+        service.metrics.observe("filter", perf_counter() - started, ok)
 
 
 async def extender_prioritize(request: web.Request) -> web.Response:
-    args = _decode(args_decoder, await read_body(request, limit=MAX_EXTENDER_BYTES))
-    return _reply(request.app[SERVICE_KEY].prioritize(args))
+    service = request.app[SERVICE_KEY]
+    started = perf_counter()
+    ok = False
+    try:
+        args = _decode(encoded_args_decoder, await read_body(request, limit=MAX_EXTENDER_BYTES))
+        body = service.prioritize(args)
+        ok = True
+        return _json_body(body)
+    finally:
+        service.metrics.observe("prioritize", perf_counter() - started, ok)
 
 
 async def extender_bind(request: web.Request) -> web.Response:
-    args = _decode(binding_decoder, await read_body(request, limit=MAX_POD_BYTES))
-    writer: ClusterWriter = request.app[WRITER_KEY]  # type: ignore[assignment]
-    return _reply(await request.app[SERVICE_KEY].bind(args, writer))
+    service = request.app[SERVICE_KEY]
+    started = perf_counter()
+    ok = False
+    try:
+        args = _decode(binding_decoder, await read_body(request, limit=MAX_POD_BYTES))
+        writer: ClusterWriter = request.app[WRITER_KEY]  # type: ignore[assignment]
+        result = await service.bind(args, writer)
+        ok = not result.error
+        return _reply(result)
+    finally:
+        service.metrics.observe("bind", perf_counter() - started, ok)
 
 
 def extender_app(service: SchedulerService, writer: ClusterWriter, *, prefix: str = "") -> web.Application:

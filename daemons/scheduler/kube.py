@@ -1,14 +1,14 @@
 """The cluster through the Kubernetes API: informers into the mirror, bind through the API.
 
-Inventory (GPUPools, GPUNodes, Nodes, GPUs) is listed first; pods only once it is in, so a
-restarted scheduler records every pod's allocation against known GPUs. Bind writes the
-allocation annotations with a merge patch, then creates the pods/binding subresource.
+Inventory (TensorFusionClusters, GPUPools, GPUNodes, Nodes, GPUs, GPUResourceQuotas) is listed
+first; pods only once it is in, so a restarted scheduler records every pod's allocation against
+known GPUs. Bind writes the allocation annotations with a merge patch, then creates the pods/binding subresource.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 from daemons.scheduler.mirror import ClusterMirror
@@ -17,17 +17,27 @@ from tfcore.k8s import Event, Informer, KubeClient, KubeError, Resource, request
 
 GROUP: Final = "/apis/tensor-fusion.ai/v1"
 INVENTORY: Final = (
+    Resource(f"{GROUP}/tensorfusionclusters", "TensorFusionCluster"),
     Resource(f"{GROUP}/gpupools", "GPUPool"),
     Resource(f"{GROUP}/gpunodes", "GPUNode"),
     Resource("/api/v1/nodes", "Node"),
     Resource(f"{GROUP}/gpus", "GPU"),
+    Resource(f"{GROUP}/gpuresourcequotas", "GPUResourceQuota"),
 )
 PODS: Final = Resource("/api/v1/pods", "Pod")
 
 
 class KubeCluster:
-    def __init__(self, api: KubeClient, mirror: ClusterMirror, *, watch_timeout: int = 300) -> None:
+    def __init__(
+        self,
+        api: KubeClient,
+        mirror: ClusterMirror,
+        *,
+        watch_timeout: int = 300,
+        on_synced: Callable[[], None] | None = None,
+    ) -> None:
         self.api = api
+        self.on_synced = on_synced  # once everything, pods included, is first listed
         self.mirror = mirror
         self.informers = [Informer(api, r, self._handle, watch_timeout=watch_timeout) for r in INVENTORY]
         self.pods = Informer(api, PODS, self._handle, watch_timeout=watch_timeout)
@@ -50,6 +60,9 @@ class KubeCluster:
                 group.create_task(informer.run())
             await asyncio.gather(*(i.synced.wait() for i in self.informers))
             group.create_task(self.pods.run())
+            await self.pods.synced.wait()
+            if self.on_synced is not None:
+                self.on_synced()
 
     # ClusterWriter
     async def annotate_pod(self, namespace: str, name: str, annotations: Mapping[str, str | None]) -> None:

@@ -1,8 +1,8 @@
 """An in-memory cluster: `--cluster-state FILE` (offline what-if and capacity planning), and tests.
 
 The file is a `kubectl get ... -o yaml` List or multi-document YAML of Nodes, Pods, GPUPools,
-GPUNodes and GPUs (other kinds are skipped and named in `skipped`). Bind writes the
-annotations and the node name onto the pod here and feeds the change back to the mirror,
+GPUNodes, GPUs, GPUResourceQuotas and TensorFusionClusters (other kinds are skipped and named
+in `skipped`). Bind writes the annotations and the node name onto the pod here and feeds the change back to the mirror,
 the same path a watch event from the API server takes.
 """
 
@@ -63,6 +63,11 @@ def parse_cluster_state(text: str, *, where: str = "cluster state") -> tuple[lis
     return objects, skipped
 
 
+def _namespaced(pod: Mapping[str, Any]) -> tuple[str, str]:
+    meta = pod.get("metadata") or {}
+    return str(meta.get("namespace") or "default"), str(meta.get("name"))
+
+
 class MemoryCluster:
     """Objects by kind and name (pods by uid), feeding a ClusterMirror; a ClusterWriter for bind."""
 
@@ -70,16 +75,24 @@ class MemoryCluster:
         self.objects: dict[str, dict[str, dict[str, Any]]] = {kind: {} for kind in KINDS}
         self.mirror: ClusterMirror | None = None
         self.bindings: list[tuple[str, str, str]] = []  # (namespace/name, uid, node), in order
+        self._pod_keys: dict[tuple[str, str], str] = {}  # (namespace, name) -> key in objects["Pod"]
         for obj in objects:
             self._store(copy.deepcopy(dict(obj)))
 
     @staticmethod
     def _key(obj: Mapping[str, Any]) -> str:
         meta = obj.get("metadata") or {}
-        return str(meta.get("uid") or meta.get("name")) if obj.get("kind") == "Pod" else str(meta.get("name"))
+        if obj.get("kind") == "Pod":
+            return str(meta.get("uid") or meta.get("name"))
+        if obj.get("kind") == "GPUResourceQuota":  # namespaced: one name may be used in several namespaces
+            return f"{meta.get('namespace') or 'default'}/{meta.get('name')}"
+        return str(meta.get("name"))
 
     def _store(self, obj: dict[str, Any]) -> None:
-        self.objects[str(obj["kind"])][self._key(obj)] = obj
+        key = self._key(obj)
+        self.objects[str(obj["kind"])][key] = obj
+        if obj["kind"] == "Pod":
+            self._pod_keys[_namespaced(obj)] = key
 
     def attach(self, mirror: ClusterMirror) -> None:
         """Deliver everything, inventory first, as a first list does."""
@@ -96,15 +109,14 @@ class MemoryCluster:
 
     def remove(self, kind: str, key: str) -> None:
         obj = self.objects[kind].pop(key, None)
+        if obj is not None and kind == "Pod" and self._pod_keys.get(_namespaced(obj)) == key:
+            del self._pod_keys[_namespaced(obj)]
         if obj is not None and self.mirror is not None:
             self.mirror.delete(kind, obj)
 
     def pod(self, namespace: str, name: str) -> dict[str, Any] | None:
-        for pod in self.objects["Pod"].values():
-            meta = pod.get("metadata") or {}
-            if meta.get("name") == name and (meta.get("namespace") or "default") == namespace:
-                return pod
-        return None
+        key = self._pod_keys.get((namespace, name))
+        return self.objects["Pod"].get(key) if key is not None else None
 
     # ClusterWriter
     async def annotate_pod(self, namespace: str, name: str, annotations: Mapping[str, str | None]) -> None:

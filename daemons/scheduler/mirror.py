@@ -2,9 +2,10 @@
 
 Sources (the API server's informers, or the in-memory cluster) call `sync` with a whole
 collection (first list, relist after 410) and `upsert`/`delete` per watch event. Inventory
-arrives before pods. A pod holding GPUs (our annotations and a node) is recorded as it is;
-a finished or deleted pod gives its GPUs back; an unbound pod of our scheduler is kept for bind.
-An unbound pod with stale annotations (a bind whose pods/binding failed) holds nothing.
+(TensorFusionClusters, GPUPools, GPUNodes, Nodes, GPUs, GPUResourceQuotas) arrives before
+pods. A pod holding GPUs (our annotations and a node) is recorded as it is; a finished or
+deleted pod gives its GPUs back; an unbound pod of our scheduler is kept for bind. An unbound
+pod with stale annotations (a bind whose pods/binding failed) holds nothing.
 """
 
 from __future__ import annotations
@@ -18,18 +19,26 @@ from tfcore.config.scheduler import SCHEDULER_NAME
 from tfcore.model.errors import ValidationError
 from tfcore.model.kinds import decode_object
 from tfcore.model.node import GPU, GPUNode
-from tfcore.model.pool import GPUPool
+from tfcore.model.pool import GPUPool, TensorFusionCluster
+from tfcore.model.workload import GPUResourceQuota
 from tfcore.sched import gpu_from_model, node_from_model, pool_from_model, rebuild_from_pods
+from tfcore.sched.quota import GPUResourceQuotaPolicy
 from tfcore.sched.records import FINISHED_PHASES, holds_gpus
 
 log = logging.getLogger(__name__)
 
-INVENTORY_KINDS: Final = ("GPUPool", "GPUNode", "Node", "GPU")
+# Quotas and the cluster's default pool come in before pods, so no decision is made without them.
+INVENTORY_KINDS: Final = ("TensorFusionCluster", "GPUPool", "GPUNode", "Node", "GPU", "GPUResourceQuota")
 KINDS: Final = (*INVENTORY_KINDS, "Pod")
 
 
 def _name(obj: Mapping[str, Any]) -> str:
     return str((obj.get("metadata") or {}).get("name") or "")
+
+
+def _namespaced(obj: Mapping[str, Any]) -> str:
+    namespace = (obj.get("metadata") or {}).get("namespace") or "default"
+    return f"{namespace}/{_name(obj)}"
 
 
 def _uid(obj: Mapping[str, Any]) -> str:
@@ -42,6 +51,10 @@ class ClusterMirror:
         self.allocator = service.allocator
         self.fixed_default_pool = default_pool
         self.allocator.default_pool = default_pool
+        self.quota = GPUResourceQuotaPolicy()
+        self.allocator.quota = self.quota
+        self.quotas: dict[str, GPUResourceQuota] = {}  # namespace/name -> object
+        self.clusters: dict[str, TensorFusionCluster] = {}
         self.gpunodes: dict[str, GPUNode] = {}
         self.node_labels: dict[str, dict[str, str]] = {}
         self.problems: list[str] = []  # recent objects that could not be used, for the logs and tests
@@ -57,7 +70,7 @@ class ClusterMirror:
                     self.allocator.release(key)
             self.service.pending = {}
         else:
-            names = {_name(o) for o in items}
+            names = {_namespaced(o) if kind == "GPUResourceQuota" else _name(o) for o in items}
             for name in [n for n in self._known(kind) if n not in names]:
                 self._remove(kind, name)
         for obj in items:
@@ -69,7 +82,7 @@ class ClusterMirror:
                 self._pod(obj)
             elif kind == "Node":
                 self._node(obj)
-            elif kind in ("GPUPool", "GPUNode", "GPU"):
+            elif kind in ("GPUPool", "GPUNode", "GPU", "GPUResourceQuota", "TensorFusionCluster"):
                 self._custom(kind, obj)
         except ValidationError as exc:
             self._problem(f"{kind} {_name(obj)}: {exc}")
@@ -79,7 +92,7 @@ class ClusterMirror:
             self.service.pending.pop(_uid(obj), None)
             self.allocator.release(_uid(obj))
         else:
-            self._remove(kind, _name(obj))
+            self._remove(kind, _namespaced(obj) if kind == "GPUResourceQuota" else _name(obj))
 
     # ---- pods ---------------------------------------------------------------------------------
 
@@ -129,14 +142,42 @@ class ClusterMirror:
             self.allocator.set_node(node_from_model(model, labels=self._labels(spec.name)))
         elif isinstance(model, GPU):
             self.allocator.set_gpu(gpu_from_model(model))
+        elif isinstance(model, GPUResourceQuota):
+            self.quotas[_namespaced(obj)] = model
+            self._quota_of(_namespaced(obj).split("/", 1)[0])
+        elif isinstance(model, TensorFusionCluster):
+            self.clusters[_name(obj)] = model
+            self._default_pool()
+
+    def _quota_of(self, namespace: str) -> None:
+        """One GPUResourceQuota per namespace counts; with several, the first by name (and a warning)."""
+        mine = sorted((key, q) for key, q in self.quotas.items() if key.split("/", 1)[0] == namespace)
+        if not mine:
+            self.quota.remove(namespace)
+            return
+        if len(mine) > 1:
+            self._problem(f"namespace {namespace} has {len(mine)} GPUResourceQuotas; only {mine[0][0]} is enforced")
+        self.quota.set(mine[0][1])
 
     def _default_pool(self) -> None:
-        """The --default-pool, else the only pool there is."""
+        """--default-pool, else the pool a TensorFusionCluster marks isDefault, else the only pool there is."""
         pools = self.allocator.pools
-        chosen = self.fixed_default_pool or (next(iter(pools)) if len(pools) == 1 else None)
+        chosen = self.fixed_default_pool or self._marked_default() or (next(iter(pools)) if len(pools) == 1 else None)
         if chosen != self.allocator.default_pool:
             self.allocator.default_pool = chosen
             self.service.decisions.clear()
+
+    def _marked_default(self) -> str | None:
+        """The first isDefault pool of the TensorFusionClusters (by name): its GPUPool is named
+        <cluster>-<pool> by the operator, or <pool>; whichever exists, else <pool>."""
+        for cluster_name, cluster in sorted(self.clusters.items()):
+            for definition in (cluster.spec.gpu_pools or []) if cluster.spec else []:
+                if definition.is_default:
+                    prefixed = f"{cluster_name}-{definition.name}"
+                    if prefixed in self.allocator.pools and definition.name not in self.allocator.pools:
+                        return prefixed
+                    return definition.name
+        return None
 
     def _known(self, kind: str) -> list[str]:
         if kind == "GPUPool":
@@ -145,6 +186,10 @@ class ClusterMirror:
             return list(self.gpunodes)
         if kind == "Node":
             return list(self.node_labels)
+        if kind == "GPUResourceQuota":
+            return list(self.quotas)
+        if kind == "TensorFusionCluster":
+            return list(self.clusters)
         return list(self.allocator.gpus)
 
     def _remove(self, kind: str, name: str) -> None:
@@ -160,6 +205,11 @@ class ClusterMirror:
                 self.allocator.set_node(node_from_model(self.gpunodes[name]))
         elif kind == "GPU":
             self.allocator.remove_gpu(name)
+        elif kind == "GPUResourceQuota":
+            if self.quotas.pop(name, None) is not None:
+                self._quota_of(name.split("/", 1)[0])
+        elif kind == "TensorFusionCluster" and self.clusters.pop(name, None) is not None:
+            self._default_pool()
 
     def _problem(self, text: str) -> None:
         log.warning("ignored: %s", text)

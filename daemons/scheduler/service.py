@@ -10,16 +10,29 @@ from __future__ import annotations
 import logging
 from collections import OrderedDict
 from collections.abc import Mapping
+from itertools import repeat
 from typing import Any, Final, Protocol
 
-from daemons.scheduler.decisions import DecisionCache, shape_of
+from daemons.scheduler.decisions import (
+    DecisionCache,
+    FilterView,
+    PriorityView,
+    Shape,
+    ShapeDecisions,
+    host_priority_json,
+    rejection_reason,
+    shape_of,
+)
+from daemons.scheduler.metrics import SchedulerMetrics
 from daemons.scheduler.wire import (
     MAX_EXTENDER_PRIORITY,
+    EncodedExtenderArgs,
     ExtenderArgs,
     ExtenderBindingArgs,
     ExtenderBindingResult,
     ExtenderFilterResult,
     HostPriority,
+    encoder,
 )
 from tfcore.config.scheduler import SCHEDULER_NAME, SchedulerConfig
 from tfcore.model.errors import ValidationError
@@ -27,6 +40,7 @@ from tfcore.sched import CycleState, Framework, PodRequest, Status, default_regi
 from tfcore.sched.allocator import Allocator
 from tfcore.sched.framework import Code, PluginUse
 from tfcore.sched.plugins import default_plugin_uses
+from tfcore.sched.request import RequestParser
 
 log = logging.getLogger(__name__)
 
@@ -58,9 +72,16 @@ def wants_gpu(pod: Mapping[str, Any]) -> bool:
 
 class SchedulerService:
     def __init__(
-        self, allocator: Allocator, config: SchedulerConfig | None = None, *, reuse_decisions: bool = True
+        self,
+        allocator: Allocator,
+        config: SchedulerConfig | None = None,
+        *,
+        reuse_decisions: bool = True,
+        metrics: SchedulerMetrics | None = None,
     ) -> None:
         self.allocator = allocator
+        self.metrics = metrics if metrics is not None else SchedulerMetrics()
+        self.metrics.watch_allocator(allocator)
         self.config = config
         self.reuse_decisions = reuse_decisions
         self.decisions = DecisionCache()
@@ -69,7 +90,8 @@ class SchedulerService:
         self.pending: dict[str, dict[str, Any]] = {}  # uid -> pod, from the cluster (pods not yet bound)
         self._recent: OrderedDict[str, dict[str, Any]] = OrderedDict()  # uid -> pod seen by filter
         self._binding: set[str] = set()
-        self._requests: OrderedDict[tuple[str, str], PodRequest] = OrderedDict()
+        self._requests: OrderedDict[tuple[str, str], tuple[PodRequest, Shape]] = OrderedDict()
+        self._parse = RequestParser()
 
     def _framework(self, config: SchedulerConfig | None) -> Framework:
         uses: list[PluginUse] = config.plugin_uses() if config is not None else default_plugin_uses()
@@ -88,13 +110,14 @@ class SchedulerService:
 
     # ---- extender: filter ---------------------------------------------------------------------
 
-    def filter(self, args: ExtenderArgs) -> ExtenderFilterResult:
+    def filter(self, args: ExtenderArgs, *, names_json: bytes | None = None) -> ExtenderFilterResult:
+        """The extender's filter verb. `names_json`: NodeNames as received, for reusing the reply."""
         names = args.candidate_names()
         pod = args.pod
         if not isinstance(pod, dict) or not wants_gpu(pod):
             return self._filtered(args, names, {}, {})
         try:
-            request = self._request(pod)
+            request, shape = self._request(pod)
         except ValidationError as exc:
             return ExtenderFilterResult(node_names=[], error=f"bad pod: {exc}")
         self._remember(pod)
@@ -102,38 +125,136 @@ class SchedulerService:
         pre = self.framework.run_pre_filters(state, request)
         if not pre.ok:
             rejected = dict.fromkeys(names, pre.message())
+            if names:
+                self.metrics.rejected({rejection_reason(pre): len(names)})
             if pre.code is Code.UNSCHEDULABLE_AND_UNRESOLVABLE:
                 return self._filtered(args, [], {}, rejected)
             return self._filtered(args, [], rejected, {})
+        if not self.reuse_decisions:
+            return self._filter_each(args, state, request, names)
+        entry = self.decisions.for_shape(shape)
+        candidates = set(names)
+        missing = candidates - entry.verdicts.keys()
+        if missing:
+            known, framework = self.allocator.nodes, self.framework
+            for name in _in_order(missing, names):  # the order the naive path sees them in
+                node = known.get(name)
+                entry.record_verdict(
+                    name, framework.filter_node(state, request, node) if node is not None else _UNKNOWN_NODE
+                )
+        refused = entry.rejected & candidates if len(entry.rejected) > len(candidates) else candidates & entry.rejected
+        if not refused:  # the common case: every candidate fits, nothing to explain
+            everything = self._filtered(args, list(names), {}, {})
+            return self._keep_view(entry, args, everything, names_json=names_json, members=candidates, reasons={})
+        if len(candidates) == len(names) and len(refused) <= len(names) // 8:
+            fits = list(names)
+            for name in refused:
+                fits.remove(name)
+            ordered = _in_order(refused, names)
+        else:
+            fits = [n for n in names if n not in refused]
+            ordered = [n for n in names if n in refused]
+        failed = {n: m for n in ordered if (m := entry.failed.get(n)) is not None}
+        unresolvable = {n: m for n in ordered if (m := entry.unresolvable.get(n)) is not None}
+        reasons: dict[str, int] = {}
+        for name in ordered:
+            reason = entry.reasons[name]
+            reasons[reason] = reasons.get(reason, 0) + 1
+        self.metrics.rejected(reasons)
+        return self._keep_view(
+            entry,
+            args,
+            self._filtered(args, fits, failed, unresolvable),
+            names_json=names_json,
+            members=candidates,
+            reasons=reasons,
+        )
+
+    @staticmethod
+    def _keep_view(
+        entry: ShapeDecisions,
+        args: ExtenderArgs,
+        result: ExtenderFilterResult,
+        *,
+        names_json: bytes | None,
+        members: set[str],
+        reasons: dict[str, int],
+    ) -> ExtenderFilterResult:
+        names = args.node_names
+        if names is not None:
+            encoded = names_json if names_json is not None else encoder.encode(names)
+            entry.filter_view = FilterView(names, encoded, members, result, reasons)
+        return result
+
+    def filter_reply(self, args: EncodedExtenderArgs) -> tuple[bytes, bool]:
+        """filter, encoded (and whether it succeeded): the last reply again when nothing it said has changed."""
+        names_json = args.names_json()
+        if self.reuse_decisions and names_json is not None:
+            body = self._unchanged_filter_reply(args.pod, names_json)
+            if body is not None:
+                return body, True
+        result = self.filter(args.decoded(), names_json=names_json)
+        return encoder.encode(result), not result.error
+
+    def _unchanged_filter_reply(self, pod: Any, names_json: bytes) -> bytes | None:
+        if not isinstance(pod, dict) or not wants_gpu(pod):
+            return None
+        try:
+            request, shape = self._request(pod)
+        except ValidationError:
+            return None
+        state = CycleState()
+        if not self.framework.run_pre_filters(state, request).ok:
+            return None
+        entry = self.decisions.for_shape(shape)
+        view = entry.filter_view
+        if view is None or names_json != view.names_json:
+            return None
+        if view.stale:
+            known, framework = self.allocator.nodes, self.framework
+            for name in _in_order(view.stale, view.names) if len(view.stale) > 1 else view.stale:
+                if name not in entry.verdicts:
+                    node = known.get(name)
+                    entry.record_verdict(
+                        name, framework.filter_node(state, request, node) if node is not None else _UNKNOWN_NODE
+                    )
+                message = entry.failed.get(name)
+                now = (False, message) if message is not None else None
+                if name in entry.unresolvable:
+                    now = (True, entry.unresolvable[name])
+                if now != view.rejected.get(name):
+                    entry.filter_view = None
+                    return None
+            view.stale.clear()
+        self._remember(pod)
+        self.metrics.rejected(view.reasons)
+        if view.body is None:
+            view.body = encoder.encode(view.result)
+        return view.body
+
+    def _filter_each(
+        self, args: ExtenderArgs, state: CycleState, request: PodRequest, names: list[str]
+    ) -> ExtenderFilterResult:
+        """The reference path (reuse_decisions off): every filter plugin on every candidate."""
+        known, framework = self.allocator.nodes, self.framework
         fits: list[str] = []
         failed: dict[str, str] = {}
         unresolvable: dict[str, str] = {}
-        for name, status in self._verdicts(state, request, names):
+        reasons: dict[str, int] = {}
+        for name in names:
+            node = known.get(name)
+            status = framework.filter_node(state, request, node) if node is not None else _UNKNOWN_NODE
             if status.code is Code.SUCCESS:
                 fits.append(name)
-            elif status.code is Code.UNSCHEDULABLE_AND_UNRESOLVABLE:
+                continue
+            if status.code is Code.UNSCHEDULABLE_AND_UNRESOLVABLE:
                 unresolvable[name] = status.message()
             else:
                 failed[name] = status.message()
+            reason = rejection_reason(status)
+            reasons[reason] = reasons.get(reason, 0) + 1
+        self.metrics.rejected(reasons)
         return self._filtered(args, fits, failed, unresolvable)
-
-    def _verdicts(self, state: CycleState, request: PodRequest, names: list[str]) -> list[tuple[str, Status]]:
-        known = self.allocator.nodes
-        framework = self.framework
-        if not self.reuse_decisions:
-            return [
-                (n, framework.filter_node(state, request, known[n]) if n in known else _UNKNOWN_NODE) for n in names
-            ]
-        verdicts = self.decisions.for_shape(shape_of(request)).verdicts
-        out: list[tuple[str, Status]] = []
-        for name in names:
-            status = verdicts.get(name)
-            if status is None:
-                node = known.get(name)
-                status = framework.filter_node(state, request, node) if node is not None else _UNKNOWN_NODE
-                verdicts[name] = status
-            out.append((name, status))
-        return out
 
     @staticmethod
     def _filtered(
@@ -148,47 +269,95 @@ class SchedulerService:
 
     # ---- extender: prioritize -------------------------------------------------------------------
 
-    def prioritize(self, args: ExtenderArgs) -> list[HostPriority]:
-        """0..10 per node: the node our framework would choose gets 10, the others their total scaled to 0..9."""
-        names = args.candidate_names()
+    def prioritize(self, args: EncodedExtenderArgs) -> bytes:
+        """The encoded HostPriorityList, 0..10 per node: the node our framework would choose gets 10,
+        the others their total scaled to 0..9."""
         pod = args.pod
         if not isinstance(pod, dict) or not wants_gpu(pod):
-            return [HostPriority(n, 0) for n in names]
+            return _zero_priorities(args.decoded().candidate_names())
         try:
-            request = self._request(pod)
+            request, shape = self._request(pod)
         except ValidationError:
-            return [HostPriority(n, 0) for n in names]
+            return _zero_priorities(args.decoded().candidate_names())
         state = CycleState()
         if not self.framework.run_pre_filters(state, request).ok:
-            return [HostPriority(n, 0) for n in names]
-        totals, scaled = self._totals(state, request, names)
+            return _zero_priorities(args.decoded().candidate_names())
+        if not self.reuse_decisions:
+            return self._prioritize_each(state, request, args.decoded().candidate_names())
+        entry = self.decisions.for_shape(shape)
+        totals, view = entry.totals, entry.priority_view
+        names_json = args.names_json()
+        if view is not None and names_json == view.names_json and self._patch(entry, view, state, request):
+            names = view.names
+            if view.top_count == 1:
+                best = view.values.index(view.top)
+            else:  # ties: smallest name, as Framework
+                best = names.index(min(n for n, v in zip(names, view.values, strict=True) if v == view.top))
+            return view.reply(best)
+        names = args.decoded().candidate_names()
+        candidates = set(names)
+        self._score(entry, state, request, candidates - totals.keys(), names)
+        if not any(map(totals.__contains__, names)):  # no known node among the candidates
+            return _zero_priorities(names)
+        values = list(map(totals.get, names, repeat(-1)))
+        items = list(map(entry.host_json.get, names))
+        if None in items:  # candidates that are not ours score 0
+            items = [item or host_priority_json(n, 0) for n, item in zip(names, items, strict=True)]
+        one_digit = max(map(entry.scaled.get, names, repeat(0))) < MAX_EXTENDER_PRIORITY
+        if names_json is not None and len(candidates) == len(names) and one_digit:
+            entry.priority_view = PriorityView(names, names_json, values, items)  # type: ignore[arg-type]
+        best_total = max(values)
+        if values.count(best_total) == 1:
+            best = values.index(best_total)
+        else:  # ties: smallest name, as Framework
+            best = names.index(min(n for n, v in zip(names, values, strict=True) if v == best_total))
+        items[best] = host_priority_json(names[best], MAX_EXTENDER_PRIORITY)
+        return b"[" + b",".join(items) + b"]"  # type: ignore[arg-type]
+
+    def _patch(self, entry: ShapeDecisions, view: PriorityView, state: CycleState, request: PodRequest) -> bool:
+        """Bring `view` up to date with its changed nodes; False (and the view dropped) if it cannot be."""
+        if view.stale:
+            totals, scaled = entry.totals, entry.scaled
+            self._score(entry, state, request, view.stale, view.names)
+            for name in sorted(view.stale):  # one order, whatever the hash seed
+                score = scaled.get(name, 0)
+                if score >= MAX_EXTENDER_PRIORITY:
+                    entry.priority_view = None
+                    return False
+                view.patch(name, totals.get(name, -1), score)
+            view.stale.clear()
+        if not any(map(entry.totals.__contains__, view.names)):  # no known node among the candidates any more
+            entry.priority_view = None
+            return False
+        return True
+
+    def _score(
+        self, entry: ShapeDecisions, state: CycleState, request: PodRequest, unscored: set[str], names: list[str]
+    ) -> None:
+        """Score the known nodes among `unscored` (in the order of `names`) into the shape's entry."""
+        known = self.allocator.nodes
+        missing = [known[n] for n in _in_order(unscored, names) if n in known] if unscored else []
+        if missing:
+            scale, top = self._max_total(), MAX_EXTENDER_PRIORITY - 1
+            for name, total in self.framework.score_nodes(state, request, missing).items():
+                entry.record_score(name, total, max(0, total) * top // scale)
+
+    def _prioritize_each(self, state: CycleState, request: PodRequest, names: list[str]) -> bytes:
+        """The reference path (reuse_decisions off): every scorer on every candidate, encoded as structs."""
+        known = self.allocator.nodes
+        scale, top = self._max_total(), MAX_EXTENDER_PRIORITY - 1
+        # Each node once, even if named twice (kube-scheduler does not, but a total must not double).
+        totals = self.framework.score_nodes(state, request, [known[n] for n in dict.fromkeys(names) if n in known])
         if not totals:
-            return [HostPriority(n, 0) for n in names]
+            return _zero_priorities(names)
         best_total = max(totals.get(n, -1) for n in names)
         best = min(n for n in names if totals.get(n, -1) == best_total)  # ties: smallest name, as Framework
-        out = [HostPriority(n, scaled.get(n, 0)) for n in names]
+        out = [HostPriority(n, max(0, totals[n]) * top // scale if n in totals else 0) for n in names]
         for item in out:
             if item.host == best:
                 item.score = MAX_EXTENDER_PRIORITY
                 break
-        return out
-
-    def _totals(
-        self, state: CycleState, request: PodRequest, names: list[str]
-    ) -> tuple[dict[str, int], dict[str, int]]:
-        """Weighted score totals of the known nodes, and the same scaled to 0..9 (10 is for the best)."""
-        known = self.allocator.nodes
-        scale, top = self._max_total(), MAX_EXTENDER_PRIORITY - 1
-        if not self.reuse_decisions:
-            totals = self.framework.score_nodes(state, request, [known[n] for n in names if n in known])
-            return totals, {n: max(0, t) * top // scale for n, t in totals.items()}
-        entry = self.decisions.for_shape(shape_of(request))
-        missing = [known[n] for n in names if n not in entry.totals and n in known]
-        if missing:
-            fresh = self.framework.score_nodes(state, request, missing)
-            entry.totals.update(fresh)
-            entry.scaled.update({n: max(0, t) * top // scale for n, t in fresh.items()})
-        return entry.totals, entry.scaled
+        return encoder.encode(out)
 
     # ---- extender: bind -----------------------------------------------------------------------
 
@@ -206,7 +375,7 @@ class SchedulerService:
                 return ExtenderBindingResult(error=f"{where}: {exc}")
             return ExtenderBindingResult()
         try:
-            request = pod_request(pod)
+            request, _ = self._request(pod)
         except ValidationError as exc:
             return ExtenderBindingResult(error=f"{where}: {exc}")
         if request.key in self._binding:
@@ -235,19 +404,21 @@ class SchedulerService:
     def binding_in_progress(self, key: str) -> bool:
         return key in self._binding
 
-    def _request(self, pod: Mapping[str, Any]) -> PodRequest:
-        """pod_request, parsed once per pod version (filter, prioritize and bind send the same pod)."""
+    def _request(self, pod: Mapping[str, Any]) -> tuple[PodRequest, Shape]:
+        """pod_request and its shape, once per pod version (filter, prioritize and bind see the same pod)."""
         meta = pod.get("metadata") or {}
         uid, version = meta.get("uid"), meta.get("resourceVersion")
         if not isinstance(uid, str) or not uid:
-            return pod_request(pod)
+            request = self._parse(pod)
+            return request, shape_of(request)
         key = (uid, str(version))
-        request = self._requests.get(key)
-        if request is None:
-            request = self._requests[key] = pod_request(pod)
+        parsed = self._requests.get(key)
+        if parsed is None:
+            request = self._parse(pod)
+            parsed = self._requests[key] = (request, shape_of(request))
             if len(self._requests) > RECENT_PODS:
                 self._requests.popitem(last=False)
-        return request
+        return parsed
 
     def _remember(self, pod: dict[str, Any]) -> None:
         uid = (pod.get("metadata") or {}).get("uid")
@@ -266,6 +437,22 @@ class SchedulerService:
 
     def allocation(self) -> dict[str, Any]:
         return self.allocator.snapshot()
+
+
+def _in_order(subset: set[str], names: list[str]) -> list[str]:
+    """The members of `subset` (drawn from `names`) in the order of `names`, cheaply when it is small."""
+    if len(subset) == 1:
+        return list(subset)
+    if len(subset) <= 16:
+        position = {n: i for i, n in enumerate(names) if n in subset} if len(names) <= 64 else None
+        if position is None:
+            return sorted(subset, key=names.index)
+        return sorted(subset, key=position.__getitem__)
+    return list(dict.fromkeys(n for n in names if n in subset))
+
+
+def _zero_priorities(names: list[str]) -> bytes:
+    return encoder.encode([HostPriority(n, 0) for n in names])
 
 
 async def _undo_annotations(writer: ClusterWriter, args: ExtenderBindingArgs, written: Mapping[str, str]) -> None:

@@ -11,6 +11,8 @@ from typing import Any, Final
 
 import msgspec
 
+from tfcore.model.errors import ValidationError
+
 MAX_EXTENDER_PRIORITY: Final = 10
 
 
@@ -52,6 +54,38 @@ class ExtenderBindingResult(msgspec.Struct, rename="pascal", omit_defaults=True)
     error: str = ""
 
 
+NULL: Final = msgspec.Raw(b"null")
+
+
+class EncodedExtenderArgs(msgspec.Struct, rename="pascal"):
+    """ExtenderArgs with Nodes and NodeNames left as JSON. kube-scheduler sends the same node names
+    pod after pod: comparing those bytes is all a reused reply needs, so they are decoded only
+    when it cannot be reused."""
+
+    pod: dict[str, Any] | None = None
+    nodes: msgspec.Raw = NULL
+    node_names: msgspec.Raw = NULL
+
+    def names_json(self) -> bytes | None:
+        encoded = bytes(self.node_names)
+        return None if encoded == b"null" else encoded
+
+    def decoded(self) -> ExtenderArgs:
+        """ValidationError (a 400) if Nodes or NodeNames is not what kube-scheduler sends."""
+        try:
+            nodes = _nodes_decoder.decode(self.nodes)
+        except msgspec.DecodeError as exc:
+            raise ValidationError.single("body.Nodes", str(exc), "a NodeList or null") from None
+        try:
+            names = _names_decoder.decode(self.node_names)
+        except msgspec.DecodeError as exc:
+            raise ValidationError.single("body.NodeNames", str(exc), "a list of node names or null") from None
+        return ExtenderArgs(self.pod, nodes, names)
+
+
+_nodes_decoder: Final = msgspec.json.Decoder(dict[str, Any] | None)
+_names_decoder: Final = msgspec.json.Decoder(list[str] | None)
 args_decoder: Final = msgspec.json.Decoder(ExtenderArgs)
+encoded_args_decoder: Final = msgspec.json.Decoder(EncodedExtenderArgs)
 binding_decoder: Final = msgspec.json.Decoder(ExtenderBindingArgs)
 encoder: Final = msgspec.json.Encoder()

@@ -1,7 +1,7 @@
 """List+watch of one resource into a handler, surviving disconnects and expired resourceVersions.
 
 The first list delivers a SYNC event with every object (the handler replaces what it knew);
-then watch events arrive in order. A dropped or timed-out watch resumes from the last
+then watch events arrive in order. A dropped, cut or timed-out watch resumes from the last
 resourceVersion seen (bookmarks included); a 410 Gone (resourceVersion too old) lists again;
 other failures wait with capped exponential backoff and retry.
 """
@@ -14,6 +14,8 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
+
+import aiohttp
 
 from tfcore.k8s.client import KubeClient, raw_request, request_json
 from tfcore.k8s.errors import ApiError, Gone, KubeError
@@ -124,9 +126,12 @@ class Informer:
             if response.status != 200:
                 body = await response.read()
                 raise ApiError.of(response.status, _json_or_none(body))
-            while line := await response.content.readline():
-                if line.strip():
-                    self._on_line(line)
+            try:
+                while line := await response.content.readline():
+                    if line.strip():
+                        self._on_line(line)
+            except (aiohttp.ClientError, OSError) as exc:  # cut mid-stream: resume from the last version
+                raise KubeError(f"watch {self.resource.path}: {exc or type(exc).__name__}") from None
 
     def _on_line(self, line: bytes) -> None:
         event = json.loads(line)

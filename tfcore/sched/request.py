@@ -4,8 +4,9 @@ pool/model/vendor/index constraints and the pod's node selector and required nod
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections import OrderedDict
+from collections.abc import Hashable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
 from tfcore.model.annotations import WorkloadRequest, parse_pod
@@ -119,6 +120,73 @@ def pod_request(pod: Mapping[str, Any]) -> PodRequest:
         affinity_terms=terms,
         node_name=node_name,
     )
+
+
+class RequestParser:
+    """pod_request, reusing the parse of what pods share (labels, annotations, container names,
+    node selector: the replicas of one Deployment) so that only the identity is read again.
+
+    Exactly pod_request's result and errors: a pod whose shared part was not seen yet, or
+    cannot be a key (unhashable values, a node affinity), is parsed in full.
+    """
+
+    def __init__(self, max_templates: int = 1024) -> None:
+        self.max_templates = max_templates
+        self._templates: OrderedDict[Hashable, PodRequest] = OrderedDict()
+
+    def __call__(self, pod: Mapping[str, Any]) -> PodRequest:
+        key = _template_key(pod)
+        if key is None:
+            return pod_request(pod)
+        template = self._templates.get(key)
+        if template is None:
+            request = pod_request(pod)
+            self._templates[key] = request
+            if len(self._templates) > self.max_templates:
+                self._templates.popitem(last=False)
+            return request
+        metadata, spec = pod["metadata"], pod["spec"]
+        problems: list[Problem] = []
+        name = _text(metadata.get("name"), "metadata.name", problems) or ""
+        namespace = _text(metadata.get("namespace"), "metadata.namespace", problems) or "default"
+        uid = _text(metadata.get("uid"), "metadata.uid", problems)
+        node_name = _text(spec.get("nodeName"), "spec.nodeName", problems)
+        if problems:
+            raise ValidationError(problems)
+        if not uid and not name:
+            raise ValidationError.single("metadata", "a pod needs a uid or a name", "metadata.uid or metadata.name")
+        return replace(
+            template,
+            key=uid or f"{namespace}/{name}",
+            namespace=namespace,
+            name=name,
+            node_name=node_name,
+            node_selector=dict(template.node_selector),
+        )
+
+
+def _template_key(pod: Mapping[str, Any]) -> Hashable | None:
+    """What pod_request reads besides the identity, as a key; None when it cannot be one."""
+    metadata, spec = pod.get("metadata"), pod.get("spec")
+    if not isinstance(metadata, dict) or not isinstance(spec, dict) or spec.get("affinity") is not None:
+        return None
+    labels, annotations = metadata.get("labels"), metadata.get("annotations")
+    containers, selector = spec.get("containers") or [], spec.get("nodeSelector")
+    if not all(v is None or isinstance(v, dict) for v in (labels, annotations, selector)):
+        return None
+    if not isinstance(containers, list) or not all(isinstance(c, dict) for c in containers):
+        return None
+    key = (
+        tuple(labels.items()) if labels is not None else None,
+        tuple(annotations.items()) if annotations is not None else None,
+        tuple(c.get("name", "") for c in containers),
+        tuple(selector.items()) if selector is not None else None,
+    )
+    try:
+        hash(key)
+    except TypeError:
+        return None
+    return key
 
 
 def from_workload_request(
