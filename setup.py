@@ -83,7 +83,14 @@ def c_library(name: str, sources: list[str]) -> Extension:
         include_dirs=["ext/include", "ext/simgpu"],
         extra_compile_args=["-std=gnu11", "-Wall", "-Wextra", "-Werror", "-fvisibility=hidden", *opt],
         # -Bsymbolic: a library's own references never bind to a preloaded interposer.
-        extra_link_args=["-Wl,-Bsymbolic", "-Wl,--no-undefined", *link_opt],
+        # The soname is the file name, as the real driver libraries have, so a library loaded
+        # by path satisfies a later dlopen("libnvidia-ml.so.1") by name.
+        extra_link_args=[
+            "-Wl,-Bsymbolic",
+            "-Wl,--no-undefined",
+            f"-Wl,-soname,{C_LIBRARIES[name.rsplit('.', 1)[-1]]}",
+            *link_opt,
+        ],
         libraries=["dl", "pthread"],
     )
 

@@ -98,10 +98,12 @@ def build_parser() -> argparse.ArgumentParser:
     # Each capability registers its own subcommands: one import and one call per line here.
     from daemons import observability, region
     from daemons.controller import cli as controller_cli
+    from daemons.hypervisor import cli as hypervisor_cli
     from daemons.scheduler import cli as scheduler_cli
+    from daemons.standalone import cli as standalone_cli
     from daemons.webhook import cli as webhook_cli
 
-    capabilities = (observability, region, scheduler_cli, webhook_cli, controller_cli)
+    capabilities = (observability, region, scheduler_cli, webhook_cli, controller_cli, hypervisor_cli, standalone_cli)
     for capability in capabilities:
         capability.register(commands)
     return parser

@@ -1,112 +1,148 @@
-"""`make demo`: show what runs today on this machine, and say plainly what does not yet.
+"""`make demo`: a standalone node on this machine and two workloads sharing one GPU.
 
-Two workloads share one GPU (the simulated one here: no NVIDIA driver is used), each held by
-the shim to its own VRAM limit from its own worker region.
+Starts `tensor-fusion up` (on the simulated GPU when no NVIDIA driver is found, said loudly),
+then runs two sample driver-API workloads (cuda-python, kernels in a loop) side by side with
+`tensor-fusion run`, each with its own compute share and VRAM limit, shows their progress
+live, and ends with a table of target vs achieved compute share and VRAM limit vs peak use.
+Achieved shares are measured by the workloads themselves (kernels launched x the simulated
+kernel time), not taken from the controller.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
+import time
+import urllib.request
 from pathlib import Path
+from typing import Any
 
-from tfcore.ipc import DeviceSpec, Region
-from tfcore.model.annotations import parse_request
-from tfcore.model.errors import ValidationError
 from tfcore.native import NativeLibraryMissing, library_paths
 
-MIB = 1024**2
-SAMPLE_LABELS = {"tensor-fusion.ai/enabled": "true"}
-SAMPLE_ANNOTATIONS = {
-    "tensor-fusion.ai/tflops-request": "100",
-    "tensor-fusion.ai/tflops-limit": "200",
-    "tensor-fusion.ai/vram-request": "3Gi",
-    "tensor-fusion.ai/vram-limit": "3Gi",
-}
-NOT_YET = (
-    "standalone node (`tensor-fusion up`, `tensor-fusion run`) and TFLOPS limiting: Data plane II issue",
-    "operator (controllers, webhook deployment, HA) and the Helm chart: Operator and Helm chart issues",
+KERNEL_SECONDS = 4 * 5e-6  # the sample kernel on the simulated H100: 4 waves of 5 us
+RATED_TFLOPS = 989.4
+SECONDS = 6.0
+SETTLE = 2.0
+CLI = [sys.executable, "-m", "daemons.cli"]
+# name, TFLOPS request, TFLOPS limit, VRAM limit, VRAM the workload tries to take (MiB)
+TENANTS = (
+    ("training", 0.6, 0.6, "3Gi", 4096),
+    ("inference", 0.3, 0.3, "1Gi", 768),
 )
 
-# A driver-API workload (cuda-python): allocate 256 MiB blocks until refused, report what it saw.
-WORKLOAD = """
-import json
-from cuda.bindings import driver as cu
-cu.cuInit(0)
-err, dev = cu.cuDeviceGet(0)
-err, ctx = cu.cuDevicePrimaryCtxRetain(dev)
-cu.cuCtxSetCurrent(ctx)
-err, total = cu.cuDeviceTotalMem(dev)
-blocks, refused = 0, "never"
-while blocks < 1000:
-    err, ptr = cu.cuMemAlloc(256 << 20)
-    if err != cu.CUresult.CUDA_SUCCESS:
-        refused = err.name
-        break
-    blocks += 1
-err, free, seen_total = cu.cuMemGetInfo()
-print(json.dumps({"total": total, "blocks": blocks, "refused": refused, "free": free}))
-"""
+
+def _tflops(share: float) -> str:
+    return f"{round(share * RATED_TFLOPS * 1000)}m"
 
 
-def _show_vram_isolation(libs: dict[str, Path]) -> None:
-    with tempfile.TemporaryDirectory(prefix="tf-demo-") as tmp:
-        workloads = {"tenant-a": 1024 * MIB, "tenant-b": 3072 * MIB}
-        procs = {}
-        for name, limit in workloads.items():
-            region = Path(tmp) / f"{name}.shm"
-            Region.create(region, [DeviceSpec("0", limit)]).close()
-            env = {k: v for k, v in os.environ.items() if not k.startswith(("TF_", "LD_", "CUDA_"))}
-            env.update(
-                LD_LIBRARY_PATH=str(libs["simcuda"].parent),
-                LD_PRELOAD=str(libs["shim"]),
-                TF_SHM_PATH=str(region),
-                TF_SIM_STATE=str(Path(tmp) / "simgpu.state"),
-            )
-            procs[name] = subprocess.Popen(
-                [sys.executable, "-c", WORKLOAD], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-            )
-        print("  two workloads on one simulated 80 GiB GPU, each under the shim with its own region:")
-        print(f"    {'worker':10s} {'limit':>9s} {'sees total':>11s} {'allocated':>10s}  next allocation")
-        for name, proc in procs.items():
-            out, err = proc.communicate(timeout=60)
-            if proc.returncode != 0:
-                print(f"    {name}: failed: {err.strip()[-300:]}")
-                continue
-            seen = json.loads(out)
-            print(
-                f"    {name:10s} {workloads[name] // MIB:>6d}MiB {seen['total'] // MIB:>8d}MiB "
-                f"{seen['blocks'] * 256:>7d}MiB  {seen['refused']}"
-            )
+def _get(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return json.loads(response.read())
+
+
+def _start_node(root: Path, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
+    log = (root / "node.log").open("wb")
+    node = subprocess.Popen([*CLI, "up", "--simulate", "--port", "0"], env=env, stdout=log, stderr=log)
+    node_file = root / "node" / "node.json"
+    deadline = time.monotonic() + 30
+    while not node_file.exists():
+        if node.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError("the node did not start:\n" + (root / "node.log").read_text())
+        time.sleep(0.05)
+    return node, json.loads(node_file.read_text())["url"]
+
+
+def _share(progress: list[dict[str, Any]], start: float, end: float) -> float:
+    points = [p for p in progress if p["phase"] == "busy" and start <= p["t"] <= end]
+    if len(points) < 2:
+        return 0.0
+    launches = int(points[-1]["launches"]) - int(points[0]["launches"])
+    return launches * KERNEL_SECONDS / (float(points[-1]["t"]) - float(points[0]["t"]))
 
 
 def main() -> int:
-    print("tensor-fusion demo: what this build can do today\n")
+    print("tensor-fusion demo: a standalone node, two workloads sharing one GPU\n")
     try:
-        libs = library_paths()
+        library_paths()
     except NativeLibraryMissing as exc:
-        print(f"  native libraries: not built ({exc})")
-        return 0
-    for name, path in libs.items():
-        print(f"  native library {name:8s} {path}")
+        print(f"  native libraries are not built: {exc}")
+        return 1
+    with tempfile.TemporaryDirectory(prefix="tf-demo-") as tmp:
+        root = Path(tmp)
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("TF_", "LD_", "CUDA_"))}
+        env.update(TF_STATE_DIR=str(root / "node"), TF_SIM_STATE=str(root / "simgpu.state"))
+        node, url = _start_node(root, env)
+        try:
+            return _demo(root, env, url)
+        finally:
+            node.send_signal(signal.SIGTERM)
+            node.wait(timeout=20)
+
+
+def _demo(root: Path, env: dict[str, str], url: str) -> int:
+    device = _get(url + "/api/v1/devices")["devices"][0]
+    simulated = " -- SIMULATED, no NVIDIA driver on this machine" if device["simulated"] else ""
+    print(f"  node up at {url}: GPU 0 {device['name']}, rated {device['rated_tflops']} TFLOPS{simulated}\n")
+    runs = {}
+    for name, request, limit, vram, alloc in TENANTS:
+        command = [
+            *CLI,
+            "run",
+            "--name",
+            name,
+            "--tflops",
+            _tflops(request),
+            "--tflops-limit",
+            _tflops(limit),
+            "--vram",
+            vram,
+            "--",
+            sys.executable,
+            "-m",
+            "daemons.standalone.sample",
+            "--phases",
+            f"busy:{SECONDS}",
+            "--report",
+            "0.1",
+            "--alloc-mib",
+            str(alloc),
+        ]
+        print(f"  $ tensor-fusion run --tflops {request * RATED_TFLOPS:.0f} --vram {vram} -- sample ({name})")
+        runs[name] = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     print()
-    _show_vram_isolation(libs)
-    print("\n  a pod asking for 100-200 TFLOPS and 3Gi VRAM parses into:")
-    request = parse_request(labels=SAMPLE_LABELS, annotations=SAMPLE_ANNOTATIONS)
-    print(f"    tflops {request.tflops_request}..{request.tflops_limit}, vram {request.vram_request}")
-    try:
-        parse_request(
-            labels=SAMPLE_LABELS,
-            annotations={"tensor-fusion.ai/tflops-request": "300", "tensor-fusion.ai/tflops-limit": "200"},
-        )
-    except ValidationError as exc:
-        print(f"  and a bad one is refused:\n    {exc}")
-    print("\n  not yet available (coming with their issues):")
-    for item in NOT_YET:
-        print(f"    - {item}")
+    peak: dict[str, int] = {}
+    while any(p.poll() is None for p in runs.values()):
+        time.sleep(0.5)
+        try:
+            workers = _get(url + "/api/v1/workers")["workers"]
+        except OSError:
+            continue
+        line = []
+        for worker in workers:
+            gpu = worker["gpus"][0]
+            peak[worker["name"]] = max(peak.get(worker["name"], 0), gpu["vram_used_bytes"])
+            line.append(f"{worker['name']:>9s} {100 * gpu['share']['measured']:5.1f}% of the GPU")
+        if line:
+            print("  live: " + " | ".join(line), flush=True)
+    results = {}
+    for name, process in runs.items():
+        out, err = process.communicate()
+        if process.returncode != 0:
+            print(f"  {name} failed: {err.strip()[-400:]}")
+            return 1
+        results[name] = [json.loads(x) for x in out.splitlines() if x.startswith("{")]
+    print(f"\n  {'worker':10s} {'target':>7s} {'achieved':>9s}   {'VRAM limit':>10s} {'peak use':>9s}  next allocation")
+    for name, request, _limit, vram, _alloc in TENANTS:
+        achieved = _share(results[name], SETTLE, SECONDS - 0.1)
+        allocation: dict[str, Any] = next((p for p in results[name] if p["phase"] == "alloc"), {})
+        refused = allocation.get("refused") or "granted"
+        used = peak.get(name, 0) >> 20
+        print(f"  {name:10s} {100 * request:6.1f}% {100 * achieved:8.1f}%   {vram:>10s} {used:>6d}MiB  {refused}")
+    print("\n  achieved = kernels the workload ran x their simulated duration, after 2 s of settling")
     return 0
 
 

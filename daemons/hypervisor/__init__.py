@@ -1,0 +1,1 @@
+"""`tensor-fusion hypervisor`: the node daemon that owns worker regions and GPU compute shares."""

@@ -1,0 +1,180 @@
+"""`tensor-fusion hypervisor`: discover GPUs, own worker regions, run the compute controllers."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import secrets
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import uvloop
+from aiohttp import web
+
+from daemons.hypervisor import gpus as nvml
+from daemons.hypervisor.http import build_app
+from daemons.hypervisor.node import Node
+from daemons.hypervisor.usage import usage_points
+from daemons.hypervisor.workers import WorkerDirectory
+from tfcore.hypervisor import ControllerSettings, parse_tflops_overrides, rated_tflops
+from tfcore.hypervisor.options import add_node_arguments
+from tfcore.hypervisor.paths import default_state_dir
+from tfcore.logs import setup_logging
+from tfcore.metrics.batcher import BatchingWriter
+from tfcore.metrics.embedded import DuckDBStore
+from tfcore.model.errors import ValidationError
+from tfcore.native import library_paths
+from tfcore.web.app import FAILED_KEY, Listener, add_background, start
+
+log = logging.getLogger("daemons.hypervisor")
+
+
+def register(commands: Any) -> None:
+    parser = commands.add_parser(
+        "hypervisor", help="node daemon: GPUs, worker regions, closed-loop compute sharing, API"
+    )
+    add_node_arguments(parser)
+    parser.set_defaults(handler=main)
+
+
+def _token(path: Path) -> str:
+    if path.exists():
+        token = path.read_text().strip()
+        if not token:
+            raise ValidationError.single("--token-file", f"{path} is empty", "a file holding the bearer token")
+        return token
+    token = secrets.token_urlsafe(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(token + "\n")
+    return token
+
+
+def main(args: argparse.Namespace) -> int:
+    setup_logging()
+    try:
+        overrides = parse_tflops_overrides(args.gpu_tflops)
+        if not 0.01 <= args.tick <= 5:
+            raise ValidationError.single("--tick", f"{args.tick} s", "0.01 to 5 seconds")
+        if not 0.1 <= args.metrics_interval <= 3600:
+            raise ValidationError.single("--metrics-interval", f"{args.metrics_interval} s", "0.1 to 3600 seconds")
+        if not 1 <= args.tflops_oversell <= 10000:
+            raise ValidationError.single("--tflops-oversell", str(args.tflops_oversell), "1 to 10000 percent")
+        simulated = nvml.init_nvml(simulate=True if args.simulate else None)
+    except ValidationError as exc:
+        for problem in exc.problems:
+            print(f"error: {problem}", file=sys.stderr)
+        return 2
+    except nvml.NoGPU as exc:
+        print(f"error: no GPU: {exc}", file=sys.stderr)
+        return 1
+    try:
+        found = nvml.discover(simulated)
+        rated: dict[str, float] = {}
+        for gpu in found:
+            value = rated_tflops(gpu.name, overrides)
+            if value is None:
+                print(
+                    f"error: unknown GPU model {gpu.name!r}: rate it with --gpu-tflops '{gpu.name}=TFLOPS'",
+                    file=sys.stderr,
+                )
+                return 2
+            rated[gpu.uuid] = value
+        state_dir = args.state_dir or default_state_dir()
+        directory = WorkerDirectory(state_dir / "workers")
+        token = _token(args.token_file or state_dir / "token")
+        node = Node(
+            found,
+            rated,
+            directory,
+            tick=args.tick,
+            settings=ControllerSettings(),
+            oversell_percent=args.tflops_oversell,
+        )
+        adopted = node.adopt()
+        for gpu in found:
+            log.info(
+                "GPU %d %s %s rated %.0f TFLOPS%s",
+                gpu.index,
+                gpu.uuid,
+                gpu.name,
+                rated[gpu.uuid],
+                " (SIMULATED)" if simulated else "",
+            )
+        log.info("re-adopted %d worker(s) from %s", adopted, directory.root)
+        uvloop.run(_serve(node, token, args, state_dir, simulated))
+    finally:
+        nvml.shutdown()
+    return 0
+
+
+async def _serve(node: Node, token: str, args: argparse.Namespace, state_dir: Path, simulated: bool) -> None:
+    """Serves until SIGTERM/SIGINT; workers' regions stay for the next start to re-adopt."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    app = build_app(node, token)
+    add_background(app, node.run)
+    writer, store = await _metrics(app, node, args)
+    served = await start([(app, Listener(args.host, args.port))], grace=5.0)
+    host, port = served.addresses()[0]
+    _write_node_file(state_dir, host, port, simulated)
+    log.info("node API on http://%s:%d", host, port)
+    failed = asyncio.ensure_future(app[FAILED_KEY].wait())
+    stopping = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait([failed, stopping], return_when=asyncio.FIRST_COMPLETED)
+        log.info("shutting down; workers keep running and are re-adopted at the next start")
+    finally:
+        failed.cancel()
+        stopping.cancel()
+        (state_dir / "node.json").unlink(missing_ok=True)
+        await served.close(grace=5.0)
+        if writer is not None and store is not None:
+            await writer.flush(2.0)
+            await store.close()
+        node.close()
+    if app[FAILED_KEY].is_set():
+        raise SystemExit(1)
+
+
+async def _metrics(
+    app: web.Application, node: Node, args: argparse.Namespace
+) -> tuple[BatchingWriter | None, DuckDBStore | None]:
+    """With --metrics-store: usage points every --metrics-interval into the embedded store."""
+    if args.metrics_store is None:
+        return None, None
+    store = await DuckDBStore(args.metrics_store).open()
+    writer = BatchingWriter(store, flush_interval=args.metrics_interval)
+
+    async def sample() -> None:
+        while True:
+            await asyncio.sleep(args.metrics_interval)
+            writer.submit_many(usage_points(node, time.time_ns()))
+
+    add_background(app, writer.run)
+    add_background(app, sample)
+    return writer, store
+
+
+def _write_node_file(state_dir: Path, host: str, port: int, simulated: bool) -> None:
+    """Where clients (`tensor-fusion run`) find the API and what a worker's environment needs."""
+    libs = library_paths()
+    info = {
+        "url": f"http://{host}:{port}",
+        "pid": os.getpid(),
+        "simulated": simulated,
+        "shim": str(libs["shim"]),
+        "library_path": str(libs["simcuda"].parent) if simulated else "",
+        "sim_state": os.environ.get("TF_SIM_STATE", ""),
+    }
+    temporary = state_dir / "node.json.tmp"
+    temporary.write_text(json.dumps(info))
+    os.replace(temporary, state_dir / "node.json")

@@ -1,0 +1,149 @@
+"""The node-local HTTP API: devices, workers, limits, live usage; /metrics.
+
+Reads are open (they bind to 127.0.0.1 by default); creating and releasing workers needs
+`Authorization: Bearer <token>` with the token from the daemon's token file.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Iterator
+from typing import Any
+
+import msgspec
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from daemons.hypervisor.node import Node
+from tfcore.hypervisor.placement import DoesNotFit
+from tfcore.model.errors import Problem, ValidationError
+from tfcore.model.quantity import parse_quantity
+from tfcore.sched.units import request_bytes, request_milli_tflops
+from tfcore.web.app import HTTPProblem, create_app, json_response, read_body
+from tfcore.web.metrics import add_metrics_route
+
+NODE_KEY = web.AppKey("tf_node", Node)
+TOKEN_KEY = web.AppKey("tf_token", str)
+
+
+class CreateWorker(msgspec.Struct, forbid_unknown_fields=True):
+    name: str
+    vram: str | int
+    tflops_request: str | int | float = 0
+    tflops_limit: str | int | float = 0
+    gpu_count: int = 1
+    gpus: list[str] = msgspec.field(default_factory=list)
+    owner_pid: int = 0
+
+
+def _milli(value: str | int | float, field: str) -> int:
+    return request_milli_tflops(parse_quantity(str(value), field=field)) if value else 0
+
+
+def _authorize(request: web.Request) -> None:
+    expected = request.app[TOKEN_KEY]
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), expected.encode()):
+        raise HTTPProblem(401, "this endpoint needs Authorization: Bearer <token> (the hypervisor's token file)")
+
+
+async def _devices(request: web.Request) -> web.Response:
+    return json_response({"devices": request.app[NODE_KEY].device_view()})
+
+
+async def _workers(request: web.Request) -> web.Response:
+    node = request.app[NODE_KEY]
+    return json_response({"workers": [node.worker_view(w) for w in node.workers.values()]})
+
+
+async def _worker(request: web.Request) -> web.Response:
+    node = request.app[NODE_KEY]
+    worker = node.workers.get(request.match_info["name"])
+    if worker is None:
+        raise HTTPProblem(404, f"no worker {request.match_info['name']!r}")
+    return json_response(node.worker_view(worker))
+
+
+async def _create(request: web.Request) -> web.Response:
+    _authorize(request)
+    body = await read_body(request, limit=64 * 1024)
+    try:
+        spec = msgspec.json.decode(body, type=CreateWorker)
+    except msgspec.ValidationError as exc:
+        raise ValidationError([Problem("body", str(exc), "a CreateWorker JSON object")]) from exc
+    except msgspec.DecodeError as exc:
+        raise ValidationError([Problem("body", f"not JSON: {exc}", "a JSON object")]) from exc
+    node = request.app[NODE_KEY]
+    try:
+        worker = node.create_worker(
+            spec.name,
+            tflops_request_milli=_milli(spec.tflops_request, "tflops_request"),
+            tflops_limit_milli=_milli(spec.tflops_limit, "tflops_limit"),
+            vram_bytes=request_bytes(parse_quantity(str(spec.vram), field="vram")),
+            gpu_count=spec.gpu_count,
+            gpus=tuple(spec.gpus),
+            owner_pid=spec.owner_pid,
+        )
+    except DoesNotFit as exc:
+        raise HTTPProblem(409, str(exc)) from exc
+    return json_response(node.worker_view(worker), status=201)
+
+
+async def _delete(request: web.Request) -> web.Response:
+    _authorize(request)
+    name = request.match_info["name"]
+    if not request.app[NODE_KEY].remove_worker(name):
+        raise HTTPProblem(404, f"no worker {name!r}")
+    return web.Response(status=204)
+
+
+class NodeCollector(Collector):
+    def __init__(self, node: Node) -> None:
+        self.node = node
+
+    def collect(self) -> Iterator[Metric]:
+        gpu_util = GaugeMetricFamily("tf_gpu_utilization_percent", "GPU busy share (NVML).", labels=["uuid"])
+        for uuid, value in self.node.device_utilization.items():
+            gpu_util.add_metric([uuid], value)
+        yield gpu_util
+        labels = ["worker", "uuid"]
+        families: dict[str, Any] = {
+            "target": GaugeMetricFamily(
+                "tf_worker_compute_target_share", "Share the controller aims at.", labels=labels
+            ),
+            "measured": GaugeMetricFamily("tf_worker_compute_share", "Measured share of GPU time.", labels=labels),
+            "rate": GaugeMetricFamily("tf_worker_compute_rate", "Refill rate, launch cost per second.", labels=labels),
+            "vram": GaugeMetricFamily("tf_worker_vram_used_bytes", "VRAM recorded by the shim.", labels=labels),
+            "launches": CounterMetricFamily("tf_worker_launches", "Admitted launches.", labels=labels),
+            "throttled": CounterMetricFamily("tf_worker_throttled_launches", "Launches that waited.", labels=labels),
+        }
+        for worker in self.node.workers.values():
+            devices = worker.region.devices()
+            for i, (uuid, u) in enumerate(worker.usage.items()):
+                key = [worker.record.name, uuid]
+                families["target"].add_metric(key, u.target)
+                families["measured"].add_metric(key, u.utilization)
+                families["rate"].add_metric(key, u.rate)
+                families["vram"].add_metric(key, devices[i].vram_used_bytes)
+                families["launches"].add_metric(key, u.launches)
+                families["throttled"].add_metric(key, u.throttled)
+        yield from families.values()
+        yield GaugeMetricFamily("tf_hypervisor_workers", "Workers on this node.", value=len(self.node.workers))
+
+
+def build_app(node: Node, token: str) -> web.Application:
+    app = create_app(client_max_size=64 * 1024)
+    app[NODE_KEY] = node
+    app[TOKEN_KEY] = token
+    app.router.add_get("/api/v1/devices", _devices)
+    app.router.add_get("/api/v1/workers", _workers)
+    app.router.add_get("/api/v1/workers/{name}", _worker)
+    app.router.add_post("/api/v1/workers", _create)
+    app.router.add_delete("/api/v1/workers/{name}", _delete)
+    registry = CollectorRegistry()
+    registry.register(NodeCollector(node))
+    add_metrics_route(app, registry)
+    return app

@@ -1,0 +1,363 @@
+"""The node: GPUs, workers and one compute controller per GPU, stepped at a fixed tick.
+
+Every tick, per GPU: NVML's newest per-process samples are summed per worker (over the pids in
+its region's live process slots), paired with the launch cost the worker was admitted over the
+same sample period, handed to the controller, and the refill rates it returns are written to
+the regions.  Dead processes are swept and VRAM is compared with NVML's per-process figures.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from daemons.hypervisor.gpus import GPUInfo, GPUProbe
+from daemons.hypervisor.workers import WorkerDirectory, WorkerRecord, check_name, new_record, owner_alive
+from tfcore.hypervisor import ControllerSettings, CostHistory, GPUController, TenantCommand, TenantSample, share_of
+from tfcore.hypervisor.placement import DoesNotFit, LocalGPU, local_allocator, place
+from tfcore.ipc import Region, RegionError
+from tfcore.model.errors import ValidationError
+from tfcore.sched import PodRequest
+
+log = logging.getLogger(__name__)
+VRAM_SLACK = 64 * 1024**2  # NVML rounds to its granularity; only report beyond this
+ADOPT_TICKS = 20  # an adopted worker keeps its old rate at most this many ticks while gains are learned
+
+
+@dataclass
+class DeviceUsage:
+    """One worker's figures on one GPU, as of the last tick."""
+
+    utilization: float = 0.0
+    target: float = 0.0
+    command: float = 0.0
+    rate: int = 0
+    burst: int = 0
+    busy: bool = False
+    launches: int = 0
+    throttled: int = 0
+    cost: int = 0
+    nvml_vram_bytes: int = 0
+    history: CostHistory = field(default_factory=CostHistory)
+    last_throttled: int = 0
+    last_launches: int = 0
+    last_cost: int = 0
+
+
+@dataclass
+class Worker:
+    record: WorkerRecord
+    region: Region
+    usage: dict[str, DeviceUsage] = field(default_factory=dict)  # by GPU UUID
+    # Re-adopted after a restart: its bucket keeps the rate the last run set until the new
+    # controller has learned its gain, so a restart does not disturb it.
+    adopted: bool = False
+    adopted_ticks: int = 0
+
+    def pids(self) -> set[int]:
+        return {p.pid for p in self.region.processes() if p.alive}
+
+
+class Node:
+    def __init__(
+        self,
+        gpus: list[GPUInfo],
+        rated: dict[str, float],
+        directory: WorkerDirectory,
+        *,
+        tick: float = 0.1,
+        settings: ControllerSettings | None = None,
+        oversell_percent: int = 100,
+    ) -> None:
+        self.gpus = {g.uuid: g for g in gpus}
+        self.rated = rated  # uuid -> rated TFLOPS
+        self.directory = directory
+        self.tick = tick
+        self.probes = {g.uuid: GPUProbe(g) for g in gpus}
+        self.controllers = {g.uuid: GPUController(settings or ControllerSettings()) for g in gpus}
+        self.device_utilization: dict[str, int] = {}
+        self.workers: dict[str, Worker] = {}
+        self.allocator = local_allocator(
+            [LocalGPU(g.uuid, g.index, g.name, round(rated[g.uuid] * 1000), g.vram_bytes) for g in gpus],
+            tflops_oversell_percent=oversell_percent,
+        )
+        self.compute_limiting = True
+        self._warned: set[str] = set()
+
+    # ---- workers ------------------------------------------------------------------------
+
+    def adopt(self) -> int:
+        for record, region in self.directory.adopt():
+            unknown = [u for u in record.gpus if u not in self.gpus]
+            if unknown:
+                log.error("worker %s names GPUs this node does not have (%s); removing it", record.name, unknown)
+                region.close()
+                self.directory.remove(record.name)
+                continue
+            self._record_adopted(record)
+            self.workers[record.name] = Worker(record, region, {u: DeviceUsage() for u in record.gpus}, adopted=True)
+            log.info("re-adopted worker %s on %s", record.name, ", ".join(record.gpus))
+        return len(self.workers)
+
+    def _record_adopted(self, record: WorkerRecord) -> None:
+        try:
+            place(self.allocator, self._request(record), record.gpus)
+        except DoesNotFit as exc:
+            # It runs already: record it beyond capacity rather than lose it.
+            log.warning("re-adopted worker %s is over this node's capacity: %s", record.name, exc)
+            self.allocator.allocate(self._request(record), list(record.gpus), force=True)
+
+    @staticmethod
+    def _request(record: WorkerRecord, gpu_count: int | None = None) -> PodRequest:
+        return PodRequest(
+            key=record.name,
+            name=record.name,
+            tflops=record.tflops_request_milli,
+            tflops_limit=record.tflops_limit_milli or record.tflops_request_milli,
+            vram=record.vram_bytes,
+            vram_limit=record.vram_bytes,
+            gpu_count=gpu_count or len(record.gpus) or 1,
+        )
+
+    def create_worker(
+        self,
+        name: str,
+        *,
+        tflops_request_milli: int,
+        tflops_limit_milli: int,
+        vram_bytes: int,
+        gpu_count: int = 1,
+        gpus: tuple[str, ...] = (),
+        owner_pid: int = 0,
+        tenant_uid: int | None = None,
+    ) -> Worker:
+        check_name(name)
+        if name in self.workers:
+            raise ValidationError.single("name", f"worker {name!r} exists", "a new name")
+        if tflops_limit_milli and tflops_request_milli > tflops_limit_milli:
+            raise ValidationError.single("tflops_limit", "below the request", "tflops_limit >= tflops_request")
+        if vram_bytes <= 0:
+            raise ValidationError.single("vram", "must be positive", "a quantity such as 4Gi")
+        if not 1 <= gpu_count <= max(1, len(self.gpus)):
+            raise DoesNotFit(f"asked for {gpu_count} GPU(s); this node has {len(self.gpus)}")
+        unknown = [u for u in gpus if u not in self.gpus]
+        if unknown:
+            raise ValidationError.single("gpus", f"unknown GPU {', '.join(unknown)}", "UUIDs from /api/v1/devices")
+        draft = new_record(name, gpus, tflops_request_milli, tflops_limit_milli, vram_bytes, owner_pid=owner_pid)
+        allocation = place(self.allocator, self._request(draft, gpu_count), gpus)
+        record = new_record(
+            name, allocation.gpu_ids, tflops_request_milli, tflops_limit_milli, vram_bytes, owner_pid=owner_pid
+        )
+        try:
+            region = self.directory.create(record, tenant_uid)
+        except Exception:
+            self.allocator.release(name)
+            self.directory.remove(name)
+            raise
+        worker = self.workers[name] = Worker(record, region, {u: DeviceUsage() for u in record.gpus})
+        self._apply_initial_rates(worker)
+        log.info("worker %s created on %s", name, ", ".join(record.gpus))
+        return worker
+
+    def _apply_initial_rates(self, worker: Worker) -> None:
+        """Before the first tick: the request's worth at the controller's current gain."""
+        for device, uuid in enumerate(worker.record.gpus):
+            share = share_of(worker.record.tflops_request_milli, worker.record.tflops_limit_milli, self.rated[uuid])
+            controller = self.controllers[uuid]
+            gain = controller.settings.initial_gain
+            gains = list(controller.tenants.values())
+            if gains:
+                gain = sum(gains) / len(gains)
+            self._set_rate(worker, device, max(1, round(max(share.request, 0.01) * gain)), max(1, round(gain * 0.005)))
+
+    def remove_worker(self, name: str) -> bool:
+        worker = self.workers.pop(name, None)
+        if worker is None:
+            return False
+        self.allocator.release(name)
+        worker.region.close()
+        self.directory.remove(name)
+        log.info("worker %s released", name)
+        return True
+
+    def close(self) -> None:
+        for worker in self.workers.values():
+            worker.region.close()
+        self.workers.clear()
+
+    # ---- the loop -----------------------------------------------------------------------
+
+    async def run(self) -> None:
+        next_tick = time.monotonic()
+        last = time.monotonic()
+        while True:
+            now = time.monotonic()
+            self.step(now - last)
+            last = now
+            next_tick += self.tick
+            await asyncio.sleep(max(0.0, next_tick - time.monotonic()))
+
+    def step(self, dt: float) -> None:
+        self._release_dead_owners()
+        for uuid in self.gpus:
+            self._step_gpu(uuid, dt)
+
+    def _release_dead_owners(self) -> None:
+        for name, worker in list(self.workers.items()):
+            if not owner_alive(worker.record):
+                log.info("worker %s: its owner process %d is gone", name, worker.record.owner_pid)
+                self.remove_worker(name)
+                continue
+            swept = worker.region.sweep()
+            if swept.reclaimed_slots:
+                log.info("worker %s: reclaimed %d dead process(es)", name, swept.reclaimed_slots)
+
+    def _step_gpu(self, uuid: str, dt: float) -> None:
+        probe = self.probes[uuid]
+        self.device_utilization[uuid] = probe.utilization()
+        samples = probe.process_samples()
+        end_us = max((s.end_us for s in samples), default=0)
+        period_end = end_us / 1e6
+        period = 0.1
+        by_pid = {s.pid: s.sm_percent for s in samples if s.end_us == end_us}
+        memory = probe.process_memory()
+        now = time.time()
+        tenants: list[TenantSample] = []
+        members: list[tuple[Worker, int]] = []
+        for worker in self.workers.values():
+            if uuid not in worker.usage:
+                continue
+            device = worker.record.gpus.index(uuid)
+            usage = worker.usage[uuid]
+            pids = worker.pids()
+            stats = self._stats(worker, device)
+            if stats is not None:
+                usage.launches, usage.throttled, usage.cost = stats
+                usage.history.add(now, usage.cost)
+            throttled = usage.throttled > usage.last_throttled
+            launches = usage.launches - usage.last_launches
+            launch_cost = (usage.cost - usage.last_cost) / launches if launches > 0 else 0.0
+            usage.last_throttled, usage.last_launches, usage.last_cost = usage.throttled, usage.launches, usage.cost
+            utilization = cost_rate = None
+            if samples:
+                utilization = sum(by_pid.get(pid, 0) for pid in pids) / 100.0
+                usage.utilization = utilization
+                cost_rate = usage.history.rate(period_end - period, period_end)
+            usage.nvml_vram_bytes = sum(memory.get(pid, 0) for pid in pids)
+            self._check_vram(worker, device, usage)
+            share = share_of(worker.record.tflops_request_milli, worker.record.tflops_limit_milli, self.rated[uuid])
+            tenants.append(TenantSample(worker.record.name, share, utilization, cost_rate, throttled, launch_cost))
+            members.append((worker, device))
+        busy = self.device_utilization[uuid] / 100.0 if samples else None
+        controller = self.controllers[uuid]
+        commands = controller.step(tenants, dt, busy)
+        if log.isEnabledFor(logging.DEBUG):
+            for sample, command in zip(tenants, commands, strict=True):
+                log.debug("tick %s: %s -> %s", uuid[-4:], sample, command)
+        for (worker, device), command in zip(members, commands, strict=True):
+            if worker.adopted and not controller.measured(worker.record.name) and worker.adopted_ticks < ADOPT_TICKS:
+                worker.adopted_ticks += 1
+                worker.usage[uuid].target, worker.usage[uuid].busy = command.target, command.busy
+                continue
+            self._apply(worker, device, worker.usage[uuid], command)
+
+    def _stats(self, worker: Worker, device: int) -> tuple[int, int, int] | None:
+        compute_stats = getattr(worker.region, "compute_stats", None)
+        if compute_stats is None:
+            return None
+        stats = compute_stats(device)
+        return int(stats.launches), int(stats.throttled), int(stats.cost_admitted)
+
+    def _apply(self, worker: Worker, device: int, usage: DeviceUsage, command: TenantCommand) -> None:
+        usage.target, usage.command, usage.busy = command.target, command.command, command.busy
+        if (command.rate, command.burst) != (usage.rate, usage.burst):
+            self._set_rate(worker, device, command.rate, command.burst)
+            usage.rate, usage.burst = command.rate, command.burst
+
+    def _set_rate(self, worker: Worker, device: int, rate: int, burst: int) -> None:
+        setter = getattr(worker.region, "set_compute_rate", None)
+        if setter is None:
+            if self.compute_limiting:
+                log.error("this build's regions have no compute rate (native half missing): monitoring only")
+                self.compute_limiting = False
+            return
+        try:
+            setter(device, rate, burst)
+        except RegionError as exc:
+            log.error("worker %s: cannot set its compute rate: %s", worker.record.name, exc)
+
+    def _check_vram(self, worker: Worker, device: int, usage: DeviceUsage) -> None:
+        limit = worker.record.vram_bytes
+        recorded = worker.region.devices()[device].vram_used_bytes
+        key = f"{worker.record.name}/{device}"
+        if usage.nvml_vram_bytes > limit + VRAM_SLACK or usage.nvml_vram_bytes > recorded + VRAM_SLACK:
+            if key not in self._warned:
+                log.warning(
+                    "worker %s: NVML charges its processes %d bytes on GPU %d (recorded %d, limit %d)",
+                    worker.record.name,
+                    usage.nvml_vram_bytes,
+                    device,
+                    recorded,
+                    limit,
+                )
+                self._warned.add(key)
+        else:
+            self._warned.discard(key)
+
+    # ---- views --------------------------------------------------------------------------
+
+    def device_view(self) -> list[dict[str, Any]]:
+        out = []
+        for g in self.gpus.values():
+            state = self.allocator.gpus[g.uuid]
+            out.append(
+                {
+                    "index": g.index,
+                    "uuid": g.uuid,
+                    "name": g.name,
+                    "simulated": g.simulated,
+                    "rated_tflops": self.rated[g.uuid],
+                    "vram_bytes": g.vram_bytes,
+                    "utilization_percent": self.device_utilization.get(g.uuid, 0),
+                    "allocated": {"tflops_request_milli": state.used_tflops, "vram_bytes": state.used_vram},
+                    "free": {"tflops_milli": state.free_tflops, "vram_bytes": state.free_vram},
+                    "workers": sorted(state.workers),
+                }
+            )
+        return out
+
+    def worker_view(self, worker: Worker) -> dict[str, Any]:
+        r = worker.record
+        devices = worker.region.devices()
+        return {
+            "name": r.name,
+            "region": str(worker.region.path),
+            "owner_pid": r.owner_pid,
+            "tflops_request_milli": r.tflops_request_milli,
+            "tflops_limit_milli": r.tflops_limit_milli,
+            "vram_limit_bytes": r.vram_bytes,
+            "processes": [{"pid": p.pid, "alive": p.alive} for p in worker.region.processes()],
+            "gpus": [
+                {
+                    "uuid": uuid,
+                    "index": self.gpus[uuid].index,
+                    "share": {
+                        "request": share_of(r.tflops_request_milli, r.tflops_limit_milli, self.rated[uuid]).request,
+                        "limit": share_of(r.tflops_request_milli, r.tflops_limit_milli, self.rated[uuid]).limit,
+                        "target": u.target,
+                        "measured": u.utilization,
+                    },
+                    "rate_cost_per_s": u.rate,
+                    "burst_cost": u.burst,
+                    "busy": u.busy,
+                    "launches": u.launches,
+                    "throttled_launches": u.throttled,
+                    "vram_used_bytes": devices[i].vram_used_bytes,
+                    "nvml_vram_bytes": u.nvml_vram_bytes,
+                }
+                for i, (uuid, u) in enumerate(worker.usage.items())
+            ],
+        }

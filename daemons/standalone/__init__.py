@@ -1,0 +1,1 @@
+"""Standalone mode: `tensor-fusion up` (a node without Kubernetes) and `tensor-fusion run`."""

@@ -1,0 +1,174 @@
+"""`tensor-fusion up` and `tensor-fusion run --tflops N --vram Q -- CMD`.
+
+`up` is the hypervisor with its local allocator and API (it execs `tensor-fusion hypervisor`,
+so signals and exit codes are the daemon's own).  `run` asks that node for a share over its
+API, runs CMD under the shim with it and releases it when CMD exits.  The worker is tied to
+`run`'s own process: if `run` is killed outright, CMD dies with it (parent-death signal) and
+the node sees the owner gone and releases the share on its next tick.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import json
+import os
+import signal
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from tfcore.hypervisor.options import add_node_arguments, node_argv
+from tfcore.hypervisor.paths import default_state_dir
+from tfcore.model.errors import Problem, ValidationError
+from tfcore.model.quantity import parse_quantity
+
+PR_SET_PDEATHSIG = 1
+
+
+def register(commands: Any) -> None:
+    up = commands.add_parser(
+        "up",
+        help="run a standalone node: hypervisor + local allocator + API (simulated GPU when none is found)",
+        description="Runs `tensor-fusion hypervisor` with the given options (see its --help).",
+    )
+    add_node_arguments(up)
+    up.set_defaults(handler=_up)
+
+    run = commands.add_parser("run", help="run a command with a share of this node's GPUs")
+    run.add_argument("--tflops", required=True, help="guaranteed TFLOPS per GPU (a quantity: 100, 1500m)")
+    run.add_argument("--tflops-limit", default="", help="TFLOPS cap per GPU (default: the request)")
+    run.add_argument("--vram", required=True, help="VRAM limit per GPU (a quantity: 4Gi)")
+    run.add_argument("--gpu-count", type=int, default=1, help="GPUs (default 1)")
+    run.add_argument("--name", default="", help="worker name (default run-PID)")
+    run.add_argument("--state-dir", type=Path, default=None, help="the node's state directory (as given to `up`)")
+    run.add_argument("--token-file", type=Path, default=None, help="the node's token (default STATE_DIR/token)")
+    run.add_argument("command", nargs=argparse.REMAINDER, metavar="-- CMD", help="the command to run")
+    run.set_defaults(handler=_run)
+
+
+def _up(args: argparse.Namespace) -> int:
+    print("tensor-fusion up: standalone node (hypervisor + local allocator + API)", file=sys.stderr, flush=True)
+    os.execv(sys.executable, [sys.executable, "-m", "daemons.cli", "hypervisor", *node_argv(args)])
+
+
+class NodeError(RuntimeError):
+    pass
+
+
+def _call(node: dict[str, Any], token: str, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(node["url"] + path, data=data, method=method)
+    request.add_header("Authorization", f"Bearer {token}")
+    if data is not None:
+        request.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            raw = response.read()
+    except urllib.error.HTTPError as exc:
+        detail = json.loads(exc.read() or b"{}")
+        problems = "".join(
+            f"\n  {p['field']}: {p['message']}" + (f" (expected {p['expected']})" if p.get("expected") else "")
+            for p in detail.get("problems", [])
+        )
+        raise NodeError(f"{detail.get('error', exc.reason)}{problems}") from exc
+    except OSError as exc:
+        raise NodeError(f"cannot reach the node at {node['url']}: {exc}") from exc
+    return json.loads(raw) if raw else None
+
+
+def _check_amounts(args: argparse.Namespace) -> list[Problem]:
+    """Every bad amount, named by its flag, before anything is asked of the node."""
+    problems: list[Problem] = []
+    for flag, text in (("--tflops", args.tflops), ("--tflops-limit", args.tflops_limit), ("--vram", args.vram)):
+        if flag == "--tflops-limit" and not text:
+            continue
+        try:
+            if parse_quantity(text, field=flag).value <= 0 and flag == "--vram":
+                problems.append(Problem(flag, f"{text!r} is not positive", "a quantity such as 4Gi"))
+        except ValidationError as exc:
+            problems.extend(exc.problems)
+    if not 1 <= args.gpu_count <= 128:
+        problems.append(Problem("--gpu-count", f"{args.gpu_count}", "1 to 128"))
+    return problems
+
+
+def _read_node(state_dir: Path) -> dict[str, Any] | None:
+    try:
+        found: dict[str, Any] = json.loads((state_dir / "node.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return found
+
+
+def _die_with_parent() -> None:
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def _run(args: argparse.Namespace) -> int:
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if not command:
+        print("error: no command: tensor-fusion run --tflops N --vram Q -- CMD [ARGS]", file=sys.stderr)
+        return 2
+    problems = _check_amounts(args)
+    if problems:
+        for problem in problems:
+            print(f"error: {problem}", file=sys.stderr)
+        return 2
+    state_dir = args.state_dir or default_state_dir()
+    try:
+        node = json.loads((state_dir / "node.json").read_text())
+        token = (args.token_file or state_dir / "token").read_text().strip()
+    except (OSError, ValueError) as exc:
+        print(f"error: no node running at {state_dir} ({exc}); start one with `tensor-fusion up`", file=sys.stderr)
+        return 1
+    name = args.name or f"run-{os.getpid()}"
+    ask = {
+        "name": name,
+        "tflops_request": args.tflops,
+        "tflops_limit": args.tflops_limit or 0,
+        "vram": args.vram,
+        "gpu_count": args.gpu_count,
+        "owner_pid": os.getpid(),
+    }
+    try:
+        worker = _call(node, token, "POST", "/api/v1/workers", ask)
+    except NodeError as exc:
+        print(f"error: the node refused the share: {exc}", file=sys.stderr)
+        return 1
+    env = dict(os.environ, LD_PRELOAD=node["shim"], TF_SHM_PATH=worker["region"])
+    if node.get("library_path"):
+        env["LD_LIBRARY_PATH"] = ":".join(x for x in (node["library_path"], env.get("LD_LIBRARY_PATH", "")) if x)
+    if node.get("sim_state"):
+        env["TF_SIM_STATE"] = node["sim_state"]
+    forwarded: list[int] = []
+    child: subprocess.Popen[bytes] | None = None
+
+    def forward(signum: int, frame: object) -> None:
+        forwarded.append(signum)
+        if child is not None and child.poll() is None:
+            child.send_signal(signum)
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    try:
+        child = subprocess.Popen(command, env=env, preexec_fn=_die_with_parent)  # noqa: PLW1509
+        code = child.wait()
+    except OSError as exc:
+        print(f"error: cannot run {command[0]}: {exc}", file=sys.stderr)
+        code = 127
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        try:
+            # Read the node file again: a restarted node may listen elsewhere now.
+            current = _read_node(state_dir) or node
+            _call(current, token, "DELETE", f"/api/v1/workers/{name}")
+        except NodeError as exc:
+            print(
+                f"warning: releasing the share: {exc} (the node releases it when it sees this process gone)",
+                file=sys.stderr,
+            )
+    return 128 - code if code < 0 else code

@@ -1,0 +1,76 @@
+"""The node's command-line options, defined once for `tensor-fusion hypervisor` and `up`."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Final
+
+DEFAULT_PORT: Final = 7311
+
+
+def add_node_arguments(parser: argparse.ArgumentParser) -> None:
+    add = parser.add_argument
+    add(
+        "--state-dir",
+        type=Path,
+        default=None,
+        help="worker regions and node files (default: $TF_STATE_DIR, "
+        "/run/tensor-fusion for root, else a per-user runtime directory)",
+    )
+    add("--host", default="127.0.0.1", help="API address (default 127.0.0.1: node-local)")
+    add("--port", type=int, default=DEFAULT_PORT, help=f"API port (default {DEFAULT_PORT}; 0 picks a free one)")
+    add(
+        "--token-file",
+        type=Path,
+        default=None,
+        help="bearer token for state-changing calls (default STATE_DIR/token, created mode 0600)",
+    )
+    add("--tick", type=float, default=0.1, help="controller period in seconds (default 0.1)")
+    add(
+        "--gpu-tflops",
+        action="append",
+        default=[],
+        metavar="NAME=TFLOPS",
+        help="rate a GPU model, overriding the built-in table (repeatable)",
+    )
+    add(
+        "--tflops-oversell",
+        type=int,
+        default=100,
+        metavar="PERCENT",
+        help="TFLOPS requests may add up to this percent of a GPU (default 100)",
+    )
+    add("--simulate", action="store_true", help="use the simulated GPU even if an NVIDIA driver is present")
+    add(
+        "--metrics-store",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="embedded metrics store (DuckDB file) to feed tf_worker_usage and tf_gpu_usage into",
+    )
+    add(
+        "--metrics-interval",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="how often usage is written to the metrics store (default 5)",
+    )
+
+
+def node_argv(args: argparse.Namespace) -> list[str]:
+    """The options in `args` written back as arguments (for `up` to hand to the hypervisor)."""
+    argv = ["--host", args.host, "--port", str(args.port), "--tick", str(args.tick)]
+    argv += ["--tflops-oversell", str(args.tflops_oversell)]
+    if args.state_dir is not None:
+        argv += ["--state-dir", str(args.state_dir)]
+    if args.token_file is not None:
+        argv += ["--token-file", str(args.token_file)]
+    for rating in args.gpu_tflops:
+        argv += ["--gpu-tflops", rating]
+    if args.simulate:
+        argv.append("--simulate")
+    if args.metrics_store is not None:
+        argv += ["--metrics-store", str(args.metrics_store)]
+    argv += ["--metrics-interval", str(args.metrics_interval)]
+    return argv
