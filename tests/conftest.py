@@ -1,5 +1,7 @@
 """Shared test settings."""
 
+import os
+
 from hypothesis import HealthCheck, settings
 
 # The Kubernetes API emulator (`kube` fixture) for tests that talk to a cluster.
@@ -7,4 +9,7 @@ pytest_plugins = ["tests.kubeapi.fixtures"]
 
 # Two shared cores in CI: wall-clock deadlines would make property tests flaky, not stricter.
 settings.register_profile("default", deadline=None, suppress_health_check=[HealthCheck.too_slow])
-settings.load_profile("default")
+# CI must be reproducible: the same examples every run, so a red build means a change broke
+# something. Developers' runs stay random and keep finding new cases.
+settings.register_profile("ci", parent=settings.get_profile("default"), derandomize=True, database=None)
+settings.load_profile("ci" if os.environ.get("CI") else "default")

@@ -91,7 +91,9 @@ def decode_lines(text: str, precision: Precision = "ns", *, where: str = "input"
 def _numbered_lines(text: str) -> Iterator[tuple[int, str]]:
     for number, raw in enumerate(text.split("\n"), start=1):
         line = raw.removesuffix("\r")
-        if line.strip() and not line.lstrip().startswith("#"):
+        # Only ASCII space and tab count as blank here: str.strip() would also eat U+0085 and
+        # friends, which are legal in a measurement name and would turn a point into a comment.
+        if line.strip(" \t") and not line.lstrip(" \t").startswith("#"):
             yield number, line
 
 

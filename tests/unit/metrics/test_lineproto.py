@@ -44,6 +44,11 @@ def test_both_formats_round_trip_batches(batch: list[Point], fmt: str) -> None:
     assert decode_points(encode_points(batch, fmt), fmt) == batch  # type: ignore[arg-type]
 
 
+def test_a_measurement_of_unicode_whitespace_is_not_taken_for_a_comment() -> None:
+    point = Point("\x85", {}, {"#": 0.0}, None)
+    assert decode_points(encode_points([point], "influx"), "influx") == [point]
+
+
 @given(st.text(max_size=40))
 def test_decoder_never_crashes_on_garbage(line: str) -> None:
     try:
