@@ -8,12 +8,15 @@ expanded (Go does not) and unknown flags are an error naming the flag.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from collections.abc import Mapping
 from typing import Any
 
 import uvloop
 
 from daemons.controller.daemon import DEFAULT_LEASE_NAME, Options, check_alert_address, parse_bind_address, run
+from daemons.controller.observability import ENV_DYNAMIC_CONFIG, greptime_from_env
 from tfcore.k8s import KubeError
 from tfcore.logs import setup_logging
 from tfcore.model.errors import ValidationError
@@ -98,18 +101,34 @@ def register(commands: Any) -> None:
         metavar="NAME",
         help=f"name of the Lease (default {DEFAULT_LEASE_NAME})",
     )
+    p.add_argument(
+        *_both("dynamic-config"),
+        dest="dynamic_config",
+        metavar="FILE",
+        help=f"dynamic config (metricsTTL, metricsFormat, alertRules), reloaded live (default ${ENV_DYNAMIC_CONFIG}; "
+        "without it the built-in rules)",
+    )
+    p.add_argument(
+        *_both("metrics-store"),
+        dest="metrics_store",
+        metavar="PATH",
+        help="embedded DuckDB metrics file, used unless TF_GREPTIME_HOST is set "
+        "(default $TF_STATE_DIR or /var/lib/tensor-fusion, else a temp dir)",
+    )
     # allow_abbrev=False does not cover single-dash long flags (CPython 3.11): no prefix match at all.
     vars(p)["_get_option_tuples"] = lambda option_string: []
     p.set_defaults(handler=_controller)
 
 
-def options_from(args: argparse.Namespace) -> Options:
-    """The daemon's options, checked; ValidationError names the bad flag."""
+def options_from(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> Options:
+    """The daemon's options from flags and the chart's environment, checked; ValidationError names the bad one."""
+    env = os.environ if env is None else env
     parse_bind_address(args.metrics_bind_address)
     if args.alert_manager_addr:
         check_alert_address(args.alert_manager_addr)
     elif args.enable_alert:
         raise ValidationError.single("-alert-manager-addr", "required with -enable-alert", "host:port of AlertManager")
+    greptime = greptime_from_env(env)
     return Options(
         metrics_bind_address=args.metrics_bind_address,
         leader_elect=args.leader_elect,
@@ -119,12 +138,15 @@ def options_from(args: argparse.Namespace) -> Options:
         kubeconfig=args.kubeconfig,
         lease_namespace=args.lease_namespace,
         lease_name=args.lease_name,
+        dynamic_config=args.dynamic_config or env.get(ENV_DYNAMIC_CONFIG) or None,
+        greptime=greptime,
+        metrics_store=args.metrics_store,
     )
 
 
 def _controller(args: argparse.Namespace) -> int:
-    setup_logging()
     try:
+        setup_logging()
         options = options_from(args)
     except ValidationError as exc:
         for problem in exc.problems:

@@ -16,12 +16,14 @@ from aiohttp import web
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from daemons.controller.observability import Observability, ObservabilityCollector, ObservabilitySettings
 from daemons.controller.reconciler import Controller
 from tfcore.k8s import KubeClient, connect
 from tfcore.k8s.events import EventRecorder
 from tfcore.k8s.leader import LeaderElector, LeaseConfig
 from tfcore.model.errors import ValidationError
 from tfcore.web.app import Listener, add_background, add_ready_check, create_app, serve
+from tfcore.web.greptime import GreptimeSettings
 from tfcore.web.metrics import add_metrics_route, new_registry
 
 log = logging.getLogger(__name__)
@@ -46,6 +48,23 @@ class Options:
     renew_deadline: float = 10.0
     retry_period: float = 2.0
     identity: str | None = None
+    dynamic_config: str | None = None  # TF_DYNAMIC_CONFIG / -dynamic-config
+    metrics_store: str | None = None  # embedded DuckDB file; None: under the state dir
+    greptime: GreptimeSettings | None = None  # TF_GREPTIME_*
+    sample_interval: float = 15.0  # tf_node_metrics / tf_pool_metrics / tf_system_metrics
+    config_poll_interval: float = 2.0
+
+    def observability(self, *, metrics: bool) -> ObservabilitySettings:
+        return ObservabilitySettings(
+            dynamic_config=self.dynamic_config,
+            metrics=metrics,
+            metrics_store=self.metrics_store,
+            greptime=self.greptime,
+            enable_alert=self.enable_alert,
+            alert_manager_addr=self.alert_manager_addr,
+            sample_interval=self.sample_interval,
+            config_poll_interval=self.config_poll_interval,
+        )
 
 
 def parse_bind_address(text: str, *, field: str = "-metrics-bind-address") -> tuple[str, int] | None:
@@ -82,7 +101,8 @@ def lease_namespace(options: Options) -> str:
 class ControllerDaemon:
     """The controller of one replica: reconciles while it leads (always, without -leader-elect)."""
 
-    def __init__(self, api: KubeClient, options: Options, *, watch_timeout: int = 300) -> None:
+    def __init__(self, api: KubeClient, options: Options, *, watch_timeout: int = 300, metrics: bool = False) -> None:
+        """`metrics`: keep the metrics store and samples even without -enable-alert (the process always does)."""
         self.api = api
         self.options = options
         self.identity = options.identity or f"{socket.gethostname()}_{uuid.uuid4().hex[:10]}"
@@ -99,6 +119,10 @@ class ControllerDaemon:
             self.elector = LeaderElector(api, config)
         self.recorder = EventRecorder(api, COMPONENT, host=self.identity)
         self.controller = Controller(api, is_leader=self.is_leader, recorder=self.recorder, watch_timeout=watch_timeout)
+        settings = options.observability(metrics=metrics)
+        self.observability = (
+            Observability(settings, self.controller.cache, self.is_leader) if settings.enabled else None
+        )
 
     def is_leader(self) -> bool:
         """Whether this replica may do leader work now (reconcile, allocate, evaluate alerts)."""
@@ -107,13 +131,10 @@ class ControllerDaemon:
     async def run(self) -> None:
         if self.options.enable_auto_scale:
             log.warning("-enable-auto-scale: autoscaling is not implemented yet; the flag is accepted and ignored")
-        if self.options.enable_alert:
-            log.warning(
-                "-enable-alert: alert evaluation is not wired into the controller yet (AlertManager %s)",
-                self.options.alert_manager_addr or "unset",
-            )
         async with asyncio.TaskGroup() as group:
             group.create_task(self.controller.watch())
+            if self.observability is not None:
+                group.create_task(self.observability.run())
             if self.elector is not None:
                 group.create_task(self.elector.run(self.controller.lead))
             else:
@@ -126,6 +147,8 @@ class ControllerDaemon:
         app = create_app()
         registry = new_registry()
         registry.register(ControllerCollector(self))
+        if self.observability is not None:
+            registry.register(ObservabilityCollector(self.observability))
         add_metrics_route(app, registry)
         add_ready_check(app, self.not_ready)
         add_background(app, self.run)
@@ -164,7 +187,7 @@ async def run(options: Options) -> None:
     address = parse_bind_address(options.metrics_bind_address)
     api = await connect(options.kubeconfig)
     async with api:
-        daemon = ControllerDaemon(api, options)
+        daemon = ControllerDaemon(api, options, metrics=True)
         app = daemon.app()
         if address is None:  # no listener: run until SIGTERM through a listener on loopback only
             address = ("127.0.0.1", 0)

@@ -3,7 +3,7 @@ child process, workloads through `tensor-fusion run`, state through the HTTP API
 
 Achieved shares are measured by the workloads themselves, not by the controller: the sample
 workload reports how many kernels it launched, and on the simulated GPU each default kernel
-takes exactly KERNEL_SECONDS of device time (4 waves of 5 us at speed 100, docs/native.md),
+takes exactly KERNEL_SECONDS of device time (WAVES waves of 5 us at speed 100, docs/native.md),
 so launches x KERNEL_SECONDS / wall time is the tenant's share of the GPU.
 """
 
@@ -21,7 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-KERNEL_SECONDS = 4 * 5e-6
+# Kernels of 20 waves (100 us of device time each): a tenant at 90% needs ~9,000 launches/s,
+# so the Python workloads are not CPU-starved on CI's two shared cores (at the sample's
+# default 20 us kernels they needed 40,000/s and fell short of their share under load).
+WAVES = 20
+GRID = 4224 // 4 * WAVES
+KERNEL_SECONDS = WAVES * 5e-6
 H100_TFLOPS = 989.4
 CLI = [sys.executable, "-m", "daemons.cli"]
 
@@ -116,6 +121,8 @@ class LocalNode:
             phases,
             "--mode",
             mode,
+            "--grid",
+            str(GRID),
             "--report",
             "0.1",
         ]

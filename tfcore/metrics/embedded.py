@@ -91,11 +91,19 @@ class DuckDBStore:
         self._schema = dict(schema)
 
     async def close(self) -> None:
+        # Let in-flight queries finish first: DuckDB refuses to close a connection that another
+        # thread is using ("connection is busy"), and a query must never see it vanish.
+        await asyncio.get_running_loop().run_in_executor(None, self._reader.shutdown, True)
         if self._con is not None:
-            await self._on(self._writer, self._con.close)
-            self._con = self._query_con = None
+            await self._on(self._writer, self._close_sync)
         self._writer.shutdown(wait=True)
-        self._reader.shutdown(wait=True)
+
+    def _close_sync(self) -> None:
+        if self._query_con is not None:
+            self._query_con.close()
+        if self._con is not None:
+            self._con.close()
+        self._con = self._query_con = None
 
     async def _on(self, executor: ThreadPoolExecutor, func: Callable[[], T]) -> T:
         return await asyncio.get_running_loop().run_in_executor(executor, func)

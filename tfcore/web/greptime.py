@@ -13,7 +13,7 @@ import base64
 import json
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -36,7 +36,7 @@ class GreptimeSettings:
     host: str
     port: int = 4000
     user: str = ""
-    password: str = ""
+    password: str = field(default="", repr=False)  # never in logs or reprs
     db: str = "public"
     is_cloud: bool = False
     timeout: float = 10.0

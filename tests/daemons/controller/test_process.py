@@ -46,7 +46,7 @@ current-context: emu
         *("-metrics-bind-address", f"127.0.0.1:{port}", "-leader-elect", "-enable-auto-scale", "-enable-alert"),
         *("-alert-manager-addr", "alertmanager.monitoring.svc.cluster.local:9093", "-kubeconfig", str(kubeconfig)),
     ]
-    env = dict(os.environ, POD_NAMESPACE="default")
+    env = dict(os.environ, POD_NAMESPACE="default", TF_STATE_DIR=str(tmp_path))
     process = await asyncio.create_subprocess_exec(
         *command, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
     )
