@@ -91,17 +91,22 @@ CUresult cuDeviceTotalMem(unsigned int *bytes, CUdevice dev) {
     return rc;
 }
 
+/* NVML memory info, both versions: the worker's limit and usage in place of the device's. */
+static void virtual_nvml_memory(nvmlDevice_t device, unsigned long long *total, unsigned long long *free,
+                                unsigned long long *used) {
+    uint64_t f = *free, t = *total;
+    virtual_info(tf_region_nvml_device(device), &f, &t);
+    *total = t;
+    *free = f;
+    *used = t - f;
+}
+
 nvmlReturn_t nvmlDeviceGetMemoryInfo(nvmlDevice_t device, nvmlMemory_t *memory) {
     tf_pfn_nvmlDeviceGetMemoryInfo real = TF_REAL(nvmlDeviceGetMemoryInfo);
     if (real == NULL) return NVML_ERROR_UNINITIALIZED;
     nvmlReturn_t rc = real(device, memory);
-    if (rc != NVML_SUCCESS || tf_region_active() != TF_ADMIT_OK) return rc;
-    int dev = tf_region_nvml_device(device);
-    uint64_t f = memory->free, t = memory->total;
-    virtual_info(dev, &f, &t);
-    memory->total = t;
-    memory->free = f;
-    memory->used = t - f;
+    if (rc == NVML_SUCCESS && tf_region_active() == TF_ADMIT_OK)
+        virtual_nvml_memory(device, &memory->total, &memory->free, &memory->used);
     return rc;
 }
 
@@ -109,14 +114,10 @@ nvmlReturn_t nvmlDeviceGetMemoryInfo_v2(nvmlDevice_t device, nvmlMemory_v2_t *me
     tf_pfn_nvmlDeviceGetMemoryInfo_v2 real = TF_REAL(nvmlDeviceGetMemoryInfo_v2);
     if (real == NULL) return NVML_ERROR_UNINITIALIZED;
     nvmlReturn_t rc = real(device, memory);
-    if (rc != NVML_SUCCESS || tf_region_active() != TF_ADMIT_OK) return rc;
-    int dev = tf_region_nvml_device(device);
-    uint64_t f = memory->free, t = memory->total;
-    virtual_info(dev, &f, &t);
-    memory->total = t;
-    memory->free = f;
-    memory->used = t - f;
-    memory->reserved = 0;
+    if (rc == NVML_SUCCESS && tf_region_active() == TF_ADMIT_OK) {
+        virtual_nvml_memory(device, &memory->total, &memory->free, &memory->used);
+        memory->reserved = 0;
+    }
     return rc;
 }
 
