@@ -36,7 +36,7 @@ cdef extern from "tf/shm_layout.h" nogil:
         uint64_t compute_burst
 
     ctypedef struct tf_shm_usage:
-        uint64_t vram_used_bytes
+        uint64_t unslotted_bytes
         uint64_t compute_consumed
         uint64_t compute_granted
         uint64_t compute_refill_ns
@@ -78,6 +78,7 @@ cdef extern from "tf/shm_layout.h" nogil:
     void tf_shm_store_u64(uint64_t *p, uint64_t v)
     int32_t tf_shm_load_i32(const int32_t *p)
     uint64_t tf_shm_add_saturating(uint64_t *p, int64_t delta)
+    uint64_t tf_shm_vram_used(const tf_shm_state *s, int dev)
 
 
 cdef extern from "tf/shm_slots.h" nogil:

@@ -243,7 +243,8 @@ cdef class StateFile(_Mapped):
         return slot
 
     def used(self, int index):
-        return tf_shm_load_u64(&self._state().usage[self._device(index)].vram_used_bytes)
+        """VRAM used on the device: the sum over process slots and the unslotted counter"""
+        return tf_shm_vram_used(self._state(), self._device(index))
 
     def compute_stats(self, int index):
         """(launches, throttled, cost consumed, waited ns): cumulative, of the device's bucket"""
@@ -260,9 +261,12 @@ cdef class StateFile(_Mapped):
         return (pid, tf_shm_load_u64(&p.heartbeat_ns), used, bool(alive))
 
     def add_vram_used(self, int index, int64_t delta):
-        """Atomically adds delta (saturating at 0); returns the new device total."""
+        """Atomically adds delta (saturating at 0) to the bytes held outside any process slot;
+        returns the new device total."""
         self._need_write()
-        return tf_shm_add_saturating(&self._state().usage[self._device(index)].vram_used_bytes, delta)
+        cdef int device = self._device(index)
+        tf_shm_add_saturating(&self._state().usage[device].unslotted_bytes, delta)
+        return tf_shm_vram_used(self._state(), device)
 
     def claim_slot(self, int32_t pid):
         """Claims a free process slot for pid, held through this mapping; -1 when full."""

@@ -33,6 +33,7 @@ tf_shm_state *tf_compute_state;
 int tf_launch_mode; /* TF_LAUNCH_*: set before `loaded` is published */
 static int state_fd = -1;
 static int self_slot = -1;
+static int exited; /* atomic: release_at_exit ran; what is freed after it was already returned */
 static int mode;   /* TF_ADMIT_PASS (no region) or TF_ADMIT_OK (enforcing) or TF_ADMIT_DENY (closed) */
 static int loaded; /* atomic: load_region has finished (skips pthread_once on the hot path) */
 int *const tf_region_loaded_flag = &loaded;
@@ -85,6 +86,7 @@ static void after_fork_child(void) {
 
 static void release_at_exit(void) {
     /* A process's memory dies with it: hand its share back to the worker now. */
+    __atomic_store_n(&exited, 1, __ATOMIC_RELEASE);
     if (self_slot >= 0) tf_shm_slot_release(state, state_fd, self_slot);
     self_slot = -1;
 }
@@ -230,25 +232,28 @@ int tf_region_nvml_device(nvmlDevice_t device) {
 /* ---- admission ---- */
 
 uint64_t tf_region_limit(int dev) { return tf_shm_load_u64((uint64_t *)&limits->devices[dev].vram_limit_bytes); }
-uint64_t tf_region_used(int dev) { return tf_shm_load_u64(&state->usage[dev].vram_used_bytes); }
+uint64_t tf_region_used(int dev) { return tf_shm_vram_used(state, dev); }
 
 int tf_admit(int dev, uint64_t bytes) {
     int m = tf_region_active();
     if (m != TF_ADMIT_OK) return m;
     if (dev < 0) return TF_ADMIT_DENY;
-    /* Worker first (the limit), then this process's share: the sweep returns the share of a
-     * process that dies holding memory. */
-    if (!tf_shm_reserve(&state->usage[dev].vram_used_bytes, bytes, tf_region_limit(dev))) {
+    /* Counted in this process's slot only: the sweep returns the share of a process that dies
+     * holding memory, and no kill can fall between two counters. */
+    if (__atomic_load_n(&exited, __ATOMIC_ACQUIRE)) {
+        /* Exit handlers allocating: checked, not counted (the process's share is gone). */
+        uint64_t limit = tf_region_limit(dev), used = tf_shm_vram_used(state, dev);
+        return limit == 0 || (used <= limit && bytes <= limit - used) ? TF_ADMIT_OK : TF_ADMIT_DENY;
+    }
+    if (!tf_shm_reserve(state, self_slot, dev, bytes, tf_region_limit(dev))) {
         tf_log(TF_LOG_DEBUG, "denied %llu bytes on region device %d", (unsigned long long)bytes, dev);
         return TF_ADMIT_DENY;
     }
-    if (self_slot >= 0) __atomic_add_fetch(&state->procs[self_slot].used_bytes[dev], bytes, __ATOMIC_ACQ_REL);
     return TF_ADMIT_OK;
 }
 
 void tf_release(int dev, uint64_t bytes) {
-    if (self_slot >= 0) tf_shm_sub_u64(&state->procs[self_slot].used_bytes[dev], bytes);
-    tf_shm_sub_u64(&state->usage[dev].vram_used_bytes, bytes);
+    if (!__atomic_load_n(&exited, __ATOMIC_ACQUIRE)) tf_shm_unreserve(state, self_slot, dev, bytes);
 }
 
 void tf_admit_undo(int dev, uint64_t bytes) { tf_release(dev, bytes); }

@@ -48,13 +48,14 @@ def test_round_trip(region_path: Path) -> None:
         writer.add_process_used(slot, 1, GIB)
         (proc,) = reader.processes()
         assert (proc.pid, proc.heartbeat_ns, proc.used_bytes[1], proc.alive) == (4242, 123, GIB, True)
+        assert reader.devices()[1].vram_used_bytes == 4 * GIB  # usage is the sum of the holders
         writer.set_limits(0, DeviceSpec(SPECS[0].uuid, 5 * GIB))
         assert reader.devices()[0].vram_limit_bytes == 5 * GIB
         assert reader.header().generation == 1
         assert not writer.release_slot(slot, 999)  # someone else's slot stays
         assert writer.release_slot(slot, 4242)
         assert reader.processes() == []
-        assert reader.devices()[1].vram_used_bytes == 2 * GIB  # its share went back
+        assert reader.devices()[1].vram_used_bytes == 3 * GIB  # its share went back
 
 
 def test_file_modes_keep_limits_away_from_tenants(tmp_path: Path) -> None:
@@ -87,7 +88,6 @@ from tfcore.ipc import Region
 r = Region.open(sys.argv[1], readonly=False)
 slot = r.claim_slot(12345)
 r.add_process_used(slot, 0, 7 << 20)
-r.add_vram_used(0, 7 << 20)
 print(slot, flush=True)
 sys.stdin.read()  # hold the slot until told to go
 """
@@ -181,7 +181,10 @@ STATE = layout.KIND_STATE
         (b"", "smaller than a region header"),
         (b"TSHM", "smaller than a region header"),
         (_header(STATE, magic=0x12345678).ljust(layout.STATE_SIZE, b"\0"), "bad magic"),
-        (_header(STATE, version_major=1).ljust(layout.STATE_SIZE, b"\0"), r"major version 1 \(this build reads 2\)"),
+        (
+            _header(STATE, version_major=layout.VERSION_MAJOR - 1).ljust(layout.STATE_SIZE, b"\0"),
+            rf"major version {layout.VERSION_MAJOR - 1} \(this build reads {layout.VERSION_MAJOR}\)",
+        ),
         (_header(layout.KIND_LIMITS).ljust(layout.STATE_SIZE, b"\0"), "wrong file kind"),
         (_header(STATE), "file size does not match"),  # truncated after the header
         (_header(STATE).ljust(layout.STATE_SIZE, b"\0") + b"x", "file size does not match"),

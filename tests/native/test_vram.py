@@ -149,6 +149,37 @@ def test_sigkill_mid_loop_leaves_no_deadlock_and_the_sweep_reclaims(
     assert usage(region) == (100 * MIB, 1)  # the holder, killed too, awaits the next sweep
 
 
+def test_kills_at_any_instruction_leave_exact_books(libs: dict[str, Path], vram: Path, tmp_path: Path) -> None:
+    # A crash-looping pod: many processes SIGKILLed mid allocate/free.  Whatever instruction
+    # each dies on, the sweep must bring usage back to exactly what the live holder has.
+    region = make_region(tmp_path / "w.shm", ("0", GIB))
+    env = shim_env(libs, region)
+    with subprocess.Popen([str(vram), "hold", "100", "60"], env=env, stdout=subprocess.PIPE, text=True) as holder:
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == "hold=0"
+        try:
+            for round_ in range(12):
+                loopers = [
+                    subprocess.Popen([str(vram), "loop", "-1", "64"], env=env, stdout=subprocess.PIPE, text=True)
+                    for _ in range(4)
+                ]
+                for looper in loopers:
+                    assert looper.stdout is not None
+                    assert looper.stdout.readline().strip() == "ready=1"
+                time.sleep(0.01 * (round_ % 4))
+                for looper in loopers:
+                    looper.send_signal(signal.SIGKILL)
+                for looper in loopers:
+                    looper.wait(timeout=10)
+                    assert looper.stdout is not None
+                    looper.stdout.close()
+                with Region.open(region, readonly=False) as admin:
+                    admin.sweep()
+                    assert admin.devices()[0].vram_used_bytes == 100 * MIB, f"round {round_}"
+        finally:
+            holder.kill()
+
+
 def test_a_new_process_reclaims_a_dead_ones_slot(libs: dict[str, Path], vram: Path, tmp_path: Path) -> None:
     region = make_region(tmp_path / "w.shm", ("0", GIB))
     env = shim_env(libs, region)

@@ -15,8 +15,8 @@ import struct
 from dataclasses import dataclass
 
 MAGIC = 0x4D485354  # bytes "TSHM"
-VERSION_MAJOR = 2
-VERSION_MINOR = 1
+VERSION_MAJOR = 3
+VERSION_MINOR = 0
 MAX_DEVICES = 16
 MAX_PROCS = 64
 UUID_LEN = 48
@@ -83,7 +83,7 @@ LIMIT = StructLayout(
 USAGE = StructLayout(
     "tf_shm_usage",
     (
-        ("vram_used_bytes", "Q"),
+        ("unslotted_bytes", "Q"),
         ("compute_consumed", "Q"),
         ("compute_granted", "Q"),
         ("compute_refill_ns", "Q"),

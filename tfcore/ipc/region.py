@@ -142,7 +142,8 @@ class Region:
         return [ProcessSlot(i, pid, beat, used, alive) for i, pid, beat, used, alive in rows if pid != 0]
 
     def add_vram_used(self, device: int, delta: int) -> int:
-        """Adds delta bytes (negative frees; never below 0); returns the new total."""
+        """Counts delta bytes held outside any process slot (negative frees; never below 0);
+        returns the new device total."""
         with _errors(self.path):
             return int(self._state.add_vram_used(device, delta))
 

@@ -44,8 +44,8 @@
 #include <string.h>
 
 #define TF_SHM_MAGIC 0x4D485354u /* bytes "TSHM" in little-endian order */
-#define TF_SHM_VERSION_MAJOR 2
-#define TF_SHM_VERSION_MINOR 1
+#define TF_SHM_VERSION_MAJOR 3
+#define TF_SHM_VERSION_MINOR 0
 #define TF_SHM_MAX_DEVICES 16
 #define TF_SHM_MAX_PROCS 64
 #define TF_SHM_UUID_LEN 48 /* "GPU-" + 36-char UUID + NUL fits with room to spare */
@@ -80,7 +80,7 @@
  * bucket is two cumulative counters: level = compute_granted - compute_consumed (wrapping
  * arithmetic; negative = launches waiting their turn).  See ext/shim/compute.c. */
 #define TF_SHM_USAGE_FIELDS(F)                                                             \
-    F(uint64_t, vram_used_bytes, )   /* atomic: sum over the worker's processes */          \
+    F(uint64_t, unslotted_bytes, )   /* atomic: VRAM of processes that got no slot */       \
     F(uint64_t, compute_consumed, )  /* atomic: launch cost taken (admitted or waiting) */  \
     F(uint64_t, compute_granted, )   /* atomic: tokens refilled so far */                   \
     F(uint64_t, compute_refill_ns, ) /* atomic: CLOCK_MONOTONIC the refill accounted up to */ \
@@ -232,15 +232,44 @@ static inline void tf_shm_sub_u64(uint64_t *p, uint64_t bytes) {
     if (bytes != 0) tf_shm_add_saturating(p, bytes > INT64_MAX ? INT64_MIN : -(int64_t)bytes);
 }
 
-/* VRAM reservation without a lock: add, check, undo when over.  Two racing reservations can
- * both fail near the limit (conservative), never both succeed past it.  limit 0 = none. */
-static inline int tf_shm_reserve(uint64_t *used, uint64_t bytes, uint64_t limit) {
-    uint64_t now = __atomic_add_fetch(used, bytes, __ATOMIC_ACQ_REL);
-    if (limit != 0 && (now > limit || now < bytes)) {
-        tf_shm_sub_u64(used, bytes);
+/* VRAM accounting has one source of truth: what each process slot holds (plus what
+ * processes without a slot hold, in unslotted_bytes).  A device's usage is their sum, so every
+ * reservation or release is one atomic on one word and a process killed at any instruction
+ * leaves nothing half-counted: the sweep zeroes its slot and the books balance exactly. */
+
+/* Where the caller's bytes are counted: its slot, or the shared unslotted counter. */
+static inline uint64_t *tf_shm_vram_counter(tf_shm_state *s, int slot, int dev) {
+    return slot >= 0 && slot < TF_SHM_MAX_PROCS ? &s->procs[slot].used_bytes[dev] : &s->usage[dev].unslotted_bytes;
+}
+
+/* VRAM used on device dev: the sum over slots (live, or dead and awaiting the sweep) and the
+ * unslotted counter.  Sequentially consistent loads: see tf_shm_reserve. */
+static inline uint64_t tf_shm_vram_used(const tf_shm_state *s, int dev) {
+    uint64_t total = __atomic_load_n(&s->usage[dev].unslotted_bytes, __ATOMIC_SEQ_CST);
+    for (int i = 0; i < TF_SHM_MAX_PROCS; i++) {
+        uint64_t held = __atomic_load_n(&s->procs[i].used_bytes[dev], __ATOMIC_SEQ_CST);
+        total = UINT64_MAX - total < held ? UINT64_MAX : total + held;
+    }
+    return total;
+}
+
+/* VRAM reservation without a lock: add to the caller's own counter, sum, undo when over.
+ * Every add precedes its sum in one sequentially consistent order, so of two racing
+ * reservations the later one sees the earlier: both can fail near the limit (conservative),
+ * never both succeed past it.  limit 0 = none. */
+static inline int tf_shm_reserve(tf_shm_state *s, int slot, int dev, uint64_t bytes, uint64_t limit) {
+    uint64_t *mine = tf_shm_vram_counter(s, slot, dev);
+    uint64_t now = __atomic_add_fetch(mine, bytes, __ATOMIC_SEQ_CST);
+    if (now < bytes || (limit != 0 && tf_shm_vram_used(s, dev) > limit)) {
+        tf_shm_sub_u64(mine, bytes);
         return 0;
     }
     return 1;
+}
+
+/* Returns bytes the caller reserved (saturating at 0: a stray double free cannot wrap). */
+static inline void tf_shm_unreserve(tf_shm_state *s, int slot, int dev, uint64_t bytes) {
+    tf_shm_sub_u64(tf_shm_vram_counter(s, slot, dev), bytes);
 }
 
 #endif /* TF_SHM_LAYOUT_H */

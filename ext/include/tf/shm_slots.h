@@ -48,14 +48,13 @@ static inline void tf_shm_slot_unlock(int fd, int slot) {
     (void)fcntl(fd, F_OFD_SETLK, &fl);
 }
 
-/* Returns a slot's usage to the worker and frees it.  The caller holds the slot's lock.
+/* Returns a slot's usage to the worker (zeroing it is the whole return: usage is the sum of
+ * the slots) and frees it.  The caller holds the slot's lock.
  * Adds what it took per device to reclaimed[] when reclaimed is not NULL. */
 static inline void tf_shm_slot_reclaim(tf_shm_state *s, int slot, uint64_t *reclaimed) {
     tf_shm_proc *p = &s->procs[slot];
-    uint32_t count = s->header.device_count;
     for (uint32_t d = 0; d < TF_SHM_MAX_DEVICES; d++) {
-        uint64_t bytes = __atomic_exchange_n(&p->used_bytes[d], 0, __ATOMIC_ACQ_REL);
-        if (d < count) tf_shm_sub_u64(&s->usage[d].vram_used_bytes, bytes);
+        uint64_t bytes = __atomic_exchange_n(&p->used_bytes[d], 0, __ATOMIC_SEQ_CST);
         if (reclaimed != NULL) reclaimed[d] += bytes;
     }
     tf_shm_store_u64(&p->heartbeat_ns, 0);
