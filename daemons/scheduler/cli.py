@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 import uvloop
 
 from daemons.scheduler.daemon import Options, kube_scheduler_config, run
+from tfcore.config.env import PROGRESSIVE_MIGRATION_ENV, env_flag
 from tfcore.logs import setup_logging
 from tfcore.model.errors import ValidationError
 
@@ -46,6 +48,14 @@ def register(commands: Any) -> None:
         metavar="NAME",
         help="pool for pods that name none (default: the TensorFusionCluster's isDefault pool, else the only pool)",
     )
+    p.add_argument(
+        "--nvidia-progressive-migration",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="NVIDIA GPU Operator coexistence: native nvidia.com/gpu pods only on nodes without TensorFusion "
+        "workers, and none of ours where the device plugin's choice is not yet known "
+        f"(default: ${PROGRESSIVE_MIGRATION_ENV})",
+    )
     p.add_argument("--print-kube-scheduler-config", action="store_true", help=PRINT_HELP)
     p.set_defaults(handler=_scheduler)
 
@@ -65,13 +75,18 @@ def _options(args: argparse.Namespace) -> Options:
         client_ca=args.extender_client_ca,
         default_pool=args.default_pool,
         freeze_heap=True,
+        native_gpu_pods=(
+            env_flag(os.environ, PROGRESSIVE_MIGRATION_ENV)
+            if args.nvidia_progressive_migration is None
+            else args.nvidia_progressive_migration
+        ),
     )
 
 
 def _scheduler(args: argparse.Namespace) -> int:
     setup_logging()
-    options = _options(args)
     try:
+        options = _options(args)
         options.check()
         if args.print_kube_scheduler_config:
             print(kube_scheduler_config(options), end="")

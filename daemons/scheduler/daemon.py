@@ -45,6 +45,7 @@ class Options:
     config_poll: float = 2.0
     reuse_decisions: bool = True
     freeze_heap: bool = False  # settle_heap() once the cluster is in (the CLI sets it)
+    native_gpu_pods: bool = False  # NVIDIA coexistence (controller.nvidiaOperatorProgressiveMigration)
 
     def check(self) -> None:
         """The extender binds pods: it listens beyond loopback only behind TLS with client certificates."""
@@ -138,7 +139,9 @@ async def build(options: Options) -> Daemon:
     if options.config is not None:
         reloader = ConfigReloader(options.config, parse_scheduler_config, apply, poll_interval=options.config_poll)
         config = await reloader.load()
-    service = SchedulerService(Allocator(), config, reuse_decisions=options.reuse_decisions)
+    service = SchedulerService(
+        Allocator(), config, reuse_decisions=options.reuse_decisions, native_gpu_pods=options.native_gpu_pods
+    )
     built.append(service)
     mirror = ClusterMirror(service, default_pool=options.default_pool)
     writer: ClusterWriter

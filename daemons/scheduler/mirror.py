@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
 from daemons.scheduler.service import SchedulerService
+from tfcore.admission.inject import pod_nvidia_gpus
 from tfcore.config.scheduler import SCHEDULER_NAME
 from tfcore.model.errors import ValidationError
 from tfcore.model.kinds import decode_object
@@ -68,6 +69,8 @@ class ClusterMirror:
             for key in [k for k in self.allocator.allocations if k not in present]:
                 if not self.service.binding_in_progress(key):
                     self.allocator.release(key)
+            for key in [k for k in self.allocator.native_pods if k not in present]:
+                self.allocator.forget_native_pod(key)
             self.service.pending = {}
         else:
             names = {_namespaced(o) if kind == "GPUResourceQuota" else _name(o) for o in items}
@@ -91,6 +94,7 @@ class ClusterMirror:
         if kind == "Pod":
             self.service.pending.pop(_uid(obj), None)
             self.allocator.release(_uid(obj))
+            self.allocator.forget_native_pod(_uid(obj))
         else:
             self._remove(kind, _namespaced(obj) if kind == "GPUResourceQuota" else _name(obj))
 
@@ -104,9 +108,13 @@ class ClusterMirror:
             self.service.pending.pop(uid, None)
             if not self.service.binding_in_progress(uid):
                 self.allocator.release(uid)
+            self.allocator.forget_native_pod(uid)
             return
         if spec.get("nodeName"):
             self.service.pending.pop(uid, None)
+            if self.service.native_gpu_pods and not holds_gpus(pod):
+                # Any scheduler's native GPU pod counts: the device plugin serves them all.
+                self.allocator.set_native_pod(uid, str(spec["nodeName"]), pod_nvidia_gpus(spec))
             if holds_gpus(pod) and uid not in self.allocator.allocations:
                 report = rebuild_from_pods(self.allocator, [pod])
                 for problem in report.problems:

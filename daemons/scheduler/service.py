@@ -34,6 +34,7 @@ from daemons.scheduler.wire import (
     HostPriority,
     encoder,
 )
+from tfcore.admission.inject import pod_nvidia_gpus
 from tfcore.config.scheduler import SCHEDULER_NAME, SchedulerConfig
 from tfcore.model.errors import ValidationError
 from tfcore.sched import CycleState, Framework, PodRequest, Status, default_registry, pod_request
@@ -78,8 +79,10 @@ class SchedulerService:
         *,
         reuse_decisions: bool = True,
         metrics: SchedulerMetrics | None = None,
+        native_gpu_pods: bool = False,
     ) -> None:
         self.allocator = allocator
+        self.native_gpu_pods = native_gpu_pods
         self.metrics = metrics if metrics is not None else SchedulerMetrics()
         self.metrics.watch_allocator(allocator)
         self.config = config
@@ -115,6 +118,8 @@ class SchedulerService:
         names = args.candidate_names()
         pod = args.pod
         if not isinstance(pod, dict) or not wants_gpu(pod):
+            if self.native_gpu_pods and isinstance(pod, dict) and pod_nvidia_gpus(pod.get("spec") or {}):
+                return self._native_filter(args, names)
             return self._filtered(args, names, {}, {})
         try:
             request, shape = self._request(pod)
@@ -168,6 +173,23 @@ class SchedulerService:
             names_json=names_json,
             members=candidates,
             reasons=reasons,
+        )
+
+    def _native_filter(self, args: ExtenderArgs, names: list[str]) -> ExtenderFilterResult:
+        """NVIDIA coexistence: a native nvidia.com/gpu pod only goes where no TensorFusion worker
+        holds a GPU, since the device plugin may hand it any GPU it thinks free."""
+        failed = {n: reason for n in names if (reason := self._native_refusal(n)) is not None}
+        if failed:
+            self.metrics.rejected({"native": len(failed)})
+        return self._filtered(args, [n for n in names if n not in failed], failed, {})
+
+    def _native_refusal(self, name: str) -> str | None:
+        node = self.allocator.nodes.get(name)
+        if node is None or not node.workers:
+            return None
+        return (
+            f"{len(node.workers)} TensorFusion worker(s) hold GPUs on this node; native nvidia.com/gpu pods go "
+            "to nodes without them (NVIDIA GPU Operator coexistence)"
         )
 
     @staticmethod
@@ -369,9 +391,16 @@ class SchedulerService:
             # Its annotations decide the allocation: never bind a pod we have not seen.
             return ExtenderBindingResult(error=f"{where} (uid {uid!r}) is unknown to the scheduler yet; retry")
         if not wants_gpu(pod):  # kube-scheduler delegates every binding of this profile to us
+            native = pod_nvidia_gpus(pod.get("spec") or {}) if self.native_gpu_pods else 0
+            if native and (refusal := self._native_refusal(args.node)) is not None:
+                return ExtenderBindingResult(error=f"{where}: {refusal}")  # a TF pod got there since filter
+            if native:  # before the await: no TF pod can be placed there while the device plugin chooses
+                self.allocator.set_native_pod(uid, args.node, native)
             try:
                 await writer.bind_pod(args.pod_namespace, args.pod_name, uid, args.node)
             except BindError as exc:
+                if native:
+                    self.allocator.forget_native_pod(uid)
                 return ExtenderBindingResult(error=f"{where}: {exc}")
             return ExtenderBindingResult()
         try:

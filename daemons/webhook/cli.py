@@ -6,15 +6,19 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
+import sys
 from typing import Any
 
 from daemons.webhook.cluster import ClusterState, informers, pod_informer
 from daemons.webhook.server import CertificateReloader, Metrics, Webhook, build_app, watch_certificate
 from tfcore.admission import CanaryLedger, InjectionConfig
 from tfcore.admission.inject import DEFAULT_IMAGE, DEFAULT_REGION_HOST_DIR, SCHEDULER_NAME
+from tfcore.config.env import PROGRESSIVE_MIGRATION_ENV, env_flag
 from tfcore.k8s import connect
 from tfcore.k8s.admission_support import OwnerPods
 from tfcore.logs import setup_logging
+from tfcore.model.errors import ValidationError
 from tfcore.native import library_paths
 from tfcore.web.app import Listener, add_background, add_ready_check, serve, server_tls
 
@@ -38,6 +42,12 @@ def register(commands: Any) -> None:
         "--region-host-dir", default=DEFAULT_REGION_HOST_DIR, help="the hypervisor's worker region directory on nodes"
     )
     parser.add_argument("--scheduler-name", default=SCHEDULER_NAME, help="schedulerName set on TF pods")
+    parser.add_argument(
+        "--nvidia-progressive-migration",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help=f"route native nvidia.com/gpu pods to --scheduler-name (default: ${PROGRESSIVE_MIGRATION_ENV})",
+    )
     parser.add_argument("--canary-ttl", type=float, default=30.0, help="seconds a canary reservation waits for its pod")
     parser.add_argument("--grace", type=float, default=10.0, help="seconds in-flight requests get on SIGTERM")
     parser.set_defaults(handler=_run)
@@ -47,20 +57,32 @@ def injection_config(args: argparse.Namespace) -> InjectionConfig:
     shim = args.shim_path
     if shim is None:
         shim = str(library_paths()["shim"])
+    routed = args.nvidia_progressive_migration
+    if routed is None:
+        routed = env_flag(os.environ, PROGRESSIVE_MIGRATION_ENV)
     return InjectionConfig(
-        image=args.image, shim_source=shim, region_host_dir=args.region_host_dir, scheduler_name=args.scheduler_name
+        image=args.image,
+        shim_source=shim,
+        region_host_dir=args.region_host_dir,
+        scheduler_name=args.scheduler_name,
+        route_native_gpu_pods=routed,
     )
 
 
 def _run(args: argparse.Namespace) -> int:
     setup_logging()  # TF_LOG_LEVEL / TF_LOG_FORMAT
+    try:
+        config = injection_config(args)
+    except ValidationError as exc:
+        for problem in exc.problems:
+            print(f"error: {problem}", file=sys.stderr)
+        return 2
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_serve(args))
+        asyncio.run(_serve(args, config))
     return 0
 
 
-async def _serve(args: argparse.Namespace) -> None:
-    config = injection_config(args)
+async def _serve(args: argparse.Namespace, config: InjectionConfig) -> None:
     api = await connect(args.kubeconfig)
     try:
         state = ClusterState()

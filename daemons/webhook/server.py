@@ -91,7 +91,7 @@ class Webhook:
         self._owner_locks: dict[str, tuple[asyncio.Lock, int]] = {}
 
     async def review(self, review: PodReview) -> Verdict:
-        found = examine(review)
+        found = examine(review, self.config)
         if isinstance(found, Verdict):
             return found
         mode = found.mode

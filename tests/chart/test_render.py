@@ -426,3 +426,25 @@ def test_webhook_mounts_the_hypervisors_region_directory(render: Render) -> None
     hypervisor = container(find(objects, "DaemonSet", "tensor-fusion-sys-hypervisor"), "hypervisor")["command"]
     state_dir = hypervisor[hypervisor.index("--state-dir") + 1]
     assert webhook[webhook.index("--region-host-dir") + 1] == f"{state_dir}/workers"
+
+
+def test_progressive_migration_routes_native_gpu_pods_through_a_fail_open_webhook(render: Render) -> None:
+    def webhooks(objects: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        config = find(objects, "MutatingWebhookConfiguration", "tensor-fusion-sys-webhook")
+        return {w["name"]: w for w in config["webhooks"]}
+
+    assert list(webhooks(render())) == ["pod.admission.tensor-fusion.ai"]
+    objects = render(SPEC / "progressive-migration.yaml")
+    found = webhooks(objects)
+    ours, native = found["pod.admission.tensor-fusion.ai"], found["native-gpu-pod.admission.tensor-fusion.ai"]
+    assert ours["failurePolicy"] == "Fail"
+    assert native["failurePolicy"] == "Ignore"
+    assert native["objectSelector"]["matchExpressions"] == [
+        {"key": "tensor-fusion.ai/enabled", "operator": "NotIn", "values": ["true"]}
+    ]
+    assert "nvidia.com/gpu" in native["matchConditions"][0]["expression"]
+    assert native["clientConfig"] == ours["clientConfig"]
+    webhook = container(find(objects, "Deployment", "tensor-fusion-sys-webhook"), "webhook")
+    assert env(webhook)["TF_NVIDIA_OPERATOR_PROGRESSIVE_MIGRATION"] == "true"
+    extender = container(find(objects, "Deployment", "tensor-fusion-sys-scheduler"), "extender")
+    assert env(extender)["TF_NVIDIA_OPERATOR_PROGRESSIVE_MIGRATION"] == "true"

@@ -38,6 +38,10 @@ class InjectionConfig:
     region_host_dir: str = DEFAULT_REGION_HOST_DIR
     scheduler_name: str = SCHEDULER_NAME
     image_pull_policy: str = "IfNotPresent"
+    # NVIDIA GPU Operator coexistence: native nvidia.com/gpu pods go to our scheduler too, which
+    # keeps them off the nodes where TensorFusion workers hold GPUs (the device plugin cannot be
+    # told which GPUs those are).
+    route_native_gpu_pods: bool = False
 
 
 def shm_path() -> str:
@@ -59,6 +63,13 @@ def strip_nvidia_gpu(spec: dict[str, Any]) -> int:
                     if not amounts:
                         del resources[part]
     return most
+
+
+def pod_nvidia_gpus(spec: dict[str, Any]) -> int:
+    """nvidia.com/gpu a pod asks for: the sum over containers, or more if one init container asks more."""
+    containers = sum(nvidia_gpu_count(c) for c in spec.get("containers") or () if isinstance(c, dict))
+    init = max((nvidia_gpu_count(c) for c in spec.get("initContainers") or () if isinstance(c, dict)), default=0)
+    return max(containers, init)
 
 
 def nvidia_gpu_count(container: dict[str, Any]) -> int:

@@ -18,7 +18,14 @@ import msgspec
 from tfcore.admission import canary
 from tfcore.admission.canary import CanaryLedger, Mode, Owner, Sibling
 from tfcore.admission.defaults import ClusterDefaults, resolve
-from tfcore.admission.inject import InjectionConfig, inject_shim, nvidia_gpu_count, shm_path, strip_nvidia_gpu
+from tfcore.admission.inject import (
+    InjectionConfig,
+    inject_shim,
+    nvidia_gpu_count,
+    pod_nvidia_gpus,
+    shm_path,
+    strip_nvidia_gpu,
+)
 from tfcore.admission.patch import json_patch
 from tfcore.admission.review import PodReview, Verdict
 from tfcore.model import annotations as keys
@@ -42,14 +49,16 @@ class Candidate:
     warnings: tuple[str, ...] = ()
 
 
-def examine(review: PodReview) -> Verdict | Candidate:
+def examine(review: PodReview, config: InjectionConfig | None = None) -> Verdict | Candidate:
     """An immediate verdict for pods that are not ours or are invalid, else a Candidate."""
     if review.operation != "CREATE":
         return Verdict.allow()
     metadata = review.pod.get("metadata") or {}
     labels = metadata.get("labels") or {}
     if labels.get(keys.LABEL_ENABLED) != "true":
-        # Not ours (the object selector should not even have sent it): never touch it.
+        # Not ours: untouched, except native GPU pods under NVIDIA coexistence (routed).
+        if config is not None and config.route_native_gpu_pods:
+            return route_native(review.pod, config)
         return Verdict.allow()
     annotations = metadata.get("annotations") or {}
     ours = {k: v for k, v in annotations.items() if k not in canary.SYSTEM_ANNOTATIONS}
@@ -102,6 +111,8 @@ def admit(candidate: Candidate, mode: Mode, cluster: ClusterDefaults, config: In
         annotations[canary.MODE_ANNOTATION] = mode.value
     if mode is Mode.NATIVE:
         # Native canary pod: untouched apart from the decision record (keeps nvidia.com/gpu).
+        if config.route_native_gpu_pods and pod_nvidia_gpus(spec) > 0:
+            warnings.extend(_route(spec, config))
         return Verdict.allow(json_patch(original, pod), tuple(warnings))
     request = candidate.request
     container = next(c for c in spec["containers"] if c.get("name") == candidate.container)
@@ -136,6 +147,28 @@ def admit(candidate: Candidate, mode: Mode, cluster: ClusterDefaults, config: In
     return Verdict.allow(json_patch(original, pod), tuple(warnings))
 
 
+def route_native(original: dict[str, Any], config: InjectionConfig) -> Verdict:
+    """A native pod asking for nvidia.com/gpu goes to our scheduler (NVIDIA coexistence)."""
+    spec = original.get("spec") or {}
+    if not isinstance(spec, dict) or pod_nvidia_gpus(spec) == 0:
+        return Verdict.allow()
+    pod = _clone(original)
+    warnings = _route(pod["spec"], config)
+    return Verdict.allow(json_patch(original, pod), tuple(warnings))
+
+
+def _route(spec: dict[str, Any], config: InjectionConfig) -> list[str]:
+    """Sets our scheduler on a native GPU pod unless it names another one (then it is left, with a warning)."""
+    current = spec.get("schedulerName")
+    if current in (None, "", "default-scheduler", config.scheduler_name):
+        spec["schedulerName"] = config.scheduler_name
+        return []
+    return [
+        f"spec.schedulerName {current!r} kept: tensor-fusion cannot keep this nvidia.com/gpu pod off GPUs "
+        "that TensorFusion workers use (NVIDIA coexistence needs the pod on the tensor-fusion scheduler)"
+    ]
+
+
 def original_cost_is_ours(pod: dict[str, Any]) -> bool:
     """A pod that already carries our decision has had its deletion cost raised once already."""
     return canary.recorded_mode(pod) is Mode.TENSOR_FUSION
@@ -151,7 +184,7 @@ def admit_review(
     now: float = 0.0,
 ) -> Verdict:
     """examine + decide + admit in one call, for callers that already listed the owner's pods."""
-    found = examine(review)
+    found = examine(review, config)
     if isinstance(found, Verdict):
         return found
     mode = found.mode

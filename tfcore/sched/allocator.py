@@ -133,6 +133,7 @@ class Allocator:
         self._gpu_specs: dict[str, GPUSpec] = {}
         self._specs_by_node: dict[str, dict[str, GPUSpec]] = {}
         self._listeners: list[AllocatorListener] = []
+        self.native_pods: dict[str, tuple[str, int]] = {}  # pod uid -> (node, nvidia.com/gpu)
 
     # ---- inventory ------------------------------------------------------------------------
 
@@ -176,13 +177,15 @@ class Allocator:
             node = self.nodes[spec.name] = NodeState(spec)
             # Allocations outlive a node's removal (its pods still hold them): take them back.
             node.workers = {key for key, a in self.allocations.items() if a.node == spec.name}
+            node.native_requested = self._native_on(spec.name)
         node.spec = spec
         self._rebuild_node(node)
 
     def set_gpu(self, spec: GPUSpec) -> None:
         if spec.node not in self.nodes:
             # A GPU can arrive (watch order) before its GPUNode: hold it on a placeholder node.
-            self.nodes[spec.node] = NodeState(NodeSpec(spec.node, spec.pool or self.default_pool or ""))
+            placeholder = self.nodes[spec.node] = NodeState(NodeSpec(spec.node, spec.pool or self.default_pool or ""))
+            placeholder.native_requested = self._native_on(spec.node)
         old = self._gpu_specs.get(spec.name)
         if old is not None and old.node != spec.node:
             self.remove_gpu(old.name)
@@ -208,6 +211,34 @@ class Allocator:
             self.gpus.pop(gpu.name, None)
         for listener in self._listeners:
             listener.node_removed(node)
+
+    # ---- native nvidia.com/gpu pods (NVIDIA coexistence) ------------------------------------
+
+    def set_native_pod(self, key: str, node: str, gpus: int) -> None:
+        """A native pod bound to `node` asking for `gpus` nvidia.com/gpu (idempotent by key)."""
+        before = self.native_pods.get(key)
+        if before == (node, gpus) or (before is None and gpus <= 0):
+            return  # most pods: no GPUs, nothing to tell the listeners
+        if gpus > 0:
+            self.native_pods[key] = (node, gpus)
+        else:
+            self.native_pods.pop(key, None)
+        for name in {node, before[0] if before else node}:
+            self._native_changed(name)
+
+    def forget_native_pod(self, key: str) -> None:
+        before = self.native_pods.pop(key, None)
+        if before is not None:
+            self._native_changed(before[0])
+
+    def _native_on(self, node: str) -> int:
+        return sum(gpus for where, gpus in self.native_pods.values() if where == node)
+
+    def _native_changed(self, name: str) -> None:
+        node = self.nodes.get(name)
+        if node is not None:
+            node.native_requested = self._native_on(name)
+            self._changed(node)
 
     def _rebuild_node(self, node: NodeState) -> None:
         """Recreate a node's GPU states from their specs, re-applying the allocations held there."""
@@ -243,6 +274,8 @@ class Allocator:
     def check(self, request: PodRequest, gpus: Sequence[GPUState]) -> str | None:
         """Why `request` cannot go on `gpus` (capacity, dedication, quota), or None if it can."""
         for gpu in gpus:
+            if gpu.node.native_unsettled:
+                return native_wait_reason(gpu.node)
             if not gpu.spec.schedulable:
                 return f"GPU {gpu.name} is not schedulable"
             if gpu.dedicated or (request.dedicated and gpu.workers):
@@ -349,6 +382,13 @@ class Allocator:
             g.name: (g.used_tflops, g.used_vram, g.limit_tflops, g.limit_vram, g.dedicated, tuple(sorted(g.workers)))
             for g in self.gpus.values()
         }
+
+
+def native_wait_reason(node: NodeState) -> str:
+    return (
+        f"native nvidia.com/gpu pods hold {node.native_requested} GPU(s) here and the hypervisor has not yet "
+        f"reported which ({node.native_unsettled} unknown): no TensorFusion placement until it does"
+    )
 
 
 def _has_pool_gpu(node: NodeState, pool: str) -> bool:

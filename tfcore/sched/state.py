@@ -73,6 +73,7 @@ class GPUSpec:
     numa_node: int = -1
     schedulable: bool = True
     pool: str | None = None  # defaults to the node's pool
+    device_plugin: bool = False  # the NVIDIA device plugin gave it to a native pod (usedBy)
 
 
 class GPUState:
@@ -125,6 +126,8 @@ class NodeState:
         "max_free_vram",
         "models",
         "name",
+        "native_requested",
+        "native_unsettled",
         "pools",
         "spec",
         "tflops_beside_max_vram",
@@ -145,10 +148,18 @@ class NodeState:
         self.models: frozenset[str] = frozenset()
         self.vendors: frozenset[str] = frozenset()
         self.pools: frozenset[str] = frozenset()
+        # NVIDIA coexistence: GPUs that native nvidia.com/gpu pods bound here asked for, and how
+        # many of them the hypervisor has not yet reported as the device plugin's (usedBy).
+        # While any is unsettled the device plugin may be handing out any free GPU: no TF pod
+        # is placed here, so TensorFusion never takes the GPU a native pod is about to get.
+        self.native_requested = 0
+        self.native_unsettled = 0
 
     def refresh(self) -> None:
         """Recompute the aggregates after a change on one of this node's GPUs."""
-        usable = [g for g in self.gpus if g.spec.schedulable and not g.dedicated]
+        reported = sum(1 for g in self.gpus if g.spec.device_plugin)
+        self.native_unsettled = max(0, self.native_requested - reported)
+        usable = [g for g in self.gpus if g.spec.schedulable and not g.dedicated and not self.native_unsettled]
         if usable:
             most_vram = max(usable, key=lambda g: (g.free_vram, g.free_tflops))
             most_tflops = max(usable, key=lambda g: (g.free_tflops, g.free_vram))
@@ -229,6 +240,7 @@ def gpu_from_model(gpu: GPU) -> GPUSpec:
         numa_node=status.numa_node if status.numa_node is not None else -1,
         schedulable=status.phase in SCHEDULABLE_PHASES and status.used_by != "nvidia-device-plugin",
         pool=labels.get(GPU_POOL),
+        device_plugin=status.used_by == "nvidia-device-plugin",
     )
 
 

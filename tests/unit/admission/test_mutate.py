@@ -284,3 +284,60 @@ def test_a_pool_named_by_its_cluster_entry_resolves_to_the_gpupool_name(written:
 
 def out_annotations(pod: dict[str, Any]) -> dict[str, str]:
     return dict(pod["metadata"]["annotations"])
+
+
+# ---- NVIDIA GPU Operator coexistence ----------------------------------------------------------
+
+ROUTING = InjectionConfig(
+    image="registry.local/tensor-fusion:1.0", shim_source="/opt/tf/libtfshim.so", route_native_gpu_pods=True
+)
+
+
+def native_gpu_pod(gpus: str | None = "1", *, scheduler: str | None = None) -> dict[str, Any]:
+    resources = {"limits": {"nvidia.com/gpu": gpus}} if gpus is not None else {}
+    pod: dict[str, Any] = {
+        "metadata": {"name": "native", "namespace": "default", "labels": {"app": "train"}},
+        "spec": {"containers": [{"name": "main", "image": "cuda", "resources": resources}]},
+    }
+    if scheduler is not None:
+        pod["spec"]["schedulerName"] = scheduler
+    return pod
+
+
+@pytest.mark.parametrize("scheduler", [None, "", "default-scheduler"])
+def test_native_gpu_pods_go_to_our_scheduler_under_progressive_migration(scheduler: str | None) -> None:
+    pod = native_gpu_pod(scheduler=scheduler)
+    verdict = admit_review(review(pod), cluster(), ROUTING)
+    assert verdict.allowed
+    assert verdict.patch
+    out = apply_patch(pod, verdict.patch)
+    assert out["spec"]["schedulerName"] == "tensor-fusion-scheduler"
+    assert out["spec"]["containers"] == pod["spec"]["containers"]  # keeps nvidia.com/gpu
+    assert admit_review(review(pod), cluster(), CONFIG) == Verdict.allow()  # switched off: untouched
+
+
+def test_pods_without_nvidia_gpu_are_never_routed() -> None:
+    for pod in (native_gpu_pod(None), native_gpu_pod("0")):
+        assert admit_review(review(pod), cluster(), ROUTING) == Verdict.allow()
+
+
+def test_a_native_gpu_pod_naming_another_scheduler_keeps_it_with_a_warning() -> None:
+    verdict = admit_review(review(native_gpu_pod(scheduler="volcano")), cluster(), ROUTING)
+    assert verdict.allowed
+    assert not verdict.patch
+    assert any("volcano" in w and "NVIDIA coexistence" in w for w in verdict.warnings)
+
+
+def test_native_canary_replicas_are_routed_too() -> None:
+    pod = tf_pod({ann.ENABLED_REPLICAS: "0"})
+    container(pod)["resources"] = {"limits": {"nvidia.com/gpu": "1"}}
+    out = apply_patch(pod, admit_review(review(pod), cluster(), ROUTING).patch or [])
+    assert out["spec"]["schedulerName"] == "tensor-fusion-scheduler"
+    assert container(out)["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert out["metadata"]["annotations"][canary_keys.MODE_ANNOTATION] == "native"
+
+
+def test_an_init_container_asking_more_gpus_counts() -> None:
+    pod = native_gpu_pod(None)
+    pod["spec"]["initContainers"] = [{"name": "warm", "resources": {"requests": {"nvidia.com/gpu": "2"}}}]
+    assert admit_review(review(pod), cluster(), ROUTING).patch

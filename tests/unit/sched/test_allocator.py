@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -166,3 +167,31 @@ def test_snapshot_lists_gpus_nodes_and_allocations() -> None:
     assert snap["gpus"]["gpu-0-0"]["workers"]["a"]["qos"] == "high"  # the pool's default QoS
     assert snap["nodes"]["node-0"]["workers"] == ["a"]
     assert snap["allocations"]["a"]["gpus"][0]["gpu"] == "gpu-0-0"
+
+
+def test_native_pods_block_a_node_until_the_device_plugins_gpus_are_reported() -> None:
+    allocator = Allocator()
+    allocator.set_node(NodeSpec("n", "shared"))
+    for i in range(2):
+        allocator.set_gpu(GPUSpec(f"g{i}", "n", 100_000, 1 << 30, index=i))
+    seen: list[str] = []
+
+    class Listener:
+        def node_changed(self, node: Any) -> None:
+            seen.append(node.name)
+
+        def node_removed(self, node: Any) -> None: ...
+
+    allocator.subscribe(Listener())
+    allocator.set_native_pod("cpu-pod", "n", 0)
+    assert seen == []  # pods without GPUs never disturb the indexes
+    allocator.set_native_pod("p", "n", 1)
+    node = allocator.nodes["n"]
+    assert (node.native_requested, node.native_unsettled, node.max_free_vram) == (1, 1, -1)
+    allocator.set_gpu(GPUSpec("g0", "n", 100_000, 1 << 30, index=0, schedulable=False, device_plugin=True))
+    assert (node.native_unsettled, node.max_free_vram) == (0, 1 << 30)  # g1 is usable again, g0 never
+    allocator.set_native_pod("p", "m", 1)  # moved (a replaced pod with the same uid): n is clear
+    assert node.native_requested == 0
+    allocator.forget_native_pod("p")
+    assert allocator.native_pods == {}
+    assert seen

@@ -22,7 +22,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from tfcore.sched.allocator import AllocationError, Allocator, Usage
+from tfcore.sched.allocator import AllocationError, Allocator, Usage, native_wait_reason
 from tfcore.sched.framework import SUCCESS, CycleState, Handle, Status
 from tfcore.sched.plugins.args import ArgsReader
 from tfcore.sched.request import PodRequest
@@ -191,6 +191,8 @@ class GPUResourcesFit:
             gpus = [g for g in node.gpus if g.pool.name == pool]
             if not gpus:
                 return Status.unresolvable(NAME, f"node has no GPUs of pool {pool}", "pool")
+        if node.native_unsettled:
+            return Status.unschedulable(NAME, native_wait_reason(node), "native")
         limit = self.args.max_worker_per_node
         if len(node.workers) >= limit:
             return Status.unschedulable(
