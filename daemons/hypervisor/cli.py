@@ -23,8 +23,10 @@ from daemons.hypervisor.node import Node
 from daemons.hypervisor.usage import usage_points
 from daemons.hypervisor.workers import WorkerDirectory
 from tfcore.hypervisor import ControllerSettings, parse_tflops_overrides, rated_tflops
+from tfcore.hypervisor.deviceplugin import DEFAULT_RESOURCES, check_resource_name
 from tfcore.hypervisor.options import add_node_arguments
 from tfcore.hypervisor.paths import default_state_dir
+from tfcore.k8s import KubeClient, KubeError, connect
 from tfcore.logs import setup_logging
 from tfcore.metrics.batcher import BatchingWriter
 from tfcore.metrics.embedded import DuckDBStore
@@ -56,6 +58,26 @@ def _token(path: Path) -> str:
     return token
 
 
+def _check_kube_arguments(args: argparse.Namespace) -> None:
+    if not 0.1 <= args.report_interval <= 3600:
+        raise ValidationError.single("--report-interval", f"{args.report_interval} s", "0.1 to 3600 seconds")
+    if args.node_name is not None and not args.node_name.strip():
+        raise ValidationError.single("--node-name", "empty", "this node's Kubernetes name")
+    if args.kubeconfig is not None and args.node_name is None:
+        raise ValidationError.single("--node-name", "missing with --kubeconfig", "this node's name (or $NODE_NAME)")
+    for resource in args.device_plugin_resource:
+        check_resource_name(resource)
+
+
+def _kube_wanted(args: argparse.Namespace) -> bool:
+    """Reporting is on with a node name and a cluster (a kubeconfig, or running in a pod)."""
+    in_cluster = bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
+    on = args.node_name is not None and (args.kubeconfig is not None or in_cluster)
+    if not on and args.nvidia_progressive_migration:
+        log.warning("--nvidia-progressive-migration has no effect without Kubernetes reporting (node name, cluster)")
+    return on
+
+
 def main(args: argparse.Namespace) -> int:
     setup_logging()
     try:
@@ -66,6 +88,7 @@ def main(args: argparse.Namespace) -> int:
             raise ValidationError.single("--metrics-interval", f"{args.metrics_interval} s", "0.1 to 3600 seconds")
         if not 1 <= args.tflops_oversell <= 10000:
             raise ValidationError.single("--tflops-oversell", str(args.tflops_oversell), "1 to 10000 percent")
+        _check_kube_arguments(args)
         simulated = nvml.init_nvml(simulate=True if args.simulate else None)
     except ValidationError as exc:
         for problem in exc.problems:
@@ -123,6 +146,7 @@ async def _serve(node: Node, token: str, args: argparse.Namespace, state_dir: Pa
     app = build_app(node, token)
     add_background(app, node.run)
     writer, store = await _metrics(app, node, args)
+    api = await _kube(app, node, args, state_dir)
     served = await start([(app, Listener(args.host, args.port))], grace=5.0)
     host, port = served.addresses()[0]
     _write_node_file(state_dir, host, port, simulated)
@@ -140,6 +164,8 @@ async def _serve(node: Node, token: str, args: argparse.Namespace, state_dir: Pa
         if writer is not None and store is not None:
             await writer.flush(2.0)
             await store.close()
+        if api is not None:
+            await api.close()
         node.close()
     if app[FAILED_KEY].is_set():
         raise SystemExit(1)
@@ -162,6 +188,41 @@ async def _metrics(
     add_background(app, writer.run)
     add_background(app, sample)
     return writer, store
+
+
+async def _kube(app: web.Application, node: Node, args: argparse.Namespace, state_dir: Path) -> KubeClient | None:
+    """With a node name and a cluster: report GPUs and the GPUNode status in the background."""
+    if not _kube_wanted(args):
+        log.info("Kubernetes reporting off (it needs --node-name or $NODE_NAME, and --kubeconfig or a pod)")
+        return None
+    # grpc and protobuf (~0.1 s to import) load only when reporting is on: standalone is unaffected.
+    from daemons.hypervisor.kube import NodeReporter  # noqa: PLC0415
+    from daemons.hypervisor.kubelet import PodResourcesClient  # noqa: PLC0415
+
+    try:
+        api = await connect(args.kubeconfig)
+    except KubeError as exc:
+        log.error("Kubernetes reporting: %s", exc)
+        raise SystemExit(2) from None
+    kubelet = PodResourcesClient(args.kubelet_pod_resources_socket) if args.nvidia_progressive_migration else None
+    reporter = NodeReporter(
+        api,
+        node,
+        node_name=args.node_name,
+        state_dir=state_dir,
+        interval=args.report_interval,
+        progressive=args.nvidia_progressive_migration,
+        kubelet=kubelet,
+        resources=frozenset(args.device_plugin_resource) or DEFAULT_RESOURCES,
+    )
+    add_background(app, reporter.run)
+    log.info(
+        "reporting node %s to Kubernetes every %g s%s",
+        args.node_name,
+        args.report_interval,
+        f"; NVIDIA device plugin coexistence through {args.kubelet_pod_resources_socket}" if kubelet else "",
+    )
+    return api
 
 
 def _write_node_file(state_dir: Path, host: str, port: int, simulated: bool) -> None:

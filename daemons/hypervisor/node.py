@@ -9,8 +9,10 @@ the regions.  Dead processes are swept and VRAM is compared with NVML's per-proc
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +27,10 @@ from tfcore.sched import PodRequest
 log = logging.getLogger(__name__)
 VRAM_SLACK = 64 * 1024**2  # NVML rounds to its granularity; only report beyond this
 ADOPT_TICKS = 20  # an adopted worker keeps its old rate at most this many ticks while gains are learned
+
+
+class GPUUnavailable(DoesNotFit):
+    """A GPU not offered to TensorFusion (the NVIDIA device plugin holds it, or may: see kube.py)."""
 
 
 @dataclass
@@ -86,6 +92,35 @@ class Node:
         )
         self.compute_limiting = True
         self._warned: set[str] = set()
+        # Set by the Kubernetes reporter (kube.py) from the kubelet's latest listing.
+        self.device_plugin_holders: dict[str, tuple[str, ...]] = {}
+        self.unavailable: dict[str, str] = {}  # uuid -> why TensorFusion may not place work on it
+        self._listeners: list[Callable[[], None]] = []
+
+    # ---- who may use the GPUs ------------------------------------------------------------
+
+    def on_change(self, listener: Callable[[], None]) -> None:
+        """Call `listener` after a worker is created or removed (the reporter reports promptly)."""
+        self._listeners.append(listener)
+
+    def _changed(self) -> None:
+        for listener in self._listeners:
+            listener()
+
+    def set_availability(self, holders: Mapping[str, tuple[str, ...]], unavailable: Mapping[str, str]) -> None:
+        """The device plugin's holders per GPU and the GPUs not offered to TensorFusion (uuid -> why).
+
+        Unavailable GPUs become unschedulable in the local allocator, so placement skips them;
+        workers already on them keep running (the reporter flags the conflict)."""
+        self.device_plugin_holders = {u: tuple(h) for u, h in holders.items() if u in self.gpus and h}
+        changed = {u for u in self.gpus if (u in unavailable) != (u in self.unavailable)}
+        self.unavailable = {u: why for u, why in unavailable.items() if u in self.gpus}
+        for uuid in changed:
+            spec = self.allocator.gpus[uuid].spec
+            self.allocator.set_gpu(dataclasses.replace(spec, schedulable=uuid not in self.unavailable))
+
+    def _unavailable_text(self, uuids: Iterable[str]) -> str:
+        return "; ".join(f"GPU {self.gpus[u].index} ({u}): {self.unavailable[u]}" for u in uuids)
 
     # ---- workers ------------------------------------------------------------------------
 
@@ -146,8 +181,16 @@ class Node:
         unknown = [u for u in gpus if u not in self.gpus]
         if unknown:
             raise ValidationError.single("gpus", f"unknown GPU {', '.join(unknown)}", "UUIDs from /api/v1/devices")
+        refused = [u for u in gpus if u in self.unavailable]
+        if refused:
+            raise GPUUnavailable(f"not available to TensorFusion: {self._unavailable_text(refused)}")
         draft = new_record(name, gpus, tflops_request_milli, tflops_limit_milli, vram_bytes, owner_pid=owner_pid)
-        allocation = place(self.allocator, self._request(draft, gpu_count), gpus)
+        try:
+            allocation = place(self.allocator, self._request(draft, gpu_count), gpus)
+        except DoesNotFit as exc:
+            if gpus or not self.unavailable:
+                raise
+            raise GPUUnavailable(f"{exc}; not offered: {self._unavailable_text(sorted(self.unavailable))}") from exc
         record = new_record(
             name, allocation.gpu_ids, tflops_request_milli, tflops_limit_milli, vram_bytes, owner_pid=owner_pid
         )
@@ -160,6 +203,7 @@ class Node:
         worker = self.workers[name] = Worker(record, region, {u: DeviceUsage() for u in record.gpus})
         self._apply_initial_rates(worker)
         log.info("worker %s created on %s", name, ", ".join(record.gpus))
+        self._changed()
         return worker
 
     def _apply_initial_rates(self, worker: Worker) -> None:
@@ -181,6 +225,7 @@ class Node:
         worker.region.close()
         self.directory.remove(name)
         log.info("worker %s released", name)
+        self._changed()
         return True
 
     def close(self) -> None:
@@ -325,6 +370,9 @@ class Node:
                     "allocated": {"tflops_request_milli": state.used_tflops, "vram_bytes": state.used_vram},
                     "free": {"tflops_milli": state.free_tflops, "vram_bytes": state.free_vram},
                     "workers": sorted(state.workers),
+                    "offered": g.uuid not in self.unavailable,
+                    "unavailable_reason": self.unavailable.get(g.uuid, ""),
+                    "device_plugin_holders": list(self.device_plugin_holders.get(g.uuid, ())),
                 }
             )
         return out

@@ -448,3 +448,26 @@ def test_progressive_migration_routes_native_gpu_pods_through_a_fail_open_webhoo
     assert env(webhook)["TF_NVIDIA_OPERATOR_PROGRESSIVE_MIGRATION"] == "true"
     extender = container(find(objects, "Deployment", "tensor-fusion-sys-scheduler"), "extender")
     assert env(extender)["TF_NVIDIA_OPERATOR_PROGRESSIVE_MIGRATION"] == "true"
+
+
+def test_progressive_migration_gives_the_hypervisor_the_kubelets_pod_resources_api(render: Render) -> None:
+    def hypervisor(objects: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
+        daemonset = find(objects, "DaemonSet", "tensor-fusion-sys-hypervisor")
+        return daemonset["spec"]["template"]["spec"], container(daemonset, "hypervisor")
+
+    spec, main = hypervisor(render())
+    assert "pod-resources" not in [v["name"] for v in spec["volumes"]]
+    assert "--kubelet-pod-resources-socket" not in main["command"]
+    objects = render(SPEC / "progressive-migration.yaml")
+    spec, main = hypervisor(objects)
+    volume = next(v for v in spec["volumes"] if v["name"] == "pod-resources")
+    assert volume["hostPath"]["path"] == "/var/lib/kubelet/pod-resources"
+    mount = next(m for m in main["volumeMounts"] if m["name"] == "pod-resources")
+    assert mount["readOnly"] is True
+    socket = main["command"][main["command"].index("--kubelet-pod-resources-socket") + 1]
+    assert socket == f"{mount['mountPath']}/kubelet.sock"
+    assert "--nvidia-progressive-migration" in main["command"]
+    role = find(objects, "ClusterRole", "tensor-fusion-sys-hypervisor")
+    assert any("events" in r["resources"] and "create" in r["verbs"] for r in role["rules"])
+    gpus = next(r for r in role["rules"] if "gpus/status" in r["resources"] or "gpus" in r["resources"])
+    assert {"create", "patch"} <= set(gpus["verbs"])

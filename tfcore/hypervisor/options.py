@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Final
 
+from tfcore.config.env import PROGRESSIVE_MIGRATION_ENV
+
 DEFAULT_PORT: Final = 7311
+DEFAULT_POD_RESOURCES_SOCKET: Final = Path("/var/lib/kubelet/pod-resources/kubelet.sock")
 
 
-def add_node_arguments(parser: argparse.ArgumentParser) -> None:
+def add_node_arguments(parser: argparse.ArgumentParser, environ: Mapping[str, str] | None = None) -> None:
+    env = os.environ if environ is None else environ
     add = parser.add_argument
     add(
         "--state-dir",
@@ -56,6 +62,46 @@ def add_node_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="how often usage is written to the metrics store (default 5)",
     )
+    kube = parser.add_argument_group("Kubernetes reporting (on when a node name and a cluster are known)")
+    kube.add_argument(
+        "--node-name",
+        default=env.get("NODE_NAME") or None,
+        help="this node's Kubernetes name; GPU objects and GPUNode status are written for it (default: $NODE_NAME)",
+    )
+    kube.add_argument(
+        "--kubeconfig",
+        default=None,
+        metavar="FILE",
+        help="cluster to report to (default: the in-cluster service account when running in a pod)",
+    )
+    kube.add_argument(
+        "--report-interval",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="how often GPUs and the GPUNode status are reported (default 10; also after every worker change)",
+    )
+    kube.add_argument(
+        "--nvidia-progressive-migration",
+        action=argparse.BooleanOptionalAction,
+        default=env.get(PROGRESSIVE_MIGRATION_ENV, "").lower() == "true",
+        help="coexist with the NVIDIA device plugin: never use GPUs it allocated "
+        f"(default: ${PROGRESSIVE_MIGRATION_ENV} == true)",
+    )
+    kube.add_argument(
+        "--kubelet-pod-resources-socket",
+        type=Path,
+        default=DEFAULT_POD_RESOURCES_SOCKET,
+        metavar="PATH",
+        help=f"the kubelet's pod-resources API socket (default {DEFAULT_POD_RESOURCES_SOCKET})",
+    )
+    kube.add_argument(
+        "--device-plugin-resource",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="extended resource whose devices the device plugin holds (repeatable; default nvidia.com/gpu)",
+    )
 
 
 def node_argv(args: argparse.Namespace) -> list[str]:
@@ -73,4 +119,14 @@ def node_argv(args: argparse.Namespace) -> list[str]:
     if args.metrics_store is not None:
         argv += ["--metrics-store", str(args.metrics_store)]
     argv += ["--metrics-interval", str(args.metrics_interval)]
+    if args.node_name is not None:
+        argv += ["--node-name", args.node_name]
+    if args.kubeconfig is not None:
+        argv += ["--kubeconfig", args.kubeconfig]
+    argv += ["--report-interval", str(args.report_interval)]
+    progressive = "--nvidia-progressive-migration"
+    argv.append(progressive if args.nvidia_progressive_migration else progressive.replace("--", "--no-", 1))
+    argv += ["--kubelet-pod-resources-socket", str(args.kubelet_pod_resources_socket)]
+    for resource in args.device_plugin_resource:
+        argv += ["--device-plugin-resource", resource]
     return argv

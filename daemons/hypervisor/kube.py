@@ -1,0 +1,295 @@
+"""This node in Kubernetes: GPU objects, GPUNode status, and the NVIDIA device plugin's GPUs.
+
+On start, every --report-interval seconds and promptly after a worker is created or removed:
+
+1. in progressive-migration mode, list the kubelet's pod-resources and map the device plugin's
+   allocations to this node's GPUs; GPUs it holds (or, while the kubelet cannot be read, GPUs
+   TensorFusion does not already use) are taken out of the Node's placement;
+2. create or update one GPU object per GPU (tfcore.hypervisor.report builds the status; only
+   what changed is merge-patched, on the status subresource); GPUs of this node no longer seen
+   are marked `Unknown`, not deleted; an Event marks a GPU changing hands;
+3. merge-patch GPUNode/<node> status.nodeInfo and .hypervisorStatus when the GPUNode exists
+   (the controller creates it), at least every HEARTBEAT_PERIOD.
+
+A failure is logged and retried at the next report with capped exponential backoff: nothing
+here stops the node daemon.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Final
+
+import tfcore
+from daemons.hypervisor.kubelet import KubeletUnavailable, PodResourcesClient
+from daemons.hypervisor.node import Node
+from tfcore.hypervisor.deviceplugin import DEFAULT_RESOURCES, Holdings, UnknownDevice, map_assignments
+from tfcore.hypervisor.report import (
+    HOSTNAME_LABEL,
+    DevicePluginView,
+    GPUFacts,
+    TensorFusionUse,
+    bytes_quantity,
+    desired_gpu,
+    offer,
+    status_patch,
+    transition,
+    vanished_status,
+)
+from tfcore.k8s import Conflict, KubeClient, KubeError, NotFound, request_json
+from tfcore.k8s.events import EventRecorder
+
+log = logging.getLogger(__name__)
+GROUP: Final = "/apis/tensor-fusion.ai/v1"
+MERGE_PATCH: Final = "application/merge-patch+json"
+HEARTBEAT_PERIOD: Final = 60.0  # the GPUNode's hypervisorStatus is rewritten at least this often
+MAX_BACKOFF: Final = 300.0
+COMPONENT: Final = "tensor-fusion-hypervisor"
+NOT_LISTED: Final = "not listed yet"
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _status(obj: Mapping[str, Any]) -> dict[str, Any]:
+    return dict(obj.get("status") or {})
+
+
+def host_info(node_name: str, state_dir: Path, gpu_models: list[str]) -> dict[str, Any]:
+    """GPUNode.status.nodeInfo: host facts read cheaply (/proc/meminfo, statvfs, uname)."""
+    info: dict[str, Any] = {"hostname": node_name, "operatingSystem": "linux", "gpuCount": len(gpu_models)}
+    uname = os.uname()
+    info.update(kernelVersion=uname.release, architecture=uname.machine)
+    if gpu_models:
+        info["gpuModel"] = gpu_models[0]
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                info["ramSize"] = bytes_quantity(int(line.split()[1]) * 1024)
+                break
+    with contextlib.suppress(OSError):
+        disk = os.statvfs(state_dir)
+        info["dataDiskSize"] = bytes_quantity(disk.f_blocks * disk.f_frsize)
+    return info
+
+
+class NodeReporter:
+    def __init__(
+        self,
+        api: KubeClient,
+        node: Node,
+        *,
+        node_name: str,
+        state_dir: Path,
+        interval: float = 10.0,
+        progressive: bool = False,
+        kubelet: PodResourcesClient | None = None,
+        resources: frozenset[str] = DEFAULT_RESOURCES,
+    ) -> None:
+        if progressive and kubelet is None:
+            raise ValueError("progressive-migration mode needs a kubelet pod-resources client")
+        self.api = api
+        self.node = node
+        self.node_name = node_name
+        self.state_dir = state_dir
+        self.interval = interval
+        self.progressive = progressive
+        self.kubelet = kubelet
+        self.resources = resources
+        self.recorder = EventRecorder(api, COMPONENT, host=node_name)
+        self.holdings = Holdings({})  # the latest listing that succeeded
+        # Until the first listing nothing is known: GPUs TensorFusion does not use yet wait for it.
+        self.kubelet_error: str | None = NOT_LISTED if progressive else None
+        self.reports = 0
+        self.failures = 0
+        self._unknown: tuple[UnknownDevice, ...] = ()
+        self._heartbeat_at = float("-inf")
+        self._gpunode_missing = False
+        self._wake = asyncio.Event()
+        node.on_change(self._wake.set)
+        self._apply_availability()
+
+    async def run(self) -> None:
+        failures = 0
+        while True:
+            self._wake.clear()
+            try:
+                await self.report_once()
+                failures = 0
+            except KubeError as exc:
+                failures += 1
+                self.failures += 1
+                log.warning("Kubernetes report failed (%s); retrying", exc)
+            except Exception:  # a bad answer must not stop the node daemon
+                failures += 1
+                self.failures += 1
+                log.exception("Kubernetes report failed; retrying")
+            delay = min(MAX_BACKOFF, self.interval * 2 ** min(failures, 16)) if failures else self.interval
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), delay)
+
+    async def report_once(self) -> None:
+        await self.learn()
+        views = self._views()
+        await self._write_gpus(views)
+        await self._write_gpunode()
+        self.reports += 1
+
+    # ---- the kubelet ----------------------------------------------------------------------
+
+    async def learn(self) -> None:
+        """Progressive mode: the device plugin's allocations from the kubelet, into the Node."""
+        if self.progressive and self.kubelet is not None:
+            try:
+                assignments = await self.kubelet.list_assignments()
+            except KubeletUnavailable as exc:
+                if self.kubelet_error != str(exc):
+                    log.warning("%s: GPUs TensorFusion does not use are not offered until it answers", exc)
+                self.kubelet_error = str(exc)
+            else:
+                if self.kubelet_error not in (None, NOT_LISTED):
+                    log.info("kubelet pod-resources API readable again")
+                self.kubelet_error = None
+                indices = {uuid: gpu.index for uuid, gpu in self.node.gpus.items()}
+                self.holdings = map_assignments(assignments, indices, resources=self.resources)
+                self._report_unknown(self.holdings.unknown)
+        self._apply_availability()
+
+    def _apply_availability(self) -> None:
+        unavailable = {}
+        for uuid, (_, use, view) in self._inputs().items():
+            verdict = offer(use, view, progressive=self.progressive)
+            if not verdict.offered:
+                unavailable[uuid] = verdict.message
+        self.node.set_availability(self.holdings.holders, unavailable)
+
+    def _report_unknown(self, unknown: tuple[UnknownDevice, ...]) -> None:
+        for device in sorted(set(unknown) - set(self._unknown), key=lambda u: (u.holder, u.device_id)):
+            log.warning(
+                "device plugin gave %s %s %r, which maps to no GPU of this node: %s",
+                device.holder,
+                device.resource,
+                device.device_id,
+                device.reason,
+            )
+        self._unknown = unknown
+
+    def _inputs(self) -> dict[str, tuple[GPUFacts, TensorFusionUse, DevicePluginView]]:
+        inputs = {}
+        for uuid, gpu in self.node.gpus.items():
+            state = self.node.allocator.gpus[uuid]
+            facts = GPUFacts(uuid, gpu.index, gpu.name, gpu.vram_bytes, round(self.node.rated[uuid] * 1000))
+            use = TensorFusionUse(state.used_tflops, state.used_vram, tuple(sorted(state.workers)))
+            view = DevicePluginView(self.holdings.holders.get(uuid, ()), self.kubelet_error)
+            inputs[uuid] = (facts, use, view)
+        return inputs
+
+    def _views(self) -> dict[str, dict[str, Any]]:
+        """The desired GPU objects by name."""
+        desired = {}
+        for facts, use, view in self._inputs().values():
+            body = desired_gpu(facts, self.node_name, use, view, progressive=self.progressive)
+            desired[body["metadata"]["name"]] = body
+        return desired
+
+    # ---- GPU objects ----------------------------------------------------------------------
+
+    async def _write_gpus(self, desired: dict[str, dict[str, Any]]) -> None:
+        query = {"labelSelector": f"{HOSTNAME_LABEL}={self.node_name}"}
+        listed = await request_json(self.api, "GET", f"{GROUP}/gpus", query=query)
+        current = {str(o["metadata"]["name"]): o for o in (listed or {}).get("items") or []}
+        for name, body in desired.items():
+            obj = current.get(name) or await self._create(body)
+            previous = _status(obj)
+            patch = status_patch(previous, body["status"])
+            if not patch:
+                continue
+            updated = await self._patch_status("gpus", name, patch)
+            change = transition(previous.get("usedBy"), body["status"]["usedBy"])
+            if change is not None:
+                await self._handed_over(updated, change)
+        for name, obj in current.items():
+            if name in desired:
+                continue
+            patch = vanished_status(_status(obj), self.node_name)
+            if patch:
+                log.warning("GPU %s (%s) is no longer seen on this node", name, _status(obj).get("uuid"))
+                updated = await self._patch_status("gpus", name, patch)
+                await self.recorder.emit(updated, "Warning", "GPUGone", patch["message"])
+
+    async def _create(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Create (the server drops status on create); an existing one (e.g. not labelled for
+        this node yet) is fetched and labelled instead."""
+        name = body["metadata"]["name"]
+        try:
+            created: dict[str, Any] = await request_json(self.api, "POST", f"{GROUP}/gpus", body=body)
+            log.info("GPU %s reported", name)
+            return created
+        except Conflict:
+            pass
+        obj: dict[str, Any] = await request_json(self.api, "GET", f"{GROUP}/gpus/{name}")
+        labels = (obj.get("metadata") or {}).get("labels") or {}
+        if labels.get(HOSTNAME_LABEL) != self.node_name:
+            patch = {"metadata": {"labels": {HOSTNAME_LABEL: self.node_name}}}
+            obj = await request_json(self.api, "PATCH", f"{GROUP}/gpus/{name}", body=patch, content_type=MERGE_PATCH)
+        return obj
+
+    async def _patch_status(self, plural: str, name: str, status: dict[str, Any]) -> dict[str, Any]:
+        updated: dict[str, Any] = await request_json(
+            self.api, "PATCH", f"{GROUP}/{plural}/{name}/status", body={"status": status}, content_type=MERGE_PATCH
+        )
+        return updated
+
+    async def _handed_over(self, gpu: dict[str, Any], change: str) -> None:
+        status = _status(gpu)
+        which = f"GPU {status.get('index')} ({status.get('uuid')}) on node {self.node_name}"
+        if change == "taken":
+            message = f"{which}: {status.get('message')}; TensorFusion will not place work on it"
+            log.warning("%s", message)
+            await self.recorder.emit(gpu, "Normal", "DevicePluginAllocated", message)
+        else:
+            message = f"{which}: released by the NVIDIA device plugin; offered to TensorFusion again"
+            log.info("%s", message)
+            await self.recorder.emit(gpu, "Normal", "DevicePluginReleased", message)
+
+    # ---- the GPUNode ----------------------------------------------------------------------
+
+    async def _write_gpunode(self) -> None:
+        try:
+            gpunode = await request_json(self.api, "GET", f"{GROUP}/gpunodes/{self.node_name}")
+        except NotFound:
+            if not self._gpunode_missing:
+                log.info("no GPUNode %s yet (the controller creates it): its status waits", self.node_name)
+            self._gpunode_missing = True
+            return
+        self._gpunode_missing = False
+        models = [g.name for g in sorted(self.node.gpus.values(), key=lambda g: g.index)]
+        info = host_info(self.node_name, self.state_dir, models)
+        current = _status(gpunode)
+        written_info = {k: (current.get("nodeInfo") or {}).get(k) for k in info}
+        hypervisor = current.get("hypervisorStatus") or {}
+        same = (
+            written_info == info
+            and hypervisor.get("hypervisorState") == "Running"
+            and hypervisor.get("hypervisorVersion") == tfcore.__version__
+        )
+        if same and time.monotonic() - self._heartbeat_at < HEARTBEAT_PERIOD:
+            return
+        status = {
+            "nodeInfo": info,
+            "hypervisorStatus": {
+                "hypervisorState": "Running",
+                "hypervisorVersion": tfcore.__version__,
+                "lastHeartbeatTime": _now(),
+            },
+        }
+        await self._patch_status("gpunodes", self.node_name, status)
+        self._heartbeat_at = time.monotonic()
