@@ -53,6 +53,7 @@ class Options:
     greptime: GreptimeSettings | None = None  # TF_GREPTIME_*
     sample_interval: float = 15.0  # tf_node_metrics / tf_pool_metrics / tf_system_metrics
     config_poll_interval: float = 2.0
+    nvidia_progressive_migration: bool = False  # TF_NVIDIA_OPERATOR_PROGRESSIVE_MIGRATION: taint used nodes
 
     def observability(self, *, metrics: bool) -> ObservabilitySettings:
         return ObservabilitySettings(
@@ -118,7 +119,13 @@ class ControllerDaemon:
             )
             self.elector = LeaderElector(api, config)
         self.recorder = EventRecorder(api, COMPONENT, host=self.identity)
-        self.controller = Controller(api, is_leader=self.is_leader, recorder=self.recorder, watch_timeout=watch_timeout)
+        self.controller = Controller(
+            api,
+            is_leader=self.is_leader,
+            recorder=self.recorder,
+            watch_timeout=watch_timeout,
+            taint_used_nodes=options.nvidia_progressive_migration,
+        )
         settings = options.observability(metrics=metrics)
         self.observability = (
             Observability(settings, self.controller.cache, self.is_leader) if settings.enabled else None

@@ -24,7 +24,7 @@ from tfcore.model.codec import decode
 from tfcore.model.errors import ValidationError
 from tfcore.model.pool import GPUPool
 from tfcore.operator import cluster as clusters
-from tfcore.operator import fleet, workload
+from tfcore.operator import fleet, taints, workload
 from tfcore.operator.objects import (
     FINALIZER,
     Obj,
@@ -67,9 +67,11 @@ class Controller:
         is_leader: Callable[[], bool],
         recorder: EventRecorder,
         watch_timeout: int = 300,
+        taint_used_nodes: bool = False,
     ) -> None:
         self.api = api
         self.is_leader = is_leader
+        self.taint_used_nodes = taint_used_nodes  # NVIDIA coexistence (progressive migration)
         self.recorder = recorder
         self.queue: WorkQueue[Key] = WorkQueue()
         self.cache: dict[str, dict[str, dict[str, Any]]] = {kind: {} for kind in PATHS}
@@ -142,6 +144,8 @@ class Controller:
                         add(("node", gpunode))
             case "Node":
                 add(("node", name))
+                if self.taint_used_nodes:
+                    add(("taint", name))
             case "GPUNode":
                 add(("gpunode", name))
                 add(("node", name))
@@ -160,6 +164,11 @@ class Controller:
                 key = workload.workload_key(obj)
                 if key:
                     add(("workload", f"{key[0]}/{key[1]}"))
+                if self.taint_used_nodes:
+                    for pod in (obj, previous):
+                        where = ((pod or {}).get("spec") or {}).get("nodeName")
+                        if where:
+                            add(("taint", str(where)))
             case "TensorFusionWorkload":
                 add(("workload", _key(obj)))
 
@@ -353,6 +362,17 @@ class Controller:
         patch = fleet.gpu_patch(gpu, gpunode)
         if patch is not None:
             await self._patch("GPU", gpu, patch)
+
+    async def _reconcile_taint(self, name: str) -> None:
+        node = self.cache["Node"].get(name)
+        if node is None or deleting(node) or not self.taint_used_nodes:
+            return
+        used = name in taints.nodes_with_workers(self.cache["Pod"].values())
+        patch = taints.taint_patch(node, used)
+        if patch is not None:
+            await self._patch("Node", node, patch)
+            verb = "added" if used else "removed"
+            await self.recorder.emit(node, "Normal", "TensorFusionTaint", f"{taints.USED_BY_TAINT} {verb}")
 
     async def _reconcile_workload(self, key: str) -> None:
         namespace, name = key.split("/", 1)

@@ -449,6 +449,13 @@ def test_progressive_migration_routes_native_gpu_pods_through_a_fail_open_webhoo
     extender = container(find(objects, "Deployment", "tensor-fusion-sys-scheduler"), "extender")
     assert env(extender)["TF_NVIDIA_OPERATOR_PROGRESSIVE_MIGRATION"] == "true"
 
+    def node_verbs(objects: list[dict[str, Any]]) -> set[str]:
+        role = find(objects, "ClusterRole", "tensor-fusion-sys-controller")
+        return {v for r in role["rules"] if "nodes" in r["resources"] for v in r["verbs"]}
+
+    assert "patch" not in node_verbs(render())  # the taint needs it only with progressive migration
+    assert "patch" in node_verbs(objects)
+
 
 def test_progressive_migration_gives_the_hypervisor_the_kubelets_pod_resources_api(render: Render) -> None:
     def hypervisor(objects: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
