@@ -102,6 +102,19 @@ class KubeEmulator:
             return self.new_api_client()
         return self._clients[0]
 
+    def write_kubeconfig(self, path: Path) -> Path:
+        """A kubeconfig pointing at the emulator, for daemons run as child processes."""
+        config = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": "emu", "cluster": {"server": self.url}}],
+            "users": [{"name": "me", "user": {}}],
+            "contexts": [{"name": "emu", "context": {"cluster": "emu", "user": "me"}}],
+            "current-context": "emu",
+        }
+        path.write_text(yaml.safe_dump(config), encoding="utf-8")
+        return path
+
     def new_api_client(self) -> client.ApiClient:
         """A separate ApiClient (its own connection pool), e.g. one per leader-election candidate."""
         api = client.ApiClient(configuration=self.configuration())

@@ -30,16 +30,7 @@ def _free_port() -> int:
 
 async def test_spec_command_serves_leads_and_releases_on_sigterm(kube: KubeEmulator, tmp_path: Path) -> None:
     kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(
-        f"""apiVersion: v1
-kind: Config
-clusters: [{{name: emu, cluster: {{server: "{kube.url}"}}}}]
-users: [{{name: me, user: {{}}}}]
-contexts: [{{name: emu, context: {{cluster: emu, user: me}}}}]
-current-context: emu
-""",
-        encoding="utf-8",
-    )
+    kube.write_kubeconfig(kubeconfig)
     port = _free_port()
     command = [
         *(sys.executable, "-m", "daemons.cli", "controller"),

@@ -45,16 +45,7 @@ class Hypervisor:
         self.state_dir = root / "state"
         self.options = options
         self.kubeconfig = root / "kubeconfig"
-        self.kubeconfig.write_text(
-            f"""apiVersion: v1
-kind: Config
-clusters: [{{name: emu, cluster: {{server: "{kube.url}"}}}}]
-users: [{{name: me, user: {{}}}}]
-contexts: [{{name: emu, context: {{cluster: emu, user: me}}}}]
-current-context: emu
-""",
-            encoding="utf-8",
-        )
+        kube.write_kubeconfig(self.kubeconfig)
         self.process: asyncio.subprocess.Process | None = None
         self.log = root / "hypervisor.log"
         self.url = ""
