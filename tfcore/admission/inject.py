@@ -6,7 +6,11 @@ already mutated pod changes nothing: the webhook may be reinvoked and must stay 
 The worker's region: the hypervisor keeps one directory per worker under its region
 directory on the host, `<region dir>/<namespace>/<pod name>/`, holding `shm` (usage, written
 by the tenant's shim) and `shm.limits` (limits, the hypervisor's, mode 0644). The pod mounts
-only its own directory (subPathExpr from the downward API), so it cannot see other tenants.
+only its own directory (subPathExpr from the downward API), so it cannot see other tenants,
+and mounts it read-only with only `shm` writable over it: even root in the container cannot
+rewrite its limits (the file's mode alone would not stop root). A file can only be mounted
+once it exists, so the init container waits, bounded, for the hypervisor to create the region;
+that wait also means no container of the pod ever starts without its limits in place.
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ REGION_MOUNT: Final = "/run/tensor-fusion/worker"
 SHM_FILE: Final = "shm"
 DEFAULT_REGION_HOST_DIR: Final = "/run/tensor-fusion/workers"
 DEFAULT_IMAGE: Final = "tensorfusion/tensor-fusion:latest"
+REGION_SUBPATH: Final = "$(TF_POD_NAMESPACE)/$(TF_POD_NAME)"
+DEFAULT_REGION_WAIT_SECONDS: Final = 120
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +48,7 @@ class InjectionConfig:
     # keeps them off the nodes where TensorFusion workers hold GPUs (the device plugin cannot be
     # told which GPUs those are).
     route_native_gpu_pods: bool = False
+    region_wait_seconds: int = DEFAULT_REGION_WAIT_SECONDS  # the init container's bound
 
 
 def shm_path() -> str:
@@ -102,9 +109,7 @@ def inject_shim(
     mounts = container.setdefault("volumeMounts", [])
     for mount in (
         {"name": SHIM_VOLUME, "mountPath": SHIM_DIR, "readOnly": True},
-        # Read-write: the shim accounts the tenant's usage in `shm`; the limits file beside it is
-        # the hypervisor's (0644) and the shim maps it read-only.
-        {"name": REGION_VOLUME, "mountPath": REGION_MOUNT, "subPathExpr": "$(TF_POD_NAMESPACE)/$(TF_POD_NAME)"},
+        *_region_mounts(),
     ):
         clash = next(
             (m for m in mounts if m.get("mountPath") == mount["mountPath"] and m.get("name") != mount["name"]), None
@@ -117,11 +122,10 @@ def inject_shim(
                     f"no mount at {mount['mountPath']} (reserved for tensor-fusion)",
                 )
             )
-        _put_named(mounts, mount)
+        _put_mount(mounts, mount)
     variables = container.setdefault("env", [])
     downward = [
-        {"name": "TF_POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
-        {"name": "TF_POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+        *_POD_IDENTITY,
         {
             "name": "TF_GPU_IDS",
             "valueFrom": {"fieldRef": {"fieldPath": "metadata.annotations['tensor-fusion.ai/gpu-ids']"}},
@@ -153,16 +157,46 @@ def _preload(variables: list[dict[str, Any]], container_name: str) -> list[Probl
     return []
 
 
+_POD_IDENTITY: Final = (
+    {"name": "TF_POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+    {"name": "TF_POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+)
+
+
+def _region_mounts() -> tuple[dict[str, Any], ...]:
+    """The pod's region directory read-only, and over it its usage file read-write."""
+    return (
+        {"name": REGION_VOLUME, "mountPath": REGION_MOUNT, "subPathExpr": REGION_SUBPATH, "readOnly": True},
+        {"name": REGION_VOLUME, "mountPath": shm_path(), "subPathExpr": f"{REGION_SUBPATH}/{SHM_FILE}"},
+    )
+
+
 def _install_container(config: InjectionConfig) -> dict[str, Any]:
+    command = ["tensor-fusion", "shim", "install", "--source", config.shim_source, "--to", f"{SHIM_DIR}/{SHIM_FILE}"]
+    command += ["--wait-region", shm_path(), "--timeout", str(config.region_wait_seconds)]
     return {
         "name": INIT_CONTAINER,
         "image": config.image,
         "imagePullPolicy": config.image_pull_policy,
-        "command": ["cp", config.shim_source, f"{SHIM_DIR}/{SHIM_FILE}"],
-        "volumeMounts": [{"name": SHIM_VOLUME, "mountPath": SHIM_DIR}],
+        "command": command,
+        "env": list(_POD_IDENTITY),
+        "volumeMounts": [
+            {"name": SHIM_VOLUME, "mountPath": SHIM_DIR},
+            {"name": REGION_VOLUME, "mountPath": REGION_MOUNT, "subPathExpr": REGION_SUBPATH, "readOnly": True},
+        ],
         "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"cpu": "100m", "memory": "64Mi"}},
         "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True},
     }
+
+
+def _put_mount(mounts: list[dict[str, Any]], wanted: dict[str, Any]) -> None:
+    """Replace the mount at wanted's path (one volume may be mounted twice) or append it."""
+    for index, mount in enumerate(mounts):
+        if mount.get("mountPath") == wanted["mountPath"]:
+            if mount != wanted:
+                mounts[index] = wanted
+            return
+    mounts.append(wanted)
 
 
 def _put_named(items: list[dict[str, Any]], wanted: dict[str, Any]) -> None:

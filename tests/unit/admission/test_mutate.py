@@ -138,13 +138,27 @@ def test_a_tf_pod_gets_the_shim_region_env_scheduler_and_loses_nvidia_gpu() -> N
     init = spec["initContainers"][0]
     assert init["name"] == INIT_CONTAINER
     assert init["image"] == CONFIG.image
-    assert init["command"] == ["cp", "/opt/tf/libtfshim.so", "/tensor-fusion/lib/libtfshim.so"]
+    assert init["command"] == [
+        *("tensor-fusion", "shim", "install", "--source", "/opt/tf/libtfshim.so"),
+        *("--to", "/tensor-fusion/lib/libtfshim.so", "--wait-region", "/run/tensor-fusion/worker/shm"),
+        *("--timeout", "120"),
+    ]
+    assert {m["mountPath"]: m.get("readOnly", False) for m in init["volumeMounts"]} == {
+        "/tensor-fusion/lib": False,
+        "/run/tensor-fusion/worker": True,  # it only waits for the region
+    }
+    assert [e["name"] for e in init["env"]] == ["TF_POD_NAME", "TF_POD_NAMESPACE"]  # for its subPathExpr
     volumes = {v["name"]: v for v in spec["volumes"]}
     assert volumes[SHIM_VOLUME] == {"name": SHIM_VOLUME, "emptyDir": {"sizeLimit": "64Mi"}}
     assert volumes[REGION_VOLUME]["hostPath"] == {"path": "/run/tensor-fusion/workers", "type": "DirectoryOrCreate"}
-    mounts = {m["name"]: m for m in container(out)["volumeMounts"]}
-    assert mounts[SHIM_VOLUME]["readOnly"] is True
-    assert mounts[REGION_VOLUME]["subPathExpr"] == "$(TF_POD_NAMESPACE)/$(TF_POD_NAME)"
+    mounts = {m["mountPath"]: m for m in container(out)["volumeMounts"]}
+    assert mounts["/tensor-fusion/lib"] == {"name": SHIM_VOLUME, "mountPath": "/tensor-fusion/lib", "readOnly": True}
+    # The region directory read-only (limits), only the usage file over it read-write.
+    region_dir, usage = mounts["/run/tensor-fusion/worker"], mounts["/run/tensor-fusion/worker/shm"]
+    assert (region_dir["name"], region_dir["readOnly"]) == (REGION_VOLUME, True)
+    assert region_dir["subPathExpr"] == "$(TF_POD_NAMESPACE)/$(TF_POD_NAME)"
+    assert (usage["name"], usage.get("readOnly", False)) == (REGION_VOLUME, False)
+    assert usage["subPathExpr"] == "$(TF_POD_NAMESPACE)/$(TF_POD_NAME)/shm"
     variables = env(out)
     assert variables["LD_PRELOAD"] == "/tensor-fusion/lib/libtfshim.so"
     assert variables["TF_SHM_PATH"] == "/run/tensor-fusion/worker/shm"
