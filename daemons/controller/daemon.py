@@ -22,6 +22,7 @@ from tfcore.k8s import KubeClient, connect
 from tfcore.k8s.events import EventRecorder
 from tfcore.k8s.leader import LeaderElector, LeaseConfig
 from tfcore.model.errors import ValidationError
+from tfcore.operator.canary import SETTLE_SECONDS
 from tfcore.web.app import Listener, add_background, add_ready_check, create_app, serve
 from tfcore.web.greptime import GreptimeSettings
 from tfcore.web.metrics import add_metrics_route, new_registry
@@ -54,6 +55,7 @@ class Options:
     sample_interval: float = 15.0  # tf_node_metrics / tf_pool_metrics / tf_system_metrics
     config_poll_interval: float = 2.0
     nvidia_progressive_migration: bool = False  # TF_NVIDIA_OPERATOR_PROGRESSIVE_MIGRATION: taint used nodes
+    canary_settle_seconds: float = SETTLE_SECONDS  # how long a ReplicaSet is left alone before rebalancing
 
     def observability(self, *, metrics: bool) -> ObservabilitySettings:
         return ObservabilitySettings(
@@ -125,6 +127,7 @@ class ControllerDaemon:
             recorder=self.recorder,
             watch_timeout=watch_timeout,
             taint_used_nodes=options.nvidia_progressive_migration,
+            canary_settle=options.canary_settle_seconds,
         )
         settings = options.observability(metrics=metrics)
         self.observability = (

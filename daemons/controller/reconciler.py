@@ -19,12 +19,12 @@ from typing import Any, Final
 from daemons.controller.queue import WorkQueue
 from tfcore.k8s import ApiError, Conflict, Event, Informer, KubeClient, KubeError, NotFound, Resource, request_json
 from tfcore.k8s.events import EventRecorder
-from tfcore.model.annotations import GPU_POOL, LABEL_ENABLED
+from tfcore.model.annotations import ENABLED_REPLICAS, GPU_POOL, LABEL_ENABLED
 from tfcore.model.codec import decode
 from tfcore.model.errors import ValidationError
 from tfcore.model.pool import GPUPool
+from tfcore.operator import canary, fleet, taints, workload
 from tfcore.operator import cluster as clusters
-from tfcore.operator import fleet, taints, workload
 from tfcore.operator.objects import (
     FINALIZER,
     Obj,
@@ -68,10 +68,12 @@ class Controller:
         recorder: EventRecorder,
         watch_timeout: int = 300,
         taint_used_nodes: bool = False,
+        canary_settle: float = canary.SETTLE_SECONDS,
     ) -> None:
         self.api = api
         self.is_leader = is_leader
         self.taint_used_nodes = taint_used_nodes  # NVIDIA coexistence (progressive migration)
+        self.canary_settle = canary_settle
         self.recorder = recorder
         self.queue: WorkQueue[Key] = WorkQueue()
         self.cache: dict[str, dict[str, dict[str, Any]]] = {kind: {} for kind in PATHS}
@@ -164,6 +166,10 @@ class Controller:
                 key = workload.workload_key(obj)
                 if key:
                     add(("workload", f"{key[0]}/{key[1]}"))
+                owner = controller_of(obj)
+                canary_pod = ENABLED_REPLICAS in (meta(obj).get("annotations") or {})
+                if canary_pod and owner and owner.get("kind") == "ReplicaSet":
+                    add(("canary", f"{meta(obj).get('namespace') or 'default'}/{owner.get('name')}"))
                 if self.taint_used_nodes:
                     for pod in (obj, previous):
                         where = ((pod or {}).get("spec") or {}).get("nodeName")
@@ -373,6 +379,25 @@ class Controller:
             await self._patch("Node", node, patch)
             verb = "added" if used else "removed"
             await self.recorder.emit(node, "Normal", "TensorFusionTaint", f"{taints.USED_BY_TAINT} {verb}")
+
+    async def _reconcile_canary(self, key: str) -> None:
+        namespace, name = key.split("/", 1)
+        try:
+            owner = await request_json(self.api, "GET", f"/apis/apps/v1/namespaces/{namespace}/replicasets/{name}")
+        except NotFound:
+            return
+        owner.setdefault("kind", "ReplicaSet")
+        owner.setdefault("apiVersion", "apps/v1")
+        decision = canary.rebalance(owner, self.cache["Pod"].values(), datetime.now(UTC), self.canary_settle)
+        if isinstance(decision, canary.Wait):
+            self.queue.add_after(("canary", key), decision.seconds)
+        elif isinstance(decision, canary.Replace):
+            path = f"/api/v1/namespaces/{namespace}/pods/{decision.pod}"
+            try:
+                await self._call("DELETE", path, {"preconditions": {"uid": decision.uid}})
+            except NotFound:
+                return  # gone already: its successor brings us back
+            await self.recorder.emit(owner, "Normal", "CanaryRebalance", decision.message)
 
     async def _reconcile_workload(self, key: str) -> None:
         namespace, name = key.split("/", 1)
