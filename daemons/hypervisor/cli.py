@@ -191,13 +191,15 @@ async def _metrics(
 
 
 async def _kube(app: web.Application, node: Node, args: argparse.Namespace, state_dir: Path) -> KubeClient | None:
-    """With a node name and a cluster: report GPUs and the GPUNode status in the background."""
+    """With a node name and a cluster: report GPUs and the GPUNode status, and keep the regions
+    of this node's TensorFusion pods, in the background."""
     if not _kube_wanted(args):
         log.info("Kubernetes reporting off (it needs --node-name or $NODE_NAME, and --kubeconfig or a pod)")
         return None
     # grpc and protobuf (~0.1 s to import) load only when reporting is on: standalone is unaffected.
     from daemons.hypervisor.kube import NodeReporter  # noqa: PLC0415
     from daemons.hypervisor.kubelet import PodResourcesClient  # noqa: PLC0415
+    from daemons.hypervisor.pods import PodWorkers  # noqa: PLC0415
 
     try:
         api = await connect(args.kubeconfig)
@@ -216,8 +218,9 @@ async def _kube(app: web.Application, node: Node, args: argparse.Namespace, stat
         resources=frozenset(args.device_plugin_resource) or DEFAULT_RESOURCES,
     )
     add_background(app, reporter.run)
+    add_background(app, PodWorkers(api, node, node_name=args.node_name).run)
     log.info(
-        "reporting node %s to Kubernetes every %g s%s",
+        "reporting node %s to Kubernetes every %g s and keeping its TensorFusion pods' regions%s",
         args.node_name,
         args.report_interval,
         f"; NVIDIA device plugin coexistence through {args.kubelet_pod_resources_socket}" if kubelet else "",

@@ -95,8 +95,14 @@ async def _create(request: web.Request) -> web.Response:
 async def _delete(request: web.Request) -> web.Response:
     _authorize(request)
     name = request.match_info["name"]
-    if not request.app[NODE_KEY].remove_worker(name):
+    node = request.app[NODE_KEY]
+    worker = node.workers.get(name)
+    if worker is None:
         raise HTTPProblem(404, f"no worker {name!r}")
+    pod = worker.pod
+    if pod is not None:
+        raise HTTPProblem(409, f"worker {name!r} is owned by pod {pod[0]}/{pod[1]}: it goes when the pod does")
+    node.remove_worker(name)
     return web.Response(status=204)
 
 
@@ -109,7 +115,7 @@ class NodeCollector(Collector):
         for uuid, value in self.node.device_utilization.items():
             gpu_util.add_metric([uuid], value)
         yield gpu_util
-        labels = ["worker", "uuid"]
+        labels = ["worker", "uuid", "namespace", "pod"]  # namespace and pod are empty for API workers
         families: dict[str, Any] = {
             "target": GaugeMetricFamily(
                 "tf_worker_compute_target_share", "Share the controller aims at.", labels=labels
@@ -122,8 +128,9 @@ class NodeCollector(Collector):
         }
         for worker in self.node.workers.values():
             devices = worker.region.devices()
+            namespace, pod = worker.pod or ("", "")
             for i, (uuid, u) in enumerate(worker.usage.items()):
-                key = [worker.record.name, uuid]
+                key = [worker.record.name, uuid, namespace, pod]
                 families["target"].add_metric(key, u.target)
                 families["measured"].add_metric(key, u.utilization)
                 families["rate"].add_metric(key, u.rate)
@@ -140,9 +147,10 @@ def build_app(node: Node, token: str) -> web.Application:
     app[TOKEN_KEY] = token
     app.router.add_get("/api/v1/devices", _devices)
     app.router.add_get("/api/v1/workers", _workers)
-    app.router.add_get("/api/v1/workers/{name}", _worker)
+    # A pod worker's name is NAMESPACE/POD: the route takes the rest of the path.
+    app.router.add_get("/api/v1/workers/{name:.+}", _worker)
     app.router.add_post("/api/v1/workers", _create)
-    app.router.add_delete("/api/v1/workers/{name}", _delete)
+    app.router.add_delete("/api/v1/workers/{name:.+}", _delete)
     registry = CollectorRegistry()
     registry.register(NodeCollector(node))
     add_metrics_route(app, registry)

@@ -20,7 +20,8 @@ from daemons.hypervisor.gpus import GPUInfo, GPUProbe
 from daemons.hypervisor.workers import WorkerDirectory, WorkerRecord, check_name, new_record, owner_alive
 from tfcore.hypervisor import ControllerSettings, CostHistory, GPUController, TenantCommand, TenantSample, share_of
 from tfcore.hypervisor.placement import DoesNotFit, LocalGPU, local_allocator, place
-from tfcore.ipc import Region, RegionError
+from tfcore.hypervisor.podworkers import check_pod_worker_name, split_pod_worker_name
+from tfcore.ipc import DeviceSpec, Region, RegionError
 from tfcore.model.errors import ValidationError
 from tfcore.sched import PodRequest
 
@@ -62,6 +63,12 @@ class Worker:
     # controller has learned its gain, so a restart does not disturb it.
     adopted: bool = False
     adopted_ticks: int = 0
+    overcommitted: str = ""  # placed beyond this node's capacity (a pod the scheduler bound): why
+
+    @property
+    def pod(self) -> tuple[str, str] | None:
+        """(namespace, name) of the pod that owns it; None for an API worker."""
+        return split_pod_worker_name(self.record.name) if self.record.pod_uid else None
 
     def pids(self) -> set[int]:
         return {p.pid for p in self.region.processes() if p.alive}
@@ -130,12 +137,27 @@ class Node:
             if unknown:
                 log.error("worker %s names GPUs this node does not have (%s); removing it", record.name, unknown)
                 region.close()
-                self.directory.remove(record.name)
+                self.directory.remove(record.name, record.made_dirs)
                 continue
+            self._restore_limits(record, region)
             self._record_adopted(record)
             self.workers[record.name] = Worker(record, region, {u: DeviceUsage() for u in record.gpus}, adopted=True)
             log.info("re-adopted worker %s on %s", record.name, ", ".join(record.gpus))
         return len(self.workers)
+
+    @staticmethod
+    def _restore_limits(record: WorkerRecord, region: Region) -> None:
+        """The record is the truth; a limits file that says otherwise was written behind our back."""
+        for device, (uuid, state) in enumerate(zip(record.gpus, region.devices(), strict=False)):
+            granted = (state.uuid, state.vram_limit_bytes, state.tflops_request_milli, state.tflops_limit_milli)
+            if granted != (uuid, record.vram_bytes, record.tflops_request_milli, record.tflops_limit_milli):
+                log.warning("worker %s: limits of device %d were changed (%s); restored", record.name, device, granted)
+                spec = DeviceSpec(uuid, record.vram_bytes, record.tflops_request_milli, record.tflops_limit_milli)
+                region.set_limits(device, spec)
+
+    def pod_workers(self) -> dict[str, str]:
+        """Pod worker name -> the uid of the pod its region was made for."""
+        return {name: w.record.pod_uid for name, w in self.workers.items() if w.record.pod_uid}
 
     def _record_adopted(self, record: WorkerRecord) -> None:
         try:
@@ -152,7 +174,7 @@ class Node:
             name=record.name,
             tflops=record.tflops_request_milli,
             tflops_limit=record.tflops_limit_milli or record.tflops_request_milli,
-            vram=record.vram_bytes,
+            vram=record.vram_request_bytes or record.vram_bytes,
             vram_limit=record.vram_bytes,
             gpu_count=gpu_count or len(record.gpus) or 1,
         )
@@ -168,14 +190,26 @@ class Node:
         gpus: tuple[str, ...] = (),
         owner_pid: int = 0,
         tenant_uid: int | None = None,
+        pod_uid: str = "",
+        vram_request_bytes: int = 0,
+        workload: str = "",
+        overcommit: bool = False,
     ) -> Worker:
-        check_name(name)
+        """A worker and its region. A pod worker (pod_uid set, named NAMESPACE/POD) lives in the
+        pod's directory; with overcommit (the scheduler already bound the pod) a GPU that is
+        full locally takes it anyway, beyond capacity, and Worker.overcommitted says why."""
+        if pod_uid:
+            check_pod_worker_name(name)
+        else:
+            check_name(name)
         if name in self.workers:
             raise ValidationError.single("name", f"worker {name!r} exists", "a new name")
         if tflops_limit_milli and tflops_request_milli > tflops_limit_milli:
             raise ValidationError.single("tflops_limit", "below the request", "tflops_limit >= tflops_request")
         if vram_bytes <= 0:
             raise ValidationError.single("vram", "must be positive", "a quantity such as 4Gi")
+        if not 0 <= vram_request_bytes <= vram_bytes:
+            raise ValidationError.single("vram_request", "above the limit", "0 <= vram request <= vram limit")
         if not 1 <= gpu_count <= max(1, len(self.gpus)):
             raise DoesNotFit(f"asked for {gpu_count} GPU(s); this node has {len(self.gpus)}")
         unknown = [u for u in gpus if u not in self.gpus]
@@ -184,23 +218,39 @@ class Node:
         refused = [u for u in gpus if u in self.unavailable]
         if refused:
             raise GPUUnavailable(f"not available to TensorFusion: {self._unavailable_text(refused)}")
-        draft = new_record(name, gpus, tflops_request_milli, tflops_limit_milli, vram_bytes, owner_pid=owner_pid)
+        draft = new_record(
+            name,
+            gpus,
+            tflops_request_milli,
+            tflops_limit_milli,
+            vram_bytes,
+            owner_pid=owner_pid,
+            pod_uid=pod_uid,
+            vram_request_bytes=vram_request_bytes,
+            workload=workload,
+        )
+        overcommitted = ""
         try:
             allocation = place(self.allocator, self._request(draft, gpu_count), gpus)
+            chosen = allocation.gpu_ids
         except DoesNotFit as exc:
-            if gpus or not self.unavailable:
+            if overcommit and gpus:
+                overcommitted = str(exc)
+                log.warning("worker %s placed beyond this node's capacity: %s", name, exc)
+                self.allocator.allocate(self._request(draft, gpu_count), list(gpus), force=True)
+                chosen = gpus
+            elif gpus or not self.unavailable:
                 raise
-            raise GPUUnavailable(f"{exc}; not offered: {self._unavailable_text(sorted(self.unavailable))}") from exc
-        record = new_record(
-            name, allocation.gpu_ids, tflops_request_milli, tflops_limit_milli, vram_bytes, owner_pid=owner_pid
-        )
+            else:
+                raise GPUUnavailable(f"{exc}; not offered: {self._unavailable_text(sorted(self.unavailable))}") from exc
+        record = dataclasses.replace(draft, gpus=chosen)
         try:
-            region = self.directory.create(record, tenant_uid)
+            record, region = self.directory.create(record, tenant_uid)
         except Exception:
             self.allocator.release(name)
-            self.directory.remove(name)
             raise
-        worker = self.workers[name] = Worker(record, region, {u: DeviceUsage() for u in record.gpus})
+        worker = Worker(record, region, {u: DeviceUsage() for u in record.gpus}, overcommitted=overcommitted)
+        self.workers[name] = worker
         self._apply_initial_rates(worker)
         log.info("worker %s created on %s", name, ", ".join(record.gpus))
         self._changed()
@@ -223,7 +273,7 @@ class Node:
             return False
         self.allocator.release(name)
         worker.region.close()
-        self.directory.remove(name)
+        self.directory.remove(name, worker.record.made_dirs)
         log.info("worker %s released", name)
         self._changed()
         return True
@@ -380,8 +430,10 @@ class Node:
     def worker_view(self, worker: Worker) -> dict[str, Any]:
         r = worker.record
         devices = worker.region.devices()
+        pod = worker.pod
         return {
             "name": r.name,
+            "pod": {"namespace": pod[0], "name": pod[1], "uid": r.pod_uid} if pod else None,
             "region": str(worker.region.path),
             "owner_pid": r.owner_pid,
             "tflops_request_milli": r.tflops_request_milli,

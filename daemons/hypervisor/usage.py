@@ -41,14 +41,14 @@ def usage_points(node: Node, time_ns: int) -> list[Point]:
         for device, (uuid, usage) in enumerate(worker.usage.items()):
             used = devices[device].vram_used_bytes
             limit = worker.record.vram_bytes
-            name = worker.record.name
+            namespace, name = worker.pod or (NAMESPACE, worker.record.name)
             points.append(
                 Point(
                     "tf_worker_usage",
                     {
-                        "workload": name,
+                        "workload": worker.record.workload or name,
                         "worker": name,
-                        "namespace": NAMESPACE,
+                        "namespace": namespace,
                         "pool": POOL,
                         "node": host,
                         "uuid": uuid,

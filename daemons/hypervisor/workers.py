@@ -1,8 +1,16 @@
 """Worker regions in a directory the hypervisor controls, and their records.
 
-Per worker NAME: the region (NAME.shm and NAME.shm.limits, see docs/native.md) and a record
-NAME.json (what was asked, which GPUs, who owns it).  Both outlive the daemon, so a restart
-re-adopts every worker by reading the directory; nothing running is touched.
+Two layouts under the root (STATE_DIR/workers):
+
+- API workers, NAME: the region NAME.shm + NAME.shm.limits (see docs/native.md) and a record
+  NAME.json (what was asked, which GPUs, who owns it);
+- pod workers, NAMESPACE/POD: the directory NAMESPACE/POD/ (which the pod mounts) holding the
+  region shm + shm.limits and record.json.
+
+Both outlive the daemon, so a restart re-adopts every worker by reading the directory; nothing
+running is touched.  Pod directories are reachable from inside pods, so nothing there is
+followed through a symlink, and only directories the hypervisor made are ever removed (with
+rmdir: never recursively).
 """
 
 from __future__ import annotations
@@ -11,11 +19,13 @@ import json
 import logging
 import os
 import re
+import stat
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Final
 
+from tfcore.hypervisor.podworkers import pod_worker_name, split_pod_worker_name
 from tfcore.ipc import DeviceSpec, Region, RegionError, limits_path
 from tfcore.model.errors import ValidationError
 
@@ -33,13 +43,17 @@ class WorkerRecord:
     owner_pid: int = 0  # 0: no owner process (released by the API only)
     owner_start: int = 0  # the owner's start time (clock ticks since boot), guards pid reuse
     created: float = 0.0
+    pod_uid: str = ""  # set for a pod worker: the pod its region was made for
+    vram_request_bytes: int = 0  # what the allocator books (0: the limit, vram_bytes)
+    workload: str = ""
+    made_dirs: tuple[str, ...] = ()  # directories under the root the hypervisor made for it
 
     def to_json(self) -> dict[str, Any]:
-        return {**asdict(self), "gpus": list(self.gpus)}
+        return {**asdict(self), "gpus": list(self.gpus), "made_dirs": list(self.made_dirs)}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> WorkerRecord:
-        return cls(**{**data, "gpus": tuple(data["gpus"])})
+        return cls(**{**data, "gpus": tuple(data["gpus"]), "made_dirs": tuple(data.get("made_dirs") or ())})
 
 
 def check_name(name: str) -> str:
@@ -65,31 +79,123 @@ def owner_alive(record: WorkerRecord) -> bool:
     return process_start(record.owner_pid) == record.owner_start
 
 
+POD_REGION: Final = "shm"
+POD_RECORD: Final = "record.json"
+
+
+class UnsafePath(RegionError):
+    """A path under the root is a symlink or not what it should be: it is left alone."""
+
+
+def _plain(path: Path, kind: int) -> bool:
+    """Whether path exists as a plain file (S_IFREG) or directory (S_IFDIR), not a symlink."""
+    try:
+        return stat.S_IFMT(os.lstat(path).st_mode) == kind
+    except OSError:
+        return False
+
+
+def _read_record(path: Path) -> WorkerRecord:
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    with os.fdopen(fd) as file:
+        return WorkerRecord.from_json(json.loads(file.read()))
+
+
 class WorkerDirectory:
     def __init__(self, root: Path) -> None:
         self.root = root
         root.mkdir(parents=True, exist_ok=True, mode=0o755)
 
+    def _pod(self, name: str) -> Path | None:
+        """The directory of a pod worker (None for an API worker's name)."""
+        found = split_pod_worker_name(name)
+        return self.root.joinpath(*found) if found else None
+
     def region_path(self, name: str) -> Path:
-        return self.root / f"{name}.shm"
+        pod = self._pod(name)
+        return pod / POD_REGION if pod else self.root / f"{name}.shm"
 
     def record_path(self, name: str) -> Path:
-        return self.root / f"{name}.json"
+        pod = self._pod(name)
+        return pod / POD_RECORD if pod else self.root / f"{name}.json"
 
-    def create(self, record: WorkerRecord, tenant_uid: int | None = None) -> Region:
+    def create(self, record: WorkerRecord, tenant_uid: int | None = None) -> tuple[WorkerRecord, Region]:
+        """The worker's region and record; a pod worker's directory is made first when missing."""
         specs = [
             DeviceSpec(uuid, record.vram_bytes, record.tflops_request_milli, record.tflops_limit_milli)
             for uuid in record.gpus
         ]
-        region = Region.create(self.region_path(record.name), specs, tenant_uid=tenant_uid)
-        temporary = self.record_path(record.name).with_suffix(".json.tmp")
-        temporary.write_text(json.dumps(record.to_json()))
-        os.replace(temporary, self.record_path(record.name))
-        return region
+        pod = split_pod_worker_name(record.name)
+        if pod is not None:
+            record = replace(record, made_dirs=self._make_pod_dir(*pod))
+        try:
+            # Creates both files or neither, and never replaces an existing one.
+            region = Region.create(self.region_path(record.name), specs, tenant_uid=tenant_uid)
+        except BaseException:
+            self._remove_dirs(record.made_dirs)
+            raise
+        try:
+            self._write_record(record)
+        except BaseException:
+            region.close()
+            self.remove(record.name, record.made_dirs)
+            raise
+        return record, region
 
-    def remove(self, name: str) -> None:
-        for path in (self.record_path(name), limits_path(self.region_path(name)), self.region_path(name)):
-            path.unlink(missing_ok=True)
+    def _make_pod_dir(self, namespace: str, pod: str) -> tuple[str, ...]:
+        """Makes ROOT/NAMESPACE/POD (mode 0755: the tenant may read, not write) where missing and
+        checks that each part is a plain directory inside the root, never a symlink."""
+        made: list[str] = []
+        current = self.root
+        for part in (namespace, pod):
+            current = current / part
+            try:
+                os.mkdir(current, 0o755)  # never follows a symlink in the last component (EEXIST)
+                made.append(str(current.relative_to(self.root)))
+            except FileExistsError:
+                pass
+            if not _plain(current, stat.S_IFDIR):
+                self._remove_dirs(tuple(made))
+                raise UnsafePath(current, "exists and is not a plain directory (a symlink?); not used")
+        if os.path.realpath(current) != os.path.join(os.path.realpath(self.root), namespace, pod):
+            self._remove_dirs(tuple(made))
+            raise UnsafePath(current, f"resolves outside {self.root}; not used")
+        fd = os.open(current, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            os.fchmod(fd, 0o755)  # whatever the umask: the pod's processes must reach their files
+        finally:
+            os.close(fd)
+        return tuple(made)
+
+    def _write_record(self, record: WorkerRecord) -> None:
+        path = self.record_path(record.name)
+        temporary = path.with_name(path.name + ".tmp")
+        temporary.unlink(missing_ok=True)  # unlink never follows a symlink
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+        with os.fdopen(fd, "w") as out:
+            out.write(json.dumps(record.to_json()))
+        os.replace(temporary, path)  # replaces a symlink there, never its target
+
+    def remove(self, name: str, made_dirs: tuple[str, ...] = ()) -> None:
+        """The worker's files (unlink: a symlink planted in their place goes, not its target),
+        then the directories in made_dirs that are empty, innermost first."""
+        region = self.region_path(name)
+        for path in (self.record_path(name), limits_path(region), region):
+            try:
+                path.unlink(missing_ok=True)
+            except OSError as exc:  # e.g. a directory the kubelet made at `shm`: not ours
+                log.warning("worker %s: %s left in place: %s", name, path, exc)
+        self._remove_dirs(made_dirs)
+
+    def _remove_dirs(self, made_dirs: tuple[str, ...]) -> None:
+        for relative in sorted(made_dirs, key=len, reverse=True):
+            path = self.root / relative
+            if ".." in Path(relative).parts or not _plain(path, stat.S_IFDIR):
+                continue
+            try:
+                os.rmdir(path)
+            except OSError as exc:  # not empty (someone else's files) or busy: left
+                log.info("directory %s left in place: %s", path, exc.strerror)
 
     def adopt(self) -> list[tuple[WorkerRecord, Region]]:
         """Every worker found in the directory, opened; unusable leftovers are reported and removed."""
@@ -97,7 +203,7 @@ class WorkerDirectory:
         for record_file in sorted(self.root.glob("*.json")):
             name = record_file.stem
             try:
-                record = WorkerRecord.from_json(json.loads(record_file.read_text()))
+                record = _read_record(record_file)
                 region = Region.open(self.region_path(name), readonly=False)
             except (OSError, ValueError, TypeError, KeyError, RegionError) as exc:
                 log.error("worker %s: cannot re-adopt (%s); removing its files", name, exc)
@@ -108,11 +214,55 @@ class WorkerDirectory:
             if not self.record_path(orphan.stem).exists():
                 log.warning("region %s has no worker record; removing it", orphan)
                 self.remove(orphan.stem)
+        return found + self._adopt_pods()
+
+    def _adopt_pods(self) -> list[tuple[WorkerRecord, Region]]:
+        found = []
+        for namespace in sorted(self.root.iterdir()):
+            if not _plain(namespace, stat.S_IFDIR):
+                continue
+            for pod in sorted(namespace.iterdir()):
+                name = pod_worker_name(namespace.name, pod.name)
+                if split_pod_worker_name(name) is None or not _plain(pod, stat.S_IFDIR):
+                    continue
+                adopted = self._adopt_pod(name, pod)
+                if adopted is not None:
+                    found.append(adopted)
         return found
+
+    def _adopt_pod(self, name: str, directory: Path) -> tuple[WorkerRecord, Region] | None:
+        region_path, record_path = directory / POD_REGION, directory / POD_RECORD
+        if not os.path.lexists(record_path):
+            if any(os.path.lexists(p) for p in (region_path, limits_path(region_path))):
+                log.warning("pod worker %s: region without a record; removing it", name)
+                self.remove(name)
+            return None
+        record: WorkerRecord | None = None
+        try:
+            record = _read_record(record_path)
+            if record.name != name or not record.pod_uid:
+                raise ValueError(f"the record is for {record.name!r}")
+            for path in (region_path, limits_path(region_path)):
+                if not _plain(path, stat.S_IFREG):
+                    raise UnsafePath(path, "missing, or not a plain file (a symlink?)")
+            return record, Region.open(region_path, readonly=False)
+        except (OSError, ValueError, TypeError, KeyError, RegionError) as exc:
+            log.error("pod worker %s: cannot re-adopt (%s); removing its files", name, exc)
+            self.remove(name, record.made_dirs if record is not None and record.name == name else ())
+            return None
 
 
 def new_record(
-    name: str, gpus: tuple[str, ...], request: int, limit: int, vram: int, *, owner_pid: int = 0
+    name: str,
+    gpus: tuple[str, ...],
+    request: int,
+    limit: int,
+    vram: int,
+    *,
+    owner_pid: int = 0,
+    pod_uid: str = "",
+    vram_request_bytes: int = 0,
+    workload: str = "",
 ) -> WorkerRecord:
     start = 0
     if owner_pid:
@@ -120,4 +270,16 @@ def new_record(
         if found is None:
             raise ValidationError.single("owner_pid", f"no process {owner_pid}", "the pid of a running process")
         start = found
-    return WorkerRecord(name, gpus, request, limit, vram, owner_pid, start, time.time())
+    return WorkerRecord(
+        name,
+        gpus,
+        request,
+        limit,
+        vram,
+        owner_pid,
+        start,
+        time.time(),
+        pod_uid=pod_uid,
+        vram_request_bytes=vram_request_bytes,
+        workload=workload,
+    )

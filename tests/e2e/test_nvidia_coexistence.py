@@ -23,7 +23,7 @@ from daemons.scheduler.kube import KubeCluster
 from daemons.scheduler.mirror import ClusterMirror
 from daemons.scheduler.service import SchedulerService
 from tests.daemons.hypervisor.fake_kubelet import FakeKubelet
-from tests.daemons.hypervisor.test_kube_report import NODE, UUID0, UUID1, Hypervisor
+from tests.daemons.hypervisor.process import NODE, UUID0, UUID1, Hypervisor
 from tests.daemons.scheduler.cluster import binding_args, extender_args, gpu_pod, pool
 from tests.kubeapi.emulator import KubeEmulator
 from tfcore.k8s import request_json

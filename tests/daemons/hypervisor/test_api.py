@@ -104,7 +104,7 @@ def test_worker_lifecycle_files_and_metrics(node: LocalNode) -> None:
     with urllib.request.urlopen(node.url + "/metrics", timeout=10) as response:
         metrics = response.read().decode()
     assert "tf_hypervisor_workers 1.0" in metrics
-    assert 'tf_worker_compute_rate{uuid="GPU-' in metrics
+    assert 'tf_worker_compute_rate{namespace="",pod="",uuid="GPU-' in metrics
     assert _call(node, "DELETE", "/api/v1/workers/w1")[0] == 204
     assert not region.exists()
     assert not limits.exists()

@@ -1,0 +1,181 @@
+"""The regions of this node's TensorFusion pods, kept in step with the pods (docs/hypervisor.md).
+
+Pods labelled tensor-fusion.ai/enabled=true and bound to this node (a field selector, and the
+same check again here) are listed and watched. Each event is decided at once, in the informer's
+callback, so a region exists moments after the bind (the pod's init container waits for it).
+A listing (the first one, a relist, and every RESYNC_PERIOD over the pods known) reconciles
+everything: regions of pods that are gone are removed, missing ones made. Nothing is removed
+before the first listing, so a restart leaves every running pod's region as it was.
+
+Decisions are tfcore.hypervisor.podworkers; regions are made through Node.create_worker, the
+same path as the HTTP API, so the compute controllers and the allocator see pod workers alike.
+A pod that cannot get a region gets a Warning Event saying why (once per pod and reason).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable, Mapping
+from typing import Any, Final
+
+from daemons.hypervisor.node import Node
+from tfcore.hypervisor.placement import DoesNotFit
+from tfcore.hypervisor.podworkers import (
+    Decision,
+    NodeGPU,
+    NoWorker,
+    PodWorker,
+    decide,
+    plan,
+    pod_worker_name,
+)
+from tfcore.ipc import RegionError
+from tfcore.k8s import Event, Informer, KubeClient, Resource
+from tfcore.k8s.events import EventRecorder, EventType
+from tfcore.model.annotations import LABEL_ENABLED
+from tfcore.model.errors import ValidationError
+
+log = logging.getLogger(__name__)
+COMPONENT: Final = "tensor-fusion-hypervisor"
+RESYNC_PERIOD: Final = 5.0  # seconds between reconciliations over the known pods (retries failures)
+MAX_PENDING_EVENTS: Final = 1000
+
+
+def pods_resource(node_name: str) -> Resource:
+    return Resource(
+        "/api/v1/pods", "Pod", label_selector=f"{LABEL_ENABLED}=true", field_selector=f"spec.nodeName={node_name}"
+    )
+
+
+class PodWorkers:
+    def __init__(
+        self,
+        api: KubeClient,
+        node: Node,
+        *,
+        node_name: str,
+        resync: float = RESYNC_PERIOD,
+        watch_timeout: int = 300,
+    ) -> None:
+        self.node = node
+        self.node_name = node_name
+        self.resync = resync
+        self.informer = Informer(api, pods_resource(node_name), self._on_event, watch_timeout=watch_timeout)
+        self.recorder = EventRecorder(api, COMPONENT, host=node_name)
+        self.pods: dict[str, dict[str, Any]] = {}  # by pod worker name: the latest object seen
+        self.listed = False
+        self._gpus = [NodeGPU(u, node.rated[u], g.vram_bytes) for u, g in node.gpus.items()]
+        self._events: asyncio.Queue[tuple[dict[str, Any], EventType, str, str]] = asyncio.Queue(MAX_PENDING_EVENTS)
+        self._reported: set[tuple[str, str, str]] = set()  # (pod uid, reason, message) already sent
+
+    async def run(self) -> None:
+        await asyncio.gather(self.informer.run(), self._send_events(), self._resync())
+
+    # ---- events from the informer ---------------------------------------------------------
+
+    def _on_event(self, event: Event) -> None:
+        try:
+            if event.type == "SYNC":
+                self.pods = {_name(p): p for p in event.objects}
+                self.listed = True
+                self.reconcile()
+                return
+            name = _name(event.obj)
+            if event.type == "DELETED":
+                self.pods.pop(name, None)
+                if self.node.pod_workers().get(name) == _uid(event.obj):  # not a successor's region
+                    log.info("pod worker %s: its pod was deleted; removing its region", name)
+                    self.node.remove_worker(name)
+            else:
+                self.pods[name] = event.obj
+                self._apply([self._decide(event.obj)], complete=False)
+        except Exception:  # a bad object or a bug must not stop the informer (or the node daemon)
+            log.exception("pod %s event not handled; the next resync retries", event.type)
+
+    async def _resync(self) -> None:
+        while True:
+            await asyncio.sleep(self.resync)
+            if self.listed:
+                try:
+                    self.reconcile()
+                except Exception:
+                    log.exception("pod resync failed; retrying")
+
+    def reconcile(self) -> None:
+        """Every known pod against every pod worker (only after a listing: before one, the
+        known pods are not all the pods there are)."""
+        if not self.listed:
+            return
+        self._apply([self._decide(p) for p in self.pods.values()], complete=True)
+        uids = {_uid(p) for p in self.pods.values()}
+        self._reported = {r for r in self._reported if r[0] in uids}
+
+    # ---- acting ---------------------------------------------------------------------------
+
+    def _decide(self, pod: Mapping[str, Any]) -> Decision:
+        return decide(pod, self.node_name, self._gpus)
+
+    def _apply(self, decisions: Iterable[Decision], *, complete: bool) -> None:
+        decisions = list(decisions)
+        for decision in decisions:
+            if isinstance(decision, NoWorker) and decision.event:
+                self._warn(decision.name, decision.uid, decision.event, decision.message)
+        changes = plan(self.node.pod_workers(), decisions, complete=complete)
+        for name in changes.remove:
+            log.info("pod worker %s: its pod is gone, finished or replaced; removing its region", name)
+            self.node.remove_worker(name)
+        for wanted in changes.create:
+            self._create(wanted)
+
+    def _create(self, wanted: PodWorker) -> None:
+        try:
+            worker = self.node.create_worker(
+                wanted.name,
+                tflops_request_milli=wanted.tflops_request_milli,
+                tflops_limit_milli=wanted.tflops_limit_milli,
+                vram_bytes=wanted.vram_limit_bytes,
+                vram_request_bytes=wanted.vram_request_bytes,
+                gpu_count=len(wanted.gpus),
+                gpus=wanted.gpus,
+                tenant_uid=wanted.tenant_uid,
+                pod_uid=wanted.uid,
+                workload=wanted.workload,
+                overcommit=True,  # the scheduler bound it here: enforce its limits rather than none
+            )
+        except (ValidationError, DoesNotFit, RegionError, OSError) as exc:
+            reason = "GPUUnavailable" if isinstance(exc, DoesNotFit) else "RegionFailed"
+            text = "; ".join(str(p) for p in exc.problems) if isinstance(exc, ValidationError) else str(exc)
+            self._warn(wanted.name, wanted.uid, reason, f"no region made on node {self.node_name}: {text}")
+            return
+        log.info("pod worker %s: region %s made for pod uid %s", wanted.name, worker.region.path, wanted.uid)
+        if worker.overcommitted:
+            message = f"placed beyond node {self.node_name}'s capacity, limits enforced: {worker.overcommitted}"
+            self._warn(wanted.name, wanted.uid, "GPUOvercommitted", message)
+
+    def _warn(self, name: str, uid: str, reason: str, message: str) -> None:
+        if (uid, reason, message) in self._reported:
+            return
+        self._reported.add((uid, reason, message))
+        log.warning("pod %s: %s", name, message)
+        pod = self.pods.get(name)
+        if pod is None or _uid(pod) != uid:
+            return
+        try:
+            self._events.put_nowait(({"apiVersion": "v1", **pod, "kind": "Pod"}, "Warning", reason, message))
+        except asyncio.QueueFull:
+            log.warning("too many pending Events; %s on %s not recorded", reason, name)
+
+    async def _send_events(self) -> None:
+        while True:
+            pod, type_, reason, message = await self._events.get()
+            await self.recorder.emit(pod, type_, reason, message)
+
+
+def _name(pod: Mapping[str, Any]) -> str:
+    metadata = pod.get("metadata") or {}
+    return pod_worker_name(str(metadata.get("namespace") or ""), str(metadata.get("name") or ""))
+
+
+def _uid(pod: Mapping[str, Any]) -> str:
+    return str((pod.get("metadata") or {}).get("uid") or "")

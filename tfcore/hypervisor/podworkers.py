@@ -1,0 +1,239 @@
+"""Which worker region each TensorFusion pod on this node should have (pure; daemons/hypervisor/pods.py acts).
+
+A pod gets a region when it is labelled `tensor-fusion.ai/enabled=true`, bound to this node,
+not finished, and the scheduler named its GPUs (`tensor-fusion.ai/gpu-ids`, GPU object names:
+the UUID lowercased). Its limits come from the annotations the webhook resolved, parsed by
+tfcore.model.annotations; a compute percentage becomes TFLOPS with the GPU's rating.
+
+A region belongs to one pod *uid*: a new pod under the same name (a StatefulSet replacement)
+gets a fresh one. Limits are fixed when the region is made: a later annotation edit, even a
+broken one, never takes a running pod's region away; only the pod finishing or going does.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any, Final
+
+from tfcore.model.annotations import GPU_IDS, LABEL_ENABLED, VRAM_LIMIT, VRAM_REQUEST, WorkloadRequest, parse_request
+from tfcore.model.errors import ValidationError
+from tfcore.model.quantity import Quantity
+from tfcore.sched.units import request_bytes, request_milli_tflops
+
+SEPARATOR: Final = "/"
+FINISHED_PHASES: Final = frozenset({"Succeeded", "Failed"})
+_NAMESPACE: Final = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+_POD_NAME: Final = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
+
+
+@dataclass(frozen=True, slots=True)
+class NodeGPU:
+    """What the decisions need of one GPU of this node."""
+
+    uuid: str
+    rated_tflops: float
+    vram_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class PodWorker:
+    """The region a pod should have."""
+
+    namespace: str
+    pod: str
+    uid: str
+    gpus: tuple[str, ...]  # this node's UUIDs, in gpu-ids order (the region's device order)
+    tflops_request_milli: int
+    tflops_limit_milli: int
+    vram_request_bytes: int
+    vram_limit_bytes: int
+    tenant_uid: int | None = None  # runAsUser of the injected container: owner of the state file
+    workload: str = ""
+
+    @property
+    def name(self) -> str:
+        return pod_worker_name(self.namespace, self.pod)
+
+
+@dataclass(frozen=True, slots=True)
+class NoWorker:
+    """Why a pod has no region. `event` (a CamelCase reason) when someone must fix something:
+    the pod gets a Warning Event and any region its uid already has is kept."""
+
+    namespace: str
+    pod: str
+    uid: str
+    message: str
+    event: str = ""
+
+    @property
+    def name(self) -> str:
+        return pod_worker_name(self.namespace, self.pod)
+
+
+Decision = PodWorker | NoWorker
+
+
+def pod_worker_name(namespace: str, pod: str) -> str:
+    """Pod workers are named NAMESPACE/POD: API worker names cannot hold "/", so none collide."""
+    return f"{namespace}{SEPARATOR}{pod}"
+
+
+def split_pod_worker_name(name: str) -> tuple[str, str] | None:
+    """(namespace, pod) of a pod worker's name; None for any other name (an API worker's)."""
+    namespace, sep, pod = name.partition(SEPARATOR)
+    if not sep or not _NAMESPACE.fullmatch(namespace) or not _POD_NAME.fullmatch(pod) or ".." in pod:
+        return None
+    return namespace, pod
+
+
+def check_pod_worker_name(name: str) -> tuple[str, str]:
+    found = split_pod_worker_name(name)
+    if found is None:
+        raise ValidationError.single(
+            "name", f"bad pod worker name {name!r}", "NAMESPACE/POD with Kubernetes namespace and pod names"
+        )
+    return found
+
+
+def decide(pod: Mapping[str, Any], node_name: str, gpus: Sequence[NodeGPU]) -> Decision:
+    """The region `pod` should have on node `node_name`, or why it has none."""
+    metadata = _mapping(pod.get("metadata"))
+    spec = _mapping(pod.get("spec"))
+    status = _mapping(pod.get("status"))
+    namespace, name, uid = (str(metadata.get(k) or "") for k in ("namespace", "name", "uid"))
+
+    def none(message: str, event: str = "") -> NoWorker:
+        return NoWorker(namespace, name, uid, message, event)
+
+    labels = _mapping(metadata.get("labels"))
+    if labels.get(LABEL_ENABLED) != "true":
+        return none(f"not labelled {LABEL_ENABLED}=true")
+    if spec.get("nodeName") != node_name:
+        return none(f"not bound to node {node_name}")
+    if status.get("phase") in FINISHED_PHASES:
+        return none(f"finished ({status.get('phase')})")
+    if split_pod_worker_name(pod_worker_name(namespace, name)) is None or not uid:
+        return none("metadata.namespace, name and uid must be set")
+    containers = [c for c in spec.get("containers") or [] if isinstance(c, Mapping)]
+    try:
+        request = parse_request(
+            labels=labels,
+            annotations=_mapping(metadata.get("annotations")),
+            container_names=[str(c.get("name") or "") for c in containers],
+        )
+    except ValidationError as exc:
+        text = "; ".join(str(p) for p in exc.problems)
+        return none(f"bad TensorFusion annotations, no region made: {text}", "InvalidGPURequest")
+    if not request.gpu_ids:
+        return none(f"bound to {node_name} without {GPU_IDS}; no region made", "NoGPUAssigned")
+    chosen, problem = _gpus(request.gpu_ids, node_name, gpus)
+    if problem:
+        return none(problem, "UnknownGPU")
+    compute = _compute(request, chosen[0])
+    vram = _vram(request, chosen)
+    if isinstance(vram, str):
+        return none(vram, "InvalidGPURequest")
+    return PodWorker(
+        namespace,
+        name,
+        uid,
+        tuple(g.uuid for g in chosen),
+        compute[0],
+        compute[1],
+        vram[0],
+        vram[1],
+        _tenant_uid(spec, containers, request.inject_container),
+        request.workload or "",
+    )
+
+
+def _mapping(value: object) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _gpus(ids: Sequence[str], node_name: str, gpus: Sequence[NodeGPU]) -> tuple[list[NodeGPU], str]:
+    by_name = {g.uuid.lower(): g for g in gpus}
+    if len(set(ids)) != len(ids):
+        return [], f"{GPU_IDS} {','.join(ids)} names a GPU twice; no region made"
+    unknown = [i for i in ids if i.lower() not in by_name]
+    if unknown:
+        have = ", ".join(sorted(by_name)) or "none"
+        missing = ", ".join(unknown)
+        return [], f"GPU {missing} in {GPU_IDS} is not on node {node_name} (its GPUs: {have}); no region made"
+    return [by_name[i.lower()] for i in ids], ""
+
+
+def _compute(request: WorkloadRequest, first: NodeGPU) -> tuple[int, int]:
+    """(request, limit) in milli-TFLOPS; a percentage of the (first) GPU's rating, rounded up."""
+    if request.tflops_request is not None or request.tflops_limit is not None:
+        return (
+            request_milli_tflops(request.tflops_request) if request.tflops_request is not None else 0,
+            request_milli_tflops(request.tflops_limit) if request.tflops_limit is not None else 0,
+        )
+    rated_milli = Fraction(round(first.rated_tflops * 1000))
+
+    def of_gpu(percent: Quantity | None) -> int:
+        if percent is None:
+            return 0
+        share = Fraction(percent.value) * rated_milli / 100
+        return -((-share.numerator) // share.denominator)
+
+    return of_gpu(request.compute_percent_request), of_gpu(request.compute_percent_limit)
+
+
+def _vram(request: WorkloadRequest, chosen: Sequence[NodeGPU]) -> tuple[int, int] | str:
+    """(request, limit) bytes per GPU; a dedicated GPU without one gets the whole (smallest) GPU."""
+    limit = request.vram_limit or request.vram_request
+    if limit is None:
+        if request.dedicated_gpu:
+            whole = min(g.vram_bytes for g in chosen)
+            return whole, whole
+        return f"neither {VRAM_LIMIT} nor {VRAM_REQUEST} is set; no region made"
+    wanted = request.vram_request or limit
+    return request_bytes(wanted), request_bytes(limit)
+
+
+def _tenant_uid(spec: Mapping[str, Any], containers: Sequence[Mapping[str, Any]], chosen: str | None) -> int | None:
+    """runAsUser of the injected container (the only one, or the one named), else the pod's."""
+    injected = [c for c in containers if chosen is None or c.get("name") == chosen]
+    if len(injected) != 1:
+        return None
+    for context in (injected[0].get("securityContext"), spec.get("securityContext")):
+        value = _mapping(context).get("runAsUser")
+        if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**32:
+            return value
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    remove: tuple[str, ...]  # pod worker names, removed before anything is created
+    create: tuple[PodWorker, ...]
+
+
+def plan(current: Mapping[str, str], decisions: Iterable[Decision], *, complete: bool) -> Plan:
+    """What to change. `current`: pod worker name -> the pod uid its region was made for.
+    `complete`: the decisions cover every pod there is (a listing), so regions of pods not
+    among them are removed; otherwise only the decided pods are touched."""
+    remove: list[str] = []
+    create: list[PodWorker] = []
+    decided: set[str] = set()
+    for decision in decisions:
+        name = decision.name
+        decided.add(name)
+        had = current.get(name)
+        if had is not None and had == decision.uid:
+            if isinstance(decision, NoWorker) and not decision.event:
+                remove.append(name)  # finished, unlabelled or moved: its region goes
+            continue  # made for this pod already (limits are fixed at creation)
+        if had is not None:
+            remove.append(name)  # the region of an earlier pod of that name
+        if isinstance(decision, PodWorker):
+            create.append(decision)
+    if complete:
+        remove += sorted(name for name in current if name not in decided)
+    return Plan(tuple(dict.fromkeys(remove)), tuple(create))
