@@ -10,6 +10,8 @@ import os
 import sys
 from typing import Any
 
+import uvloop
+
 from daemons.webhook.cluster import ClusterState, informers, pod_informer
 from daemons.webhook.server import CertificateReloader, Metrics, Webhook, build_app, watch_certificate
 from tfcore.admission import CanaryLedger, InjectionConfig
@@ -78,7 +80,7 @@ def _run(args: argparse.Namespace) -> int:
             print(f"error: {problem}", file=sys.stderr)
         return 2
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_serve(args, config))
+        uvloop.run(_serve(args, config))
     return 0
 
 
