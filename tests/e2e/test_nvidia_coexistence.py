@@ -9,37 +9,20 @@ and the next native pod is kept off the node.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
 
-from daemons.scheduler.http import extender_app
-from daemons.scheduler.kube import KubeCluster
-from daemons.scheduler.mirror import ClusterMirror
-from daemons.scheduler.service import SchedulerService
 from tests.daemons.hypervisor.fake_kubelet import FakeKubelet
 from tests.daemons.hypervisor.process import NODE, UUID0, UUID1, Hypervisor
-from tests.daemons.scheduler.cluster import binding_args, extender_args, gpu_pod, pool
+from tests.daemons.scheduler.cluster import gpu_pod, pool
+from tests.e2e.extender import Extender, eventually, running_extender
 from tests.kubeapi.emulator import KubeEmulator
 from tfcore.k8s import request_json
-from tfcore.sched import Allocator
 
 GROUP = "/apis/tensor-fusion.ai/v1"
-PATIENCE = 20.0  # seconds: the hypervisor reports every 0.2 s; CI has two shared cores
-
-
-async def eventually(check: Callable[[], bool], what: str) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + PATIENCE
-    while not check():
-        if loop.time() > deadline:
-            raise AssertionError(f"never happened: {what}")
-        await asyncio.sleep(0.05)
 
 
 def native_pod(name: str) -> dict[str, Any]:
@@ -54,43 +37,10 @@ def native_pod(name: str) -> dict[str, Any]:
     }
 
 
-class Extender:
-    """The scheduler extender on the emulator, as kube-scheduler calls it."""
-
-    def __init__(self, service: SchedulerService, client: TestClient[Any, Any]) -> None:
-        self.service = service
-        self.client = client
-
-    async def create(self, kube: KubeEmulator, pod: dict[str, Any]) -> dict[str, Any]:
-        created: dict[str, Any] = await request_json(
-            kube.api_client(), "POST", "/api/v1/namespaces/default/pods", body=pod
-        )
-        uid = created["metadata"]["uid"]
-        await eventually(lambda: uid in self.service.pending, f"the scheduler sees pod {pod['metadata']['name']}")
-        return created
-
-    async def filter(self, pod: dict[str, Any]) -> dict[str, Any]:
-        reply: dict[str, Any] = await (await self.client.post("/filter", json=extender_args(pod, [NODE]))).json()
-        return reply
-
-    async def bind(self, pod: dict[str, Any]) -> dict[str, Any]:
-        reply: dict[str, Any] = await (await self.client.post("/bind", json=binding_args(pod, NODE))).json()
-        return reply
-
-
 @pytest.fixture
 async def extender(kube: KubeEmulator) -> AsyncIterator[Extender]:
-    api = kube.api_client()
-    service = SchedulerService(Allocator(), native_gpu_pods=True)
-    cluster = KubeCluster(api, ClusterMirror(service), watch_timeout=5)
-    task = asyncio.create_task(cluster.run())
-    try:
-        async with TestClient(TestServer(extender_app(service, cluster))) as client:
-            yield Extender(service, client)
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+    async with running_extender(kube, native_gpu_pods=True) as running:
+        yield running
 
 
 async def test_native_pods_and_workers_never_share_a_gpu(
@@ -114,11 +64,11 @@ async def test_native_pods_and_workers_never_share_a_gpu(
             await eventually(
                 lambda: NODE in allocator.nodes and len(allocator.nodes[NODE].gpus) == 2, "the hypervisor's GPUs arrive"
             )
-            native = await extender.create(kube, native_pod("native-0"))
+            native = await extender.create(native_pod("native-0"))
             assert (await extender.filter(native))["NodeNames"] == [NODE]
             assert await extender.bind(native) == {}
 
-            worker = await extender.create(kube, gpu_pod("tf-0", tflops="100", vram="8Gi"))
+            worker = await extender.create(gpu_pod("tf-0", tflops="100", vram="8Gi"))
             refused = await extender.filter(worker)
             assert refused["NodeNames"] == []
             assert "has not yet reported which" in refused["FailedNodes"][NODE]
@@ -131,7 +81,7 @@ async def test_native_pods_and_workers_never_share_a_gpu(
             assert stored["metadata"]["annotations"]["tensor-fusion.ai/gpu-ids"] == UUID0.lower()
             assert stored["spec"]["nodeName"] == NODE
 
-            second = await extender.create(kube, native_pod("native-1"))
+            second = await extender.create(native_pod("native-1"))
             kept_off = await extender.filter(second)
             assert kept_off["NodeNames"] == []
             assert "TensorFusion worker(s) hold GPUs on this node" in kept_off["FailedNodes"][NODE]

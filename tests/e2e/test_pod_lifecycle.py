@@ -12,26 +12,20 @@ Deleting the pod removes its region.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import re
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
 
-from daemons.scheduler.http import extender_app
-from daemons.scheduler.kube import KubeCluster
-from daemons.scheduler.mirror import ClusterMirror
-from daemons.scheduler.service import SchedulerService
 from daemons.webhook.server import Webhook
 from tests.daemons.hypervisor.process import NODE, UUID0, Hypervisor
 from tests.daemons.hypervisor.test_pod_regions import parse_kv, vram  # noqa: F401  (vram: a fixture)
-from tests.daemons.scheduler.cluster import binding_args, extender_args, pool
+from tests.daemons.scheduler.cluster import pool
+from tests.e2e.extender import Extender, eventually, running_extender
 from tests.kubeapi.emulator import KubeEmulator
 from tests.unit.admission.pods import cluster as cluster_defaults
 from tfcore.admission import InjectionConfig, PodReview
@@ -39,20 +33,9 @@ from tfcore.admission.patch import apply_patch
 from tfcore.ipc import limits_path
 from tfcore.k8s import request_json
 from tfcore.native import library_paths
-from tfcore.sched import Allocator
 
 GROUP = "/apis/tensor-fusion.ai/v1"
-PATIENCE = 20.0
 MIB = 1 << 20
-
-
-async def eventually(check: Callable[[], bool], what: str) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + PATIENCE
-    while not check():
-        if loop.time() > deadline:
-            raise AssertionError(f"never happened: {what}")
-        await asyncio.sleep(0.05)
 
 
 class Kubelet:
@@ -96,25 +79,10 @@ class Kubelet:
         return path
 
 
-@dataclass
-class Extender:
-    client: TestClient[Any, Any]
-    service: SchedulerService
-
-
 @pytest.fixture
 async def extender(kube: KubeEmulator) -> AsyncIterator[Extender]:
-    api = kube.api_client()
-    service = SchedulerService(Allocator())
-    cluster = KubeCluster(api, ClusterMirror(service), watch_timeout=5)
-    task = asyncio.create_task(cluster.run())
-    try:
-        async with TestClient(TestServer(extender_app(service, cluster))) as client:
-            yield Extender(client, service)
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+    async with running_extender(kube) as running:
+        yield running
 
 
 async def test_a_pod_from_admission_to_its_program_held_to_the_limit(
@@ -124,7 +92,7 @@ async def test_a_pod_from_admission_to_its_program_held_to_the_limit(
     vram: Path,  # noqa: F811
 ) -> None:
     api = kube.api_client()
-    service, client = extender.service, extender.client
+    service = extender.service
     await request_json(api, "POST", f"{GROUP}/gpupools", body=pool("prod-shared"))
     await request_json(api, "POST", "/api/v1/nodes", body={"metadata": {"name": NODE}})
     gpunode = {"name": NODE, "labels": {"tensor-fusion.ai/gpupool": "prod-shared"}}
@@ -161,9 +129,9 @@ async def test_a_pod_from_admission_to_its_program_held_to_the_limit(
 
         # 2. The scheduler extender places it (kube-scheduler's calls).
         await eventually(lambda: uid in service.pending, "the scheduler sees the pod")
-        filtered = await (await client.post("/filter", json=extender_args(pod, [NODE]))).json()
+        filtered = await extender.filter(pod)
         assert filtered["NodeNames"] == [NODE]
-        assert await (await client.post("/bind", json=binding_args(pod, NODE))).json() == {}
+        assert await extender.bind(pod) == {}
         bound = await request_json(api, "GET", "/api/v1/namespaces/default/pods/train-0")
         assert bound["spec"]["nodeName"] == NODE
         assert bound["metadata"]["annotations"]["tensor-fusion.ai/gpu-ids"] == UUID0.lower()

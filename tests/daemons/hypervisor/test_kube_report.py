@@ -9,7 +9,7 @@ kubelet; an unreadable kubelet withholds the GPUs; without progressive mode it i
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -31,14 +31,6 @@ T = TypeVar("T")
 
 async def eventually(probe: Callable[[], Awaitable[T]], done: Callable[[T], bool], timeout: float = PATIENCE) -> T:
     return await _eventually(probe, done, timeout=timeout)
-
-
-@pytest.fixture
-async def hypervisors(kube: KubeEmulator) -> AsyncIterator[list[Hypervisor]]:
-    started: list[Hypervisor] = []
-    yield started
-    for hypervisor in started:
-        await hypervisor.stop()
 
 
 async def _gpus(kube: KubeEmulator) -> dict[str, dict[str, Any]]:

@@ -17,7 +17,7 @@ import os
 import shutil
 import stat
 import subprocess
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -51,14 +51,6 @@ def vram(tmp_path_factory: pytest.TempPathFactory) -> Path:
     command = [gcc, "-std=gnu11", "-I", str(INCLUDE), str(VRAM_C), "-o", str(target), "-ldl", "-lpthread"]
     subprocess.run(command, check=True, capture_output=True)
     return target
-
-
-@pytest.fixture
-async def hypervisors(kube: KubeEmulator) -> AsyncIterator[list[Hypervisor]]:
-    started: list[Hypervisor] = []
-    yield started
-    for hypervisor in started:
-        await hypervisor.stop()
 
 
 def tf_pod(name: str, gpu_ids: str = UUID0.lower(), vram: str = "1Gi", **annotations: str) -> dict[str, Any]:
