@@ -474,6 +474,11 @@ def test_progressive_migration_gives_the_hypervisor_the_kubelets_pod_resources_a
     socket = main["command"][main["command"].index("--kubelet-pod-resources-socket") + 1]
     assert socket == f"{mount['mountPath']}/kubelet.sock"
     assert "--nvidia-progressive-migration" in main["command"]
+    elsewhere = render(SPEC / "progressive-migration.yaml", sets=("hypervisor.kubeletRootDir=/var/lib/k0s/kubelet/",))
+    spec, main = hypervisor(elsewhere)
+    assert next(v for v in spec["volumes"] if v["name"] == "pod-resources")["hostPath"]["path"] == (
+        "/var/lib/k0s/kubelet/pod-resources"
+    )
     role = find(objects, "ClusterRole", "tensor-fusion-sys-hypervisor")
     assert any("events" in r["resources"] and "create" in r["verbs"] for r in role["rules"])
     gpus = next(r for r in role["rules"] if "gpus/status" in r["resources"] or "gpus" in r["resources"])
