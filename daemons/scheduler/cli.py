@@ -11,7 +11,7 @@ from typing import Any
 import uvloop
 
 from daemons.scheduler.daemon import Options, kube_scheduler_config, run
-from tfcore.config.env import PROGRESSIVE_MIGRATION_ENV, env_flag
+from tfcore.config.env import PROGRESSIVE_MIGRATION_ENV, progressive_migration
 from tfcore.logs import setup_logging
 from tfcore.model.errors import ValidationError
 
@@ -75,11 +75,7 @@ def _options(args: argparse.Namespace) -> Options:
         client_ca=args.extender_client_ca,
         default_pool=args.default_pool,
         freeze_heap=True,
-        native_gpu_pods=(
-            env_flag(os.environ, PROGRESSIVE_MIGRATION_ENV)
-            if args.nvidia_progressive_migration is None
-            else args.nvidia_progressive_migration
-        ),
+        native_gpu_pods=progressive_migration(args.nvidia_progressive_migration, os.environ),
     )
 
 

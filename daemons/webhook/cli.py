@@ -16,7 +16,7 @@ from daemons.webhook.cluster import ClusterState, informers, pod_informer
 from daemons.webhook.server import CertificateReloader, Metrics, Webhook, build_app, watch_certificate
 from tfcore.admission import CanaryLedger, InjectionConfig
 from tfcore.admission.inject import DEFAULT_IMAGE, DEFAULT_REGION_HOST_DIR, SCHEDULER_NAME
-from tfcore.config.env import PROGRESSIVE_MIGRATION_ENV, env_flag
+from tfcore.config.env import PROGRESSIVE_MIGRATION_ENV, progressive_migration
 from tfcore.k8s import connect
 from tfcore.k8s.admission_support import OwnerPods
 from tfcore.logs import setup_logging
@@ -59,9 +59,7 @@ def injection_config(args: argparse.Namespace) -> InjectionConfig:
     shim = args.shim_path
     if shim is None:
         shim = str(library_paths()["shim"])
-    routed = args.nvidia_progressive_migration
-    if routed is None:
-        routed = env_flag(os.environ, PROGRESSIVE_MIGRATION_ENV)
+    routed = progressive_migration(args.nvidia_progressive_migration, os.environ)
     return InjectionConfig(
         image=args.image,
         shim_source=shim,

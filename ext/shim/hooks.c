@@ -47,15 +47,21 @@ static void virtual_info(int dev, uint64_t *free_bytes, uint64_t *total) {
     if (room < *free_bytes) *free_bytes = room; /* never more than the device really has */
 }
 
+/* The driver's figures for the current context's device, virtualized in place when a region
+ * is in force (the caller narrows them back to its own integer width). */
+static void virtualize_current(uint64_t *free_bytes, uint64_t *total) {
+    int ok;
+    if (tf_region_active() != TF_ADMIT_OK) return;
+    int dev = tf_region_current_device(&ok);
+    if (ok) virtual_info(dev, free_bytes, total);
+}
+
 CUresult cuMemGetInfo_v2(size_t *free_bytes, size_t *total) {
     REAL_OR_FAIL(cuMemGetInfo_v2);
     CUresult rc = real(free_bytes, total);
-    int ok;
-    if (rc != CUDA_SUCCESS || tf_region_active() != TF_ADMIT_OK) return rc;
-    int dev = tf_region_current_device(&ok);
-    if (!ok) return rc;
+    if (rc != CUDA_SUCCESS) return rc;
     uint64_t f = *free_bytes, t = *total;
-    virtual_info(dev, &f, &t);
+    virtualize_current(&f, &t);
     *free_bytes = (size_t)f;
     *total = (size_t)t;
     return rc;
@@ -65,12 +71,9 @@ CUresult cuMemGetInfo_v2(size_t *free_bytes, size_t *total) {
 CUresult cuMemGetInfo(unsigned int *free_bytes, unsigned int *total) {
     REAL_OR_FAIL(cuMemGetInfo);
     CUresult rc = real(free_bytes, total);
-    int ok;
-    if (rc != CUDA_SUCCESS || tf_region_active() != TF_ADMIT_OK) return rc;
-    int dev = tf_region_current_device(&ok);
-    if (!ok) return rc;
+    if (rc != CUDA_SUCCESS) return rc;
     uint64_t f = *free_bytes, t = *total;
-    virtual_info(dev, &f, &t);
+    virtualize_current(&f, &t);
     *free_bytes = (unsigned int)f; /* never above the 32-bit values the driver gave */
     *total = (unsigned int)t;
     return rc;

@@ -25,3 +25,8 @@ def env_flag(environ: Mapping[str, str], name: str, default: bool = False) -> bo
     if text in _FALSE:
         return False
     raise ValidationError.single(name, repr(environ[name]), '"true" or "false"')
+
+
+def progressive_migration(flag: bool | None, environ: Mapping[str, str]) -> bool:
+    """--[no-]nvidia-progressive-migration when given, else the chart's environment switch."""
+    return env_flag(environ, PROGRESSIVE_MIGRATION_ENV) if flag is None else flag

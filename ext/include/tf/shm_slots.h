@@ -25,28 +25,25 @@ static inline off_t tf_shm_slot_offset(int slot) {
     return (off_t)(offsetof(tf_shm_state, procs) + (size_t)slot * sizeof(tf_shm_proc));
 }
 
+/* One never-waiting OFD lock call on a slot's first byte (type: F_WRLCK or F_UNLCK). */
+static inline int tf_shm_slot_setlk(int fd, int slot, short type) {
+    struct flock fl;
+    memset(&fl, 0, sizeof fl);
+    fl.l_type = type;
+    fl.l_whence = SEEK_SET;
+    fl.l_start = tf_shm_slot_offset(slot);
+    fl.l_len = 1;
+    return fcntl(fd, F_OFD_SETLK, &fl);
+}
+
 /* 1: the lock is ours now (or already was, through this descriptor); 0: someone else holds
  * it; -1: locking failed (errno set). */
 static inline int tf_shm_slot_trylock(int fd, int slot) {
-    struct flock fl;
-    memset(&fl, 0, sizeof fl);
-    fl.l_type = F_WRLCK;
-    fl.l_whence = SEEK_SET;
-    fl.l_start = tf_shm_slot_offset(slot);
-    fl.l_len = 1;
-    if (fcntl(fd, F_OFD_SETLK, &fl) == 0) return 1;
+    if (tf_shm_slot_setlk(fd, slot, F_WRLCK) == 0) return 1;
     return errno == EAGAIN || errno == EACCES ? 0 : -1;
 }
 
-static inline void tf_shm_slot_unlock(int fd, int slot) {
-    struct flock fl;
-    memset(&fl, 0, sizeof fl);
-    fl.l_type = F_UNLCK;
-    fl.l_whence = SEEK_SET;
-    fl.l_start = tf_shm_slot_offset(slot);
-    fl.l_len = 1;
-    (void)fcntl(fd, F_OFD_SETLK, &fl);
-}
+static inline void tf_shm_slot_unlock(int fd, int slot) { (void)tf_shm_slot_setlk(fd, slot, F_UNLCK); }
 
 /* Returns a slot's usage to the worker (zeroing it is the whole return: usage is the sum of
  * the slots) and frees it.  The caller holds the slot's lock.

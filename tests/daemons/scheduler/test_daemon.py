@@ -13,22 +13,12 @@ import pytest
 import yaml
 
 from daemons.cli import main
-from daemons.scheduler.daemon import Options, build
+from daemons.scheduler.daemon import DEFAULT_CONFIG, Options, build
 from tests.daemons.scheduler.cluster import SPEC_POD_YAML, binding_args, extender_args, fleet, gpu_pod
 from tfcore.model.errors import ValidationError
 from tfcore.web.app import start
 
-CONFIG = """\
-apiVersion: kubescheduler.config.k8s.io/v1
-kind: KubeSchedulerConfiguration
-profiles:
-- schedulerName: tensor-fusion-scheduler
-  pluginConfig:
-  - name: GPUResourcesFit
-    args: {maxWorkerPerNode: 256, vramWeight: 0.7, tflopsWeight: 0.3}
-  - name: GPUNetworkTopologyAware
-    args: {totalIntranetBandWidthGBps: 100}
-"""
+CONFIG = DEFAULT_CONFIG  # the config the daemon uses when given none
 
 
 def _snapshot(tmp_path: Path, objects: list[dict[str, Any]], *, as_list: bool) -> Path:
