@@ -19,6 +19,7 @@ import aiohttp
 
 from tfcore.k8s.client import KubeClient, raw_request, request_json
 from tfcore.k8s.errors import ApiError, Gone, KubeError
+from tfcore.k8s.resources import ApiResource, resource_for
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,14 @@ class Resource:
     kind: str
     label_selector: str | None = None
     field_selector: str | None = None
+
+    @classmethod
+    def of(
+        cls, where: ApiResource | str, *, label_selector: str | None = None, field_selector: str | None = None
+    ) -> Resource:
+        """All objects of an API resource (or of a registered kind, by name) across namespaces."""
+        api = resource_for(where) if isinstance(where, str) else where
+        return cls(api.collection(), api.kind, label_selector, field_selector)
 
 
 @dataclass(frozen=True, slots=True)

@@ -67,6 +67,7 @@ class LeaderElector:
         self.transitions = 0  # times this candidate became leader
         self.holder: str | None = None  # who holds the lease, as last seen
         self.changed = asyncio.Event()  # set on every gain or loss of leadership
+        self.renewed = asyncio.Event()  # set on every successful acquire or renewal (waiters clear it)
         self.release_on_cancel = True  # False only in tests that play a killed process
 
     @property
@@ -208,6 +209,7 @@ class LeaderElector:
         self._holds = True
         # Counted from before the request went out: the lease cannot have been renewed earlier.
         self._leading_until = started + self.config.renew_deadline
+        self.renewed.set()
 
     def _duration_seconds(self) -> int:
         return max(1, round(self.config.lease_duration))
