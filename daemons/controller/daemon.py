@@ -16,8 +16,9 @@ from aiohttp import web
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from daemons.controller.context import Settings
+from daemons.controller.controller import Controller
 from daemons.controller.observability import Observability, ObservabilityCollector, ObservabilitySettings
-from daemons.controller.reconciler import Controller
 from tfcore.k8s import KubeClient, connect
 from tfcore.k8s.events import EventRecorder
 from tfcore.k8s.leader import LeaderElector, LeaseConfig
@@ -125,13 +126,15 @@ class ControllerDaemon:
             api,
             is_leader=self.is_leader,
             recorder=self.recorder,
+            settings=Settings(
+                taint_used_nodes=options.nvidia_progressive_migration, canary_settle=options.canary_settle_seconds
+            ),
+            leadership=self.elector.renewed if self.elector else None,
             watch_timeout=watch_timeout,
-            taint_used_nodes=options.nvidia_progressive_migration,
-            canary_settle=options.canary_settle_seconds,
         )
         settings = options.observability(metrics=metrics)
         self.observability = (
-            Observability(settings, self.controller.cache, self.is_leader) if settings.enabled else None
+            Observability(settings, self.controller.store.view(), self.is_leader) if settings.enabled else None
         )
 
     def is_leader(self) -> bool:
