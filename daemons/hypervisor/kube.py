@@ -43,11 +43,12 @@ from tfcore.hypervisor.report import (
     transition,
     vanished_status,
 )
-from tfcore.k8s import Conflict, KubeClient, KubeError, NotFound, request_json
+from tfcore.k8s import Conflict, KubeClient, KubeError, NotFound, request_json, resource_for
 from tfcore.k8s.events import EventRecorder
 
 log = logging.getLogger(__name__)
-GROUP: Final = "/apis/tensor-fusion.ai/v1"
+GPUS: Final = resource_for("GPU")
+GPUNODES: Final = resource_for("GPUNode")
 MERGE_PATCH: Final = "application/merge-patch+json"
 HEARTBEAT_PERIOD: Final = 60.0  # the GPUNode's hypervisorStatus is rewritten at least this often
 MAX_BACKOFF: Final = 300.0
@@ -204,7 +205,7 @@ class NodeReporter:
 
     async def _write_gpus(self, desired: dict[str, dict[str, Any]]) -> None:
         query = {"labelSelector": f"{HOSTNAME_LABEL}={self.node_name}"}
-        listed = await request_json(self.api, "GET", f"{GROUP}/gpus", query=query)
+        listed = await request_json(self.api, "GET", GPUS.collection(), query=query)
         current = {str(o["metadata"]["name"]): o for o in (listed or {}).get("items") or []}
         for name, body in desired.items():
             obj = current.get(name) or await self._create(body)
@@ -212,7 +213,7 @@ class NodeReporter:
             patch = status_patch(previous, body["status"])
             if not patch:
                 continue
-            updated = await self._patch_status("gpus", name, patch)
+            updated = await self._patch_status("GPU", name, patch)
             change = transition(previous.get("usedBy"), body["status"]["usedBy"])
             if change is not None:
                 await self._handed_over(updated, change)
@@ -222,7 +223,7 @@ class NodeReporter:
             patch = vanished_status(_status(obj), self.node_name)
             if patch:
                 log.warning("GPU %s (%s) is no longer seen on this node", name, _status(obj).get("uuid"))
-                updated = await self._patch_status("gpus", name, patch)
+                updated = await self._patch_status("GPU", name, patch)
                 await self.recorder.emit(updated, "Warning", "GPUGone", patch["message"])
 
     async def _create(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -230,21 +231,22 @@ class NodeReporter:
         this node yet) is fetched and labelled instead."""
         name = body["metadata"]["name"]
         try:
-            created: dict[str, Any] = await request_json(self.api, "POST", f"{GROUP}/gpus", body=body)
+            created: dict[str, Any] = await request_json(self.api, "POST", GPUS.collection(), body=body)
             log.info("GPU %s reported", name)
             return created
         except Conflict:
             pass
-        obj: dict[str, Any] = await request_json(self.api, "GET", f"{GROUP}/gpus/{name}")
+        obj: dict[str, Any] = await request_json(self.api, "GET", GPUS.item(name))
         labels = (obj.get("metadata") or {}).get("labels") or {}
         if labels.get(HOSTNAME_LABEL) != self.node_name:
             patch = {"metadata": {"labels": {HOSTNAME_LABEL: self.node_name}}}
-            obj = await request_json(self.api, "PATCH", f"{GROUP}/gpus/{name}", body=patch, content_type=MERGE_PATCH)
+            obj = await request_json(self.api, "PATCH", GPUS.item(name), body=patch, content_type=MERGE_PATCH)
         return obj
 
-    async def _patch_status(self, plural: str, name: str, status: dict[str, Any]) -> dict[str, Any]:
+    async def _patch_status(self, kind: str, name: str, status: dict[str, Any]) -> dict[str, Any]:
+        path = resource_for(kind).item(name, subresource="status")
         updated: dict[str, Any] = await request_json(
-            self.api, "PATCH", f"{GROUP}/{plural}/{name}/status", body={"status": status}, content_type=MERGE_PATCH
+            self.api, "PATCH", path, body={"status": status}, content_type=MERGE_PATCH
         )
         return updated
 
@@ -264,7 +266,7 @@ class NodeReporter:
 
     async def _write_gpunode(self) -> None:
         try:
-            gpunode = await request_json(self.api, "GET", f"{GROUP}/gpunodes/{self.node_name}")
+            gpunode = await request_json(self.api, "GET", GPUNODES.item(self.node_name))
         except NotFound:
             if not self._gpunode_missing:
                 log.info("no GPUNode %s yet (the controller creates it): its status waits", self.node_name)
@@ -291,5 +293,5 @@ class NodeReporter:
                 "lastHeartbeatTime": _now(),
             },
         }
-        await self._patch_status("gpunodes", self.node_name, status)
+        await self._patch_status("GPUNode", self.node_name, status)
         self._heartbeat_at = time.monotonic()

@@ -43,9 +43,7 @@ MAX_PENDING_EVENTS: Final = 1000
 
 
 def pods_resource(node_name: str) -> Resource:
-    return Resource(
-        "/api/v1/pods", "Pod", label_selector=f"{LABEL_ENABLED}=true", field_selector=f"spec.nodeName={node_name}"
-    )
+    return Resource.of("Pod", label_selector=f"{LABEL_ENABLED}=true", field_selector=f"spec.nodeName={node_name}")
 
 
 class PodWorkers:

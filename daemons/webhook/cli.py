@@ -92,11 +92,11 @@ async def _serve(args: argparse.Namespace, config: InjectionConfig) -> None:
             config, state, list_owner_pods=owner_pods.list, ledger=CanaryLedger(args.canary_ttl), metrics=metrics
         )
         app = build_app(webhook)
-        watchers = [*informers(api, state), pod_informer(api, webhook.ledger)]
-        for informer in watchers:
-            add_background(app, informer.run)
+        cluster, pods = informers(api, state), pod_informer(api, webhook.ledger)
+        add_background(app, cluster.run)
+        add_background(app, pods.run)
         add_ready_check(
-            app, lambda: None if all(i.synced.is_set() for i in watchers) else "cluster objects not listed yet"
+            app, lambda: None if cluster.synced() and pods.synced.is_set() else "cluster objects not listed yet"
         )
         context = server_tls(args.tls_cert_file, args.tls_key_file)
         watch_certificate(
