@@ -9,15 +9,12 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any, Final
-from urllib.parse import quote
 
 from tfcore.k8s.client import KubeClient, request_json
 from tfcore.k8s.errors import KubeError
+from tfcore.k8s.resources import PODS, REPLICASETS, STATEFULSETS
 
-OWNER_PATHS: Final = {
-    "ReplicaSet": "/apis/apps/v1/namespaces/{namespace}/replicasets/{name}",
-    "StatefulSet": "/apis/apps/v1/namespaces/{namespace}/statefulsets/{name}",
-}
+OWNERS: Final = {r.kind: r for r in (REPLICASETS, STATEFULSETS)}
 
 
 class OwnerPods:
@@ -34,7 +31,7 @@ class OwnerPods:
         reply = await request_json(
             self.api,
             "GET",
-            f"/api/v1/namespaces/{quote(namespace)}/pods",
+            PODS.collection(namespace),
             query={"labelSelector": selector},
             timeout=self.timeout,
         )
@@ -46,12 +43,10 @@ class OwnerPods:
         if cached is not None:
             self._selectors.move_to_end(uid)
             return cached
-        template = OWNER_PATHS.get(kind)
-        if template is None:
+        resource = OWNERS.get(kind)
+        if resource is None:
             raise KubeError(f"cannot list the pods of a {kind}")
-        owner = await request_json(
-            self.api, "GET", template.format(namespace=quote(namespace), name=quote(name)), timeout=self.timeout
-        )
+        owner = await request_json(self.api, "GET", resource.item(name, namespace), timeout=self.timeout)
         if (owner.get("metadata") or {}).get("uid") != uid:
             raise KubeError(f"{kind} {namespace}/{name} is not the owner {uid} any more")
         selector = label_selector((owner.get("spec") or {}).get("selector") or {})

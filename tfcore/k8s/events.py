@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 from tfcore.k8s.client import KubeClient, request_json
 from tfcore.k8s.errors import KubeError
+from tfcore.k8s.resources import EVENTS
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +56,7 @@ class EventRecorder:
             "count": 1,
         }
         try:
-            await request_json(self.api, "POST", f"/api/v1/namespaces/{namespace}/events", body=body)
+            await request_json(self.api, "POST", EVENTS.collection(namespace), body=body)
             self.sent += 1
         except KubeError as exc:
             self.failed += 1

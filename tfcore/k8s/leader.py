@@ -30,6 +30,7 @@ from typing import Any
 
 from tfcore.k8s.client import KubeClient, request_json
 from tfcore.k8s.errors import ApiError, Conflict, KubeError, NotFound
+from tfcore.k8s.resources import LEASES
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +73,7 @@ class LeaderElector:
 
     @property
     def path(self) -> str:
-        return f"/apis/coordination.k8s.io/v1/namespaces/{self.config.namespace}/leases/{self.config.name}"
+        return LEASES.item(self.config.name, self.config.namespace)
 
     def is_leader(self) -> bool:
         """True while this candidate holds a lease it renewed within the renew deadline."""
@@ -188,7 +189,7 @@ class LeaderElector:
                 "leaseTransitions": 0,
             },
         }
-        path = self.path.rsplit("/", 1)[0]
+        path = LEASES.collection(self.config.namespace)
         try:
             stored = await request_json(self.api, "POST", path, body=body, timeout=self.config.renew_deadline)
         except ApiError as exc:
