@@ -21,6 +21,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from tfcore.hypervisor.nodefile import NODE_FILE, decode_node_file
 from tfcore.native import NativeLibraryMissing, library_paths
 
 KERNEL_SECONDS = 4 * 5e-6  # the sample kernel on the simulated H100: 4 waves of 5 us
@@ -47,13 +48,13 @@ def _get(url: str) -> Any:
 def _start_node(root: Path, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
     log = (root / "node.log").open("wb")
     node = subprocess.Popen([*CLI, "up", "--simulate", "--port", "0"], env=env, stdout=log, stderr=log)
-    node_file = root / "node" / "node.json"
+    node_file = root / "node" / NODE_FILE
     deadline = time.monotonic() + 30
     while not node_file.exists():
         if node.poll() is not None or time.monotonic() > deadline:
             raise RuntimeError("the node did not start:\n" + (root / "node.log").read_text())
         time.sleep(0.05)
-    return node, json.loads(node_file.read_text())["url"]
+    return node, decode_node_file(node_file.read_bytes()).url
 
 
 def _share(progress: list[dict[str, Any]], start: float, end: float) -> float:

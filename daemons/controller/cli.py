@@ -17,7 +17,7 @@ import uvloop
 
 from daemons.controller.daemon import DEFAULT_LEASE_NAME, Options, check_alert_address, parse_bind_address, run
 from daemons.controller.observability import ENV_DYNAMIC_CONFIG, greptime_from_env
-from tfcore.config.env import PROGRESSIVE_MIGRATION_ENV, env_flag
+from tfcore.config import env as environment
 from tfcore.k8s import KubeError
 from tfcore.logs import setup_logging
 from tfcore.model.errors import ValidationError
@@ -139,10 +139,10 @@ def options_from(args: argparse.Namespace, env: Mapping[str, str] | None = None)
         kubeconfig=args.kubeconfig,
         lease_namespace=args.lease_namespace,
         lease_name=args.lease_name,
-        dynamic_config=args.dynamic_config or env.get(ENV_DYNAMIC_CONFIG) or None,
+        dynamic_config=args.dynamic_config or environment.DYNAMIC_CONFIG.read(env) or None,
         greptime=greptime,
         metrics_store=args.metrics_store,
-        nvidia_progressive_migration=env_flag(env, PROGRESSIVE_MIGRATION_ENV),
+        nvidia_progressive_migration=environment.progressive_migration(None, env),
     )
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
 import os
 import secrets
@@ -20,11 +19,13 @@ from aiohttp import web
 from daemons.hypervisor import gpus as nvml
 from daemons.hypervisor.http import build_app
 from daemons.hypervisor.node import Node
+from daemons.hypervisor.options import add_node_arguments
 from daemons.hypervisor.usage import usage_points
 from daemons.hypervisor.workers import WorkerDirectory
+from tfcore.config.env import SIM_STATE, progressive_migration
 from tfcore.hypervisor import ControllerSettings, parse_tflops_overrides, rated_tflops
 from tfcore.hypervisor.deviceplugin import DEFAULT_RESOURCES, check_resource_name
-from tfcore.hypervisor.options import add_node_arguments
+from tfcore.hypervisor.nodefile import NODE_FILE, NodeFile, encode_node_file
 from tfcore.hypervisor.paths import default_state_dir
 from tfcore.k8s import KubeClient, KubeError, connect
 from tfcore.logs import setup_logging
@@ -89,6 +90,7 @@ def main(args: argparse.Namespace) -> int:
         if not 1 <= args.tflops_oversell <= 10000:
             raise ValidationError.single("--tflops-oversell", str(args.tflops_oversell), "1 to 10000 percent")
         _check_kube_arguments(args)
+        args.nvidia_progressive_migration = progressive_migration(args.nvidia_progressive_migration, os.environ)
         simulated = nvml.init_nvml(simulate=True if args.simulate else None)
     except ValidationError as exc:
         for problem in exc.problems:
@@ -159,7 +161,7 @@ async def _serve(node: Node, token: str, args: argparse.Namespace, state_dir: Pa
     finally:
         failed.cancel()
         stopping.cancel()
-        (state_dir / "node.json").unlink(missing_ok=True)
+        (state_dir / NODE_FILE).unlink(missing_ok=True)
         await served.close(grace=5.0)
         if writer is not None and store is not None:
             await writer.flush(2.0)
@@ -231,14 +233,14 @@ async def _kube(app: web.Application, node: Node, args: argparse.Namespace, stat
 def _write_node_file(state_dir: Path, host: str, port: int, simulated: bool) -> None:
     """Where clients (`tensor-fusion run`) find the API and what a worker's environment needs."""
     libs = library_paths()
-    info = {
-        "url": f"http://{host}:{port}",
-        "pid": os.getpid(),
-        "simulated": simulated,
-        "shim": str(libs["shim"]),
-        "library_path": str(libs["simcuda"].parent) if simulated else "",
-        "sim_state": os.environ.get("TF_SIM_STATE", ""),
-    }
-    temporary = state_dir / "node.json.tmp"
-    temporary.write_text(json.dumps(info))
-    os.replace(temporary, state_dir / "node.json")
+    info = NodeFile(
+        url=f"http://{host}:{port}",
+        pid=os.getpid(),
+        simulated=simulated,
+        shim=str(libs["shim"]),
+        library_path=str(libs["simcuda"].parent) if simulated else "",
+        sim_state=SIM_STATE.read(os.environ),
+    )
+    temporary = state_dir / (NODE_FILE + ".tmp")
+    temporary.write_bytes(encode_node_file(info))
+    os.replace(temporary, state_dir / NODE_FILE)

@@ -21,7 +21,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from tfcore.hypervisor.options import add_node_arguments, node_argv
+from daemons.hypervisor.options import add_node_arguments, node_argv
+from tfcore.hypervisor.nodefile import NODE_FILE, NodeFile, decode_node_file
 from tfcore.hypervisor.paths import default_state_dir
 from tfcore.model.errors import Problem, ValidationError
 from tfcore.model.quantity import parse_quantity
@@ -59,9 +60,9 @@ class NodeError(RuntimeError):
     pass
 
 
-def _call(node: dict[str, Any], token: str, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+def _call(node: NodeFile, token: str, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
     data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(node["url"] + path, data=data, method=method)
+    request = urllib.request.Request(node.url + path, data=data, method=method)
     request.add_header("Authorization", f"Bearer {token}")
     if data is not None:
         request.add_header("Content-Type", "application/json")
@@ -76,7 +77,7 @@ def _call(node: dict[str, Any], token: str, method: str, path: str, body: dict[s
         )
         raise NodeError(f"{detail.get('error', exc.reason)}{problems}") from exc
     except OSError as exc:
-        raise NodeError(f"cannot reach the node at {node['url']}: {exc}") from exc
+        raise NodeError(f"cannot reach the node at {node.url}: {exc}") from exc
     return json.loads(raw) if raw else None
 
 
@@ -96,12 +97,11 @@ def _check_amounts(args: argparse.Namespace) -> list[Problem]:
     return problems
 
 
-def _read_node(state_dir: Path) -> dict[str, Any] | None:
+def _read_node(state_dir: Path) -> NodeFile | None:
     try:
-        found: dict[str, Any] = json.loads((state_dir / "node.json").read_text())
-    except (OSError, ValueError):
+        return decode_node_file((state_dir / NODE_FILE).read_bytes())
+    except (OSError, ValidationError):
         return None
-    return found
 
 
 def _die_with_parent() -> None:
@@ -120,9 +120,9 @@ def _run(args: argparse.Namespace) -> int:
         return 2
     state_dir = args.state_dir or default_state_dir()
     try:
-        node = json.loads((state_dir / "node.json").read_text())
+        node = decode_node_file((state_dir / NODE_FILE).read_bytes())
         token = (args.token_file or state_dir / "token").read_text().strip()
-    except (OSError, ValueError) as exc:
+    except (OSError, ValidationError) as exc:
         print(f"error: no node running at {state_dir} ({exc}); start one with `tensor-fusion up`", file=sys.stderr)
         return 1
     name = args.name or f"run-{os.getpid()}"
@@ -139,11 +139,11 @@ def _run(args: argparse.Namespace) -> int:
     except NodeError as exc:
         print(f"error: the node refused the share: {exc}", file=sys.stderr)
         return 1
-    env = dict(os.environ, LD_PRELOAD=node["shim"], TF_SHM_PATH=worker["region"])
-    if node.get("library_path"):
-        env["LD_LIBRARY_PATH"] = ":".join(x for x in (node["library_path"], env.get("LD_LIBRARY_PATH", "")) if x)
-    if node.get("sim_state"):
-        env["TF_SIM_STATE"] = node["sim_state"]
+    env = dict(os.environ, LD_PRELOAD=node.shim, TF_SHM_PATH=worker["region"])
+    if node.library_path:
+        env["LD_LIBRARY_PATH"] = ":".join(x for x in (node.library_path, env.get("LD_LIBRARY_PATH", "")) if x)
+    if node.sim_state:
+        env["TF_SIM_STATE"] = node.sim_state
     forwarded: list[int] = []
     child: subprocess.Popen[bytes] | None = None
 

@@ -270,14 +270,14 @@ def test_greptime_env_is_accepted_or_rejected_by_name(port: str, cloud: str) -> 
     if not port_ok:
         with pytest.raises(ValidationError, match="TF_GREPTIME_PORT"):
             greptime_from_env(env)
-    elif cloud_text not in ("", "0", "f", "false", "1", "t", "true"):
+    elif cloud_text not in ("", "0", "f", "false", "no", "off", "1", "t", "true", "yes", "on"):
         with pytest.raises(ValidationError, match="TF_GREPTIME_IS_CLOUD"):
             greptime_from_env(env)
     else:
         found = greptime_from_env(env)
         assert found is not None
         assert found.port == int(port_text)
-        assert found.is_cloud == (cloud_text in ("1", "t", "true"))
+        assert found.is_cloud == (cloud_text in ("1", "t", "true", "yes", "on"))
 
 
 def test_flags_env_and_defaults(tmp_path: Path) -> None:

@@ -209,7 +209,7 @@ def test_bad_kubernetes_flags_name_the_flag(argv: list[str], field: str) -> None
     import argparse
 
     from daemons.hypervisor.cli import _check_kube_arguments
-    from tfcore.hypervisor.options import add_node_arguments
+    from daemons.hypervisor.options import add_node_arguments
     from tfcore.model.errors import ValidationError
 
     parser = argparse.ArgumentParser()
@@ -222,7 +222,7 @@ def test_bad_kubernetes_flags_name_the_flag(argv: list[str], field: str) -> None
 def test_kubernetes_flags_default_from_the_charts_environment() -> None:
     import argparse
 
-    from tfcore.hypervisor.options import add_node_arguments, node_argv
+    from daemons.hypervisor.options import add_node_arguments, node_argv
 
     parser = argparse.ArgumentParser()
     add_node_arguments(parser, environ={"NODE_NAME": "gpu-7", "TF_NVIDIA_OPERATOR_PROGRESSIVE_MIGRATION": "true"})

@@ -22,7 +22,7 @@ def test_unset_is_the_default() -> None:
     assert env_flag({}, PROGRESSIVE_MIGRATION_ENV, default=True) is True
 
 
-KNOWN = {"true", "1", "yes", "on", "false", "0", "no", "off", ""}
+KNOWN = {"true", "1", "yes", "on", "t", "false", "0", "no", "off", "f", ""}
 
 
 @given(st.text(max_size=12).filter(lambda v: v.strip().lower() not in KNOWN))
@@ -36,4 +36,4 @@ def test_anything_else_is_refused_naming_the_variable(value: str) -> None:
 @given(st.sampled_from(sorted(KNOWN)), st.sampled_from(["", " ", "\t"]), st.booleans())
 def test_known_words_in_any_case_and_padding(word: str, pad: str, upper: bool) -> None:
     value = pad + (word.upper() if upper else word) + pad
-    assert env_flag({"X": value}, "X") is (word in {"true", "1", "yes", "on"})
+    assert env_flag({"X": value}, "X") is (word in {"true", "1", "yes", "on", "t"})

@@ -120,7 +120,7 @@ def test_state_dir_defaults() -> None:
 def test_up_hands_its_options_to_the_hypervisor_unchanged() -> None:
     import argparse
 
-    from tfcore.hypervisor.options import add_node_arguments, node_argv
+    from daemons.hypervisor.options import add_node_arguments, node_argv
 
     parser = argparse.ArgumentParser()
     add_node_arguments(parser)

@@ -1,4 +1,5 @@
-"""The node's command-line options, defined once for `tensor-fusion hypervisor` and `up`."""
+"""The node's command-line options, defined once for `tensor-fusion hypervisor` and `up` (which
+hands them on to the hypervisor it starts)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Final
 
-from tfcore.config.env import PROGRESSIVE_MIGRATION_ENV
+from tfcore.config.env import PROGRESSIVE_MIGRATION, PROGRESSIVE_MIGRATION_ENV
+from tfcore.model.errors import ValidationError
 
 DEFAULT_PORT: Final = 7311
 DEFAULT_POD_RESOURCES_SOCKET: Final = Path("/var/lib/kubelet/pod-resources/kubelet.sock")
@@ -84,9 +86,9 @@ def add_node_arguments(parser: argparse.ArgumentParser, environ: Mapping[str, st
     kube.add_argument(
         "--nvidia-progressive-migration",
         action=argparse.BooleanOptionalAction,
-        default=env.get(PROGRESSIVE_MIGRATION_ENV, "").lower() == "true",
+        default=_progressive_default(env),
         help="coexist with the NVIDIA device plugin: never use GPUs it allocated "
-        f"(default: ${PROGRESSIVE_MIGRATION_ENV} == true)",
+        f"(default: ${PROGRESSIVE_MIGRATION_ENV}, true/false/1/0/yes/no/on/off)",
     )
     kube.add_argument(
         "--kubelet-pod-resources-socket",
@@ -102,6 +104,14 @@ def add_node_arguments(parser: argparse.ArgumentParser, environ: Mapping[str, st
         metavar="NAME",
         help="extended resource whose devices the device plugin holds (repeatable; default nvidia.com/gpu)",
     )
+
+
+def _progressive_default(env: Mapping[str, str]) -> bool | None:
+    """The chart's switch, read as every daemon reads it; None when malformed (main() reports it)."""
+    try:
+        return PROGRESSIVE_MIGRATION.read(env)
+    except ValidationError:
+        return None
 
 
 def node_argv(args: argparse.Namespace) -> list[str]:
@@ -125,7 +135,8 @@ def node_argv(args: argparse.Namespace) -> list[str]:
         argv += ["--kubeconfig", args.kubeconfig]
     argv += ["--report-interval", str(args.report_interval)]
     progressive = "--nvidia-progressive-migration"
-    argv.append(progressive if args.nvidia_progressive_migration else progressive.replace("--", "--no-", 1))
+    if args.nvidia_progressive_migration is not None:  # unset: the hypervisor reads the environment itself
+        argv.append(progressive if args.nvidia_progressive_migration else progressive.replace("--", "--no-", 1))
     argv += ["--kubelet-pod-resources-socket", str(args.kubelet_pod_resources_socket)]
     for resource in args.device_plugin_resource:
         argv += ["--device-plugin-resource", resource]
