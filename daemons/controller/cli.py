@@ -17,6 +17,7 @@ import uvloop
 
 from daemons.controller.daemon import DEFAULT_LEASE_NAME, Options, check_alert_address, parse_bind_address, run
 from daemons.controller.observability import ENV_DYNAMIC_CONFIG, greptime_from_env
+from tfcore.alerts.builtin import use_rules_file
 from tfcore.config import env as environment
 from tfcore.k8s import KubeError
 from tfcore.logs import setup_logging
@@ -150,6 +151,7 @@ def _controller(args: argparse.Namespace) -> int:
     try:
         setup_logging()
         options = options_from(args)
+        use_rules_file(environment.BUILTIN_ALERT_RULES.read(os.environ) or None)
     except ValidationError as exc:
         for problem in exc.problems:
             print(f"error: {problem}", file=sys.stderr)

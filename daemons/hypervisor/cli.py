@@ -111,7 +111,7 @@ def main(args: argparse.Namespace) -> int:
                 )
                 return 2
             rated[gpu.uuid] = value
-        state_dir = args.state_dir or default_state_dir()
+        state_dir = args.state_dir or default_state_dir(os.environ)
         directory = WorkerDirectory(state_dir / "workers")
         token = _token(args.token_file or state_dir / "token")
         node = Node(

@@ -129,7 +129,7 @@ class PodResourcesClient:
         """KubeletUnavailable says why when the socket is missing or the call fails or times out."""
         self.calls += 1
         where = f"kubelet pod-resources API at {self.socket_path}"
-        if not os.path.exists(self.socket_path):  # a stat; cheaper and clearer than a failed connect
+        if not os.path.exists(self.socket_path):  # noqa: ASYNC240 - one stat, cheaper and clearer than a failed connect
             raise KubeletUnavailable(f"{where}: no such socket (is /var/lib/kubelet/pod-resources mounted?)")
         wire = messages()
         target = f"unix://{self.socket_path.absolute()}"

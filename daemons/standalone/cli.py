@@ -118,7 +118,7 @@ def _run(args: argparse.Namespace) -> int:
         for problem in problems:
             print(f"error: {problem}", file=sys.stderr)
         return 2
-    state_dir = args.state_dir or default_state_dir()
+    state_dir = args.state_dir or default_state_dir(os.environ)
     try:
         node = decode_node_file((state_dir / NODE_FILE).read_bytes())
         token = (args.token_file or state_dir / "token").read_text().strip()

@@ -49,3 +49,36 @@ def test_the_checker_sees_every_import_form() -> None:
         ("from ._shm import Region", "tfcore.ipc"),
     ]:
         assert BINDING in _imports_in(source, package), source
+
+
+PURE = ("tfcore/model", "tfcore/alerts", "tfcore/sched", "tfcore/admission", "tfcore/operator", "tfcore/hypervisor")
+ENVIRONMENT = {"os.environ", "os.getenv", "os.environb", "os.putenv"}
+
+
+def _environment_uses(source: str) -> set[str]:
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
+            name = f"{node.value.id}.{node.attr}"
+            if name in ENVIRONMENT:
+                found.add(name)
+        elif isinstance(node, ast.ImportFrom) and node.module == "os":
+            found.update(f"os.{a.name}" for a in node.names if f"os.{a.name}" in ENVIRONMENT)
+    return found
+
+
+def test_pure_packages_take_the_environment_as_an_argument() -> None:
+    """Daemons read TF_* once through tfcore.config.env; the pure logic never reads os.environ."""
+    offenders = {
+        str(path.relative_to(REPO)): sorted(uses)
+        for top in PURE
+        for path in (REPO / top).rglob("*.py")
+        if (uses := _environment_uses(path.read_text(encoding="utf-8")))
+    }
+    assert offenders == {}
+
+
+def test_the_environment_checker_sees_every_form() -> None:
+    for source in ("x = os.environ['A']", "os.getenv('A')", "from os import environ"):
+        assert _environment_uses(source), source
+    assert not _environment_uses("env.get('A')")

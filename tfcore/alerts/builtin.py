@@ -6,7 +6,6 @@ a test fails when the two differ, so there is one source of truth.
 
 from __future__ import annotations
 
-import os
 from functools import cache
 from pathlib import Path
 
@@ -15,13 +14,21 @@ import yaml
 from tfcore.alerts.rules import WATCHDOG, CompiledRule, compile_rules
 from tfcore.model.errors import ValidationError
 
-ENV_PATH = "TF_BUILTIN_ALERT_RULES"
+ENV_PATH = "TF_BUILTIN_ALERT_RULES"  # read by the controller (tfcore.config.env.BUILTIN_ALERT_RULES)
 PACKAGED_PATH = Path(__file__).resolve().parent / "builtin_rules.yaml"
 
 
+_chosen: list[Path] = []  # set once at start by the daemon that reads the environment
+
+
+def use_rules_file(path: str | Path | None) -> None:
+    """Replace the packaged rules with `path` (the controller passes $TF_BUILTIN_ALERT_RULES); None: packaged."""
+    _chosen[:] = [Path(path)] if path else []
+
+
 def builtin_rules_path() -> Path:
-    """$TF_BUILTIN_ALERT_RULES, else the rules shipped with the package."""
-    return Path(os.environ.get(ENV_PATH) or PACKAGED_PATH)
+    """The file chosen with use_rules_file, else the rules shipped with the package."""
+    return _chosen[0] if _chosen else PACKAGED_PATH
 
 
 @cache

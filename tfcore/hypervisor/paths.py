@@ -7,9 +7,9 @@ from collections.abc import Mapping
 from pathlib import Path
 
 
-def default_state_dir(env: Mapping[str, str] | None = None, euid: int | None = None) -> Path:
-    """$TF_STATE_DIR, else /run/tensor-fusion for root, else a per-user runtime directory."""
-    env = os.environ if env is None else env
+def default_state_dir(env: Mapping[str, str], euid: int | None = None) -> Path:
+    """$TF_STATE_DIR in `env` (the process environment, passed by the daemon), else
+    /run/tensor-fusion for root, else a per-user runtime directory."""
     euid = os.geteuid() if euid is None else euid
     if env.get("TF_STATE_DIR"):
         return Path(env["TF_STATE_DIR"])

@@ -112,7 +112,7 @@ class LeaderElector:
             raise
 
     async def _acquire(self) -> None:
-        while not await self.try_acquire_or_renew():
+        while not await self.try_acquire_or_renew():  # noqa: ASYNC110 - the lease protocol's retry period
             await asyncio.sleep(self.config.retry_period)
         self.transitions += 1
         log.info("%s became leader (lease %s/%s)", self.config.identity, self.config.namespace, self.config.name)

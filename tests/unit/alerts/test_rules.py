@@ -155,3 +155,15 @@ def test_builtin_rules_are_the_charts_file_and_include_watchdog() -> None:
     assert [r.name for r in with_watchdog(custom)] == ["WatchDog", "R"]
     own = compile_rules([rule(name="WatchDog")])
     assert with_watchdog(own) == own
+
+
+def test_a_chosen_rules_file_replaces_the_packaged_one(tmp_path: Path) -> None:
+    from tfcore.alerts.builtin import PACKAGED_PATH, builtin_rules_path, use_rules_file
+
+    chosen = tmp_path / "rules.yaml"
+    try:
+        use_rules_file(str(chosen))
+        assert builtin_rules_path() == chosen
+    finally:
+        use_rules_file(None)
+    assert builtin_rules_path() == PACKAGED_PATH

@@ -60,7 +60,7 @@ def test_burst_while_others_idle_and_back_when_they_wake() -> None:
     b.demand = 1.0
     start = len(b.history)
     run(gpu, controller, 30)
-    # a: 0.3 + 0.2 * 0.3/0.8 = 0.375; b: 0.5 + 0.2 * 0.5/0.8 = 0.625
+    # the spare 0.2 is split by request: a gets 0.3 plus 3/8 of it (0.375), b 0.5 plus 5/8 (0.625)
     assert abs(gpu.tenants["t0"].history[-1] - 0.375) <= 0.02
     assert abs(b.history[-1] - 0.625) <= 0.02
     assert settling_ticks(b.history[start:], 0.625) <= SETTLE_TICKS
