@@ -161,11 +161,12 @@ def _share(progress: list[dict[str, Any]], start: float, end: float) -> float:
     points = [p for p in progress if start <= p["t"] <= end and p["phase"] in {"busy", "idle"}]
     if len(points) < 2:
         return 0.0
-    return (points[-1]["launches"] - points[0]["launches"]) * KERNEL_SECONDS / (points[-1]["t"] - points[0]["t"])
+    launches = points[-1]["launches"] - points[0]["launches"]
+    return float(launches * KERNEL_SECONDS / (points[-1]["t"] - points[0]["t"]))
 
 
 def _score(plans: tuple[TenantPlan, ...], progress: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
-    tenants = []
+    tenants: list[dict[str, Any]] = []
     for plan in plans:
         series = _series(progress[plan.name])
         for start, end, target in plan.targets:

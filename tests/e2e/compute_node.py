@@ -53,7 +53,7 @@ class Tenant:
         if len(points) < 2:
             raise AssertionError(f"{self.name}: no progress between {start} and {end}: {self.progress}")
         first, last = points[0], points[-1]
-        return (last["launches"] - first["launches"]) * KERNEL_SECONDS / (last["t"] - first["t"])
+        return float((last["launches"] - first["launches"]) * KERNEL_SECONDS / (last["t"] - first["t"]))
 
 
 class LocalNode:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,7 +23,7 @@ SETTLE = 2.0
 
 
 @pytest.fixture
-def node(tmp_path: Path) -> LocalNode:
+def node(tmp_path: Path) -> Iterator[LocalNode]:
     with LocalNode(tmp_path) as running:
         yield running.start()
 

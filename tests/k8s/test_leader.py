@@ -231,7 +231,7 @@ async def test_remote_clock_skew_does_not_move_the_take_over(kube: KubeEmulator,
     stamp = f"{2025 + skew_years}-01-01T00:00:00.000000Z"
     body = client.V1Lease(
         metadata=client.V1ObjectMeta(name=LEASE, namespace="default"),
-        spec=client.V1LeaseSpec(holder_identity="skewed", lease_duration_seconds=1, renew_time=stamp),
+        spec=client.V1LeaseSpec(holder_identity="skewed", lease_duration_seconds=1, renew_time=stamp),  # type: ignore[arg-type]
     )
     await coordination.create_namespaced_lease("default", body)
 
@@ -241,7 +241,7 @@ async def test_remote_clock_skew_does_not_move_the_take_over(kube: KubeEmulator,
             await asyncio.sleep(0.1)
             count += 1
             record = await coordination.read_namespaced_lease(LEASE, "default")
-            record.spec.renew_time = f"{2025 + skew_years}-01-01T00:00:{count % 60:02d}.000000Z"
+            record.spec.renew_time = f"{2025 + skew_years}-01-01T00:00:{count % 60:02d}.000000Z"  # type: ignore[assignment]
             await coordination.replace_namespaced_lease(LEASE, "default", record)
 
     async with candidates(kube, "f") as (follower,):

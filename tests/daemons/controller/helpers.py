@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import builtins
 import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import yaml
 from kubernetes_asyncio import client
@@ -18,8 +19,16 @@ from tests.kubeapi.objects import eventually
 SPEC = Path(__file__).parents[2] / "fixtures" / "spec"
 GROUP, VERSION = "tensor-fusion.ai", "v1"
 GPU_SELECTOR = {"nodeSelectorTerms": [{"matchExpressions": [{"key": "gpu", "operator": "In", "values": ["true"]}]}]}
+
+
 # Short leases so hand-overs take about a second (production: 15 s / 10 s / 2 s).
-FAST = {"lease_duration": 1.0, "renew_deadline": 0.6, "retry_period": 0.1}
+class Leases(TypedDict):
+    lease_duration: float
+    renew_deadline: float
+    retry_period: float
+
+
+FAST: Leases = {"lease_duration": 1.0, "renew_deadline": 0.6, "retry_period": 0.1}
 
 
 def spec_cluster(name: str = "cluster-conservative-oversubscription.yaml") -> dict[str, Any]:
@@ -107,7 +116,12 @@ class Cluster:
 
     async def patch_status(self, plural: str, name: str, status: dict[str, Any]) -> None:
         await self.custom.patch_cluster_custom_object_status(
-            GROUP, VERSION, plural, name, {"status": status}, _content_type="application/merge-patch+json"
+            GROUP,
+            VERSION,
+            plural,
+            name,
+            {"status": status},
+            _content_type="application/merge-patch+json",  # type: ignore[call-arg]
         )
 
     async def node(self, name: str, labels: dict[str, str]) -> None:
@@ -148,7 +162,7 @@ class Cluster:
         await self.create("gpunodes", body)
         await self.hypervisor_reports(node, gpus)
 
-    async def events(self, reason: str) -> list[Any]:
+    async def events(self, reason: str) -> builtins.list[Any]:
         found = await self.core.list_event_for_all_namespaces(field_selector=f"reason={reason}")
         return list(found.items)
 

@@ -103,7 +103,7 @@ async def test_workload_follows_its_pods_and_their_deployment(kube: KubeEmulator
     )
     replica_set = await api.apps.create_namespaced_replica_set(
         "default",
-        {
+        {  # type: ignore[arg-type]  # the client takes plain dicts
             "apiVersion": "apps/v1",
             "kind": "ReplicaSet",
             "metadata": {
@@ -157,7 +157,7 @@ async def test_workload_follows_its_pods_and_their_deployment(kube: KubeEmulator
                 },
                 "spec": {"containers": [{"name": "main", "image": "x"}]},
             }
-            await api.core.create_namespaced_pod("default", body)
+            await api.core.create_namespaced_pod("default", body)  # type: ignore[arg-type]  # the client takes plain dicts
         workload = await wait_for(
             lambda: api.get("tensorfusionworkloads", "llm", "default"),
             lambda w: w is not None and (w.get("status") or {}).get("workerCount") == 3,

@@ -61,9 +61,9 @@ async def test_the_controller_taints_nodes_while_workers_hold_gpus(kube: KubeEmu
     daemon = ControllerDaemon(own, Options(nvidia_progressive_migration=True, **FAST), watch_timeout=30)
     task = asyncio.create_task(daemon.run())
     try:
-        await api.core.create_namespaced_pod("default", pod("pending", None))
-        await api.core.create_namespaced_pod("default", pod("worker", "node-a"))
-        await api.core.create_namespaced_pod("default", pod("batch", "node-b"))
+        await api.core.create_namespaced_pod("default", pod("pending", None))  # type: ignore[arg-type]  # the client takes plain dicts
+        await api.core.create_namespaced_pod("default", pod("worker", "node-a"))  # type: ignore[arg-type]  # the client takes plain dicts
+        await api.core.create_namespaced_pod("default", pod("batch", "node-b"))  # type: ignore[arg-type]  # the client takes plain dicts
         for name in ("node-a", "node-b"):
             await wait_for(lambda n=name: api.core.read_node(n), lambda n: _taints(n) == [USED_BY_TAINT])
         # Finishing and deletion both free the node; an unbound pod taints nothing.

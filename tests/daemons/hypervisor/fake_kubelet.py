@@ -12,7 +12,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-import grpc
+import grpc  # type: ignore[import-untyped]
 
 from daemons.hypervisor.kubelet import SERVICE, messages
 

@@ -172,7 +172,7 @@ async def test_without_progressive_mode_the_kubelet_is_never_asked_and_lost_gpus
         "gpus",
         lost,
         {"status": {"phase": "Running", "uuid": LOST_UUID}},
-        _content_type="application/merge-patch+json",
+        _content_type="application/merge-patch+json",  # type: ignore[call-arg]
     )
     sock = tmp_path / "kubelet.sock"
     async with FakeKubelet(sock) as kubelet:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
-import grpc
+import grpc  # type: ignore[import-untyped]
 import pytest
 
 from daemons.hypervisor.kubelet import KubeletUnavailable, PodResourcesClient, assignments_of, messages

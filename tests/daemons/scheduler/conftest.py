@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest_asyncio
+from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from daemons.scheduler.http import admin_app, extender_app
@@ -29,12 +30,12 @@ async def setup() -> Setup:
 
 
 @pytest_asyncio.fixture
-async def admin(setup: Setup) -> AsyncIterator[TestClient[object, object]]:
+async def admin(setup: Setup) -> AsyncIterator[TestClient[web.Request, web.Application]]:
     async with TestClient(TestServer(admin_app(setup.service))) as client:
         yield client
 
 
 @pytest_asyncio.fixture
-async def extender(setup: Setup) -> AsyncIterator[TestClient[object, object]]:
+async def extender(setup: Setup) -> AsyncIterator[TestClient[web.Request, web.Application]]:
     async with TestClient(TestServer(extender_app(setup.service, setup.cluster))) as client:
         yield client

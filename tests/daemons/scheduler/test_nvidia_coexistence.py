@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest_asyncio
+from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from daemons.scheduler.http import extender_app
@@ -17,7 +18,7 @@ from daemons.scheduler.service import SchedulerService
 from tests.daemons.scheduler.cluster import binding_args, extender_args, fleet, gpu, gpu_pod
 from tfcore.sched import Allocator
 
-Client = TestClient[object, object]
+Client = TestClient[web.Request, web.Application]
 NODES = ["node-0", "node-1", "node-2"]
 
 

@@ -61,7 +61,7 @@ def test_override_parser_never_fails_other_than_by_validation_error(text: str) -
 
 
 def test_shares_of_the_rated_tflops() -> None:
-    assert share_of(98_940, 197_880, 989.4) == TenantShare(pytest.approx(0.1), pytest.approx(0.2))
+    assert share_of(98_940, 197_880, 989.4) == TenantShare(pytest.approx(0.1), pytest.approx(0.2))  # type: ignore[arg-type]
     assert share_of(100_000, 0, 100.0) == TenantShare(1.0, 1.0)  # no limit: the request is the limit
     assert share_of(0, 50_000, 100.0) == TenantShare(0.0, 0.5)  # best effort up to the limit
     assert share_of(0, 0, 100.0) == TenantShare(0.0, 1.0)  # best effort

@@ -10,13 +10,13 @@ from tfcore.metrics.formats import decode_points, encode_points
 from tfcore.metrics.lineproto import Point, decode, decode_lines, encode
 from tfcore.model.errors import ValidationError
 
-text = st.text(st.characters(blacklist_characters="\r\n", blacklist_categories=("Cs",)), min_size=1, max_size=12)
+text = st.text(st.characters(exclude_characters="\r\n", exclude_categories=["Cs"]), min_size=1, max_size=12)
 names = text.filter(lambda s: not s.startswith("#"))
 values = st.one_of(
     st.floats(allow_nan=False, allow_infinity=False),
     st.integers(min_value=-(2**63), max_value=2**63 - 1),
     st.booleans(),
-    st.text(st.characters(blacklist_characters="\r\n", blacklist_categories=("Cs",)), max_size=12),
+    st.text(st.characters(exclude_characters="\r\n", exclude_categories=["Cs"]), max_size=12),
 )
 points = st.builds(
     Point,
