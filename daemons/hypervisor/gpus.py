@@ -95,9 +95,6 @@ class GPUProbe:
     def utilization(self) -> int:
         return int(pynvml.nvmlDeviceGetUtilizationRates(self._handle).gpu)
 
-    def memory_used(self) -> int:
-        return int(pynvml.nvmlDeviceGetMemoryInfo(self._handle).used)
-
     def process_samples(self) -> list[ProcessSample]:
         """Per-process SM utilization samples newer than the last call's (empty if none)."""
         try:

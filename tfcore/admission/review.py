@@ -167,17 +167,6 @@ def _pod_namespace(pod: object) -> str:
     return ""
 
 
-def review_uid(body: bytes) -> str:
-    """The request UID of a body parse_review rejected, when one can be found (for logging)."""
-    try:
-        document = _json_decoder.decode(body)
-    except msgspec.DecodeError:
-        return ""
-    request = document.get("request") if isinstance(document, dict) else None
-    uid = request.get("uid") if isinstance(request, dict) else None
-    return uid if isinstance(uid, str) else ""
-
-
 def encode_response(uid: str, verdict: Verdict) -> bytes:
     """The AdmissionReview answer the API server expects, patch base64-encoded."""
     response: dict[str, Any] = {"uid": uid, "allowed": verdict.allowed}

@@ -89,10 +89,6 @@ class SchedulerConfig:
         return sorted(uses, key=lambda u: (u.name != "GPUResourcesFit", u.name))
 
 
-def _weight(name: str, plugins: Mapping[str, PluginSet], point: str) -> int | None:
-    return next((r.weight for r in plugins.get(point, PluginSet()).enabled if r.name == name), None)
-
-
 def _points_of(name: str, plugins: Mapping[str, PluginSet]) -> frozenset[str]:
     mentioned = any(r.name == name for s in plugins.values() for r in (*s.enabled, *s.disabled))
     if not mentioned:

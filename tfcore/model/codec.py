@@ -70,10 +70,6 @@ def decode_json(raw: bytes | str, type_: type[T], *, where: str = "") -> T:
     return decode(data, type_, where=where)
 
 
-def decode_yaml(raw: bytes | str, type_: type[T], *, where: str = "") -> T:
-    return decode(load_yaml(raw, where=where), type_, where=where)
-
-
 def load_yaml(raw: bytes | str, *, where: str = "") -> Any:
     """One YAML document as plain data; syntax errors become ValidationError."""
     try:

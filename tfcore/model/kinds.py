@@ -56,10 +56,6 @@ class KindInfo:
         """The CRD name: <plural>.<group>."""
         return f"{self.plural}.{API_GROUP}"
 
-    @property
-    def has_spec(self) -> bool:
-        return "spec" in self.type.__struct_fields__
-
 
 def _c(name: str, type_: ColumnType, path: str, priority: int = 0) -> PrinterColumn:
     return PrinterColumn(name, type_, path, priority)
