@@ -15,12 +15,13 @@ import uvloop
 from daemons.webhook.cluster import ClusterState, informers, pod_informer
 from daemons.webhook.server import CertificateReloader, Metrics, Webhook, build_app, watch_certificate
 from tfcore.admission import CanaryLedger, InjectionConfig
-from tfcore.admission.inject import DEFAULT_IMAGE, DEFAULT_REGION_HOST_DIR, SCHEDULER_NAME
+from tfcore.admission.inject import DEFAULT_IMAGE, DEFAULT_REGION_HOST_DIR
 from tfcore.config.env import PROGRESSIVE_MIGRATION_ENV, progressive_migration
 from tfcore.k8s import connect
 from tfcore.k8s.admission_support import OwnerPods
 from tfcore.logs import setup_logging
 from tfcore.model.errors import ValidationError
+from tfcore.model.pods import SCHEDULER_NAME
 from tfcore.native import library_paths
 from tfcore.web.app import Listener, add_background, add_ready_check, serve, server_tls
 

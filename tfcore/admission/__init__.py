@@ -4,11 +4,12 @@
 pool defaults, `inject` adds the shim, `canary` decides TF or native for enabled-replicas.
 """
 
-from tfcore.admission.canary import CanaryLedger, Mode, Owner, Sibling
+from tfcore.admission.canary import CanaryLedger, Owner, Sibling
 from tfcore.admission.defaults import ClusterDefaults, resolve
 from tfcore.admission.inject import InjectionConfig
 from tfcore.admission.mutate import Candidate, admit, admit_review, decide_by_count, examine
 from tfcore.admission.review import PodReview, Verdict, encode_response, parse_review
+from tfcore.model.pods import Mode
 
 __all__ = [
     "CanaryLedger",

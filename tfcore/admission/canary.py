@@ -23,10 +23,10 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any, Final
 
 from tfcore.model.annotations import ADMISSION, CANARY_TICKET
+from tfcore.model.pods import Mode, recorded_mode
 
 # Written by admission on every pod it decides for; read back to stay idempotent.
 MODE_ANNOTATION: Final = ADMISSION
@@ -37,11 +37,6 @@ DELETION_COST: Final = "controller.kubernetes.io/pod-deletion-cost"
 TF_DELETION_COST_BONUS: Final = 1000
 _INT32: Final = (-(2**31), 2**31 - 1)
 _ORDINAL: Final = re.compile(r"-(0|[1-9][0-9]{0,8})$")
-
-
-class Mode(StrEnum):
-    TENSOR_FUSION = "tensor-fusion"
-    NATIVE = "native"
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,13 +100,6 @@ def statefulset_ordinal(pod: Mapping[str, Any], owner: Owner) -> int | None:
     if match and name[: match.start()] == owner.name:
         return int(match.group(1))
     return None
-
-
-def recorded_mode(pod: Mapping[str, Any]) -> Mode | None:
-    """The decision an earlier pass of admission wrote on this pod, if any."""
-    annotations = (pod.get("metadata") or {}).get("annotations") or {}
-    value = annotations.get(MODE_ANNOTATION)
-    return Mode(value) if value in (Mode.TENSOR_FUSION, Mode.NATIVE) else None
 
 
 def sibling(pod: Mapping[str, Any], scheduler_name: str) -> Sibling:

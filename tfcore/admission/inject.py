@@ -19,9 +19,11 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from tfcore.model.errors import Problem
+from tfcore.model.pods import NVIDIA_GPU, SCHEDULER_NAME, whole_gpus
 
-NVIDIA_GPU: Final = "nvidia.com/gpu"
-SCHEDULER_NAME: Final = "tensor-fusion-scheduler"
+# Re-exported until the scheduler daemon (issue 14 part B) imports it from tfcore.model.pods.
+from tfcore.model.pods import pod_nvidia_gpus as pod_nvidia_gpus  # noqa: PLC0414
+
 SHIM_VOLUME: Final = "tf-shim"
 REGION_VOLUME: Final = "tf-region"
 INIT_CONTAINER: Final = "tf-shim-install"
@@ -66,28 +68,10 @@ def strip_nvidia_gpu(spec: dict[str, Any]) -> int:
             for part in ("limits", "requests"):
                 amounts = resources.get(part)
                 if isinstance(amounts, dict) and NVIDIA_GPU in amounts:
-                    most = max(most, _whole(amounts.pop(NVIDIA_GPU)))
+                    most = max(most, whole_gpus(amounts.pop(NVIDIA_GPU)))
                     if not amounts:
                         del resources[part]
     return most
-
-
-def pod_nvidia_gpus(spec: dict[str, Any]) -> int:
-    """nvidia.com/gpu a pod asks for: the sum over containers, or more if one init container asks more."""
-    containers = sum(nvidia_gpu_count(c) for c in spec.get("containers") or () if isinstance(c, dict))
-    init = max((nvidia_gpu_count(c) for c in spec.get("initContainers") or () if isinstance(c, dict)), default=0)
-    return max(containers, init)
-
-
-def nvidia_gpu_count(container: dict[str, Any]) -> int:
-    resources = container.get("resources") or {}
-    counts = [_whole((resources.get(part) or {}).get(NVIDIA_GPU)) for part in ("limits", "requests")]
-    return max(counts)
-
-
-def _whole(value: object) -> int:
-    text = str(value) if value is not None else ""
-    return int(text) if text.isdigit() and len(text) < 4 else 0
 
 
 def inject_shim(

@@ -16,13 +16,11 @@ from typing import Any, Final
 import msgspec
 
 from tfcore.admission import canary
-from tfcore.admission.canary import CanaryLedger, Mode, Owner, Sibling
+from tfcore.admission.canary import CanaryLedger, Owner, Sibling
 from tfcore.admission.defaults import ClusterDefaults, resolve
 from tfcore.admission.inject import (
     InjectionConfig,
     inject_shim,
-    nvidia_gpu_count,
-    pod_nvidia_gpus,
     shm_path,
     strip_nvidia_gpu,
 )
@@ -31,6 +29,7 @@ from tfcore.admission.review import PodReview, Verdict
 from tfcore.model import annotations as keys
 from tfcore.model.annotations import WorkloadRequest, parse_request
 from tfcore.model.errors import Problem, ValidationError
+from tfcore.model.pods import Mode, nvidia_gpu_count, pod_nvidia_gpus, recorded_mode
 
 # Owners whose pods have no stable identity: the canary counts their pods.
 COUNTED_OWNERS: Final = frozenset({"ReplicaSet"})
@@ -72,7 +71,7 @@ def examine(review: PodReview, config: InjectionConfig | None = None) -> Verdict
         return deny([Problem("spec.containers", "the pod has no containers", "at least one container")])
     container = request.inject_container or names[0]
     owner = canary.controller_owner(review.pod)
-    mode = canary.recorded_mode(review.pod)
+    mode = recorded_mode(review.pod)
     replicas = request.enabled_replicas
     if mode is None:
         if replicas is None:
@@ -171,7 +170,7 @@ def _route(spec: dict[str, Any], config: InjectionConfig) -> list[str]:
 
 def original_cost_is_ours(pod: dict[str, Any]) -> bool:
     """A pod that already carries our decision has had its deletion cost raised once already."""
-    return canary.recorded_mode(pod) is Mode.TENSOR_FUSION
+    return recorded_mode(pod) is Mode.TENSOR_FUSION
 
 
 def admit_review(

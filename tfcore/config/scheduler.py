@@ -18,12 +18,12 @@ from typing import Any, Final
 import yaml
 
 from tfcore.model.errors import Problem, ValidationError
+from tfcore.model.pods import SCHEDULER_NAME as SCHEDULER_NAME  # noqa: PLC0414 - the scheduler daemon imports it here
 from tfcore.sched.framework import EXTENSION_POINTS, PluginUse, Registry
 from tfcore.sched.plugins import default_registry
 
 API_VERSION: Final = "kubescheduler.config.k8s.io/v1"
 KIND: Final = "KubeSchedulerConfiguration"
-SCHEDULER_NAME: Final = "tensor-fusion-scheduler"
 CONFIGMAP: Final = "tensor-fusion-sys-config"
 CONFIGMAP_KEY: Final = "scheduler-config.yaml"
 # Extension points of KubeSchedulerConfiguration profiles[].plugins (kube-scheduler v1).

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Final
 
-from tfcore.admission.canary import Mode, recorded_mode
 from tfcore.model.annotations import ENABLED_REPLICAS
+from tfcore.model.pods import Mode, recorded_mode
 from tfcore.operator.objects import Obj, controller_of, deleting, meta, name_of
 
 SETTLE_SECONDS: Final = 45.0  # above the webhook's 30 s reservation TTL

@@ -5,7 +5,6 @@ from __future__ import annotations
 from tests.unit.admission.pods import owner_ref, tf_pod
 from tfcore.admission.canary import (
     CanaryLedger,
-    Mode,
     Owner,
     Sibling,
     controller_owner,
@@ -13,6 +12,7 @@ from tfcore.admission.canary import (
     tf_deletion_cost,
     workload_name,
 )
+from tfcore.model.pods import Mode
 
 TF, NATIVE = Mode.TENSOR_FUSION, Mode.NATIVE
 
