@@ -10,7 +10,7 @@ from tfcore.model.codec import decode
 from tfcore.model.errors import ValidationError
 from tfcore.model.pool import TensorFusionCluster
 from tfcore.operator.capacity import Totals
-from tfcore.operator.conditions import condition
+from tfcore.operator.conditions import ready_condition
 from tfcore.operator.objects import (
     API_VERSION,
     LABEL_CLUSTER,
@@ -113,7 +113,6 @@ def _replacing(current: Mapping[str, Any], wanted: Mapping[str, Any]) -> dict[st
 def cluster_status(cluster: Obj, pools: Iterable[Obj], *, now: str, problem: str | None = None) -> dict[str, Any]:
     """The cluster's status: phase, pool readiness and the sum of its pools' capacity."""
     owned = sorted((p for p in pools if is_controlled_by(p, cluster)), key=name_of)
-    previous = (cluster.get("status") or {}).get("conditions")
     generation = meta(cluster).get("generation")
     definitions = (cluster.get("spec") or {}).get("gpuPools") or ()
     wanted = [pool_name(name_of(cluster), str(d.get("name"))) for d in definitions]
@@ -138,7 +137,7 @@ def cluster_status(cluster: Obj, pools: Iterable[Obj], *, now: str, problem: str
         phase, ok, reason, message = "Running", "True", "PoolsReady", f"{len(ready)} GPUPool(s) ready"
     status: dict[str, Any] = {
         "phase": phase,
-        "conditions": [condition("Ready", ok, reason, message, now=now, generation=generation, previous=previous)],
+        "conditions": [ready_condition(cluster, ok, reason, message, now=now)],
         "totalPools": len(owned),
         "totalNodes": nodes,
         "totalGPUs": gpus,

@@ -34,3 +34,12 @@ def condition(
 def without_times(conditions: Sequence[Mapping[str, Any]] | None) -> list[dict[str, Any]]:
     """Conditions minus their timestamps, to tell whether a status write would change anything."""
     return [{k: v for k, v in c.items() if k != "lastTransitionTime"} for c in conditions or ()]
+
+
+def ready_condition(obj: Mapping[str, Any], status: str, reason: str, message: str, *, now: str) -> dict[str, Any]:
+    """The `Ready` condition for `obj`'s next status: its generation, and the transition time kept
+    from the condition it has while the status does not change."""
+    metadata = obj.get("metadata") or {}
+    previous = (obj.get("status") or {}).get("conditions")
+    generation = metadata.get("generation")
+    return condition("Ready", status, reason, message, now=now, generation=generation, previous=previous)

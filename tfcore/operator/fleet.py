@@ -17,7 +17,7 @@ from tfcore.model.codec import decode
 from tfcore.model.node import GPU, GPUNode
 from tfcore.model.pool import GPUPool
 from tfcore.operator.capacity import Totals, node_totals, sells
-from tfcore.operator.conditions import condition, without_times
+from tfcore.operator.conditions import condition, ready_condition, without_times
 from tfcore.operator.objects import (
     API_VERSION,
     LABEL_MANAGED_BY,
@@ -133,8 +133,6 @@ def gpunode_status(gpunode: Obj, pool: Obj | None, gpus: Iterable[Obj], *, now: 
     totals = node_totals(ratios, decoded, ram_bytes=ram, disk_bytes=disk)
     managed = [g for g in decoded if sells(g)]
     not_running = [name_of_model(g) for g in managed if g.status and g.status.phase not in READY_GPU_PHASES]
-    previous = (gpunode.get("status") or {}).get("conditions")
-    generation = meta(gpunode).get("generation")
     if pool is None:
         phase, ok, reason, message = "Pending", "False", "NoPool", "the node matches no GPUPool"
     elif not managed:
@@ -145,7 +143,7 @@ def gpunode_status(gpunode: Obj, pool: Obj | None, gpus: Iterable[Obj], *, now: 
         phase, ok, reason, message = "Running", "True", "GPUsRunning", f"{len(managed)} GPU(s) running"
     status: dict[str, Any] = {
         "phase": phase,
-        "conditions": [condition("Ready", ok, reason, message, now=now, generation=generation, previous=previous)],
+        "conditions": [ready_condition(gpunode, ok, reason, message, now=now)],
         "totalGPUs": len(decoded),
         "managedGPUs": len(managed),
         "managedGPUDeviceIDs": [g.status.uuid or name_of_model(g) for g in managed if g.status],

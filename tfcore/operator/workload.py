@@ -14,7 +14,7 @@ from tfcore.model.annotations import LABEL_ENABLED, LABEL_WORKLOAD, parse_pod
 from tfcore.model.codec import to_builtins
 from tfcore.model.errors import ValidationError
 from tfcore.model.meta import GPUResourceRequirements, GPUResources
-from tfcore.operator.conditions import condition
+from tfcore.operator.conditions import ready_condition
 from tfcore.operator.objects import API_VERSION, LABEL_MANAGED_BY, MANAGER, Obj, deleting, labels_of, meta, name_of
 
 WorkloadKey = tuple[str, str]  # namespace, name
@@ -92,7 +92,6 @@ def workload_status(workload: Obj, pods: Iterable[Obj], *, now: str) -> dict[str
     failed = [p for p in pods if (p.get("status") or {}).get("phase") == "Failed"]
     ready = [p for p in live if _ready(p)]
     wanted = (workload.get("spec") or {}).get("replicas")
-    previous = (workload.get("status") or {}).get("conditions")
     generation = meta(workload).get("generation")
     if ready and len(ready) == len(live) and (wanted is None or len(ready) >= wanted):
         phase, ok, reason, message = "Running", "True", "WorkersReady", f"{len(ready)} worker(s) ready"
@@ -103,7 +102,7 @@ def workload_status(workload: Obj, pods: Iterable[Obj], *, now: str) -> dict[str
         phase, ok, reason, message = "Pending", "False", "WorkersNotReady", f"{len(ready)} of {target} worker(s) ready"
     status: dict[str, Any] = {
         "phase": phase,
-        "conditions": [condition("Ready", ok, reason, message, now=now, generation=generation, previous=previous)],
+        "conditions": [ready_condition(workload, ok, reason, message, now=now)],
         "workerCount": len(live),
         "readyWorkers": len(ready),
     }
