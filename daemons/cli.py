@@ -60,8 +60,7 @@ def _validate(args: argparse.Namespace) -> int:
                 print(f"{path}[{index}]: ok {type(obj).__name__}")
         except ValidationError as exc:
             failed = True
-            for problem in exc.problems:
-                print(f"error: {problem}", file=sys.stderr)
+            print_problems(exc)
         except OSError as exc:
             failed = True
             print(f"error: {path}: {exc.strerror}", file=sys.stderr)
@@ -119,7 +118,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     if handler is None:
         parser.print_help()
         return 2
-    return handler(args)
+    return run_command(handler, args)
+
+
+def run_command(handler: Handler, args: argparse.Namespace) -> int:
+    """Run one subcommand. A ValidationError it lets out is bad input: every problem is printed
+    on its own line (field, what is wrong, the expected form) and the exit code is 2."""
+    try:
+        return handler(args)
+    except ValidationError as exc:
+        print_problems(exc)
+        return 2
+
+
+def print_problems(exc: ValidationError) -> None:
+    for problem in exc.problems:
+        print(f"error: {problem}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -148,14 +148,9 @@ def options_from(args: argparse.Namespace, env: Mapping[str, str] | None = None)
 
 
 def _controller(args: argparse.Namespace) -> int:
-    try:
-        setup_logging()
-        options = options_from(args)
-        use_rules_file(environment.BUILTIN_ALERT_RULES.read(os.environ) or None)
-    except ValidationError as exc:
-        for problem in exc.problems:
-            print(f"error: {problem}", file=sys.stderr)
-        return 2
+    setup_logging()  # these raise ValidationError on bad input: exit code 2 (daemons.cli.run_command)
+    options = options_from(args)
+    use_rules_file(environment.BUILTIN_ALERT_RULES.read(os.environ) or None)
     try:
         uvloop.run(run(options))
     except KubeError as exc:

@@ -92,11 +92,7 @@ def main(args: argparse.Namespace) -> int:
         _check_kube_arguments(args)
         args.nvidia_progressive_migration = progressive_migration(args.nvidia_progressive_migration, os.environ)
         simulated = nvml.init_nvml(simulate=True if args.simulate else None)
-    except ValidationError as exc:
-        for problem in exc.problems:
-            print(f"error: {problem}", file=sys.stderr)
-        return 2
-    except nvml.NoGPU as exc:
+    except nvml.NoGPU as exc:  # a ValidationError goes on to daemons.cli.run_command: exit code 2
         print(f"error: no GPU: {exc}", file=sys.stderr)
         return 1
     try:

@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import sys
 from typing import Any
 
 import uvloop
@@ -20,7 +19,6 @@ from tfcore.config.env import PROGRESSIVE_MIGRATION_ENV, progressive_migration
 from tfcore.k8s import connect
 from tfcore.k8s.admission_support import OwnerPods
 from tfcore.logs import setup_logging
-from tfcore.model.errors import ValidationError
 from tfcore.model.pods import SCHEDULER_NAME
 from tfcore.native import library_paths
 from tfcore.web.app import Listener, add_background, add_ready_check, serve, server_tls
@@ -72,12 +70,7 @@ def injection_config(args: argparse.Namespace) -> InjectionConfig:
 
 def _run(args: argparse.Namespace) -> int:
     setup_logging()  # TF_LOG_LEVEL / TF_LOG_FORMAT
-    try:
-        config = injection_config(args)
-    except ValidationError as exc:
-        for problem in exc.problems:
-            print(f"error: {problem}", file=sys.stderr)
-        return 2
+    config = injection_config(args)  # ValidationError: exit code 2 (daemons.cli.run_command)
     with contextlib.suppress(KeyboardInterrupt):
         uvloop.run(_serve(args, config))
     return 0
