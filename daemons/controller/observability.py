@@ -30,6 +30,7 @@ from tfcore.alerts.evaluator import AlertEvaluator
 from tfcore.config import env as environment
 from tfcore.config.dynamic import DynamicConfig, parse_dynamic_config
 from tfcore.config.reload import ConfigReloader
+from tfcore.k8s import Obj
 from tfcore.metrics.batcher import Backoff, BatchingWriter
 from tfcore.metrics.embedded import DuckDBStore
 from tfcore.metrics.lineproto import Point
@@ -124,24 +125,24 @@ def sample_points(cache: Mapping[str, Mapping[str, Mapping[str, Any]]], time_ns:
     pools = set(cache.get("GPUPool", {}))
     workers_by_node: Counter[str] = Counter()
     workers_by_pool: Counter[str] = Counter()
-    for pod in cache.get("Pod", {}).values():
-        metadata = pod.get("metadata") or {}
-        phase = (pod.get("status") or {}).get("phase")
-        if metadata.get("deletionTimestamp") or phase in ("Succeeded", "Failed"):
+    for raw in cache.get("Pod", {}).values():
+        pod = Obj(raw)
+        if pod.meta.deleting or pod.status.get("phase") in ("Succeeded", "Failed"):
             continue
-        pool = str((metadata.get("annotations") or {}).get(GPU_POOL) or "")
+        pool = str(pod.meta.annotations.get(GPU_POOL) or "")
         if pool:
             workers_by_pool[pool] += 1
-        node = str((pod.get("spec") or {}).get("nodeName") or "")
+        node = str(pod.spec.get("nodeName") or "")
         if node:
             workers_by_node[node] += 1
     pool_totals: dict[str, Totals] = {name: Totals() for name in pools}
     pool_nodes: Counter[str] = Counter()
     pool_gpus: Counter[str] = Counter()
     points: list[Point] = []
-    for name, gpunode in sorted(cache.get("GPUNode", {}).items()):
-        status = gpunode.get("status") or {}
-        pool = str(((gpunode.get("metadata") or {}).get("labels") or {}).get(GPU_POOL) or "")
+    for name, raw_gpunode in sorted(cache.get("GPUNode", {}).items()):
+        gpunode = Obj(raw_gpunode)
+        status = gpunode.status
+        pool = str(gpunode.meta.labels.get(GPU_POOL) or "")
         totals = Totals()
         totals.add_status(status)
         gpus = int(status.get("managedGPUs") or 0)

@@ -43,7 +43,7 @@ from tfcore.hypervisor.report import (
     transition,
     vanished_status,
 )
-from tfcore.k8s import Conflict, KubeClient, KubeError, NotFound, request_json, resource_for
+from tfcore.k8s import Conflict, KubeClient, KubeError, NotFound, Obj, request_json, resource_for
 from tfcore.k8s.events import EventRecorder
 
 log = logging.getLogger(__name__)
@@ -237,8 +237,7 @@ class NodeReporter:
         except Conflict:
             pass
         obj: dict[str, Any] = await request_json(self.api, "GET", GPUS.item(name))
-        labels = (obj.get("metadata") or {}).get("labels") or {}
-        if labels.get(HOSTNAME_LABEL) != self.node_name:
+        if Obj(obj).meta.labels.get(HOSTNAME_LABEL) != self.node_name:
             patch = {"metadata": {"labels": {HOSTNAME_LABEL: self.node_name}}}
             obj = await request_json(self.api, "PATCH", GPUS.item(name), body=patch, content_type=MERGE_PATCH)
         return obj
