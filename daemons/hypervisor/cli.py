@@ -19,12 +19,12 @@ from aiohttp import web
 from daemons.hypervisor import gpus as nvml
 from daemons.hypervisor.http import build_app
 from daemons.hypervisor.node import Node
-from daemons.hypervisor.options import add_node_arguments
+from daemons.hypervisor.options import NodeOptions, add_node_arguments, node_options
 from daemons.hypervisor.usage import usage_points
 from daemons.hypervisor.workers import WorkerDirectory
-from tfcore.config.env import SIM_STATE, progressive_migration
-from tfcore.hypervisor import ControllerSettings, parse_tflops_overrides, rated_tflops
-from tfcore.hypervisor.deviceplugin import DEFAULT_RESOURCES, check_resource_name
+from tfcore.config.env import SIM_STATE
+from tfcore.hypervisor import ControllerSettings, rated_tflops
+from tfcore.hypervisor.deviceplugin import DEFAULT_RESOURCES
 from tfcore.hypervisor.nodefile import NODE_FILE, NodeFile, encode_node_file
 from tfcore.hypervisor.paths import default_state_dir
 from tfcore.k8s import KubeClient, KubeError, connect
@@ -59,47 +59,28 @@ def _token(path: Path) -> str:
     return token
 
 
-def _check_kube_arguments(args: argparse.Namespace) -> None:
-    if not 0.1 <= args.report_interval <= 3600:
-        raise ValidationError.single("--report-interval", f"{args.report_interval} s", "0.1 to 3600 seconds")
-    if args.node_name is not None and not args.node_name.strip():
-        raise ValidationError.single("--node-name", "empty", "this node's Kubernetes name")
-    if args.kubeconfig is not None and args.node_name is None:
-        raise ValidationError.single("--node-name", "missing with --kubeconfig", "this node's name (or $NODE_NAME)")
-    for resource in args.device_plugin_resource:
-        check_resource_name(resource)
-
-
-def _kube_wanted(args: argparse.Namespace) -> bool:
+def _kube_wanted(options: NodeOptions) -> bool:
     """Reporting is on with a node name and a cluster (a kubeconfig, or running in a pod)."""
     in_cluster = bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
-    on = args.node_name is not None and (args.kubeconfig is not None or in_cluster)
-    if not on and args.nvidia_progressive_migration:
+    on = options.node_name is not None and (options.kubeconfig is not None or in_cluster)
+    if not on and options.nvidia_progressive_migration:
         log.warning("--nvidia-progressive-migration has no effect without Kubernetes reporting (node name, cluster)")
     return on
 
 
 def main(args: argparse.Namespace) -> int:
     setup_logging()
+    options = node_options(args, os.environ)  # ValidationError: exit code 2 (daemons.cli.run_command)
     try:
-        overrides = parse_tflops_overrides(args.gpu_tflops)
-        if not 0.01 <= args.tick <= 5:
-            raise ValidationError.single("--tick", f"{args.tick} s", "0.01 to 5 seconds")
-        if not 0.1 <= args.metrics_interval <= 3600:
-            raise ValidationError.single("--metrics-interval", f"{args.metrics_interval} s", "0.1 to 3600 seconds")
-        if not 1 <= args.tflops_oversell <= 10000:
-            raise ValidationError.single("--tflops-oversell", str(args.tflops_oversell), "1 to 10000 percent")
-        _check_kube_arguments(args)
-        args.nvidia_progressive_migration = progressive_migration(args.nvidia_progressive_migration, os.environ)
-        simulated = nvml.init_nvml(simulate=True if args.simulate else None)
-    except nvml.NoGPU as exc:  # a ValidationError goes on to daemons.cli.run_command: exit code 2
+        simulated = nvml.init_nvml(simulate=True if options.simulate else None)
+    except nvml.NoGPU as exc:
         print(f"error: no GPU: {exc}", file=sys.stderr)
         return 1
     try:
         found = nvml.discover(simulated)
         rated: dict[str, float] = {}
         for gpu in found:
-            value = rated_tflops(gpu.name, overrides)
+            value = rated_tflops(gpu.name, options.tflops_overrides)
             if value is None:
                 print(
                     f"error: unknown GPU model {gpu.name!r}: rate it with --gpu-tflops '{gpu.name}=TFLOPS'",
@@ -107,16 +88,16 @@ def main(args: argparse.Namespace) -> int:
                 )
                 return 2
             rated[gpu.uuid] = value
-        state_dir = args.state_dir or default_state_dir(os.environ)
+        state_dir = options.state_dir or default_state_dir(os.environ)
         directory = WorkerDirectory(state_dir / "workers")
-        token = _token(args.token_file or state_dir / "token")
+        token = _token(options.token_file or state_dir / "token")
         node = Node(
             found,
             rated,
             directory,
-            tick=args.tick,
+            tick=options.tick,
             settings=ControllerSettings(),
-            oversell_percent=args.tflops_oversell,
+            oversell_percent=options.tflops_oversell,
         )
         adopted = node.adopt()
         for gpu in found:
@@ -129,13 +110,13 @@ def main(args: argparse.Namespace) -> int:
                 " (SIMULATED)" if simulated else "",
             )
         log.info("re-adopted %d worker(s) from %s", adopted, directory.root)
-        uvloop.run(_serve(node, token, args, state_dir, simulated))
+        uvloop.run(_serve(node, token, options, state_dir, simulated))
     finally:
         nvml.shutdown()
     return 0
 
 
-async def _serve(node: Node, token: str, args: argparse.Namespace, state_dir: Path, simulated: bool) -> None:
+async def _serve(node: Node, token: str, options: NodeOptions, state_dir: Path, simulated: bool) -> None:
     """Serves until SIGTERM/SIGINT; workers' regions stay for the next start to re-adopt."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -143,9 +124,9 @@ async def _serve(node: Node, token: str, args: argparse.Namespace, state_dir: Pa
         loop.add_signal_handler(sig, stop.set)
     app = build_app(node, token)
     add_background(app, node.run)
-    writer, store = await _metrics(app, node, args)
-    api = await _kube(app, node, args, state_dir)
-    served = await start([(app, Listener(args.host, args.port))], grace=5.0)
+    writer, store = await _metrics(app, node, options)
+    api = await _kube(app, node, options, state_dir)
+    served = await start([(app, Listener(options.host, options.port))], grace=5.0)
     host, port = served.addresses()[0]
     _write_node_file(state_dir, host, port, simulated)
     log.info("node API on http://%s:%d", host, port)
@@ -170,17 +151,17 @@ async def _serve(node: Node, token: str, args: argparse.Namespace, state_dir: Pa
 
 
 async def _metrics(
-    app: web.Application, node: Node, args: argparse.Namespace
+    app: web.Application, node: Node, options: NodeOptions
 ) -> tuple[BatchingWriter | None, DuckDBStore | None]:
     """With --metrics-store: usage points every --metrics-interval into the embedded store."""
-    if args.metrics_store is None:
+    if options.metrics_store is None:
         return None, None
-    store = await DuckDBStore(args.metrics_store).open()
-    writer = BatchingWriter(store, flush_interval=args.metrics_interval)
+    store = await DuckDBStore(options.metrics_store).open()
+    writer = BatchingWriter(store, flush_interval=options.metrics_interval)
 
     async def sample() -> None:
         while True:
-            await asyncio.sleep(args.metrics_interval)
+            await asyncio.sleep(options.metrics_interval)
             writer.submit_many(usage_points(node, time.time_ns()))
 
     add_background(app, writer.run)
@@ -188,10 +169,10 @@ async def _metrics(
     return writer, store
 
 
-async def _kube(app: web.Application, node: Node, args: argparse.Namespace, state_dir: Path) -> KubeClient | None:
+async def _kube(app: web.Application, node: Node, options: NodeOptions, state_dir: Path) -> KubeClient | None:
     """With a node name and a cluster: report GPUs and the GPUNode status, and keep the regions
     of this node's TensorFusion pods, in the background."""
-    if not _kube_wanted(args):
+    if not _kube_wanted(options):
         log.info("Kubernetes reporting off (it needs --node-name or $NODE_NAME, and --kubeconfig or a pod)")
         return None
     # grpc and protobuf (~0.1 s to import) load only when reporting is on: standalone is unaffected.
@@ -199,29 +180,31 @@ async def _kube(app: web.Application, node: Node, args: argparse.Namespace, stat
     from daemons.hypervisor.kubelet import PodResourcesClient  # noqa: PLC0415
     from daemons.hypervisor.pods import PodWorkers  # noqa: PLC0415
 
+    node_name = options.node_name or ""  # set: reporting is on only with a node name
     try:
-        api = await connect(args.kubeconfig)
+        api = await connect(options.kubeconfig)
     except KubeError as exc:
         log.error("Kubernetes reporting: %s", exc)
         raise SystemExit(2) from None
-    kubelet = PodResourcesClient(args.kubelet_pod_resources_socket) if args.nvidia_progressive_migration else None
+    progressive = options.nvidia_progressive_migration
+    kubelet = PodResourcesClient(options.kubelet_pod_resources_socket) if progressive else None
     reporter = NodeReporter(
         api,
         node,
-        node_name=args.node_name,
+        node_name=node_name,
         state_dir=state_dir,
-        interval=args.report_interval,
-        progressive=args.nvidia_progressive_migration,
+        interval=options.report_interval,
+        progressive=progressive,
         kubelet=kubelet,
-        resources=frozenset(args.device_plugin_resource) or DEFAULT_RESOURCES,
+        resources=frozenset(options.device_plugin_resources) or DEFAULT_RESOURCES,
     )
     add_background(app, reporter.run)
-    add_background(app, PodWorkers(api, node, node_name=args.node_name).run)
+    add_background(app, PodWorkers(api, node, node_name=node_name).run)
     log.info(
         "reporting node %s to Kubernetes every %g s and keeping its TensorFusion pods' regions%s",
-        args.node_name,
-        args.report_interval,
-        f"; NVIDIA device plugin coexistence through {args.kubelet_pod_resources_socket}" if kubelet else "",
+        node_name,
+        options.report_interval,
+        f"; NVIDIA device plugin coexistence through {options.kubelet_pod_resources_socket}" if kubelet else "",
     )
     return api
 

@@ -6,10 +6,14 @@ from __future__ import annotations
 import argparse
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from tfcore.config.env import PROGRESSIVE_MIGRATION, PROGRESSIVE_MIGRATION_ENV
+from tfcore.config.env import PROGRESSIVE_MIGRATION, PROGRESSIVE_MIGRATION_ENV, progressive_migration
+from tfcore.hypervisor import parse_tflops_overrides
+from tfcore.hypervisor.deviceplugin import check_resource_name
+from tfcore.hypervisor.models import GPUModel
 from tfcore.model.errors import ValidationError
 
 DEFAULT_PORT: Final = 7311
@@ -141,3 +145,66 @@ def node_argv(args: argparse.Namespace) -> list[str]:
     for resource in args.device_plugin_resource:
         argv += ["--device-plugin-resource", resource]
     return argv
+
+
+@dataclass(frozen=True, slots=True)
+class NodeOptions:
+    """The hypervisor's options, checked (what the flags and the environment say, in one value)."""
+
+    host: str
+    port: int
+    state_dir: Path | None
+    token_file: Path | None
+    tick: float
+    tflops_overrides: tuple[GPUModel, ...]
+    tflops_oversell: int
+    simulate: bool
+    metrics_store: Path | None
+    metrics_interval: float
+    node_name: str | None
+    kubeconfig: str | None
+    report_interval: float
+    nvidia_progressive_migration: bool
+    kubelet_pod_resources_socket: Path
+    device_plugin_resources: tuple[str, ...]
+
+
+def node_options(args: argparse.Namespace, environ: Mapping[str, str]) -> NodeOptions:
+    """The options from parsed flags and the environment; ValidationError names the bad one."""
+    overrides = parse_tflops_overrides(args.gpu_tflops)
+    if not 0.01 <= args.tick <= 5:
+        raise ValidationError.single("--tick", f"{args.tick} s", "0.01 to 5 seconds")
+    if not 0.1 <= args.metrics_interval <= 3600:
+        raise ValidationError.single("--metrics-interval", f"{args.metrics_interval} s", "0.1 to 3600 seconds")
+    if not 1 <= args.tflops_oversell <= 10000:
+        raise ValidationError.single("--tflops-oversell", str(args.tflops_oversell), "1 to 10000 percent")
+    check_kube_arguments(args)
+    return NodeOptions(
+        host=args.host,
+        port=args.port,
+        state_dir=args.state_dir,
+        token_file=args.token_file,
+        tick=args.tick,
+        tflops_overrides=overrides,
+        tflops_oversell=args.tflops_oversell,
+        simulate=args.simulate,
+        metrics_store=args.metrics_store,
+        metrics_interval=args.metrics_interval,
+        node_name=args.node_name,
+        kubeconfig=args.kubeconfig,
+        report_interval=args.report_interval,
+        nvidia_progressive_migration=progressive_migration(args.nvidia_progressive_migration, environ),
+        kubelet_pod_resources_socket=args.kubelet_pod_resources_socket,
+        device_plugin_resources=tuple(args.device_plugin_resource),
+    )
+
+
+def check_kube_arguments(args: argparse.Namespace) -> None:
+    if not 0.1 <= args.report_interval <= 3600:
+        raise ValidationError.single("--report-interval", f"{args.report_interval} s", "0.1 to 3600 seconds")
+    if args.node_name is not None and not args.node_name.strip():
+        raise ValidationError.single("--node-name", "empty", "this node's Kubernetes name")
+    if args.kubeconfig is not None and args.node_name is None:
+        raise ValidationError.single("--node-name", "missing with --kubeconfig", "this node's name (or $NODE_NAME)")
+    for resource in args.device_plugin_resource:
+        check_resource_name(resource)

@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from daemons.controller.cli import options_from
-from daemons.hypervisor.options import add_node_arguments
+from daemons.hypervisor.options import add_node_arguments, node_options
 from daemons.webhook.cli import injection_config
 from tfcore.config.env import PROGRESSIVE_MIGRATION_ENV
 from tfcore.model.errors import ValidationError
@@ -62,5 +62,11 @@ def test_webhook_and_scheduler_resolve_it_through_the_same_registry(monkeypatch:
 
 def test_a_malformed_switch_is_reported_by_name() -> None:
     assert hypervisor_reads("maybe") is None  # parsing argv must not fail: main() reports it
+    parser = argparse.ArgumentParser()
+    environ = {PROGRESSIVE_MIGRATION_ENV: "maybe"}
+    add_node_arguments(parser, environ=environ)
+    with pytest.raises(ValidationError, match=PROGRESSIVE_MIGRATION_ENV):
+        node_options(parser.parse_args([]), environ)
+    assert node_options(parser.parse_args(["--nvidia-progressive-migration"]), environ).nvidia_progressive_migration
     with pytest.raises(ValidationError, match=PROGRESSIVE_MIGRATION_ENV):
         options_from(CONTROLLER_ARGS, {PROGRESSIVE_MIGRATION_ENV: "maybe"})

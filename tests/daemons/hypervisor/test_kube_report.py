@@ -208,8 +208,8 @@ async def test_without_progressive_mode_the_kubelet_is_never_asked_and_lost_gpus
 def test_bad_kubernetes_flags_name_the_flag(argv: list[str], field: str) -> None:
     import argparse
 
-    from daemons.hypervisor.cli import _check_kube_arguments
     from daemons.hypervisor.options import add_node_arguments
+    from daemons.hypervisor.options import check_kube_arguments as _check_kube_arguments
     from tfcore.model.errors import ValidationError
 
     parser = argparse.ArgumentParser()
