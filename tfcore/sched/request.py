@@ -12,7 +12,7 @@ from typing import Any, Final
 from tfcore.model.annotations import WorkloadRequest, parse_pod
 from tfcore.model.errors import Problem, ValidationError
 from tfcore.sched.state import GPUState
-from tfcore.sched.units import PPM, percent_ppm, request_bytes, request_milli_tflops
+from tfcore.sched.units import asked_amounts, gpu_amounts
 
 _OPERATORS: Final = frozenset({"In", "NotIn", "Exists", "DoesNotExist", "Gt", "Lt"})
 
@@ -72,15 +72,9 @@ class PodRequest:
     gpu_ids: tuple[str, ...] = ()
 
     def amounts_on(self, gpu: GPUState) -> tuple[int, int, int, int]:
-        """(request TFLOPS, request VRAM, limit TFLOPS, limit VRAM) this pod takes on `gpu`."""
-        if self.dedicated:
-            return gpu.virtual_tflops, gpu.virtual_vram, gpu.virtual_tflops, gpu.virtual_vram
-        if self.percent_ppm:
-            physical = gpu.spec.tflops_milli
-            request = -((-physical * self.percent_ppm) // PPM)
-            limit = -((-physical * self.percent_limit_ppm) // PPM)
-            return request, self.vram, limit, self.vram_limit
-        return self.tflops, self.vram, self.tflops_limit, self.vram_limit
+        """(request TFLOPS, request VRAM, limit TFLOPS, limit VRAM) this pod books on `gpu`:
+        units.gpu_amounts, a dedicated GPU counted whole at its virtual (oversold) capacity."""
+        return gpu_amounts(self, gpu.spec.tflops_milli, gpu.virtual_tflops, gpu.virtual_vram)
 
     def matches_node_labels(self, labels: Mapping[str, str]) -> bool:
         for key, value in self.node_selector.items():
@@ -209,23 +203,24 @@ def from_workload_request(
             "profile or pool defaults before scheduling)",
             "tensor-fusion.ai/tflops-request or compute-percent-request, vram-request, or dedicated-gpu",
         )
+    asked = asked_amounts(w)
     return PodRequest(
         key=key,
         namespace=namespace,
         name=name,
-        tflops=request_milli_tflops(w.tflops_request) if w.tflops_request is not None else 0,
-        tflops_limit=request_milli_tflops(w.tflops_limit) if w.tflops_limit is not None else 0,
-        percent_ppm=percent_ppm(w.compute_percent_request) if w.compute_percent_request is not None else 0,
-        percent_limit_ppm=percent_ppm(w.compute_percent_limit) if w.compute_percent_limit is not None else 0,
-        vram=request_bytes(w.vram_request) if w.vram_request is not None else 0,
-        vram_limit=request_bytes(w.vram_limit) if w.vram_limit is not None else 0,
+        tflops=asked.tflops,
+        tflops_limit=asked.tflops_limit,
+        percent_ppm=asked.percent_ppm,
+        percent_limit_ppm=asked.percent_limit_ppm,
+        vram=asked.vram,
+        vram_limit=asked.vram_limit,
         gpu_count=w.gpu_count,
         pool=w.pool,
         gpu_model=w.gpu_model,
         vendor=w.vendor,
         # Before placement `index` is the user's constraint; after it, the record beside gpu-ids.
         gpu_indices=frozenset(w.gpu_indices) if not w.gpu_ids else frozenset(),
-        dedicated=w.dedicated_gpu,
+        dedicated=asked.dedicated,
         qos=w.qos,
         node_selector=dict(node_selector or {}),
         affinity_terms=tuple(affinity_terms),
