@@ -5,8 +5,8 @@ pool/model/vendor/index constraints and the pod's node selector and required nod
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Hashable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Hashable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, Final
 
 from tfcore.model.annotations import WorkloadRequest, parse_pod
@@ -42,17 +42,17 @@ class LabelRequirement:
         return int(value) > bound if op == "Gt" else int(value) < bound
 
 
-@dataclass(frozen=True, slots=True)
-class PodRequest:
-    """What one pod asks for, per GPU, resolved to integers (see tfcore.sched.units).
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RequestShape:
+    """Everything of a pod's request but its identity: what Filter and Score plugins may read.
 
-    Compute is either `tflops` (milli-TFLOPS) or `percent_ppm` (parts per million of each
-    chosen GPU's physical TFLOPS); a dedicated request takes whole GPUs.
+    Per GPU and in exact integers (see tfcore.sched.units). Compute is either `tflops`
+    (milli-TFLOPS) or `percent_ppm` (parts per million of each chosen GPU's physical TFLOPS);
+    a dedicated request takes whole GPUs. Pods of one shape get the same verdict and score on
+    a node, so the extender keeps those per shape (tfcore.sched.extender.cache): a field added
+    here is part of that key by construction.
     """
 
-    key: str  # pod uid, or namespace/name for a pod not yet created (simulate-schedule)
-    namespace: str = "default"
-    name: str = ""
     tflops: int = 0
     tflops_limit: int = 0
     percent_ppm: int = 0
@@ -68,8 +68,9 @@ class PodRequest:
     qos: str | None = None
     node_selector: Mapping[str, str] = field(default_factory=dict)
     affinity_terms: tuple[tuple[LabelRequirement, ...], ...] = ()
-    node_name: str | None = None
-    gpu_ids: tuple[str, ...] = ()
+
+    def __hash__(self) -> int:  # node_selector is a dict: hash its items
+        return hash(tuple(frozenset(v.items()) if isinstance(v, Mapping) else v for v in _values(self)))
 
     def amounts_on(self, gpu: GPUState) -> tuple[int, int, int, int]:
         """(request TFLOPS, request VRAM, limit TFLOPS, limit VRAM) this pod books on `gpu`:
@@ -87,6 +88,29 @@ class PodRequest:
     @property
     def has_affinity(self) -> bool:
         return bool(self.node_selector or self.affinity_terms)
+
+
+_SHAPE_FIELDS: Final = tuple(f.name for f in fields(RequestShape))
+
+
+def _values(shape: RequestShape) -> Iterator[Any]:
+    return (getattr(shape, name) for name in _SHAPE_FIELDS)
+
+
+@dataclass(frozen=True, slots=True)
+class PodRequest(RequestShape):
+    """What one pod asks for: its identity (read by PreFilter, Reserve and Bind) and its shape."""
+
+    key: str  # pod uid, or namespace/name for a pod not yet created (simulate-schedule)
+    namespace: str = "default"
+    name: str = ""
+    node_name: str | None = None
+    gpu_ids: tuple[str, ...] = ()
+
+    @property
+    def shape(self) -> RequestShape:
+        """This request without its identity: equal for the replicas of one workload."""
+        return RequestShape(**{name: getattr(self, name) for name in _SHAPE_FIELDS})
 
 
 def pod_request(pod: Mapping[str, Any]) -> PodRequest:
