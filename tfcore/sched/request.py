@@ -5,8 +5,9 @@ pool/model/vendor/index constraints and the pod's node selector and required nod
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Hashable, Iterator, Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
+from operator import attrgetter
 from typing import Any, Final
 
 from tfcore.model.annotations import WorkloadRequest, parse_pod
@@ -68,9 +69,16 @@ class RequestShape:
     qos: str | None = None
     node_selector: Mapping[str, str] = field(default_factory=dict)
     affinity_terms: tuple[tuple[LabelRequirement, ...], ...] = ()
+    _hash: int = field(default=0, init=False, repr=False, compare=False)  # computed on first use
 
-    def __hash__(self) -> int:  # node_selector is a dict: hash its items
-        return hash(tuple(frozenset(v.items()) if isinstance(v, Mapping) else v for v in _values(self)))
+    def __hash__(self) -> int:
+        """Over every field, node_selector (a dict) by its items; kept, since the extender looks a
+        shape up several times per call."""
+        found = self._hash
+        if not found:
+            found = hash(shape_key(self)) or 1
+            object.__setattr__(self, "_hash", found)
+        return found
 
     def amounts_on(self, gpu: GPUState) -> tuple[int, int, int, int]:
         """(request TFLOPS, request VRAM, limit TFLOPS, limit VRAM) this pod books on `gpu`:
@@ -90,11 +98,14 @@ class RequestShape:
         return bool(self.node_selector or self.affinity_terms)
 
 
-_SHAPE_FIELDS: Final = tuple(f.name for f in fields(RequestShape))
+_SHAPE_FIELDS: Final = tuple(f.name for f in fields(RequestShape) if f.init)
+_plain_values: Final = attrgetter(*(name for name in _SHAPE_FIELDS if name != "node_selector"))
 
 
-def _values(shape: RequestShape) -> Iterator[Any]:
-    return (getattr(shape, name) for name in _SHAPE_FIELDS)
+def shape_key(request: RequestShape) -> Hashable:
+    """The shape's fields as a plain tuple (node_selector by its items): equal exactly when the
+    shapes are, and cheaper to build than a RequestShape when only a lookup is needed."""
+    return _plain_values(request), frozenset(request.node_selector.items())
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,7 @@ the last encoded reply per shape is reused while the nodes it names have not cha
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
 from itertools import repeat
 from typing import Any, Final, cast
@@ -30,7 +30,7 @@ from tfcore.sched.extender.wire import (
     encoder,
 )
 from tfcore.sched.framework import Code, CycleState, Framework, ScheduleResult
-from tfcore.sched.request import PodRequest, RequestParser, RequestShape
+from tfcore.sched.request import PodRequest, RequestParser, RequestShape, shape_key
 
 RECENT_PODS: Final = 4096
 
@@ -79,6 +79,7 @@ class Extender:
             allocator.subscribe(self.memo)
         self._requests: OrderedDict[tuple[str, str], tuple[PodRequest, RequestShape]] = OrderedDict()
         self._parse = RequestParser()
+        self._shapes: dict[Hashable, RequestShape] = {}  # shape_key -> the one RequestShape
 
     @property
     def framework(self) -> Framework:
@@ -99,15 +100,26 @@ class Extender:
         uid, version = meta.get("uid"), meta.get("resourceVersion")
         if not isinstance(uid, str) or not uid:
             request = self._parse(pod)
-            return request, request.shape
+            return request, self._shape(request)
         key = (uid, str(version))
         parsed = self._requests.get(key)
         if parsed is None:
             request = self._parse(pod)
-            parsed = self._requests[key] = (request, request.shape)
+            parsed = self._requests[key] = (request, self._shape(request))
             if len(self._requests) > RECENT_PODS:
                 self._requests.popitem(last=False)
         return parsed
+
+    def _shape(self, request: PodRequest) -> RequestShape:
+        """One object per shape: the cache and memo look it up several times per call, and a
+        dict finds the very same key without comparing fields."""
+        key = shape_key(request)
+        found = self._shapes.get(key)
+        if found is None:
+            if len(self._shapes) >= RECENT_PODS:
+                self._shapes.clear()
+            found = self._shapes[key] = request.shape
+        return found
 
     # ---- filter -------------------------------------------------------------------------------
 
@@ -281,7 +293,9 @@ class Extender:
         """Bring `view` up to date with its changed nodes; False if it cannot be."""
         if view.stale:
             totals, scaled = entry.totals, entry.scaled
-            self.cache.score(entry, state, request, in_order(view.stale - totals.keys(), view.names))
+            unscored = {n for n in view.stale if n not in totals}  # not stale - keys(): that walks every key
+            if unscored:
+                self.cache.score(entry, state, request, in_order(unscored, view.names))
             for name in sorted(view.stale):  # one order, whatever the hash seed
                 score = scaled.get(name, 0)
                 if score >= MAX_EXTENDER_PRIORITY:
