@@ -9,7 +9,8 @@ from hypothesis import strategies as st
 
 from tests.unit.sched.fleet import fleet, framework, pod
 from tfcore.sched import CycleState
-from tfcore.sched.extender.cache import DecisionCache
+from tfcore.sched.extender.cache import DecisionCache, host_priorities_json, host_priority_json
+from tfcore.sched.extender.wire import HostPriority, encoder
 from tfcore.sched.request import LabelRequirement, PodRequest
 
 NODES = ["node-0", "node-1", "node-2", "cpu-node"]
@@ -100,3 +101,10 @@ def test_shapes_differ_in_every_field_but_the_identity() -> None:
     ]
     shapes = {v.shape for v in variants} | {base.shape}
     assert len(shapes) == len(variants) + 1
+
+
+@given(host=st.text(max_size=20), score=st.integers(-3, 30))
+def test_prioritize_items_are_what_the_encoder_writes(host: str, score: int) -> None:
+    expected = encoder.encode(HostPriority(host, score))
+    assert host_priority_json(host, score) == expected
+    assert dict(host_priorities_json({host: score})) == {host: expected}

@@ -19,22 +19,47 @@ the set of nodes rejected, their messages, and each node's prioritize item alrea
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Mapping
+from operator import add
 from typing import Final
 
 import msgspec
 
 from tfcore.sched.extender.wire import MAX_EXTENDER_PRIORITY
-from tfcore.sched.framework import Code, CycleState, Framework, Status
+from tfcore.sched.framework import SUCCESS, Code, CycleState, Framework, Status
 from tfcore.sched.request import PodRequest, RequestShape
 from tfcore.sched.state import NodeState
 
 MAX_SHAPES: Final = 64
 
 
+_HOST_PREFIXES: dict[str, bytes] = {}  # node name -> b'{"Host":"<name>","Score":'
+_MAX_PREFIXES: Final = 100_000
+_SCORE_TAILS: Final = tuple(b"%d}" % score for score in range(MAX_EXTENDER_PRIORITY + 1))
+
+
+def _host_prefix(host: str) -> bytes:
+    if len(_HOST_PREFIXES) >= _MAX_PREFIXES:  # node names come and go: bounded, not exact
+        _HOST_PREFIXES.clear()
+    prefix = _HOST_PREFIXES[host] = b'{"Host":%s,"Score":' % msgspec.json.encode(host)
+    return prefix
+
+
 def host_priority_json(host: str, score: int) -> bytes:
     """One HostPriority as the extender encoder writes it: {"Host":...,"Score":...}."""
-    return b'{"Host":%s,"Score":%d}' % (msgspec.json.encode(host), score)
+    tail = _SCORE_TAILS[score] if 0 <= score <= MAX_EXTENDER_PRIORITY else b"%d}" % score
+    return (_HOST_PREFIXES.get(host) or _host_prefix(host)) + tail
+
+
+def host_priorities_json(scores: Mapping[str, int]) -> Iterator[tuple[str, bytes]]:
+    """(host, host_priority_json(host, score)) for many at once, without a Python step per host."""
+    names = list(scores)
+    if names and not 0 <= min(scores.values()) <= max(scores.values()) <= MAX_EXTENDER_PRIORITY:
+        return ((n, host_priority_json(n, score)) for n, score in scores.items())
+    prefixes = list(map(_HOST_PREFIXES.get, names))
+    if None in prefixes:
+        prefixes = [p or _host_prefix(n) for n, p in zip(names, prefixes, strict=True)]
+    return zip(names, map(add, prefixes, map(_SCORE_TAILS.__getitem__, scores.values())), strict=True)
 
 
 def in_order(subset: set[str], names: list[str]) -> list[str]:
@@ -73,7 +98,7 @@ class ShapeDecisions:
 
     def record_verdict(self, name: str, status: Status) -> None:
         self.verdicts[name] = status
-        if status.code is Code.SUCCESS:
+        if status.ok:
             return
         self.rejected.add(name)
         if status.code is Code.UNSCHEDULABLE_AND_UNRESOLVABLE:
@@ -81,11 +106,6 @@ class ShapeDecisions:
         else:
             self.failed[name] = status.message()
         self.reasons[name] = rejection_reason(status)
-
-    def record_score(self, name: str, total: int, scaled: int) -> None:
-        self.totals[name] = total
-        self.scaled[name] = scaled
-        self.host_json[name] = host_priority_json(name, scaled)
 
     def rejection(self, name: str) -> tuple[bool, str] | None:
         """(unresolvable?, message) for a rejected node; None when it fits."""
@@ -145,18 +165,22 @@ class DecisionCache:
 
     def filter(self, entry: ShapeDecisions, state: CycleState, request: PodRequest, unknown: Iterable[str]) -> None:
         """Verdicts for the nodes in `unknown` (no verdict in `entry` yet), in that order."""
+        verdicts = self.framework.filter_nodes(state, request, unknown)
+        entry.verdicts.update(verdicts)
         record = entry.record_verdict
-        for name, status in self.framework.filter_nodes(state, request, unknown).items():
-            record(name, status)
+        for name in [n for n, status in verdicts.items() if status is not SUCCESS]:  # few: look closer
+            record(name, verdicts[name])
 
     def score(self, entry: ShapeDecisions, state: CycleState, request: PodRequest, unscored: Iterable[str]) -> None:
         """Scores for the nodes in `unscored` (known nodes only; others stay unscored), in that order."""
         framework = self.framework
         scale = max(1, 100 * sum(weight for _, weight in framework.scorers))
         top = MAX_EXTENDER_PRIORITY - 1
-        record = entry.record_score
-        for name, total in framework.prioritize(state, request, unscored).items():
-            record(name, total, max(0, total) * top // scale)
+        totals = framework.prioritize(state, request, unscored)
+        scaled = {name: (total if total > 0 else 0) * top // scale for name, total in totals.items()}
+        entry.totals.update(totals)
+        entry.scaled.update(scaled)
+        entry.host_json.update(host_priorities_json(scaled))
 
     # AllocatorListener
     def node_changed(self, node: NodeState) -> None:

@@ -147,7 +147,9 @@ class Extender:
         candidates = set(names)
         missing = candidates - entry.verdicts.keys()
         if missing:  # in the order a node-by-node scan sees them
-            self.cache.filter(entry, state, request, in_order(missing, names))
+            self.cache.filter(
+                entry, state, request, names if len(missing) == len(candidates) else in_order(missing, names)
+            )
         refused = entry.rejected & candidates if len(entry.rejected) > len(candidates) else candidates & entry.rejected
         if not refused:  # the common case: every candidate fits, nothing to explain
             answer = FilterAnswer(_filtered(args, list(names), {}, {}), {}, request)
@@ -269,7 +271,9 @@ class Extender:
         totals = entry.totals
         unscored = candidates - totals.keys()
         if unscored:
-            self.cache.score(entry, state, request, in_order(unscored, names))
+            self.cache.score(
+                entry, state, request, names if len(unscored) == len(candidates) else in_order(unscored, names)
+            )
         if not any(map(totals.__contains__, names)):  # no known node among the candidates
             return _zero_priorities(names)
         values = list(map(totals.get, names, repeat(-1)))
