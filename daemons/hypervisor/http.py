@@ -18,6 +18,7 @@ from prometheus_client.registry import Collector
 
 from daemons.hypervisor.node import Node
 from tfcore.hypervisor.placement import DoesNotFit
+from tfcore.hypervisor.workerspec import WorkerSpec
 from tfcore.model.errors import Problem, ValidationError
 from tfcore.model.quantity import parse_quantity
 from tfcore.sched.units import request_bytes, request_milli_tflops
@@ -79,13 +80,15 @@ async def _create(request: web.Request) -> web.Response:
     node = request.app[NODE_KEY]
     try:
         worker = node.create_worker(
-            spec.name,
-            tflops_request_milli=_milli(spec.tflops_request, "tflops_request"),
-            tflops_limit_milli=_milli(spec.tflops_limit, "tflops_limit"),
-            vram_bytes=request_bytes(parse_quantity(str(spec.vram), field="vram")),
-            gpu_count=spec.gpu_count,
-            gpus=tuple(spec.gpus),
-            owner_pid=spec.owner_pid,
+            WorkerSpec(
+                spec.name,
+                vram_limit_bytes=request_bytes(parse_quantity(str(spec.vram), field="vram")),
+                tflops_request_milli=_milli(spec.tflops_request, "tflops_request"),
+                tflops_limit_milli=_milli(spec.tflops_limit, "tflops_limit"),
+                gpu_count=spec.gpu_count,
+                gpus=tuple(spec.gpus),
+                owner_pid=spec.owner_pid,
+            )
         )
     except DoesNotFit as exc:
         raise HTTPProblem(409, str(exc)) from exc

@@ -18,9 +18,18 @@ from typing import Any
 
 from daemons.hypervisor.gpus import GPUInfo, GPUProbe
 from daemons.hypervisor.workers import WorkerDirectory, WorkerRecord, check_name, new_record, owner_alive
-from tfcore.hypervisor import ControllerSettings, CostHistory, GPUController, TenantCommand, TenantSample, share_of
+from tfcore.hypervisor import (
+    ControllerSettings,
+    CostHistory,
+    GPUController,
+    TenantCommand,
+    TenantSample,
+    TenantShare,
+    share_of,
+)
 from tfcore.hypervisor.placement import DoesNotFit, LocalGPU, local_allocator, place
 from tfcore.hypervisor.podworkers import check_pod_worker_name, split_pod_worker_name
+from tfcore.hypervisor.workerspec import WorkerSpec
 from tfcore.ipc import DeviceSpec, Region, RegionError
 from tfcore.model.errors import ValidationError
 from tfcore.sched import PodRequest
@@ -149,11 +158,13 @@ class Node:
     def _restore_limits(record: WorkerRecord, region: Region) -> None:
         """The record is the truth; a limits file that says otherwise was written behind our back."""
         for device, (uuid, state) in enumerate(zip(record.gpus, region.devices(), strict=False)):
-            granted = (state.uuid, state.vram_limit_bytes, state.tflops_request_milli, state.tflops_limit_milli)
-            if granted != (uuid, record.vram_bytes, record.tflops_request_milli, record.tflops_limit_milli):
+            granted = DeviceSpec(
+                state.uuid, state.vram_limit_bytes, state.tflops_request_milli, state.tflops_limit_milli
+            )
+            wanted = record.device_spec(uuid)
+            if granted != wanted:
                 log.warning("worker %s: limits of device %d were changed (%s); restored", record.name, device, granted)
-                spec = DeviceSpec(uuid, record.vram_bytes, record.tflops_request_milli, record.tflops_limit_milli)
-                region.set_limits(device, spec)
+                region.set_limits(device, wanted)
 
     def pod_workers(self) -> dict[str, str]:
         """Pod worker name -> the uid of the pod its region was made for."""
@@ -161,54 +172,41 @@ class Node:
 
     def _record_adopted(self, record: WorkerRecord) -> None:
         try:
-            place(self.allocator, self._request(record), record.gpus)
+            place(self.allocator, self._request(record.spec), record.gpus)
         except DoesNotFit as exc:
             # It runs already: record it beyond capacity rather than lose it.
             log.warning("re-adopted worker %s is over this node's capacity: %s", record.name, exc)
-            self.allocator.allocate(self._request(record), list(record.gpus), force=True)
+            self.allocator.allocate(self._request(record.spec), list(record.gpus), force=True)
 
     @staticmethod
-    def _request(record: WorkerRecord, gpu_count: int | None = None) -> PodRequest:
+    def _request(spec: WorkerSpec) -> PodRequest:
+        """What the node's allocator books for a worker."""
         return PodRequest(
-            key=record.name,
-            name=record.name,
-            tflops=record.tflops_request_milli,
-            tflops_limit=record.tflops_limit_milli or record.tflops_request_milli,
-            vram=record.vram_request_bytes or record.vram_bytes,
-            vram_limit=record.vram_bytes,
-            gpu_count=gpu_count or len(record.gpus) or 1,
+            key=spec.name,
+            name=spec.name,
+            tflops=spec.tflops_request_milli,
+            tflops_limit=spec.tflops_limit_milli or spec.tflops_request_milli,
+            vram=spec.booked_vram_bytes,
+            vram_limit=spec.vram_limit_bytes,
+            gpu_count=spec.gpu_count or 1,
         )
 
-    def create_worker(
-        self,
-        name: str,
-        *,
-        tflops_request_milli: int,
-        tflops_limit_milli: int,
-        vram_bytes: int,
-        gpu_count: int = 1,
-        gpus: tuple[str, ...] = (),
-        owner_pid: int = 0,
-        tenant_uid: int | None = None,
-        pod_uid: str = "",
-        vram_request_bytes: int = 0,
-        workload: str = "",
-        overcommit: bool = False,
-    ) -> Worker:
+    def create_worker(self, spec: WorkerSpec, *, overcommit: bool = False) -> Worker:
         """A worker and its region. A pod worker (pod_uid set, named NAMESPACE/POD) lives in the
         pod's directory; with overcommit (the scheduler already bound the pod) a GPU that is
         full locally takes it anyway, beyond capacity, and Worker.overcommitted says why."""
-        if pod_uid:
+        name, gpus, gpu_count = spec.name, spec.gpus, spec.gpu_count
+        if spec.pod_uid:
             check_pod_worker_name(name)
         else:
             check_name(name)
         if name in self.workers:
             raise ValidationError.single("name", f"worker {name!r} exists", "a new name")
-        if tflops_limit_milli and tflops_request_milli > tflops_limit_milli:
+        if spec.tflops_limit_milli and spec.tflops_request_milli > spec.tflops_limit_milli:
             raise ValidationError.single("tflops_limit", "below the request", "tflops_limit >= tflops_request")
-        if vram_bytes <= 0:
+        if spec.vram_limit_bytes <= 0:
             raise ValidationError.single("vram", "must be positive", "a quantity such as 4Gi")
-        if not 0 <= vram_request_bytes <= vram_bytes:
+        if not 0 <= spec.vram_request_bytes <= spec.vram_limit_bytes:
             raise ValidationError.single("vram_request", "above the limit", "0 <= vram request <= vram limit")
         if not 1 <= gpu_count <= max(1, len(self.gpus)):
             raise DoesNotFit(f"asked for {gpu_count} GPU(s); this node has {len(self.gpus)}")
@@ -218,34 +216,24 @@ class Node:
         refused = [u for u in gpus if u in self.unavailable]
         if refused:
             raise GPUUnavailable(f"not available to TensorFusion: {self._unavailable_text(refused)}")
-        draft = new_record(
-            name,
-            gpus,
-            tflops_request_milli,
-            tflops_limit_milli,
-            vram_bytes,
-            owner_pid=owner_pid,
-            pod_uid=pod_uid,
-            vram_request_bytes=vram_request_bytes,
-            workload=workload,
-        )
+        draft = new_record(spec)
         overcommitted = ""
         try:
-            allocation = place(self.allocator, self._request(draft, gpu_count), gpus)
+            allocation = place(self.allocator, self._request(spec), gpus)
             chosen = allocation.gpu_ids
         except DoesNotFit as exc:
             if overcommit and gpus:
                 overcommitted = str(exc)
                 log.warning("worker %s placed beyond this node's capacity: %s", name, exc)
-                self.allocator.allocate(self._request(draft, gpu_count), list(gpus), force=True)
+                self.allocator.allocate(self._request(spec), list(gpus), force=True)
                 chosen = gpus
             elif gpus or not self.unavailable:
                 raise
             else:
                 raise GPUUnavailable(f"{exc}; not offered: {self._unavailable_text(sorted(self.unavailable))}") from exc
-        record = dataclasses.replace(draft, gpus=chosen)
+        record = dataclasses.replace(draft, spec=dataclasses.replace(spec, gpus=chosen, gpu_count=len(chosen)))
         try:
-            record, region = self.directory.create(record, tenant_uid)
+            record, region = self.directory.create(record)
         except Exception:
             self.allocator.release(name)
             raise
@@ -259,13 +247,16 @@ class Node:
     def _apply_initial_rates(self, worker: Worker) -> None:
         """Before the first tick: the request's worth at the controller's current gain."""
         for device, uuid in enumerate(worker.record.gpus):
-            share = share_of(worker.record.tflops_request_milli, worker.record.tflops_limit_milli, self.rated[uuid])
+            share = self._share(worker.record.spec, uuid)
             controller = self.controllers[uuid]
             gain = controller.settings.initial_gain
             gains = list(controller.tenants.values())
             if gains:
                 gain = sum(gains) / len(gains)
             self._set_rate(worker, device, max(1, round(max(share.request, 0.01) * gain)), max(1, round(gain * 0.005)))
+
+    def _share(self, spec: WorkerSpec, uuid: str) -> TenantShare:
+        return share_of(spec.tflops_request_milli, spec.tflops_limit_milli, self.rated[uuid])
 
     def remove_worker(self, name: str) -> bool:
         worker = self.workers.pop(name, None)
@@ -343,7 +334,7 @@ class Node:
                 cost_rate = usage.history.rate(period_end - period, period_end)
             usage.nvml_vram_bytes = sum(memory.get(pid, 0) for pid in pids)
             self._check_vram(worker, device, usage)
-            share = share_of(worker.record.tflops_request_milli, worker.record.tflops_limit_milli, self.rated[uuid])
+            share = self._share(worker.record.spec, uuid)
             tenants.append(TenantSample(worker.record.name, share, utilization, cost_rate, throttled, launch_cost))
             members.append((worker, device))
         busy = self.device_utilization[uuid] / 100.0 if samples else None
@@ -385,7 +376,7 @@ class Node:
             log.error("worker %s: cannot set its compute rate: %s", worker.record.name, exc)
 
     def _check_vram(self, worker: Worker, device: int, usage: DeviceUsage) -> None:
-        limit = worker.record.vram_bytes
+        limit = worker.record.spec.vram_limit_bytes
         recorded = worker.region.devices()[device].vram_used_bytes
         key = f"{worker.record.name}/{device}"
         if usage.nvml_vram_bytes > limit + VRAM_SLACK or usage.nvml_vram_bytes > recorded + VRAM_SLACK:
@@ -428,7 +419,7 @@ class Node:
         return out
 
     def worker_view(self, worker: Worker) -> dict[str, Any]:
-        r = worker.record
+        r = worker.record.spec
         devices = worker.region.devices()
         pod = worker.pod
         return {
@@ -438,15 +429,15 @@ class Node:
             "owner_pid": r.owner_pid,
             "tflops_request_milli": r.tflops_request_milli,
             "tflops_limit_milli": r.tflops_limit_milli,
-            "vram_limit_bytes": r.vram_bytes,
+            "vram_limit_bytes": r.vram_limit_bytes,
             "processes": [{"pid": p.pid, "alive": p.alive} for p in worker.region.processes()],
             "gpus": [
                 {
                     "uuid": uuid,
                     "index": self.gpus[uuid].index,
                     "share": {
-                        "request": share_of(r.tflops_request_milli, r.tflops_limit_milli, self.rated[uuid]).request,
-                        "limit": share_of(r.tflops_request_milli, r.tflops_limit_milli, self.rated[uuid]).limit,
+                        "request": self._share(r, uuid).request,
+                        "limit": self._share(r, uuid).limit,
                         "target": u.target,
                         "measured": u.utilization,
                     },

@@ -128,19 +128,8 @@ class PodWorkers:
 
     def _create(self, wanted: PodWorker) -> None:
         try:
-            worker = self.node.create_worker(
-                wanted.name,
-                tflops_request_milli=wanted.tflops_request_milli,
-                tflops_limit_milli=wanted.tflops_limit_milli,
-                vram_bytes=wanted.vram_limit_bytes,
-                vram_request_bytes=wanted.vram_request_bytes,
-                gpu_count=len(wanted.gpus),
-                gpus=wanted.gpus,
-                tenant_uid=wanted.tenant_uid,
-                pod_uid=wanted.uid,
-                workload=wanted.workload,
-                overcommit=True,  # the scheduler bound it here: enforce its limits rather than none
-            )
+            # The scheduler bound it here: enforce its limits rather than none.
+            worker = self.node.create_worker(wanted.spec, overcommit=True)
         except (ValidationError, DoesNotFit, RegionError, OSError) as exc:
             reason = "GPUUnavailable" if isinstance(exc, DoesNotFit) else "RegionFailed"
             text = "; ".join(str(p) for p in exc.problems) if isinstance(exc, ValidationError) else str(exc)

@@ -40,13 +40,13 @@ def usage_points(node: Node, time_ns: int) -> list[Point]:
         devices = worker.region.devices()
         for device, (uuid, usage) in enumerate(worker.usage.items()):
             used = devices[device].vram_used_bytes
-            limit = worker.record.vram_bytes
+            limit = worker.record.spec.vram_limit_bytes
             namespace, name = worker.pod or (NAMESPACE, worker.record.name)
             points.append(
                 Point(
                     "tf_worker_usage",
                     {
-                        "workload": worker.record.workload or name,
+                        "workload": worker.record.spec.workload or name,
                         "worker": name,
                         "namespace": namespace,
                         "pool": POOL,

@@ -21,11 +21,12 @@ import os
 import re
 import stat
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Final
 
 from tfcore.hypervisor.podworkers import pod_worker_name, split_pod_worker_name
+from tfcore.hypervisor.workerspec import WorkerSpec
 from tfcore.ipc import DeviceSpec, Region, RegionError, limits_path
 from tfcore.model.errors import ValidationError
 
@@ -35,25 +36,67 @@ NAME_RE: Final = re.compile(r"[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?")
 
 @dataclass(frozen=True, slots=True)
 class WorkerRecord:
-    name: str
-    gpus: tuple[str, ...]  # UUIDs, in region device order
-    tflops_request_milli: int
-    tflops_limit_milli: int
-    vram_bytes: int
-    owner_pid: int = 0  # 0: no owner process (released by the API only)
+    """A worker as made: its spec (gpus: the ones chosen) and what guards and cleans up after it."""
+
+    spec: WorkerSpec
     owner_start: int = 0  # the owner's start time (clock ticks since boot), guards pid reuse
     created: float = 0.0
-    pod_uid: str = ""  # set for a pod worker: the pod its region was made for
-    vram_request_bytes: int = 0  # what the allocator books (0: the limit, vram_bytes)
-    workload: str = ""
     made_dirs: tuple[str, ...] = ()  # directories under the root the hypervisor made for it
 
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def gpus(self) -> tuple[str, ...]:
+        return self.spec.gpus
+
+    @property
+    def pod_uid(self) -> str:
+        return self.spec.pod_uid
+
+    @property
+    def owner_pid(self) -> int:
+        return self.spec.owner_pid
+
+    def device_spec(self, uuid: str) -> DeviceSpec:
+        s = self.spec
+        return DeviceSpec(uuid, s.vram_limit_bytes, s.tflops_request_milli, s.tflops_limit_milli)
+
     def to_json(self) -> dict[str, Any]:
-        return {**asdict(self), "gpus": list(self.gpus), "made_dirs": list(self.made_dirs)}
+        """The record file (its keys predate WorkerSpec: `vram_bytes` is the VRAM limit)."""
+        s = self.spec
+        return {
+            "name": s.name,
+            "gpus": list(s.gpus),
+            "tflops_request_milli": s.tflops_request_milli,
+            "tflops_limit_milli": s.tflops_limit_milli,
+            "vram_bytes": s.vram_limit_bytes,
+            "owner_pid": s.owner_pid,
+            "owner_start": self.owner_start,
+            "created": self.created,
+            "pod_uid": s.pod_uid,
+            "vram_request_bytes": s.vram_request_bytes,
+            "workload": s.workload,
+            "made_dirs": list(self.made_dirs),
+        }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> WorkerRecord:
-        return cls(**{**data, "gpus": tuple(data["gpus"]), "made_dirs": tuple(data.get("made_dirs") or ())})
+        gpus = tuple(data["gpus"])
+        spec = WorkerSpec(
+            data["name"],
+            vram_limit_bytes=data["vram_bytes"],
+            tflops_request_milli=data["tflops_request_milli"],
+            tflops_limit_milli=data["tflops_limit_milli"],
+            vram_request_bytes=data.get("vram_request_bytes", 0),
+            gpu_count=len(gpus) or 1,
+            gpus=gpus,
+            owner_pid=data.get("owner_pid", 0),
+            pod_uid=data.get("pod_uid", ""),
+            workload=data.get("workload", ""),
+        )
+        return cls(spec, data.get("owner_start", 0), data.get("created", 0.0), tuple(data.get("made_dirs") or ()))
 
 
 def check_name(name: str) -> str:
@@ -119,18 +162,15 @@ class WorkerDirectory:
         pod = self._pod(name)
         return pod / POD_RECORD if pod else self.root / f"{name}.json"
 
-    def create(self, record: WorkerRecord, tenant_uid: int | None = None) -> tuple[WorkerRecord, Region]:
+    def create(self, record: WorkerRecord) -> tuple[WorkerRecord, Region]:
         """The worker's region and record; a pod worker's directory is made first when missing."""
-        specs = [
-            DeviceSpec(uuid, record.vram_bytes, record.tflops_request_milli, record.tflops_limit_milli)
-            for uuid in record.gpus
-        ]
+        specs = [record.device_spec(uuid) for uuid in record.gpus]
         pod = split_pod_worker_name(record.name)
         if pod is not None:
             record = replace(record, made_dirs=self._make_pod_dir(*pod))
         try:
             # Creates both files or neither, and never replaces an existing one.
-            region = Region.create(self.region_path(record.name), specs, tenant_uid=tenant_uid)
+            region = Region.create(self.region_path(record.name), specs, tenant_uid=record.spec.tenant_uid)
         except BaseException:
             self._remove_dirs(record.made_dirs)
             raise
@@ -252,34 +292,12 @@ class WorkerDirectory:
             return None
 
 
-def new_record(
-    name: str,
-    gpus: tuple[str, ...],
-    request: int,
-    limit: int,
-    vram: int,
-    *,
-    owner_pid: int = 0,
-    pod_uid: str = "",
-    vram_request_bytes: int = 0,
-    workload: str = "",
-) -> WorkerRecord:
+def new_record(spec: WorkerSpec) -> WorkerRecord:
+    """A record for `spec` as of now; ValidationError when its owner process does not exist."""
     start = 0
-    if owner_pid:
-        found = process_start(owner_pid)
+    if spec.owner_pid:
+        found = process_start(spec.owner_pid)
         if found is None:
-            raise ValidationError.single("owner_pid", f"no process {owner_pid}", "the pid of a running process")
+            raise ValidationError.single("owner_pid", f"no process {spec.owner_pid}", "the pid of a running process")
         start = found
-    return WorkerRecord(
-        name,
-        gpus,
-        request,
-        limit,
-        vram,
-        owner_pid,
-        start,
-        time.time(),
-        pod_uid=pod_uid,
-        vram_request_bytes=vram_request_bytes,
-        workload=workload,
-    )
+    return WorkerRecord(spec, start, time.time())

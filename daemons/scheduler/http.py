@@ -14,11 +14,12 @@ from typing import Any, Final
 import msgspec
 import yaml
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 import tfcore
 from daemons.scheduler.service import ClusterWriter, SchedulerService
-from daemons.scheduler.wire import binding_decoder, encoded_args_decoder, encoder
 from tfcore.model.errors import ValidationError
+from tfcore.sched.extender.wire import binding_decoder, encoded_args_decoder, encoder
 from tfcore.web.app import (
     HTTPProblem,
     add_openapi_route,
@@ -201,52 +202,51 @@ def _json_body(body: bytes) -> web.Response:
     return web.Response(body=body, content_type="application/json")
 
 
-async def extender_filter(request: web.Request) -> web.Response:
-    service = request.app[SERVICE_KEY]
+OK_KEY: Final = web.RequestKey("tf_scheduler_ok", bool)  # set by a handler whose answer succeeded
+
+
+@web.middleware
+async def timed(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every extender verb's latency and outcome (the route's name is the verb)."""
+    verb = request.match_info.route.name
+    if verb is None:
+        return await handler(request)
     started = perf_counter()
-    ok = False
     try:
-        args = _decode(encoded_args_decoder, await read_body(request, limit=MAX_EXTENDER_BYTES))
-        body, ok = service.filter_reply(args)
-        return _json_body(body)
+        return await handler(request)
     finally:
-        service.metrics.observe("filter", perf_counter() - started, ok)
+        request.app[SERVICE_KEY].metrics.observe(verb, perf_counter() - started, request.get(OK_KEY, False))
+
+
+async def extender_filter(request: web.Request) -> web.Response:
+    args = _decode(encoded_args_decoder, await read_body(request, limit=MAX_EXTENDER_BYTES))
+    answer = request.app[SERVICE_KEY].filter_reply(args)
+    request[OK_KEY] = answer.ok
+    return _json_body(answer.body)
 
 
 async def extender_prioritize(request: web.Request) -> web.Response:
-    service = request.app[SERVICE_KEY]
-    started = perf_counter()
-    ok = False
-    try:
-        args = _decode(encoded_args_decoder, await read_body(request, limit=MAX_EXTENDER_BYTES))
-        body = service.prioritize(args)
-        ok = True
-        return _json_body(body)
-    finally:
-        service.metrics.observe("prioritize", perf_counter() - started, ok)
+    args = _decode(encoded_args_decoder, await read_body(request, limit=MAX_EXTENDER_BYTES))
+    body = request.app[SERVICE_KEY].prioritize(args)
+    request[OK_KEY] = True
+    return _json_body(body)
 
 
 async def extender_bind(request: web.Request) -> web.Response:
-    service = request.app[SERVICE_KEY]
-    started = perf_counter()
-    ok = False
-    try:
-        args = _decode(binding_decoder, await read_body(request, limit=MAX_POD_BYTES))
-        writer: ClusterWriter = request.app[WRITER_KEY]  # type: ignore[assignment]
-        result = await service.bind(args, writer)
-        ok = not result.error
-        return _reply(result)
-    finally:
-        service.metrics.observe("bind", perf_counter() - started, ok)
+    args = _decode(binding_decoder, await read_body(request, limit=MAX_POD_BYTES))
+    writer: ClusterWriter = request.app[WRITER_KEY]  # type: ignore[assignment]
+    result = await request.app[SERVICE_KEY].bind(args, writer)
+    request[OK_KEY] = not result.error
+    return _reply(result)
 
 
 def extender_app(service: SchedulerService, writer: ClusterWriter, *, prefix: str = "") -> web.Application:
     """filter, prioritize and bind under `prefix` (kube-scheduler's urlPrefix path)."""
-    app = create_app(client_max_size=MAX_EXTENDER_BYTES)
+    app = create_app(client_max_size=MAX_EXTENDER_BYTES, middlewares=[timed])
     app[SERVICE_KEY] = service
     app[WRITER_KEY] = writer
     base = prefix.rstrip("/")
-    app.router.add_post(f"{base}/filter", extender_filter)
-    app.router.add_post(f"{base}/prioritize", extender_prioritize)
-    app.router.add_post(f"{base}/bind", extender_bind)
+    app.router.add_post(f"{base}/filter", extender_filter, name="filter")
+    app.router.add_post(f"{base}/prioritize", extender_prioritize, name="prioritize")
+    app.router.add_post(f"{base}/bind", extender_bind, name="bind")
     return app

@@ -173,7 +173,7 @@ class ClusterMirror:
         chosen = self.fixed_default_pool or self._marked_default() or (next(iter(pools)) if len(pools) == 1 else None)
         if chosen != self.allocator.default_pool:
             self.allocator.default_pool = chosen
-            self.service.decisions.clear()
+            self.service.extender.forget_decisions()
 
     def _marked_default(self) -> str | None:
         """The first isDefault pool of the TensorFusionClusters (by name): its GPUPool is named

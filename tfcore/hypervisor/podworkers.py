@@ -3,7 +3,8 @@
 A pod gets a region when it is labelled `tensor-fusion.ai/enabled=true`, bound to this node,
 not finished, and the scheduler named its GPUs (`tensor-fusion.ai/gpu-ids`, GPU object names:
 the UUID lowercased). Its limits come from the annotations the webhook resolved, parsed by
-tfcore.model.annotations; a compute percentage becomes TFLOPS with the GPU's rating.
+tfcore.model.annotations; what they come to on a GPU is tfcore.sched.units.gpu_amounts, the
+same rule the scheduler books by, with the GPU's rating as the node reports it.
 
 A region belongs to one pod *uid*: a new pod under the same name (a StatefulSet replacement)
 gets a fresh one. Limits are fixed when the region is made: a later annotation edit, even a
@@ -15,13 +16,12 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from fractions import Fraction
 from typing import Any, Final
 
+from tfcore.hypervisor.workerspec import WorkerSpec
 from tfcore.model.annotations import GPU_IDS, LABEL_ENABLED, VRAM_LIMIT, VRAM_REQUEST, WorkloadRequest, parse_request
 from tfcore.model.errors import ValidationError
-from tfcore.model.quantity import Quantity
-from tfcore.sched.units import request_bytes, request_milli_tflops
+from tfcore.sched.units import asked_amounts, gpu_amounts
 
 SEPARATOR: Final = "/"
 FINISHED_PHASES: Final = frozenset({"Succeeded", "Failed"})
@@ -37,6 +37,11 @@ class NodeGPU:
     rated_tflops: float
     vram_bytes: int
 
+    @property
+    def rated_tflops_milli(self) -> int:
+        """As the node reports it in its GPU object's capacity (what the scheduler books against)."""
+        return round(self.rated_tflops * 1000)
+
 
 @dataclass(frozen=True, slots=True)
 class PodWorker:
@@ -45,13 +50,7 @@ class PodWorker:
     namespace: str
     pod: str
     uid: str
-    gpus: tuple[str, ...]  # this node's UUIDs, in gpu-ids order (the region's device order)
-    tflops_request_milli: int
-    tflops_limit_milli: int
-    vram_request_bytes: int
-    vram_limit_bytes: int
-    tenant_uid: int | None = None  # runAsUser of the injected container: owner of the state file
-    workload: str = ""
+    spec: WorkerSpec
 
     @property
     def name(self) -> str:
@@ -133,22 +132,23 @@ def decide(pod: Mapping[str, Any], node_name: str, gpus: Sequence[NodeGPU]) -> D
     chosen, problem = _gpus(request.gpu_ids, node_name, gpus)
     if problem:
         return none(problem, "UnknownGPU")
-    compute = _compute(request, chosen[0])
-    vram = _vram(request, chosen)
-    if isinstance(vram, str):
-        return none(vram, "InvalidGPURequest")
-    return PodWorker(
-        namespace,
-        name,
-        uid,
-        tuple(g.uuid for g in chosen),
-        compute[0],
-        compute[1],
-        vram[0],
-        vram[1],
-        _tenant_uid(spec, containers, request.inject_container),
-        request.workload or "",
+    amounts = _amounts(request, chosen)
+    if isinstance(amounts, str):
+        return none(amounts, "InvalidGPURequest")
+    tflops_request, vram_request, tflops_limit, vram_limit = amounts
+    worker = WorkerSpec(
+        pod_worker_name(namespace, name),
+        vram_limit_bytes=vram_limit,
+        tflops_request_milli=tflops_request,
+        tflops_limit_milli=tflops_limit,
+        vram_request_bytes=vram_request,
+        gpu_count=len(chosen),
+        gpus=tuple(g.uuid for g in chosen),
+        tenant_uid=_tenant_uid(spec, containers, request.inject_container),
+        pod_uid=uid,
+        workload=request.workload or "",
     )
+    return PodWorker(namespace, name, uid, worker)
 
 
 def _mapping(value: object) -> Mapping[str, Any]:
@@ -167,34 +167,25 @@ def _gpus(ids: Sequence[str], node_name: str, gpus: Sequence[NodeGPU]) -> tuple[
     return [by_name[i.lower()] for i in ids], ""
 
 
-def _compute(request: WorkloadRequest, first: NodeGPU) -> tuple[int, int]:
-    """(request, limit) in milli-TFLOPS; a percentage of the (first) GPU's rating, rounded up."""
-    if request.tflops_request is not None or request.tflops_limit is not None:
-        return (
-            request_milli_tflops(request.tflops_request) if request.tflops_request is not None else 0,
-            request_milli_tflops(request.tflops_limit) if request.tflops_limit is not None else 0,
-        )
-    rated_milli = Fraction(round(first.rated_tflops * 1000))
+def _amounts(request: WorkloadRequest, chosen: Sequence[NodeGPU]) -> tuple[int, int, int, int] | str:
+    """(TFLOPS request, VRAM request, TFLOPS limit, VRAM limit) per GPU: units.gpu_amounts, the
+    scheduler's rule, on the first GPU's rating (one region holds one set of limits).
 
-    def of_gpu(percent: Quantity | None) -> int:
-        if percent is None:
-            return 0
-        share = Fraction(percent.value) * rated_milli / 100
-        return -((-share.numerator) // share.denominator)
-
-    return of_gpu(request.compute_percent_request), of_gpu(request.compute_percent_limit)
-
-
-def _vram(request: WorkloadRequest, chosen: Sequence[NodeGPU]) -> tuple[int, int] | str:
-    """(request, limit) bytes per GPU; a dedicated GPU without one gets the whole (smallest) GPU."""
-    limit = request.vram_limit or request.vram_request
-    if limit is None:
-        if request.dedicated_gpu:
-            whole = min(g.vram_bytes for g in chosen)
-            return whole, whole
+    Then what enforcement needs besides: a VRAM limit (the request when only that is set), and
+    a dedicated GPU's own VRAM annotations, when set, cap it below the whole (smallest) GPU.
+    """
+    asked = asked_amounts(request)
+    first = chosen[0]
+    whole_vram = min(g.vram_bytes for g in chosen)
+    tflops, vram, tflops_limit, vram_limit = gpu_amounts(
+        asked, first.rated_tflops_milli, first.rated_tflops_milli, whole_vram
+    )
+    if asked.dedicated and (asked.vram or asked.vram_limit):
+        vram, vram_limit = asked.vram, asked.vram_limit
+    limit = vram_limit or vram
+    if not limit:
         return f"neither {VRAM_LIMIT} nor {VRAM_REQUEST} is set; no region made"
-    wanted = request.vram_request or limit
-    return request_bytes(wanted), request_bytes(limit)
+    return tflops, vram or limit, tflops_limit, limit
 
 
 def _tenant_uid(spec: Mapping[str, Any], containers: Sequence[Mapping[str, Any]], chosen: str | None) -> int | None:

@@ -75,6 +75,8 @@ class Status:
 
 SUCCESS = Status()
 _OK = Code.SUCCESS
+NOT_MANAGED = "node has no GPUs managed by tensor-fusion"
+_UNMANAGED = Status(Code.UNSCHEDULABLE_AND_UNRESOLVABLE, (NOT_MANAGED,))
 
 
 class CycleState:
@@ -479,39 +481,22 @@ class Framework:
 
     # ---- what the kube-scheduler extender needs ---------------------------------------------
 
-    def filter_nodes(self, pod: PodRequest, nodes: Iterable[str]) -> tuple[list[str], dict[str, str]]:
-        """Extender filter verb: (nodes that fit, {node: why not}). Unknown nodes are rejected."""
-        state = CycleState()
-        names = list(nodes)
-        status = self.run_pre_filters(state, pod)
-        if not status.ok:
-            return [], dict.fromkeys(names, status.message())
-        fits: list[str] = []
-        failed: dict[str, str] = {}
+    def filter_nodes(self, state: CycleState, pod: PodRequest, nodes: Iterable[str]) -> dict[str, Status]:
+        """Extender filter verb, after run_pre_filters passed on `state`: each node's verdict, in
+        the order given (each once). A node we do not know is unresolvable."""
         known = self.allocator.nodes
-        filters = self.filters
-        for name in names:
+        filter_node = self.filter_node
+        verdicts: dict[str, Status] = {}
+        for name in nodes:
             node = known.get(name)
-            if node is None:
-                failed[name] = "node has no GPUs managed by tensor-fusion"
-                continue
-            for plugin in filters:
-                verdict = plugin.filter(state, pod, node)
-                if verdict.code is not _OK:
-                    failed[name] = verdict.message()
-                    break
-            else:
-                fits.append(name)
-        return fits, failed
+            verdicts[name] = filter_node(state, pod, node) if node is not None else _UNMANAGED
+        return verdicts
 
-    def prioritize(self, pod: PodRequest, nodes: Iterable[str]) -> dict[str, int]:
-        """Extender prioritize verb: weighted scores of the given nodes (feasible or not)."""
-        state = CycleState()
+    def prioritize(self, state: CycleState, pod: PodRequest, nodes: Iterable[str]) -> dict[str, int]:
+        """Extender prioritize verb, after run_pre_filters passed on `state`: the weighted totals of
+        the known nodes among `nodes` (feasible or not), in the order given, each once."""
         known = self.allocator.nodes
-        chosen = [known[name] for name in nodes if name in known]
-        if not self.run_pre_filters(state, pod).ok:
-            return dict.fromkeys((n.name for n in chosen), 0)
-        return self.score_nodes(state, pod, chosen)
+        return self.score_nodes(state, pod, [known[name] for name in dict.fromkeys(nodes) if name in known])
 
     def reserve_on(self, pod: PodRequest, node_name: str, *, dry_run: bool = False) -> ScheduleResult:
         """Extender bind verb: place `pod` on the node kube-scheduler chose (runs its filters again)."""

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Hashable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
+from operator import attrgetter
 from typing import Any, Final
 
 from tfcore.model.annotations import WorkloadRequest, parse_pod
 from tfcore.model.errors import Problem, ValidationError
 from tfcore.sched.state import GPUState
-from tfcore.sched.units import PPM, percent_ppm, request_bytes, request_milli_tflops
+from tfcore.sched.units import asked_amounts, gpu_amounts
 
 _OPERATORS: Final = frozenset({"In", "NotIn", "Exists", "DoesNotExist", "Gt", "Lt"})
 
@@ -42,17 +43,17 @@ class LabelRequirement:
         return int(value) > bound if op == "Gt" else int(value) < bound
 
 
-@dataclass(frozen=True, slots=True)
-class PodRequest:
-    """What one pod asks for, per GPU, resolved to integers (see tfcore.sched.units).
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RequestShape:
+    """Everything of a pod's request but its identity: what Filter and Score plugins may read.
 
-    Compute is either `tflops` (milli-TFLOPS) or `percent_ppm` (parts per million of each
-    chosen GPU's physical TFLOPS); a dedicated request takes whole GPUs.
+    Per GPU and in exact integers (see tfcore.sched.units). Compute is either `tflops`
+    (milli-TFLOPS) or `percent_ppm` (parts per million of each chosen GPU's physical TFLOPS);
+    a dedicated request takes whole GPUs. Pods of one shape get the same verdict and score on
+    a node, so the extender keeps those per shape (tfcore.sched.extender.cache): a field added
+    here is part of that key by construction.
     """
 
-    key: str  # pod uid, or namespace/name for a pod not yet created (simulate-schedule)
-    namespace: str = "default"
-    name: str = ""
     tflops: int = 0
     tflops_limit: int = 0
     percent_ppm: int = 0
@@ -68,19 +69,21 @@ class PodRequest:
     qos: str | None = None
     node_selector: Mapping[str, str] = field(default_factory=dict)
     affinity_terms: tuple[tuple[LabelRequirement, ...], ...] = ()
-    node_name: str | None = None
-    gpu_ids: tuple[str, ...] = ()
+    _hash: int = field(default=0, init=False, repr=False, compare=False)  # computed on first use
+
+    def __hash__(self) -> int:
+        """Over every field, node_selector (a dict) by its items; kept, since the extender looks a
+        shape up several times per call."""
+        found = self._hash
+        if not found:
+            found = hash(shape_key(self)) or 1
+            object.__setattr__(self, "_hash", found)
+        return found
 
     def amounts_on(self, gpu: GPUState) -> tuple[int, int, int, int]:
-        """(request TFLOPS, request VRAM, limit TFLOPS, limit VRAM) this pod takes on `gpu`."""
-        if self.dedicated:
-            return gpu.virtual_tflops, gpu.virtual_vram, gpu.virtual_tflops, gpu.virtual_vram
-        if self.percent_ppm:
-            physical = gpu.spec.tflops_milli
-            request = -((-physical * self.percent_ppm) // PPM)
-            limit = -((-physical * self.percent_limit_ppm) // PPM)
-            return request, self.vram, limit, self.vram_limit
-        return self.tflops, self.vram, self.tflops_limit, self.vram_limit
+        """(request TFLOPS, request VRAM, limit TFLOPS, limit VRAM) this pod books on `gpu`:
+        units.gpu_amounts, a dedicated GPU counted whole at its virtual (oversold) capacity."""
+        return gpu_amounts(self, gpu.spec.tflops_milli, gpu.virtual_tflops, gpu.virtual_vram)
 
     def matches_node_labels(self, labels: Mapping[str, str]) -> bool:
         for key, value in self.node_selector.items():
@@ -93,6 +96,32 @@ class PodRequest:
     @property
     def has_affinity(self) -> bool:
         return bool(self.node_selector or self.affinity_terms)
+
+
+_SHAPE_FIELDS: Final = tuple(f.name for f in fields(RequestShape) if f.init)
+_plain_values: Final = attrgetter(*(name for name in _SHAPE_FIELDS if name != "node_selector"))
+
+
+def shape_key(request: RequestShape) -> Hashable:
+    """The shape's fields as a plain tuple (node_selector by its items): equal exactly when the
+    shapes are, and cheaper to build than a RequestShape when only a lookup is needed."""
+    return _plain_values(request), frozenset(request.node_selector.items())
+
+
+@dataclass(frozen=True, slots=True)
+class PodRequest(RequestShape):
+    """What one pod asks for: its identity (read by PreFilter, Reserve and Bind) and its shape."""
+
+    key: str  # pod uid, or namespace/name for a pod not yet created (simulate-schedule)
+    namespace: str = "default"
+    name: str = ""
+    node_name: str | None = None
+    gpu_ids: tuple[str, ...] = ()
+
+    @property
+    def shape(self) -> RequestShape:
+        """This request without its identity: equal for the replicas of one workload."""
+        return RequestShape(**{name: getattr(self, name) for name in _SHAPE_FIELDS})
 
 
 def pod_request(pod: Mapping[str, Any]) -> PodRequest:
@@ -209,23 +238,24 @@ def from_workload_request(
             "profile or pool defaults before scheduling)",
             "tensor-fusion.ai/tflops-request or compute-percent-request, vram-request, or dedicated-gpu",
         )
+    asked = asked_amounts(w)
     return PodRequest(
         key=key,
         namespace=namespace,
         name=name,
-        tflops=request_milli_tflops(w.tflops_request) if w.tflops_request is not None else 0,
-        tflops_limit=request_milli_tflops(w.tflops_limit) if w.tflops_limit is not None else 0,
-        percent_ppm=percent_ppm(w.compute_percent_request) if w.compute_percent_request is not None else 0,
-        percent_limit_ppm=percent_ppm(w.compute_percent_limit) if w.compute_percent_limit is not None else 0,
-        vram=request_bytes(w.vram_request) if w.vram_request is not None else 0,
-        vram_limit=request_bytes(w.vram_limit) if w.vram_limit is not None else 0,
+        tflops=asked.tflops,
+        tflops_limit=asked.tflops_limit,
+        percent_ppm=asked.percent_ppm,
+        percent_limit_ppm=asked.percent_limit_ppm,
+        vram=asked.vram,
+        vram_limit=asked.vram_limit,
         gpu_count=w.gpu_count,
         pool=w.pool,
         gpu_model=w.gpu_model,
         vendor=w.vendor,
         # Before placement `index` is the user's constraint; after it, the record beside gpu-ids.
         gpu_indices=frozenset(w.gpu_indices) if not w.gpu_ids else frozenset(),
-        dedicated=w.dedicated_gpu,
+        dedicated=asked.dedicated,
         qos=w.qos,
         node_selector=dict(node_selector or {}),
         affinity_terms=tuple(affinity_terms),

@@ -8,9 +8,11 @@ finer requests are rounded *up* and capacities *down*, so rounding can never ove
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from fractions import Fraction
-from typing import Final
+from typing import Final, Protocol
 
+from tfcore.model.annotations import WorkloadRequest
 from tfcore.model.quantity import Quantity
 
 MILLI: Final = 1000
@@ -46,6 +48,69 @@ def capacity_bytes(quantity: Quantity) -> int:
 def percent_ppm(quantity: Quantity) -> int:
     """A compute percentage (0 < p <= 100) as parts per million of one GPU, rounded up."""
     return _ceil(quantity.value * (PPM // 100))
+
+
+class Ask(Protocol):
+    """What a request states about amounts, in exact units (PodRequest and AskedAmounts have these)."""
+
+    @property
+    def tflops(self) -> int: ...  # milli-TFLOPS
+    @property
+    def tflops_limit(self) -> int: ...
+    @property
+    def percent_ppm(self) -> int: ...  # parts per million of a GPU's rated TFLOPS
+    @property
+    def percent_limit_ppm(self) -> int: ...
+    @property
+    def vram(self) -> int: ...  # bytes
+    @property
+    def vram_limit(self) -> int: ...
+    @property
+    def dedicated(self) -> bool: ...
+
+
+@dataclass(frozen=True, slots=True)
+class AskedAmounts:
+    """The amounts of a WorkloadRequest in exact units (0: not stated)."""
+
+    tflops: int = 0
+    tflops_limit: int = 0
+    percent_ppm: int = 0
+    percent_limit_ppm: int = 0
+    vram: int = 0
+    vram_limit: int = 0
+    dedicated: bool = False
+
+
+def asked_amounts(w: WorkloadRequest) -> AskedAmounts:
+    """The one conversion of annotation quantities into exact units (scheduler and hypervisor alike)."""
+    return AskedAmounts(
+        tflops=request_milli_tflops(w.tflops_request) if w.tflops_request is not None else 0,
+        tflops_limit=request_milli_tflops(w.tflops_limit) if w.tflops_limit is not None else 0,
+        percent_ppm=percent_ppm(w.compute_percent_request) if w.compute_percent_request is not None else 0,
+        percent_limit_ppm=percent_ppm(w.compute_percent_limit) if w.compute_percent_limit is not None else 0,
+        vram=request_bytes(w.vram_request) if w.vram_request is not None else 0,
+        vram_limit=request_bytes(w.vram_limit) if w.vram_limit is not None else 0,
+        dedicated=w.dedicated_gpu,
+    )
+
+
+def gpu_amounts(
+    ask: Ask, rated_tflops_milli: int, whole_tflops_milli: int, whole_vram_bytes: int
+) -> tuple[int, int, int, int]:
+    """(request TFLOPS, request VRAM, limit TFLOPS, limit VRAM) that `ask` takes on one GPU.
+
+    The one rule for what the scheduler books and what the hypervisor enforces: a dedicated
+    request takes the whole GPU (`whole_*`: what the caller counts as all of it); a compute
+    percentage is parts per million of the GPU's rated TFLOPS, rounded up; TFLOPS are as asked.
+    """
+    if ask.dedicated:
+        return whole_tflops_milli, whole_vram_bytes, whole_tflops_milli, whole_vram_bytes
+    if ask.percent_ppm:
+        request = -((-rated_tflops_milli * ask.percent_ppm) // PPM)
+        limit = -((-rated_tflops_milli * ask.percent_limit_ppm) // PPM)
+        return request, ask.vram, limit, ask.vram_limit
+    return ask.tflops, ask.vram, ask.tflops_limit, ask.vram_limit
 
 
 def tflops_text(milli: int) -> str:

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from daemons.hypervisor.workers import UnsafePath, WorkerDirectory, WorkerRecord, new_record
+from tfcore.hypervisor.workerspec import WorkerSpec
 from tfcore.ipc import Region
 
 UUID = "GPU-5153494d-0000-4000-8000-000000000000"
@@ -16,7 +17,16 @@ GIB = 1 << 30
 
 
 def _pod_record(name: str = "ml/train-0", uid: str = "uid-1") -> WorkerRecord:
-    return new_record(name, (UUID,), 100_000, 200_000, 2 * GIB, pod_uid=uid, vram_request_bytes=GIB)
+    spec = WorkerSpec(
+        name,
+        vram_limit_bytes=2 * GIB,
+        tflops_request_milli=100_000,
+        tflops_limit_milli=200_000,
+        vram_request_bytes=GIB,
+        gpus=(UUID,),
+        pod_uid=uid,
+    )
+    return new_record(spec)
 
 
 def test_a_pod_worker_lives_in_its_pod_directory_and_leaves_nothing(tmp_path: Path) -> None:
@@ -69,7 +79,7 @@ def test_a_symlinked_directory_is_never_used(tmp_path: Path) -> None:
 
 def test_adoption_finds_both_layouts_and_does_not_follow_planted_symlinks(tmp_path: Path) -> None:
     directory = WorkerDirectory(tmp_path / "workers")
-    _, api = directory.create(new_record("api-worker", (UUID,), 0, 0, GIB))
+    _, api = directory.create(new_record(WorkerSpec("api-worker", vram_limit_bytes=GIB, gpus=(UUID,))))
     _, pod = directory.create(_pod_record())
     inode = os.stat(pod.path).st_ino
     api.close()

@@ -91,7 +91,7 @@ async def test_config_reload_applies_good_and_keeps_old_on_bad(tmp_path: Path) -
         __import__("tfcore.sched", fromlist=["pod_request"]).pod_request(pod), ["node-0-gpu-0"]
     )
     result = daemon.service.filter(
-        __import__("daemons.scheduler.wire", fromlist=["ExtenderArgs"]).ExtenderArgs(
+        __import__("tfcore.sched.extender.wire", fromlist=["ExtenderArgs"]).ExtenderArgs(
             pod=gpu_pod("b", uid="b"), node_names=["node-0", "node-1"]
         )
     )

@@ -18,6 +18,7 @@ from tfcore.hypervisor.podworkers import (
     pod_worker_name,
     split_pod_worker_name,
 )
+from tfcore.hypervisor.workerspec import WorkerSpec
 from tfcore.model.errors import ValidationError
 
 NODE = "gpu-node-1"
@@ -65,7 +66,20 @@ def tf_pod(
 
 def test_a_bound_pod_gets_its_limits_on_the_named_gpu() -> None:
     decision = decide(tf_pod(), NODE, GPUS)
-    assert decision == PodWorker("ml", "train-0", "uid-1", (UUID0,), 100_000, 200_000, 4 * GIB, 8 * GIB)
+    assert decision == PodWorker(
+        "ml",
+        "train-0",
+        "uid-1",
+        WorkerSpec(
+            "ml/train-0",
+            vram_limit_bytes=8 * GIB,
+            tflops_request_milli=100_000,
+            tflops_limit_milli=200_000,
+            vram_request_bytes=4 * GIB,
+            gpus=(UUID0,),
+            pod_uid="uid-1",
+        ),
+    )
     assert decision.name == "ml/train-0"
 
 
@@ -73,9 +87,9 @@ def test_gpu_ids_match_case_insensitively_and_keep_their_order() -> None:
     annotations = {"tensor-fusion.ai/vram-limit": "1Gi", "tensor-fusion.ai/gpu-ids": f"{UUID1.lower()},{UUID0.lower()}"}
     decision = decide(tf_pod(annotations), NODE, GPUS)
     assert isinstance(decision, PodWorker)
-    assert decision.gpus == (UUID1, UUID0)
-    assert (decision.vram_request_bytes, decision.vram_limit_bytes) == (GIB, GIB)  # request = limit
-    assert (decision.tflops_request_milli, decision.tflops_limit_milli) == (0, 0)  # best effort
+    assert decision.spec.gpus == (UUID1, UUID0)
+    assert (decision.spec.vram_request_bytes, decision.spec.vram_limit_bytes) == (GIB, GIB)  # request = limit
+    assert (decision.spec.tflops_request_milli, decision.spec.tflops_limit_milli) == (0, 0)  # best effort
 
 
 def test_compute_percent_becomes_tflops_of_the_gpus_rating() -> None:
@@ -87,14 +101,14 @@ def test_compute_percent_becomes_tflops_of_the_gpus_rating() -> None:
     }
     decision = decide(tf_pod(annotations), NODE, GPUS)
     assert isinstance(decision, PodWorker)
-    assert (decision.tflops_request_milli, decision.tflops_limit_milli) == (98_940, 123_675)
+    assert (decision.spec.tflops_request_milli, decision.spec.tflops_limit_milli) == (98_940, 123_675)
 
 
 def test_a_dedicated_gpu_without_vram_gets_the_whole_gpu() -> None:
     annotations = {"tensor-fusion.ai/dedicated-gpu": "true", "tensor-fusion.ai/gpu-ids": UUID0.lower()}
     decision = decide(tf_pod(annotations), NODE, GPUS)
     assert isinstance(decision, PodWorker)
-    assert decision.vram_limit_bytes == 80 << 30
+    assert decision.spec.vram_limit_bytes == 80 << 30
 
 
 @pytest.mark.parametrize(
@@ -155,20 +169,20 @@ def test_bad_requests_are_explained_with_an_event(annotations: dict[str, str], e
 
 
 def test_the_tenant_uid_is_the_injected_containers_run_as_user() -> None:
-    assert decide(tf_pod(security={"runAsUser": 1000}), NODE, GPUS).tenant_uid == 1000  # type: ignore[union-attr]
+    assert decide(tf_pod(security={"runAsUser": 1000}), NODE, GPUS).spec.tenant_uid == 1000  # type: ignore[union-attr]
     own = [{"name": "main", "securityContext": {"runAsUser": 2000}}]
     decided = decide(tf_pod(containers=own, security={"runAsUser": 1000}), NODE, GPUS)
     assert isinstance(decided, PodWorker)
-    assert decided.tenant_uid == 2000
+    assert decided.spec.tenant_uid == 2000
     two: list[dict[str, Any]] = [{"name": "main", "securityContext": {"runAsUser": 3000}}, {"name": "side"}]
     annotations = dict(tf_pod()["metadata"]["annotations"], **{"tensor-fusion.ai/inject-container": "main"})
     decided = decide(tf_pod(annotations, containers=two), NODE, GPUS)
     assert isinstance(decided, PodWorker)
-    assert decided.tenant_uid == 3000
+    assert decided.spec.tenant_uid == 3000
     for odd in ("1000", True, -1, None):
         decided = decide(tf_pod(security={"runAsUser": odd}), NODE, GPUS)
         assert isinstance(decided, PodWorker)
-        assert decided.tenant_uid is None
+        assert decided.spec.tenant_uid is None
 
 
 def test_names_of_pod_workers_never_collide_with_api_worker_names() -> None:
@@ -185,7 +199,7 @@ def test_any_annotation_values_give_a_decision_not_an_exception(annotations: dic
     decision = decide(tf_pod(annotations), NODE, GPUS)
     assert isinstance(decision, (PodWorker, NoWorker))
     if isinstance(decision, PodWorker):
-        assert 0 < decision.vram_request_bytes <= decision.vram_limit_bytes
+        assert 0 < decision.spec.vram_request_bytes <= decision.spec.vram_limit_bytes
 
 
 @given(

@@ -127,11 +127,15 @@ def test_extender_verbs() -> None:
     allocator = fleet(3, 1)
     allocator.allocate(pod("big", tflops=95), ["gpu-1-0"])
     fw = framework(allocator)
-    fits, failed = fw.filter_nodes(pod("p"), ["node-0", "node-1", "node-2", "cpu-node"])
+    state = CycleState()
+    assert fw.run_pre_filters(state, pod("p")).ok
+    verdicts = fw.filter_nodes(state, pod("p"), ["node-0", "node-1", "node-2", "cpu-node"])
+    fits = [name for name, status in verdicts.items() if status.ok]
+    failed = {name: status.message() for name, status in verdicts.items() if not status.ok}
     assert fits == ["node-0", "node-2"]
     assert failed["node-1"].startswith("GPUResourcesFit/resource:")
     assert "no GPUs managed" in failed["cpu-node"]
-    scores = fw.prioritize(pod("p"), ["node-0", "node-1", "node-2"])
+    scores = fw.prioritize(state, pod("p"), ["node-0", "node-1", "node-2"])
     assert scores["node-1"] > scores["node-0"] == scores["node-2"]
     bound = fw.reserve_on(pod("p"), "node-2")
     assert bound.ok
