@@ -17,6 +17,8 @@ import time
 from cuda.bindings import driver as cu
 
 KERNEL_NAME = b"tf_sample_kernel"
+# A real module: PTX that any driver since CUDA 11 JIT-compiles (the simulator reads its names).
+SAMPLE_PTX = b".version 7.0\n.target sm_50\n.address_size 64\n.visible .entry tf_sample_kernel()\n{\n\tret;\n}\n\0"
 
 
 def _check(result: tuple[object, ...] | list[object]) -> object:
@@ -42,7 +44,7 @@ class Launcher:
         device = _check(cu.cuDeviceGet(0))
         context = _check(cu.cuDevicePrimaryCtxRetain(device))
         _check(cu.cuCtxSetCurrent(context))
-        module = _check(cu.cuModuleLoadData(b"sample image: any image loads on the simulated GPU"))
+        module = _check(cu.cuModuleLoadData(SAMPLE_PTX))
         self.function = _check(cu.cuModuleGetFunction(module, KERNEL_NAME))
         self.stream = _check(cu.cuStreamCreate(0))
         self.grid, self.block, self.mode = grid, block, mode

@@ -9,6 +9,7 @@ driver instead; tests marked `simulator_only` are skipped then.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import shutil
@@ -127,31 +128,43 @@ NVCC_VARIANTS: dict[str, tuple[str, ...]] = {
 }
 
 
+@functools.cache
+def nvcc_version(nvcc: str) -> str:
+    return subprocess.run([nvcc, "--version"], capture_output=True, text=True, check=False).stdout
+
+
+def nvcc_cache() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "tensor-fusion" / "nvcc"
+
+
+def compile_cuda(nvcc: str, source: str, variant: str, cache: Path) -> Path:
+    """Builds tests/native/cuda/SOURCE as VARIANT once per source, flags and nvcc version
+    (the build is kept under `cache`, named by their hash)."""
+    flags = NVCC_VARIANTS[variant]
+    version = nvcc_version(nvcc)
+    text = (CUDA_DIR / source).read_bytes()
+    key = hashlib.sha256(text + repr(flags).encode() + version.encode()).hexdigest()[:16]
+    target = cache / f"{Path(source).stem}-{variant}-{key}"
+    if not target.exists():
+        cache.mkdir(parents=True, exist_ok=True)
+        partial = target.with_suffix(f".tmp{os.getpid()}")
+        cmd = [nvcc, *flags, "-o", str(partial), str(CUDA_DIR / source)]
+        done = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=300)
+        if done.returncode != 0:
+            raise RuntimeError(f"nvcc {source} ({variant}) failed: {done.stderr[-2000:]}")
+        partial.replace(target)
+    return target
+
+
 @pytest.fixture(scope="session")
 def nvcc_build(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str, str], Path]:
-    """Compiles a CUDA program once per source, flags and nvcc (cached by their hash under
-    ~/.cache/tensor-fusion/nvcc); skips when nvcc is absent."""
+    """Compiles a CUDA program once (see compile_cuda); skips when nvcc is absent."""
     nvcc = find_nvcc()
     if nvcc is None:
         pytest.skip("nvcc not found (PATH, $CUDA_HOME, /usr/local/cuda): CUDA C++ runtime tests need the toolkit")
-    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "tensor-fusion" / "nvcc"
+    cache = nvcc_cache()
     try:
         cache.mkdir(parents=True, exist_ok=True)
     except OSError:
         cache = tmp_path_factory.mktemp("nvcc")
-    version = subprocess.run([nvcc, "--version"], capture_output=True, text=True, check=False).stdout
-
-    def build(source: str, variant: str) -> Path:
-        flags = NVCC_VARIANTS[variant]
-        text = (CUDA_DIR / source).read_bytes()
-        key = hashlib.sha256(text + repr(flags).encode() + version.encode()).hexdigest()[:16]
-        target = cache / f"{Path(source).stem}-{variant}-{key}"
-        if not target.exists():
-            partial = target.with_suffix(f".tmp{os.getpid()}")
-            cmd = [nvcc, *flags, "-o", str(partial), str(CUDA_DIR / source)]
-            done = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=300)
-            assert done.returncode == 0, done.stderr
-            partial.replace(target)
-        return target
-
-    return build
+    return lambda source, variant: compile_cuda(nvcc, source, variant, cache)

@@ -3,7 +3,7 @@ runtime of cuda-bindings, nothing tensor-fusion specific).  Prints key=value lin
 
     python -m tests.native.runtime_workload basic
     python -m tests.native.runtime_workload family NAME MIB   (malloc managed pitch 3d async vmm)
-    python -m tests.native.runtime_workload graph SECONDS GRID  ("ready=1" first)
+    python -m tests.native.runtime_workload graph SECONDS GRID [ITERATIONS]  ("ready=1" first)
 
 The Python runtime binding has no <<<>>>: kernels come from PTX through cudaLibraryLoadData and
 launch as CUDA graphs.
@@ -19,11 +19,29 @@ from typing import Any
 from cuda.bindings import runtime as rt
 
 MIB = 1 << 20
-PTX = b""".version 8.0
-.target sm_90
+# Portable PTX (any driver since CUDA 11 JIT-compiles it for its GPU): spins `iterations`
+# times per thread, so on a real GPU a launch's busy time grows with its work.
+PTX = b""".version 7.0
+.target sm_50
 .address_size 64
-.visible .entry spin(.param .u64 sink)
+.visible .entry spin(.param .u64 sink, .param .u64 iterations)
 {
+    .reg .pred %p<3>;
+    .reg .b64 %rd<6>;
+    ld.param.u64 %rd1, [sink];
+    ld.param.u64 %rd2, [iterations];
+    mov.u64 %rd3, 0;
+LOOP:
+    setp.ge.u64 %p1, %rd3, %rd2;
+    @%p1 bra DONE;
+    add.u64 %rd3, %rd3, 1;
+    bra.uni LOOP;
+DONE:
+    setp.eq.u64 %p2, %rd1, 0;
+    @%p2 bra END;
+    cvta.to.global.u64 %rd4, %rd1;
+    st.global.u64 [%rd4], %rd3;
+END:
     ret;
 }
 """
@@ -124,7 +142,7 @@ def kernel() -> Any:
     return spin
 
 
-def graph_exec(spin: Any, grid: int) -> Any:
+def graph_exec(spin: Any, grid: int, iterations: int = 0) -> Any:
     err, graph = rt.cudaGraphCreate(0)
     params = rt.cudaKernelNodeParams()
     params.func = int(spin)
@@ -132,7 +150,7 @@ def graph_exec(spin: Any, grid: int) -> Any:
     params.gridDim.x, params.gridDim.y, params.gridDim.z = grid, 1, 1
     params.blockDim = rt.dim3()
     params.blockDim.x, params.blockDim.y, params.blockDim.z = 256, 1, 1
-    params.kernelParams = ((0,), (ctypes.c_void_p,))
+    params.kernelParams = ((0, iterations), (ctypes.c_void_p, ctypes.c_ulonglong))
     err, _node = rt.cudaGraphAddKernelNode(graph, None, 0, params)
     assert int(err) == 0, err
     err, exe = rt.cudaGraphInstantiate(graph, 0)
@@ -140,8 +158,8 @@ def graph_exec(spin: Any, grid: int) -> Any:
     return exe
 
 
-def graph(seconds: float, grid: int) -> None:
-    exe = graph_exec(kernel(), grid)
+def graph(seconds: float, grid: int, iterations: int) -> None:
+    exe = graph_exec(kernel(), grid, iterations)
     print("ready=1", flush=True)
     launches, rc = 0, 0
     end = time.monotonic() + seconds
@@ -177,7 +195,9 @@ def main(argv: list[str]) -> None:
         case ["family", name, mib]:
             family(name, int(mib))
         case ["graph", seconds, grid]:
-            graph(float(seconds), int(grid))
+            graph(float(seconds), int(grid), 0)
+        case ["graph", seconds, grid, iterations]:
+            graph(float(seconds), int(grid), int(iterations))
         case _:
             raise SystemExit(__doc__)
 
