@@ -12,6 +12,8 @@ import pytest
 
 from .conftest import parse_kv, run, run_python, sim_env
 
+pytestmark = pytest.mark.simulator_only  # the simulator itself is under test
+
 CUDA_PROBE = """
 import json
 from cuda.bindings import driver as d
