@@ -17,7 +17,9 @@
 #define FATBIN_ENTRY_HEADER 64
 #define FATBIN_KIND_PTX 1
 #define FATBIN_KIND_ELF 2
-#define FATBIN_COMPRESSED 0xa000u /* LZ4 (0x2000) or zstd (0x8000) payload */
+#define FATBIN_LZ4 0x2000u
+#define FATBIN_ZSTD 0x8000u
+#define MAX_INFLATED (1ULL << 30)
 
 #define ELF_HEADER 64
 #define ELF_SECTION 64
@@ -182,7 +184,7 @@ static size_t word_end(span t, size_t i) {
 }
 
 /* `.global [.align N] [.vN] .TYPE name[[N]...]` -> size; 0 when not understood. */
-static uint64_t ptx_global(span t, size_t *i, size_t *name_at, size_t *name_len) {
+static uint64_t ptx_global(span t, size_t *i, size_t *name_at, size_t *name_len, uint64_t *element) {
     uint64_t each = 0, count = 1;
     for (;;) {
         size_t j = skip_space(t, *i), k = word_end(t, j);
@@ -212,7 +214,59 @@ static uint64_t ptx_global(span t, size_t *i, size_t *name_at, size_t *name_len)
         count *= dim;
         *i = d + 1;
     }
+    *element = each;
     return each * count;
+}
+
+/* One initializer value: decimal or 0x hex integer (optionally negative), or a float
+ * written as its bits (0fXXXXXXXX, 0dXXXXXXXXXXXXXXXX); 0 when it is none of those. */
+static size_t ptx_value(span t, size_t i, uint64_t *value) {
+    int negative = i < t.n && t.p[i] == '-';
+    size_t j = i + (size_t)negative, base = 10;
+    if (j + 1 < t.n && t.p[j] == '0' && strchr("xXfFdD", t.p[j + 1]) != NULL && t.p[j + 1] != '\0') {
+        base = 16;
+        j += 2;
+    }
+    uint64_t v = 0;
+    size_t start = j;
+    for (; j < t.n; j++) {
+        unsigned c = t.p[j], digit = c >= '0' && c <= '9' ? c - '0'
+                                   : base == 16 && (c | 32) >= 'a' && (c | 32) <= 'f' ? (c | 32) - 'a' + 10
+                                                                                      : 99;
+        if (digit >= base) break;
+        v = v * base + digit;
+    }
+    if (j == start) return 0;
+    *value = negative ? (uint64_t)0 - v : v;
+    return j;
+}
+
+/* `= {v, v, ...}` or `= v` after a global: its initial bytes (little-endian elements) in a
+ * buffer the image owns; NULL (zeros) when absent or not understood. */
+static const unsigned char *ptx_initializer(span t, size_t *i, uint64_t size, uint64_t each, tf_image *img) {
+    size_t j = skip_space(t, *i);
+    if (j >= t.n || t.p[j] != '=' || each == 0 || each > 8 || size > (1 << 24)) return NULL;
+    j = skip_space(t, j + 1);
+    int list = j < t.n && t.p[j] == '{';
+    if (list) j++;
+    unsigned char *buf = calloc(1, (size_t)size);
+    if (buf == NULL || !grow((void **)&img->buffers, img->buffer_count, sizeof *img->buffers)) {
+        free(buf);
+        return NULL;
+    }
+    img->buffers[img->buffer_count++] = buf;
+    for (uint64_t at = 0; at + each <= size;) {
+        uint64_t v = 0;
+        size_t k = ptx_value(t, skip_space(t, j), &v);
+        if (k == 0) break;
+        for (uint64_t b = 0; b < each; b++) buf[at + b] = (unsigned char)(v >> (8 * b));
+        at += each;
+        j = skip_space(t, k);
+        if (!list || j >= t.n || t.p[j] != ',') break;
+        j++;
+    }
+    *i = j;
+    return buf;
 }
 
 static int parse_ptx(span t, tf_image *img) {
@@ -236,8 +290,9 @@ static int parse_ptx(span t, tf_image *img) {
         if (!j) j = directive(t, i, ".const");
         if (j && (i < 8 || memcmp(t.p + i - 8, ".extern ", 8) != 0)) {
             size_t at = 0, len = 0;
-            uint64_t size = ptx_global(t, &j, &at, &len);
-            int rc = size && len ? add_global(img, t.p + at, len, size, NULL) : 0;
+            uint64_t each = 0, size = ptx_global(t, &j, &at, &len, &each);
+            const unsigned char *init = size && len ? ptx_initializer(t, &j, size, each, img) : NULL;
+            int rc = size && len ? add_global(img, t.p + at, len, size, init) : 0;
             if (rc) return rc;
             i = j;
         }
@@ -247,7 +302,33 @@ static int parse_ptx(span t, tf_image *img) {
 
 /* ---- fat binaries ---- */
 
-static int parse_fatbin(span f, tf_image *img, const char **why) {
+/* A compressed entry: decompressed into a buffer the image owns, then parsed; opaque when
+ * no decompressor is there for its codec. */
+static int parse_compressed(span payload, int kind, int codec, uint64_t size, tf_image_inflate inflate, tf_image *img,
+                            const char **why) {
+    if (inflate == NULL) {
+        img->opaque = 1;
+        return 0;
+    }
+    if (size == 0 || size > MAX_INFLATED) return fail(why, "fatbin entry uncompressed size: expected 1 byte to 1 GiB");
+    unsigned char *buf = malloc((size_t)size + 1);
+    if (buf == NULL || !grow((void **)&img->buffers, img->buffer_count, sizeof *img->buffers)) {
+        free(buf);
+        return OUT_OF_MEMORY;
+    }
+    img->buffers[img->buffer_count++] = buf;
+    long got = inflate(codec, payload.p, payload.n, buf, (size_t)size);
+    if (got < 0) {
+        img->opaque = 1;
+        return 0;
+    }
+    if (got == 0 || (uint64_t)got > size) return fail(why, "fatbin entry payload: does not decompress");
+    buf[got] = '\0';
+    span plain = {buf, (size_t)got};
+    return kind == FATBIN_KIND_ELF ? parse_elf(plain, img, why) : parse_ptx(plain, img);
+}
+
+static int parse_fatbin(span f, tf_image_inflate inflate, tf_image *img, const char **why) {
     if (f.n < 16) return fail(why, "fatbin header: truncated (needs 16 bytes)");
     if (u32(f.p) != FATBIN_MAGIC) return fail(why, "fatbin magic: expected 0xba55ed50");
     if (u16(f.p + 4) != 1) return fail(why, "fatbin version: expected 1");
@@ -260,12 +341,14 @@ static int parse_fatbin(span f, tf_image *img, const char **why) {
         uint32_t entry_header = u32(rest.p + 4);
         uint64_t stored = u32(rest.p + 8) > u32(rest.p + 16) ? u32(rest.p + 8) : u32(rest.p + 16);
         uint64_t flags = u64(rest.p + 40);
+        size_t compressed = u32(rest.p + 16);
         if (entry_header < FATBIN_ENTRY_HEADER || !inside(rest, entry_header, stored))
             return fail(why, "fatbin entry header/payload size: entry outside the fat binary");
         span payload = {rest.p + entry_header, (size_t)stored};
-        int rc = 0;
-        if ((kind == FATBIN_KIND_PTX || kind == FATBIN_KIND_ELF) && (flags & FATBIN_COMPRESSED))
-            img->opaque = 1;
+        int rc = 0, codec = flags & FATBIN_ZSTD ? TF_CODEC_ZSTD : flags & FATBIN_LZ4 ? TF_CODEC_LZ4 : 0;
+        if ((kind == FATBIN_KIND_PTX || kind == FATBIN_KIND_ELF) && codec)
+            rc = parse_compressed((span){payload.p, compressed && compressed <= payload.n ? compressed : payload.n},
+                                  kind, codec, u64(rest.p + 56), inflate, img, why);
         else if (kind == FATBIN_KIND_ELF)
             rc = parse_elf(payload, img, why);
         else if (kind == FATBIN_KIND_PTX)
@@ -277,7 +360,8 @@ static int parse_fatbin(span f, tf_image *img, const char **why) {
     return 0;
 }
 
-static int parse_wrapper(const unsigned char *w, size_t avail, tf_image *img, const char **why) {
+static int parse_wrapper(const unsigned char *w, size_t avail, tf_image_inflate inflate, tf_image *img,
+                         const char **why) {
     if (avail < 24) return fail(why, "fatbin wrapper: truncated (needs 24 bytes)");
     uint32_t version = u32(w + 4);
     const void *data, *list;
@@ -285,18 +369,18 @@ static int parse_wrapper(const unsigned char *w, size_t avail, tf_image *img, co
     memcpy(&list, w + 16, sizeof list);
     if (version == 1) {
         if (data == NULL) return fail(why, "fatbin wrapper data: NULL");
-        return parse_fatbin((span){data, SIZE_MAX}, img, why);
+        return parse_fatbin((span){data, SIZE_MAX}, inflate, img, why);
     }
     if (version != 2) return fail(why, "fatbin wrapper version: expected 1 or 2");
     if (list == NULL) return fail(why, "fatbin wrapper prelinked list: NULL");
     for (const void *const *p = list; *p != NULL; p++) {
-        int rc = parse_fatbin((span){*p, SIZE_MAX}, img, why);
+        int rc = parse_fatbin((span){*p, SIZE_MAX}, inflate, img, why);
         if (rc) return rc;
     }
     return 0;
 }
 
-int tf_image_parse(const void *image, size_t avail, tf_image *out, const char **why) {
+int tf_image_parse(const void *image, size_t avail, tf_image_inflate inflate, tf_image *out, const char **why) {
     static const char *unused;
     if (why == NULL) why = &unused;
     memset(out, 0, sizeof *out);
@@ -305,9 +389,9 @@ int tf_image_parse(const void *image, size_t avail, tf_image *out, const char **
     const unsigned char *p = image;
     int rc;
     if (u32(p) == WRAPPER_MAGIC) {
-        rc = parse_wrapper(p, avail, out, why);
+        rc = parse_wrapper(p, avail, inflate, out, why);
     } else if (u32(p) == FATBIN_MAGIC) {
-        rc = parse_fatbin((span){p, avail}, out, why);
+        rc = parse_fatbin((span){p, avail}, inflate, out, why);
     } else if (memcmp(p, "\177ELF", 4) == 0) {
         rc = parse_elf((span){p, avail}, out, why);
     } else {
@@ -326,8 +410,10 @@ int tf_image_parse(const void *image, size_t avail, tf_image *out, const char **
 void tf_image_free(tf_image *img) {
     for (size_t i = 0; i < img->kernel_count; i++) free(img->kernels[i]);
     for (size_t i = 0; i < img->global_count; i++) free(img->globals[i].name);
+    for (size_t i = 0; i < img->buffer_count; i++) free(img->buffers[i]);
     free(img->kernels);
     free(img->globals);
+    free(img->buffers);
     memset(img, 0, sizeof *img);
 }
 

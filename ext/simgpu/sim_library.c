@@ -11,6 +11,7 @@
  * is the same object as the CUfunction it stands for, so both launch.
  */
 #define _GNU_SOURCE
+#include <dlfcn.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -57,12 +58,49 @@ int tf_function_valid(CUfunction f) { return f != NULL && f->magic == TF_FUNC_MA
 
 /* ---- loading ---- */
 
+/* Compressed fat-binary payloads, through the system's libzstd / liblz4 when present (found
+ * once, by soname; nvcc 12.8+ compresses PTX with zstd).  Without them images stay opaque. */
+static size_t (*zstd_frame_size)(const void *, size_t);
+static size_t (*zstd_decompress)(void *, size_t, const void *, size_t);
+static unsigned (*zstd_is_error)(size_t);
+static int (*lz4_decompress)(const char *, char *, int, int);
+static pthread_once_t codecs_once = PTHREAD_ONCE_INIT;
+
+static void load_codecs(void) {
+    void *zstd = dlopen("libzstd.so.1", RTLD_NOW | RTLD_LOCAL);
+    if (zstd != NULL) {
+        *(void **)&zstd_frame_size = dlsym(zstd, "ZSTD_findFrameCompressedSize");
+        *(void **)&zstd_decompress = dlsym(zstd, "ZSTD_decompress");
+        *(void **)&zstd_is_error = dlsym(zstd, "ZSTD_isError");
+    }
+    void *lz4 = dlopen("liblz4.so.1", RTLD_NOW | RTLD_LOCAL);
+    if (lz4 != NULL) *(void **)&lz4_decompress = dlsym(lz4, "LZ4_decompress_safe");
+}
+
+static long inflate(int codec, const void *src, size_t n, void *dst, size_t cap) {
+    pthread_once(&codecs_once, load_codecs);
+    if (codec == TF_CODEC_ZSTD) {
+        if (zstd_frame_size == NULL || zstd_decompress == NULL || zstd_is_error == NULL) return -1;
+        size_t frame = zstd_frame_size(src, n); /* the payload is padded past its frame */
+        if (zstd_is_error(frame)) return 0;
+        size_t got = zstd_decompress(dst, cap, src, frame);
+        return zstd_is_error(got) ? 0 : (long)got;
+    }
+    if (codec == TF_CODEC_LZ4) {
+        if (lz4_decompress == NULL) return -1;
+        if (n > INT32_MAX || cap > INT32_MAX) return 0;
+        int got = lz4_decompress(src, dst, (int)n, (int)cap);
+        return got > 0 ? got : 0;
+    }
+    return -1;
+}
+
 static CUresult new_module(CUmodule *out, const void *image, size_t avail) {
     if (out == NULL || image == NULL) return CUDA_ERROR_INVALID_VALUE;
     CUmodule m = calloc(1, sizeof *m);
     if (m == NULL) return CUDA_ERROR_OUT_OF_MEMORY;
     const char *why = NULL;
-    int rc = tf_image_parse(image, avail, &m->image, &why);
+    int rc = tf_image_parse(image, avail, inflate, &m->image, &why);
     if (rc == 0 && m->image.global_count > 0) {
         m->globals = calloc(m->image.global_count, sizeof *m->globals);
         if (m->globals == NULL) rc = CUDA_ERROR_OUT_OF_MEMORY;
@@ -142,9 +180,14 @@ static CUresult load_file(CUmodule *module, const char *path) {
     void *image = read_file(path, &size, &rc);
     if (image == NULL) return rc;
     rc = new_module(module, image, size);
-    /* Globals' initial bytes point into the image: keep them before it goes. */
+    /* Initial bytes that point into the file's buffer go with it: those globals read as
+     * zeros (ones the parser decompressed or decoded live in the image's own buffers). */
     if (rc == CUDA_SUCCESS)
-        for (size_t i = 0; i < (*module)->image.global_count; i++) (*module)->image.globals[i].init = NULL;
+        for (size_t i = 0; i < (*module)->image.global_count; i++) {
+            tf_image_global *g = &(*module)->image.globals[i];
+            const unsigned char *p = image;
+            if (g->init != NULL && g->init >= p && g->init < p + size) g->init = NULL;
+        }
     free(image);
     return rc;
 }
