@@ -126,6 +126,7 @@ def extensions() -> list[Extension]:
                         "sim_library",
                         "sim_image",
                         "sim_attrs",
+                        "sim_host",
                     )
                 ),
                 procs,

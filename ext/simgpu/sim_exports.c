@@ -55,7 +55,8 @@
     X(cuOccupancyMaxActiveBlocksPerMultiprocessor) X(cuOccupancyMaxActiveBlocksPerMultiprocessorWithFlags) \
     X(cuOccupancyMaxPotentialBlockSize) X(cuOccupancyMaxPotentialBlockSizeWithFlags)                \
     X(cuOccupancyAvailableDynamicSMemPerBlock) X(cuDeviceGetPCIBusId) X(cuDeviceCanAccessPeer)      \
-    X(cuDeviceGetP2PAttribute)
+    X(cuDeviceGetP2PAttribute) X(cuMemHostRegister) X(cuMemHostRegister_v2) X(cuMemHostUnregister)      \
+    X(cuMemHostGetDevicePointer_v2) X(cuMemHostGetFlags) X(cuProfilerStart) X(cuProfilerStop)
 
 /* Only their addresses are taken here; the definitions (with their real types) are elsewhere. */
 #define TF_DECLARE(name) extern void name(void);

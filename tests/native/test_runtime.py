@@ -60,6 +60,9 @@ def test_nvcc_program_runs_on_the_simulator(libs: dict[str, Path], probe: Callab
     assert out["func_attrs"] == "0,1024"
     assert out["occupancy"] == "0,8"  # 256-thread blocks: 2048 resident threads per SM
     assert out["elapsed"] == "0,1"
+    # registered, mapped at its own address, registered twice (712), unregistered, twice (713)
+    assert out["host_register"] == "0,0,1,712,0,713"
+    assert out["profiler"] == "0,0"  # no profiler attached: starting and stopping succeed
     if variant != "ptx" or zstd_available():  # nvcc compresses PTX with zstd
         assert out["symbol"] == "0,1,2,3,4"  # __device__ initial values from the cubin or PTX
         assert out["symbol_write"] == "0,7"

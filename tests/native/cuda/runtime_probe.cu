@@ -5,6 +5,8 @@
 //   launch SECONDS GRID        <<<GRID, 256>>> launches for SECONDS ("ready=1" first)
 //   graph SECONDS GRID         the same through a 3-kernel CUDA graph
 #include <cuda.h>
+#include <cudaProfiler.h>
+#include <cuda_profiler_api.h>
 #include <cuda_runtime.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -80,6 +82,19 @@ static int basic(void) {
     rc = cudaEventElapsedTime(&ms, start, stop);
     printf("elapsed=%d,%d\n", (int)rc, ms >= 0);
     cudaStreamDestroy(stream);
+    static float pinned[1024];
+    rc = cudaHostRegister(pinned, sizeof pinned, cudaHostRegisterMapped);
+    void *mapped = NULL;
+    cudaError_t got = cudaHostGetDevicePointer(&mapped, pinned, 0);
+    cudaError_t again = cudaHostRegister(pinned, sizeof pinned, 0);
+    cudaGetLastError();
+    cudaError_t gone = cudaHostUnregister(pinned);
+    cudaError_t twice = cudaHostUnregister(pinned);
+    cudaGetLastError();
+    printf("host_register=%d,%d,%d,%d,%d,%d\n", (int)rc, (int)got, mapped == (void *)pinned, (int)again, (int)gone,
+           (int)twice);
+    rc = cudaProfilerStart();
+    printf("profiler=%d,%d\n", (int)rc, (int)cudaProfilerStop());
     print_info("info");
     printf("free=%d\n", (int)cudaFree(dev));
     printf("reset=%d\n", (int)cudaDeviceReset());
