@@ -119,3 +119,13 @@ def test_the_integrity_check_is_hmac_md2_of_what_cudart_hashes(libs: dict[str, P
     digest = hmac.new(INTEGRITY_KEY, message, Md2).digest()
     low, high = struct.unpack("<QQ", digest)
     assert out["integrity_v2"] == f"0,{low:016x},{high:016x}"
+
+
+def test_trace_names_every_table_and_entry_point_asked_for(libs: dict[str, Path], tables: Path) -> None:
+    quiet = run([str(tables)], sim_env(libs))
+    assert quiet.stderr == ""  # nothing without TF_SIM_TRACE
+    traced = run([str(tables)], sim_env(libs, TF_SIM_TRACE="1")).stderr.splitlines()
+    assert "tf-simgpu: cuGetExportTable c693336e-1121-df11-a8c3-68f355d89593 -> CONTEXT_LOCAL_STORAGE" in traced
+    assert "tf-simgpu: cuGetExportTable 5a5a5a5a-5a5a-5a5a-5a5a-5a5a5a5a5a5a -> NOT_SUPPORTED" in traced
+    assert "tf-simgpu: cuGetProcAddress cuInit (13000, flags 0) -> cuInit" in traced
+    assert "tf-simgpu: cuGetProcAddress cuCtxCreate (13000, flags 0) -> cuCtxCreate_v4" in traced
