@@ -63,6 +63,9 @@ def test_nvcc_program_runs_on_the_simulator(libs: dict[str, Path], probe: Callab
     # registered, mapped at its own address, registered twice (712), unregistered, twice (713)
     assert out["host_register"] == "0,0,1,712,0,713"
     assert out["profiler"] == "0,0"  # no profiler attached: starting and stopping succeed
+    assert out["copy2d"] == "0,1,0,0,0,1"  # cudaMallocPitch, cudaMemcpy2D both ways, cudaMemset2D
+    assert out["managed_hints"] == "0,0"
+    assert out["host_func"] == "0,0,1"  # ran before the synchronize returned
     if variant != "ptx" or zstd_available():  # nvcc compresses PTX with zstd
         assert out["symbol"] == "0,1,2,3,4"  # __device__ initial values from the cubin or PTX
         assert out["symbol_write"] == "0,7"

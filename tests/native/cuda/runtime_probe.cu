@@ -93,6 +93,32 @@ static int basic(void) {
     cudaGetLastError();
     printf("host_register=%d,%d,%d,%d,%d,%d\n", (int)rc, (int)got, mapped == (void *)pinned, (int)again, (int)gone,
            (int)twice);
+    // pitched 2D: copy in, clear a sub-rectangle, copy back
+    char *pitched = NULL;
+    size_t pitch = 0;
+    unsigned char grid_in[8][100], grid_out[8][100];
+    for (int y = 0; y < 8; y++)
+        for (int x = 0; x < 100; x++) grid_in[y][x] = (unsigned char)(y * 100 + x);
+    rc = cudaMallocPitch((void **)&pitched, &pitch, 100, 8);
+    cudaError_t in = cudaMemcpy2D(pitched, pitch, grid_in, 100, 100, 8, cudaMemcpyHostToDevice);
+    cudaError_t clear = cudaMemset2D(pitched + pitch * 2 + 10, pitch, 0xab, 5, 3);
+    cudaError_t out = cudaMemcpy2D(grid_out, 100, pitched, pitch, 100, 8, cudaMemcpyDeviceToHost);
+    grid_in[2][10] = grid_in[4][14] = grid_in[3][12] = 0xab;  // corners and middle of the cleared block
+    int same = grid_out[2][10] == 0xab && grid_out[4][14] == 0xab && grid_out[3][12] == 0xab &&
+               grid_out[5][14] == grid_in[5][14] && grid_out[0][0] == grid_in[0][0] && grid_out[7][99] == grid_in[7][99];
+    printf("copy2d=%d,%d,%d,%d,%d,%d\n", (int)rc, pitch >= 100, (int)in, (int)clear, (int)out, same);
+    cudaFree(pitched);
+    // managed memory hints and a host function ordered on a stream
+    int *managed = NULL;
+    cudaMallocManaged((void **)&managed, 4096);
+    cudaMemLocation where = {cudaMemLocationTypeDevice, 0};
+    rc = cudaMemPrefetchAsync(managed, 4096, where, 0, 0);
+    cudaError_t advise = cudaMemAdvise(managed, 4096, cudaMemAdviseSetReadMostly, where);
+    printf("managed_hints=%d,%d\n", (int)rc, (int)advise);
+    cudaFree(managed);
+    static int host_ran = 0;
+    rc = cudaLaunchHostFunc(0, [](void *flag) { *(int *)flag = 1; }, &host_ran);
+    printf("host_func=%d,%d,%d\n", (int)rc, (int)cudaDeviceSynchronize(), host_ran);
     rc = cudaProfilerStart();
     printf("profiler=%d,%d\n", (int)rc, (int)cudaProfilerStop());
     print_info("info");
