@@ -128,6 +128,7 @@ def extensions() -> list[Extension]:
                         "sim_attrs",
                         "sim_host",
                         "sim_copy2d",
+                        "sim_pointer",
                     )
                 ),
                 procs,

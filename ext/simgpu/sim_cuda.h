@@ -60,6 +60,16 @@ void tf_wait_until(uint64_t t);
 
 /* Process-local allocation records (sim_mem.c). */
 int tf_mem_contains(CUdeviceptr ptr, uint64_t bytes);
+/* The allocation holding ptr (device, managed, pinned host or VMM-mapped); 0 when none. */
+typedef struct tf_mem_range {
+    CUdeviceptr start;
+    uint64_t size;
+    int host, managed;
+    int physical; /* -1 for host memory */
+} tf_mem_range;
+int tf_mem_find(CUdeviceptr ptr, tf_mem_range *out);
+/* The registered host range holding p (sim_host.c); 0 when none. */
+int tf_host_registered(uintptr_t p, uintptr_t *start, size_t *size);
 CUresult cuMemAlloc_v2(CUdeviceptr *dptr, size_t size);
 CUresult cuDriverGetVersion(int *version);
 CUresult cuDeviceGetCount(int *count);

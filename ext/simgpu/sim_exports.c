@@ -60,7 +60,7 @@
     X(cuMemcpy2D_v2) X(cuMemcpy2DUnaligned_v2) X(cuMemcpy2DAsync_v2) X(cuMemsetD2D8_v2)              \
     X(cuMemsetD2D16_v2) X(cuMemsetD2D32_v2) X(cuMemsetD2D8Async) X(cuMemsetD2D16Async)              \
     X(cuMemsetD2D32Async) X(cuMemPrefetchAsync) X(cuMemPrefetchAsync_v2) X(cuMemAdvise)             \
-    X(cuMemAdvise_v2) X(cuLaunchHostFunc)
+    X(cuMemAdvise_v2) X(cuLaunchHostFunc) X(cuPointerGetAttribute) X(cuPointerGetAttributes)
 
 /* Only their addresses are taken here; the definitions (with their real types) are elsewhere. */
 #define TF_DECLARE(name) extern void name(void);

@@ -30,6 +30,17 @@ static long find(uintptr_t p, int exact) {
     return -1;
 }
 
+int tf_host_registered(uintptr_t p, uintptr_t *start, size_t *size) {
+    pthread_mutex_lock(&lock);
+    long i = find(p, 0);
+    if (i >= 0) {
+        *start = ranges[i].start;
+        *size = ranges[i].size;
+    }
+    pthread_mutex_unlock(&lock);
+    return i >= 0;
+}
+
 TF_SIM_API CUresult cuMemHostRegister_v2(void *p, size_t size, unsigned int flags) {
     CUresult rc;
     if (tf_current(&rc) == NULL) return rc;

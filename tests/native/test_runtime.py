@@ -66,6 +66,9 @@ def test_nvcc_program_runs_on_the_simulator(libs: dict[str, Path], probe: Callab
     assert out["copy2d"] == "0,1,0,0,0,1"  # cudaMallocPitch, cudaMemcpy2D both ways, cudaMemset2D
     assert out["managed_hints"] == "0,0"
     assert out["host_func"] == "0,0,1"  # ran before the synchronize returned
+    # cudaPointerGetAttributes: device (2) on device 0 at its own address, managed (3),
+    # pinned host (1), pageable host: unregistered (0), which is not an error
+    assert out["pointers"] == "0:2:0:1,0:3,0:1,0:0"
     if variant != "ptx" or zstd_available():  # nvcc compresses PTX with zstd
         assert out["symbol"] == "0,1,2,3,4"  # __device__ initial values from the cubin or PTX
         assert out["symbol_write"] == "0,7"

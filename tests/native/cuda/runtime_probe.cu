@@ -121,6 +121,22 @@ static int basic(void) {
     printf("host_func=%d,%d,%d\n", (int)rc, (int)cudaDeviceSynchronize(), host_ran);
     rc = cudaProfilerStart();
     printf("profiler=%d,%d\n", (int)rc, (int)cudaProfilerStop());
+    // what kind of memory a pointer is: device, managed, pinned host, pageable host
+    int *managed_p = NULL;
+    void *pinned_p = NULL;
+    int pageable = 0;
+    cudaMallocManaged((void **)&managed_p, 4096);
+    cudaMallocHost(&pinned_p, 4096);
+    cudaPointerAttributes a_dev, a_man, a_pin, a_page;
+    cudaError_t r1 = cudaPointerGetAttributes(&a_dev, dev + 3);
+    cudaError_t r2 = cudaPointerGetAttributes(&a_man, managed_p);
+    cudaError_t r3 = cudaPointerGetAttributes(&a_pin, pinned_p);
+    cudaError_t r4 = cudaPointerGetAttributes(&a_page, &pageable);
+    printf("pointers=%d:%d:%d:%d,%d:%d,%d:%d,%d:%d\n", (int)r1, (int)a_dev.type, a_dev.device,
+           a_dev.devicePointer == (void *)(dev + 3), (int)r2, (int)a_man.type, (int)r3, (int)a_pin.type, (int)r4,
+           (int)a_page.type);
+    cudaFree(managed_p);
+    cudaFreeHost(pinned_p);
     print_info("info");
     printf("free=%d\n", (int)cudaFree(dev));
     printf("reset=%d\n", (int)cudaDeviceReset());
