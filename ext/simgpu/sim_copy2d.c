@@ -1,5 +1,5 @@
 /*
- * Pitched 2D copies and memsets (cudaMemcpy2D / cudaMemset2D and their async forms), managed
+ * Pitched 2D and 3D copies, 2D memsets (cudaMemcpy2D/3D, cudaMemset2D, async forms), managed
  * memory hints (prefetch, advise) and host functions on streams.  SIMULATED like the 1D forms
  * in sim_mem.c: bytes move when called and complete in stream order on the timeline.
  *
@@ -74,6 +74,46 @@ static CUresult copy_2d(const CUDA_MEMCPY2D *p, CUstream stream, int async) {
     return CUDA_SUCCESS;
 }
 
+typedef struct CUDA_MEMCPY3D_st {
+    size_t srcXInBytes, srcY, srcZ, srcLOD;
+    int srcMemoryType;
+    const void *srcHost;
+    CUdeviceptr srcDevice;
+    CUarray srcArray;
+    void *reserved0;
+    size_t srcPitch, srcHeight;
+    size_t dstXInBytes, dstY, dstZ, dstLOD;
+    int dstMemoryType;
+    void *dstHost;
+    CUdeviceptr dstDevice;
+    CUarray dstArray;
+    void *reserved1;
+    size_t dstPitch, dstHeight;
+    size_t WidthInBytes, Height, Depth;
+} CUDA_MEMCPY3D;
+
+/* A 3D copy is Depth 2D copies, slice z at (z * height + y) * pitch of each side. */
+static CUresult copy_3d(const CUDA_MEMCPY3D *p, CUstream stream, int async) {
+    if (p == NULL) return CUDA_ERROR_INVALID_VALUE;
+    if (p->Depth > 1 && (p->srcHeight < p->Height || p->dstHeight < p->Height)) return CUDA_ERROR_INVALID_VALUE;
+    CUresult rc = CUDA_SUCCESS;
+    for (size_t z = 0; z < p->Depth && rc == CUDA_SUCCESS; z++) {
+        CUDA_MEMCPY2D slice = {
+            .srcXInBytes = p->srcXInBytes, .srcY = (p->srcZ + z) * p->srcHeight + p->srcY,
+            .srcMemoryType = p->srcMemoryType, .srcHost = p->srcHost, .srcDevice = p->srcDevice,
+            .srcArray = p->srcArray, .srcPitch = p->srcPitch,
+            .dstXInBytes = p->dstXInBytes, .dstY = (p->dstZ + z) * p->dstHeight + p->dstY,
+            .dstMemoryType = p->dstMemoryType, .dstHost = p->dstHost, .dstDevice = p->dstDevice,
+            .dstArray = p->dstArray, .dstPitch = p->dstPitch,
+            .WidthInBytes = p->WidthInBytes, .Height = p->Height,
+        };
+        rc = copy_2d(&slice, stream, async);
+    }
+    return rc;
+}
+
+TF_SIM_API CUresult cuMemcpy3D_v2(const CUDA_MEMCPY3D *p) { return copy_3d(p, NULL, 0); }
+TF_SIM_API CUresult cuMemcpy3DAsync_v2(const CUDA_MEMCPY3D *p, CUstream s) { return copy_3d(p, s, 1); }
 TF_SIM_API CUresult cuMemcpy2D_v2(const CUDA_MEMCPY2D *p) { return copy_2d(p, NULL, 0); }
 TF_SIM_API CUresult cuMemcpy2DUnaligned_v2(const CUDA_MEMCPY2D *p) { return copy_2d(p, NULL, 0); }
 TF_SIM_API CUresult cuMemcpy2DAsync_v2(const CUDA_MEMCPY2D *p, CUstream s) { return copy_2d(p, s, 1); }

@@ -60,7 +60,8 @@
     X(cuMemcpy2D_v2) X(cuMemcpy2DUnaligned_v2) X(cuMemcpy2DAsync_v2) X(cuMemsetD2D8_v2)              \
     X(cuMemsetD2D16_v2) X(cuMemsetD2D32_v2) X(cuMemsetD2D8Async) X(cuMemsetD2D16Async)              \
     X(cuMemsetD2D32Async) X(cuMemPrefetchAsync) X(cuMemPrefetchAsync_v2) X(cuMemAdvise)             \
-    X(cuMemAdvise_v2) X(cuLaunchHostFunc) X(cuPointerGetAttribute) X(cuPointerGetAttributes)
+    X(cuMemAdvise_v2) X(cuLaunchHostFunc) X(cuPointerGetAttribute) X(cuPointerGetAttributes)       \
+    X(cuMemcpy3D_v2) X(cuMemcpy3DAsync_v2)
 
 /* Only their addresses are taken here; the definitions (with their real types) are elsewhere. */
 #define TF_DECLARE(name) extern void name(void);

@@ -108,6 +108,25 @@ static int basic(void) {
                grid_out[5][14] == grid_in[5][14] && grid_out[0][0] == grid_in[0][0] && grid_out[7][99] == grid_in[7][99];
     printf("copy2d=%d,%d,%d,%d,%d,%d\n", (int)rc, pitch >= 100, (int)in, (int)clear, (int)out, same);
     cudaFree(pitched);
+    // 3D: a 32 x 4 x 3 box into a cudaMalloc3D allocation and back
+    unsigned char box_in[3][4][32], box_out[3][4][32];
+    for (int i = 0; i < 3 * 4 * 32; i++) ((unsigned char *)box_in)[i] = (unsigned char)(i * 7);
+    cudaPitchedPtr box;
+    cudaExtent extent = make_cudaExtent(32, 4, 3);
+    rc = cudaMalloc3D(&box, extent);
+    cudaMemcpy3DParms up = {0}, down = {0};
+    up.srcPtr = make_cudaPitchedPtr(box_in, 32, 32, 4);
+    up.dstPtr = box;
+    up.extent = extent;
+    up.kind = cudaMemcpyHostToDevice;
+    down.srcPtr = box;
+    down.dstPtr = make_cudaPitchedPtr(box_out, 32, 32, 4);
+    down.extent = extent;
+    down.kind = cudaMemcpyDeviceToHost;
+    in = cudaMemcpy3D(&up);
+    out = cudaMemcpy3D(&down);
+    printf("copy3d=%d,%d,%d,%d\n", (int)rc, (int)in, (int)out, memcmp(box_in, box_out, sizeof box_in) == 0);
+    cudaFree(box.ptr);
     // managed memory hints and a host function ordered on a stream
     int *managed = NULL;
     cudaMallocManaged((void **)&managed, 4096);
