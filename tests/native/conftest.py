@@ -120,10 +120,13 @@ def find_nvcc() -> str | None:
     return found or next((str(c) for c in candidates if c.is_file()), None)
 
 
-# Builds of tests/native/cuda programs: -cudart static and shared, sm_90 SASS and PTX only.
+# Builds of tests/native/cuda programs: -cudart static and shared with sm_90 SASS plus
+# compute_75 PTX (as applications ship: the PTX lets `make gpu-check` run on any GPU from
+# Turing on), and PTX only.
+SASS_AND_PTX = ("-gencode", "arch=compute_90,code=sm_90", "-gencode", "arch=compute_75,code=compute_75")
 NVCC_VARIANTS: dict[str, tuple[str, ...]] = {
-    "static": ("-arch=sm_90", "-cudart", "static"),
-    "shared": ("-arch=sm_90", "-cudart", "shared"),
+    "static": (*SASS_AND_PTX, "-cudart", "static"),
+    "shared": (*SASS_AND_PTX, "-cudart", "shared"),
     "ptx": ("-gencode", "arch=compute_90,code=compute_90", "-cudart", "static"),
 }
 
