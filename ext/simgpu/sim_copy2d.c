@@ -3,7 +3,7 @@
  * memory hints (prefetch, advise) and host functions on streams.  SIMULATED like the 1D forms
  * in sim_mem.c: bytes move when called and complete in stream order on the timeline.
  *
- * A host function (cuLaunchHostFunc) runs in the launching thread once the stream's earlier
+ * A host function (cuLaunchHostFunc, cuStreamAddCallback) runs in the launching thread once the stream's earlier
  * work is complete, before the call returns: later work on the stream and any synchronize
  * then come after it, as the real driver orders them; the difference is only that the
  * launching thread waits (bounded by the launch queue, at most about 11 s).
@@ -206,6 +206,22 @@ TF_SIM_API CUresult cuLaunchHostFunc(CUstream stream, host_fn fn, void *data) {
     if (tail == NULL) return rc;
     tf_wait_until(__atomic_load_n(tail, __ATOMIC_ACQUIRE));
     fn(data);
+    tf_enqueue(c, tail, 0, 0);
+    return CUDA_SUCCESS;
+}
+
+typedef void (*stream_callback)(CUstream stream, CUresult status, void *data);
+
+/* The older form: the callback also gets the stream and the status of the work before it. */
+TF_SIM_API CUresult cuStreamAddCallback(CUstream stream, stream_callback fn, void *data, unsigned int flags) {
+    CUresult rc;
+    CUcontext c = tf_current(&rc);
+    if (c == NULL) return rc;
+    if (fn == NULL || flags != 0) return CUDA_ERROR_INVALID_VALUE;
+    uint64_t *tail = tf_stream_tail(stream, c, &rc);
+    if (tail == NULL) return rc;
+    tf_wait_until(__atomic_load_n(tail, __ATOMIC_ACQUIRE));
+    fn(stream, CUDA_SUCCESS, data);
     tf_enqueue(c, tail, 0, 0);
     return CUDA_SUCCESS;
 }

@@ -66,7 +66,7 @@ def test_nvcc_program_runs_on_the_simulator(libs: dict[str, Path], probe: Callab
     assert out["copy2d"] == "0,1,0,0,0,1"  # cudaMallocPitch, cudaMemcpy2D both ways, cudaMemset2D
     assert out["copy3d"] == "0,0,0,1"  # cudaMalloc3D, cudaMemcpy3D both ways
     assert out["managed_hints"] == "0,0"
-    assert out["host_func"] == "0,0,1"  # ran before the synchronize returned
+    assert out["host_func"] == "0,0,0,2"  # cudaLaunchHostFunc, then cudaStreamAddCallback, both ran
     # cudaPointerGetAttributes: device (2) on device 0 at its own address, managed (3),
     # pinned host (1), pageable host: unregistered (0), which is not an error
     assert out["pointers"] == "0:2:0:1,0:3,0:1,0:0"

@@ -137,7 +137,10 @@ static int basic(void) {
     cudaFree(managed);
     static int host_ran = 0;
     rc = cudaLaunchHostFunc(0, [](void *flag) { *(int *)flag = 1; }, &host_ran);
-    printf("host_func=%d,%d,%d\n", (int)rc, (int)cudaDeviceSynchronize(), host_ran);
+    cudaError_t synced = cudaDeviceSynchronize();
+    cudaError_t added = cudaStreamAddCallback(0, [](cudaStream_t, cudaError_t, void *flag) { *(int *)flag += 1; },
+                                              &host_ran, 0);
+    printf("host_func=%d,%d,%d,%d\n", (int)rc, (int)synced, (int)added, host_ran);
     rc = cudaProfilerStart();
     printf("profiler=%d,%d\n", (int)rc, (int)cudaProfilerStop());
     // what kind of memory a pointer is: device, managed, pinned host, pageable host
