@@ -127,7 +127,7 @@ def extensions() -> list[Extension]:
                         "sim_image",
                         "sim_attrs",
                         "sim_host",
-                        "sim_copy2d",
+                        "sim_memops",
                         "sim_pointer",
                     )
                 ),
