@@ -10,12 +10,16 @@
                     spinning kernel launched alone, run together
 
 Needs only what `make install` puts in .venv plus the machine's driver (nvcc is optional).
+`--only runtime-python,rate-30-70` runs some checks.  Rehearsal without a GPU: put the
+simulated driver on the library path (LD_LIBRARY_PATH=tfcore/native/sim) and every check
+runs against it.
 Exits 0 when every check passed, 1 when one failed, 2 when there is no usable driver.
 Runs in about 3 minutes; the native suite is capped at 5.
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import os
@@ -66,8 +70,9 @@ def emit(check: str, ok: bool | None, **details: Any) -> bool:
 
 
 def real_env(**extra: str) -> dict[str, str]:
-    """The caller's environment without tensor-fusion's or a simulator's settings."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TF_", "LD_PRELOAD"))}
+    """The caller's environment without tensor-fusion's settings (a rehearsal on the
+    simulator keeps its machine state file)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TF_", "LD_PRELOAD")) or k == "TF_SIM_STATE"}
     env["PYTHONPATH"] = str(REPO)
     env.update(extra)
     return env
@@ -225,13 +230,28 @@ def check_rate(work: Path) -> bool:
     )
 
 
-def main() -> int:
+CHECKS = {
+    "native-suite": check_native_suite,
+    "runtime-nvcc": check_runtime_nvcc,
+    "runtime-python": check_runtime_python,
+    "rate-30-70": check_rate,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", default=",".join(CHECKS), help="comma-separated checks (default: all)")
+    args = parser.parse_args(argv)
+    chosen = [name.strip() for name in args.only.split(",") if name.strip()]
+    unknown = [name for name in chosen if name not in CHECKS]
+    if unknown:
+        parser.error(f"--only: unknown check {', '.join(unknown)}; expected some of {', '.join(CHECKS)}")
     if not check_driver():
         return 2
     results = []
     with tempfile.TemporaryDirectory(prefix="tf-gpu-check-") as tmp:
         work = Path(tmp)
-        for check in (check_native_suite, check_runtime_nvcc, check_runtime_python, check_rate):
+        for check in (CHECKS[name] for name in chosen):
             try:
                 results.append(check(work))
             except Exception as exc:  # one broken check must not hide the others' results
