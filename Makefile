@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 NATIVE_SOURCES := $(shell find ext -type f \( -name '*.c' -o -name '*.h' -o -name '*.def' -o -name '*.pyx' -o -name '*.pxd' \) 2>/dev/null)
 PYTEST_ARGS ?=
 
-.PHONY: all install system-deps helm test lint typecheck contracts pytest bench demo crds generate check-crds clean
+.PHONY: all install system-deps helm test lint typecheck contracts pytest bench demo gpu-check crds generate check-crds clean
 
 all: test
 
@@ -56,6 +56,11 @@ bench: install
 
 demo: install
 	$(BIN)/python -m daemons.demo
+
+# On a machine with an NVIDIA GPU (driver >= 550): the native suite against the real driver,
+# runtime programs under the shim, 30/70 launch-rate accuracy; one JSON line per check.
+gpu-check: install
+	$(BIN)/python -m tests.gpu_check
 
 crds: install
 	$(BIN)/tensor-fusion crds --out charts/tensor-fusion/crds

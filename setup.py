@@ -115,7 +115,21 @@ def extensions() -> list[Extension]:
             [
                 *(
                     f"ext/simgpu/{n}.c"
-                    for n in ("simcuda", "sim_ctx", "sim_graph", "sim_mem", "sim_exports", "sim_state")
+                    for n in (
+                        "simcuda",
+                        "sim_ctx",
+                        "sim_graph",
+                        "sim_mem",
+                        "sim_exports",
+                        "sim_state",
+                        "sim_export_tables",
+                        "sim_library",
+                        "sim_image",
+                        "sim_attrs",
+                        "sim_host",
+                        "sim_memops",
+                        "sim_pointer",
+                    )
                 ),
                 procs,
                 *sim,

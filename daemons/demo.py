@@ -1,9 +1,10 @@
 """`make demo`: a standalone node on this machine and two workloads sharing one GPU.
 
 Starts `tensor-fusion up` (on the simulated GPU when no NVIDIA driver is found, said loudly),
-then runs two sample driver-API workloads (cuda-python, kernels in a loop) side by side with
-`tensor-fusion run`, each with its own compute share and VRAM limit, shows their progress
-live, and ends with a table of target vs achieved compute share and VRAM limit vs peak use.
+then runs two sample workloads (cuda-python, kernels in a loop: one on the driver API, one on
+the CUDA runtime that cuda.bindings.runtime embeds) side by side with `tensor-fusion run`,
+each with its own compute share and VRAM limit, shows their progress live, and ends with a
+table of target vs achieved compute share and VRAM limit vs peak use.
 Achieved shares are measured by the workloads themselves (kernels launched x the simulated
 kernel time), not taken from the controller.
 """
@@ -29,10 +30,10 @@ RATED_TFLOPS = 989.4
 SECONDS = 6.0
 SETTLE = 2.0
 CLI = [sys.executable, "-m", "daemons.cli"]
-# name, TFLOPS request, TFLOPS limit, VRAM limit, VRAM the workload tries to take (MiB)
+# name, TFLOPS request, TFLOPS limit, VRAM limit, VRAM the workload tries to take (MiB), CUDA API
 TENANTS = (
-    ("training", 0.6, 0.6, "3Gi", 4096),
-    ("inference", 0.3, 0.3, "1Gi", 768),
+    ("training", 0.6, 0.6, "3Gi", 4096, "driver"),
+    ("inference", 0.3, 0.3, "1Gi", 768, "runtime"),
 )
 
 
@@ -89,7 +90,7 @@ def _demo(root: Path, env: dict[str, str], url: str) -> int:
     simulated = " -- SIMULATED, no NVIDIA driver on this machine" if device["simulated"] else ""
     print(f"  node up at {url}: GPU 0 {device['name']}, rated {device['rated_tflops']} TFLOPS{simulated}\n")
     runs = {}
-    for name, request, limit, vram, alloc in TENANTS:
+    for name, request, limit, vram, alloc, api in TENANTS:
         command = [
             *CLI,
             "run",
@@ -111,8 +112,11 @@ def _demo(root: Path, env: dict[str, str], url: str) -> int:
             "0.1",
             "--alloc-mib",
             str(alloc),
+            "--api",
+            api,
         ]
-        print(f"  $ tensor-fusion run --tflops {request * RATED_TFLOPS:.0f} --vram {vram} -- sample ({name})")
+        workload = f"sample ({name}, CUDA {api} API)"
+        print(f"  $ tensor-fusion run --tflops {request * RATED_TFLOPS:.0f} --vram {vram} -- {workload}")
         runs[name] = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     print()
     peak: dict[str, int] = {}
@@ -137,7 +141,7 @@ def _demo(root: Path, env: dict[str, str], url: str) -> int:
             return 1
         results[name] = [json.loads(x) for x in out.splitlines() if x.startswith("{")]
     print(f"\n  {'worker':10s} {'target':>7s} {'achieved':>9s}   {'VRAM limit':>10s} {'peak use':>9s}  next allocation")
-    for name, request, _limit, vram, _alloc in TENANTS:
+    for name, request, _limit, vram, _alloc, _api in TENANTS:
         achieved = _share(results[name], SETTLE, SECONDS - 0.1)
         allocation: dict[str, Any] = next((p for p in results[name] if p["phase"] == "alloc"), {})
         refused = allocation.get("refused") or "granted"

@@ -153,7 +153,8 @@ int main(int argc, char **argv) {
     *(void **)&cuMemFree = sym("cuMemFree");
     CUcontext ctx;
     CUmodule mod;
-    if (init(0) || retain(&ctx, 0) || set_current(ctx) || load(&mod, "// bench") || get_fn(&fn, mod, "k") ||
+    if (init(0) || retain(&ctx, 0) || set_current(ctx) || load(&mod, ".version 7.0\n.target sm_50\n.address_size 64\n.visible .entry k()\n{\n\tret;\n}\n") ||
+        get_fn(&fn, mod, "k") ||
         stream_create(&stream, 0))
         return 4;
     if (wake) return wake_latency(atol(argv[2]), argv[3]);

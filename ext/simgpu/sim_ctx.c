@@ -25,15 +25,6 @@
 #define TF_QUEUE_NS 1000000000ULL
 #define TF_CTX_STACK 16
 
-struct CUmod_st {
-    uint32_t magic;
-};
-struct CUfunc_st {
-    CUmodule module;
-    char name[128];
-};
-#define TF_MOD_MAGIC 0x444f4d46u
-
 static struct CUctx_st primaries[TF_SIM_MAX_DEVICES];
 static __thread CUcontext ctx_stack[TF_CTX_STACK];
 static __thread int ctx_depth; /* ctx_stack[ctx_depth - 1] is current */
@@ -163,6 +154,7 @@ TF_SIM_API CUresult cuDevicePrimaryCtxReset_v2(CUdevice dev) {
     CUcontext c = primary_of(dev);
     if (c == NULL) return CUDA_ERROR_INVALID_DEVICE;
     tf_wait_until(__atomic_load_n(&c->tail_ns, __ATOMIC_ACQUIRE));
+    tf_cls_context_gone(c);
     __atomic_store_n(&c->retains, 0, __ATOMIC_RELEASE);
     return CUDA_SUCCESS;
 }
@@ -215,6 +207,7 @@ TF_SIM_API CUresult cuCtxDestroy_v2(CUcontext ctx) {
             ctx_depth--;
             i--;
         }
+    tf_cls_context_gone(ctx);
     ctx->magic = 0; /* other threads that still hold it get INVALID_CONTEXT */
     return CUDA_SUCCESS;
 }
@@ -439,59 +432,6 @@ TF_SIM_API CUresult cuStreamWaitEvent(CUstream stream, CUevent e, unsigned int f
     return CUDA_SUCCESS;
 }
 
-/* ---- modules: any image loads; functions are names (nothing runs) ---- */
-
-static CUresult load_module(CUmodule *module, const void *image) {
-    CUresult rc;
-    CUcontext c = tf_current(&rc);
-    if (c == NULL) return rc;
-    if (module == NULL || image == NULL) return CUDA_ERROR_INVALID_VALUE;
-    CUmodule m = calloc(1, sizeof *m);
-    if (m == NULL) return CUDA_ERROR_OUT_OF_MEMORY;
-    m->magic = TF_MOD_MAGIC;
-    *module = m;
-    return CUDA_SUCCESS;
-}
-
-TF_SIM_API CUresult cuModuleLoadData(CUmodule *module, const void *image) { return load_module(module, image); }
-TF_SIM_API CUresult cuModuleLoadDataEx(CUmodule *module, const void *image, unsigned int n, void *options,
-                                       void **values) {
-    (void)n;
-    (void)options;
-    (void)values;
-    return load_module(module, image);
-}
-TF_SIM_API CUresult cuModuleLoadFatBinary(CUmodule *module, const void *image) { return load_module(module, image); }
-TF_SIM_API CUresult cuModuleLoad(CUmodule *module, const char *path) {
-    if (path == NULL) return CUDA_ERROR_INVALID_VALUE;
-    FILE *f = fopen(path, "rb");
-    if (f == NULL) return CUDA_ERROR_FILE_NOT_FOUND;
-    fclose(f);
-    return load_module(module, path);
-}
-
-TF_SIM_API CUresult cuModuleUnload(CUmodule module) {
-    CUresult rc = tf_need_init();
-    if (rc != CUDA_SUCCESS) return rc;
-    if (module == NULL || module->magic != TF_MOD_MAGIC) return CUDA_ERROR_INVALID_HANDLE;
-    module->magic = 0;
-    free(module);
-    return CUDA_SUCCESS;
-}
-
-TF_SIM_API CUresult cuModuleGetFunction(CUfunction *fn, CUmodule module, const char *name) {
-    CUresult rc = tf_need_init();
-    if (rc != CUDA_SUCCESS) return rc;
-    if (fn == NULL || name == NULL) return CUDA_ERROR_INVALID_VALUE;
-    if (module == NULL || module->magic != TF_MOD_MAGIC) return CUDA_ERROR_INVALID_HANDLE;
-    CUfunction f = calloc(1, sizeof *f);
-    if (f == NULL) return CUDA_ERROR_OUT_OF_MEMORY;
-    f->module = module;
-    snprintf(f->name, sizeof f->name, "%s", name);
-    *fn = f;
-    return CUDA_SUCCESS;
-}
-
 /* ---- launches ---- */
 
 /* Linear in threads, so launch cost per second maps to busy time per second exactly. */
@@ -508,7 +448,7 @@ static CUresult launch(CUfunction f, unsigned int gx, unsigned int gy, unsigned 
     CUresult rc;
     CUcontext c = tf_current(&rc);
     if (c == NULL) return rc;
-    if (f == NULL) return CUDA_ERROR_INVALID_HANDLE;
+    if (!tf_function_valid(f)) return CUDA_ERROR_INVALID_HANDLE;
     if (gx == 0 || gy == 0 || gz == 0 || bx == 0 || by == 0 || bz == 0) return CUDA_ERROR_INVALID_VALUE;
     uint64_t block = (uint64_t)bx * by * bz;
     if (block > 1024 || bz > 64 || gy > 65535 || gz > 65535) return CUDA_ERROR_INVALID_VALUE;

@@ -60,5 +60,35 @@ void tf_wait_until(uint64_t t);
 
 /* Process-local allocation records (sim_mem.c). */
 int tf_mem_contains(CUdeviceptr ptr, uint64_t bytes);
+/* The allocation holding ptr (device, managed, pinned host or VMM-mapped); 0 when none. */
+typedef struct tf_mem_range {
+    CUdeviceptr start;
+    uint64_t size;
+    int host, managed;
+    int physical; /* -1 for host memory */
+} tf_mem_range;
+int tf_mem_find(CUdeviceptr ptr, tf_mem_range *out);
+/* The registered host range holding p (sim_host.c); 0 when none. */
+int tf_host_registered(uintptr_t p, uintptr_t *start, size_t *size);
+CUresult cuMemAlloc_v2(CUdeviceptr *dptr, size_t size);
+CUresult cuDriverGetVersion(int *version);
+CUresult cuDeviceGetCount(int *count);
+CUresult cuDeviceGetUuid_v2(CUuuid *uuid, CUdevice dev);
+CUresult cuDeviceGetAttribute(int *value, CUdevice_attribute attribute, CUdevice dev);
+CUresult cuDevicePrimaryCtxRetain(CUcontext *pctx, CUdevice dev);
+CUresult cuDevicePrimaryCtxRelease_v2(CUdevice dev);
+CUresult cuModuleLoadData(CUmodule *module, const void *image);
+int tf_sim_attribute_default(int attribute, int physical); /* sim_attrs.c */
+CUresult cuMemFree_v2(CUdeviceptr ptr);
+
+/* Modules, libraries and kernels (sim_library.c); a CUkernel is its CUfunction. */
+typedef struct CUlib_st *CUlibrary;
+int tf_function_valid(CUfunction f);
+
+/* The runtime's private tables (sim_export_tables.c): context-local storage destructors
+ * run when a context is destroyed or a primary context reset; tracing of what programs
+ * ask the driver for (TF_SIM_TRACE=1, read once). */
+void tf_cls_context_gone(CUcontext ctx);
+int tf_sim_trace(void);
 
 #endif /* TF_SIM_CUDA_H */

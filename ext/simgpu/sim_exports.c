@@ -41,7 +41,27 @@
     X(cuMemcpyHtoD_v2) X(cuMemcpyDtoH_v2) X(cuMemcpyDtoD_v2) X(cuMemcpy) X(cuMemcpyHtoDAsync_v2)     \
     X(cuMemcpyDtoHAsync_v2) X(cuMemcpyDtoDAsync_v2) X(cuMemcpyAsync)                                 \
     X(cuMemsetD8_v2) X(cuMemsetD16_v2) X(cuMemsetD32_v2) X(cuMemsetD8Async) X(cuMemsetD16Async)      \
-    X(cuMemsetD32Async)
+    X(cuMemsetD32Async)                                                                              \
+    X(cuModuleGetLoadingMode) X(cuModuleGetGlobal) X(cuModuleGetGlobal_v2) X(cuModuleGetFunctionCount) \
+    X(cuLibraryLoadData) X(cuLibraryLoadFromFile) X(cuLibraryUnload) X(cuLibraryGetModule)          \
+    X(cuLibraryGetKernel) X(cuLibraryGetKernelCount) X(cuLibraryEnumerateKernels)                   \
+    X(cuLibraryGetGlobal) X(cuLibraryGetManaged) X(cuKernelGetFunction) X(cuKernelGetLibrary)       \
+    X(cuKernelGetName) X(cuKernelGetAttribute) X(cuKernelSetAttribute) X(cuKernelSetCacheConfig)    \
+    X(cuFuncGetAttribute) X(cuFuncSetAttribute) X(cuFuncSetCacheConfig) X(cuFuncSetSharedMemConfig) \
+    X(cuFuncGetModule) X(cuFuncGetName) X(cuFuncIsLoaded) X(cuFuncLoad)                             \
+    X(cuCtxGetLimit) X(cuCtxSetLimit) X(cuCtxGetCacheConfig) X(cuCtxSetCacheConfig) X(cuCtxGetFlags) \
+    X(cuCtxSetFlags) X(cuCtxGetStreamPriorityRange) X(cuCtxGetId)                                    \
+    X(cuStreamGetPriority) X(cuStreamGetFlags) X(cuStreamGetCtx) X(cuStreamGetId)                    \
+    X(cuOccupancyMaxActiveBlocksPerMultiprocessor) X(cuOccupancyMaxActiveBlocksPerMultiprocessorWithFlags) \
+    X(cuOccupancyMaxPotentialBlockSize) X(cuOccupancyMaxPotentialBlockSizeWithFlags)                \
+    X(cuOccupancyAvailableDynamicSMemPerBlock) X(cuDeviceGetPCIBusId) X(cuDeviceCanAccessPeer)      \
+    X(cuDeviceGetP2PAttribute) X(cuMemHostRegister) X(cuMemHostRegister_v2) X(cuMemHostUnregister)      \
+    X(cuMemHostGetDevicePointer_v2) X(cuMemHostGetFlags) X(cuProfilerStart) X(cuProfilerStop)         \
+    X(cuMemcpy2D_v2) X(cuMemcpy2DUnaligned_v2) X(cuMemcpy2DAsync_v2) X(cuMemsetD2D8_v2)              \
+    X(cuMemsetD2D16_v2) X(cuMemsetD2D32_v2) X(cuMemsetD2D8Async) X(cuMemsetD2D16Async)              \
+    X(cuMemsetD2D32Async) X(cuMemPrefetchAsync) X(cuMemPrefetchAsync_v2) X(cuMemAdvise)             \
+    X(cuMemAdvise_v2) X(cuLaunchHostFunc) X(cuPointerGetAttribute) X(cuPointerGetAttributes)       \
+    X(cuMemcpy3D_v2) X(cuMemcpy3DAsync_v2) X(cuStreamAddCallback)
 
 /* Only their addresses are taken here; the definitions (with their real types) are elsewhere. */
 #define TF_DECLARE(name) extern void name(void);

@@ -76,7 +76,9 @@ static CUresult add_node(CUgraphNode *out, CUgraph g, int type, const CUDA_KERNE
 }
 
 static CUresult add_kernel(CUgraphNode *out, CUgraph g, const CUDA_KERNEL_NODE_PARAMS_v2 *k) {
-    if (k->func == NULL) return CUDA_ERROR_INVALID_VALUE;
+    /* A node names its kernel by func or (CUDA 12+, as the runtime does) by kern. */
+    if (k->func == NULL && k->kern == NULL) return CUDA_ERROR_INVALID_VALUE;
+    if (!tf_function_valid(k->func != NULL ? k->func : (CUfunction)k->kern)) return CUDA_ERROR_INVALID_HANDLE;
     if (k->gridDimX == 0 || k->gridDimY == 0 || k->gridDimZ == 0 || k->blockDimX == 0 || k->blockDimY == 0 ||
         k->blockDimZ == 0 || (uint64_t)k->blockDimX * k->blockDimY * k->blockDimZ > 1024)
         return CUDA_ERROR_INVALID_VALUE;

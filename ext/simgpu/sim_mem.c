@@ -87,6 +87,20 @@ int tf_mem_contains(CUdeviceptr ptr, uint64_t bytes) {
     return ok;
 }
 
+int tf_mem_find(CUdeviceptr ptr, tf_mem_range *out) {
+    int found = 0;
+    pthread_mutex_lock(&lock);
+    for (size_t i = 0; i < count && !found; i++) {
+        const record *r = &records[i];
+        if (r->kind != K_DEVICE && r->kind != K_MANAGED && r->kind != K_HOST && r->kind != K_MAPPED) continue;
+        if (ptr < r->key || ptr - r->key >= r->size) continue;
+        *out = (tf_mem_range){r->key, r->size, r->kind == K_HOST, r->kind == K_MANAGED, r->physical};
+        found = 1;
+    }
+    pthread_mutex_unlock(&lock);
+    return found;
+}
+
 /* A few freed mappings are kept for reuse, as a driver keeps its heap: it spares every
  * alloc/free pair two syscalls, so the simulator's call costs stay small and steady (the
  * shim benchmark measures against them).  Like cuMemAlloc, reused memory is not zeroed. */

@@ -143,7 +143,7 @@ static CUresult get_uuid(CUuuid *uuid, CUdevice dev) {
 TF_SIM_API CUresult cuDeviceGetUuid(CUuuid *uuid, CUdevice dev) { return get_uuid(uuid, dev); }
 TF_SIM_API CUresult cuDeviceGetUuid_v2(CUuuid *uuid, CUdevice dev) { return get_uuid(uuid, dev); }
 
-/* The attributes programs commonly ask for; any other reads as 0, as for an absent feature. */
+/* The attributes programs commonly ask for; the rest are in sim_attrs.c. */
 TF_SIM_API CUresult cuDeviceGetAttribute(int *value, CUdevice_attribute attribute, CUdevice dev) {
     CUresult rc = tf_need_init();
     if (rc != CUDA_SUCCESS) return rc;
@@ -168,7 +168,7 @@ TF_SIM_API CUresult cuDeviceGetAttribute(int *value, CUdevice_attribute attribut
     case 95: *value = 1; break;                   /* COOPERATIVE_LAUNCH */
     case 102: *value = 1; break;                  /* VIRTUAL_MEMORY_MANAGEMENT_SUPPORTED */
     case 115: *value = 1; break;                  /* MEMORY_POOLS_SUPPORTED */
-    default: *value = 0; break;
+    default: *value = tf_sim_attribute_default((int)attribute, tf_physical(dev)); break;
     }
     return CUDA_SUCCESS;
 }
@@ -195,13 +195,6 @@ TF_SIM_API CUresult cuGetErrorString(CUresult error, const char **text) {
     return CUDA_ERROR_INVALID_VALUE;
 }
 
-/* Private driver tables used by the CUDA runtime: not simulated (see docs/native.md). */
-TF_SIM_API CUresult cuGetExportTable(const void **table, const CUuuid *id) {
-    (void)id;
-    if (table != NULL) *table = NULL;
-    return CUDA_ERROR_NOT_SUPPORTED;
-}
-
 /* What every driver function the simulator does not implement resolves to.  Safe to call
  * with any arguments: the SysV x86-64 and AArch64 ABIs leave them to the caller. */
 static CUresult not_supported(void) { return CUDA_ERROR_NOT_SUPPORTED; }
@@ -220,7 +213,12 @@ TF_SIM_API CUresult cuGetProcAddress_v2(const char *symbol, void **pfn, int cuda
     *pfn = NULL;
     if (v != NULL) {
         *pfn = tf_sim_export(v->symbol);
+        if (tf_sim_trace())
+            fprintf(stderr, "tf-simgpu: cuGetProcAddress %s (%d, flags %llu) -> %s%s\n", symbol, cudaVersion,
+                    (unsigned long long)flags, v->symbol, *pfn == NULL ? " NOT_SUPPORTED" : "");
         if (*pfn == NULL) *pfn = (void *)&not_supported;
+    } else if (tf_sim_trace()) {
+        fprintf(stderr, "tf-simgpu: cuGetProcAddress %s (%d) -> not found\n", symbol, cudaVersion);
     }
     if (symbolStatus != NULL) *symbolStatus = status;
     return CUDA_SUCCESS;

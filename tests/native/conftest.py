@@ -2,10 +2,15 @@
 
 The simulated driver is only ever loaded in child processes: loading it into pytest could
 shadow a real driver and would leak state between tests.
+
+TF_NATIVE_DRIVER=real (set by `make gpu-check`) runs the children on the machine's real
+driver instead; tests marked `simulator_only` are skipped then.
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import os
 import shutil
 import subprocess
@@ -20,7 +25,18 @@ from tfcore.native import library_paths
 
 REPO = Path(__file__).resolve().parents[2]
 C_DIR = Path(__file__).parent / "c"
+CUDA_DIR = Path(__file__).parent / "cuda"
 INCLUDE = REPO / "ext" / "include"
+REAL_DRIVER = os.environ.get("TF_NATIVE_DRIVER", "") == "real"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    if not REAL_DRIVER:
+        return
+    skip = pytest.mark.skip(reason="simulator_only: TF_NATIVE_DRIVER=real runs on the real driver")
+    for item in items:
+        if item.get_closest_marker("simulator_only") is not None:
+            item.add_marker(skip)
 
 
 @pytest.fixture(scope="session")
@@ -38,7 +54,10 @@ def sim_env(libs: dict[str, Path], shim: bool = False, **extra: str) -> dict[str
     """Environment for a child that sees the simulated driver (and optionally the shim)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TF_", "LD_", "CUDA_"))}
     env["TF_SIM_STATE"] = os.environ["TF_SIM_STATE"]
-    env["LD_LIBRARY_PATH"] = str(libs["simcuda"].parent)
+    if REAL_DRIVER:
+        env.update({k: v for k, v in os.environ.items() if k == "LD_LIBRARY_PATH" or k.startswith("CUDA_")})
+    else:
+        env["LD_LIBRARY_PATH"] = str(libs["simcuda"].parent)
     if shim:
         env["LD_PRELOAD"] = str(libs["shim"])
     env.update(extra)
@@ -92,3 +111,63 @@ def make_region(path: Path, *limits: tuple[str, int]) -> Path:
     with Region.create(path, [DeviceSpec(selector, vram) for selector, vram in limits]):
         pass
     return path
+
+
+def find_nvcc() -> str | None:
+    """nvcc on PATH, under $CUDA_HOME or in the toolkit's default place."""
+    found = shutil.which("nvcc")
+    candidates = [Path(os.environ.get("CUDA_HOME", "/nonexistent")) / "bin" / "nvcc", Path("/usr/local/cuda/bin/nvcc")]
+    return found or next((str(c) for c in candidates if c.is_file()), None)
+
+
+# Builds of tests/native/cuda programs: -cudart static and shared with sm_90 SASS plus
+# compute_75 PTX (as applications ship: the PTX lets `make gpu-check` run on any GPU from
+# Turing on), and PTX only.
+SASS_AND_PTX = ("-gencode", "arch=compute_90,code=sm_90", "-gencode", "arch=compute_75,code=compute_75")
+NVCC_VARIANTS: dict[str, tuple[str, ...]] = {
+    "static": (*SASS_AND_PTX, "-cudart", "static"),
+    "shared": (*SASS_AND_PTX, "-cudart", "shared"),
+    "ptx": ("-gencode", "arch=compute_90,code=compute_90", "-cudart", "static"),
+}
+
+
+@functools.cache
+def nvcc_version(nvcc: str) -> str:
+    return subprocess.run([nvcc, "--version"], capture_output=True, text=True, check=False).stdout
+
+
+def nvcc_cache() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "tensor-fusion" / "nvcc"
+
+
+def compile_cuda(nvcc: str, source: str, variant: str, cache: Path) -> Path:
+    """Builds tests/native/cuda/SOURCE as VARIANT once per source, flags and nvcc version
+    (the build is kept under `cache`, named by their hash)."""
+    flags = NVCC_VARIANTS[variant]
+    version = nvcc_version(nvcc)
+    text = (CUDA_DIR / source).read_bytes()
+    key = hashlib.sha256(text + repr(flags).encode() + version.encode()).hexdigest()[:16]
+    target = cache / f"{Path(source).stem}-{variant}-{key}"
+    if not target.exists():
+        cache.mkdir(parents=True, exist_ok=True)
+        partial = target.with_suffix(f".tmp{os.getpid()}")
+        cmd = [nvcc, *flags, "-o", str(partial), str(CUDA_DIR / source)]
+        done = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=300)
+        if done.returncode != 0:
+            raise RuntimeError(f"nvcc {source} ({variant}) failed: {done.stderr[-2000:]}")
+        partial.replace(target)
+    return target
+
+
+@pytest.fixture(scope="session")
+def nvcc_build(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str, str], Path]:
+    """Compiles a CUDA program once (see compile_cuda); skips when nvcc is absent."""
+    nvcc = find_nvcc()
+    if nvcc is None:
+        pytest.skip("nvcc not found (PATH, $CUDA_HOME, /usr/local/cuda): CUDA C++ runtime tests need the toolkit")
+    cache = nvcc_cache()
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        cache = tmp_path_factory.mktemp("nvcc")
+    return lambda source, variant: compile_cuda(nvcc, source, variant, cache)

@@ -103,6 +103,7 @@ def test_two_processes_of_one_worker_share_one_bucket(libs: dict[str, Path], lau
     assert min(shares) > 0.3 * sum(shares)  # tickets are served in order: neither starves
 
 
+@pytest.mark.simulator_only
 def test_a_launch_is_admitted_on_its_own_device(libs: dict[str, Path], launcher: Path, tmp_path: Path) -> None:
     """A worker with two GPUs: the current context's device picks the bucket."""
     region = tmp_path / "w.shm"
@@ -247,6 +248,7 @@ print(json.dumps(rows))
 """
 
 
+@pytest.mark.simulator_only
 def test_nvml_per_process_utilization_is_accurate(libs: dict[str, Path], launcher: Path, tmp_path: Path) -> None:
     """Two workers held to about 20% and 50% of the simulated GPU's time: each NVML
     per-process sample (the time since the previous one, at 10 ms resolution) matches the

@@ -20,6 +20,7 @@ print(json.dumps({"total": d.cuDeviceTotalMem(0)[1], "count": d.cuDeviceGetCount
 GIB = 1 << 30
 
 
+@pytest.mark.simulator_only
 def test_cuda_python_goes_through_the_shim(libs: dict[str, Path], tmp_path: Path) -> None:
     region = make_region(tmp_path / "w.shm", ("0", 3 * GIB))
     done = run_python(TOTAL_PROBE, sim_env(libs, shim=True, TF_SHM_PATH=str(region)))
@@ -30,6 +31,7 @@ def test_cuda_python_goes_through_the_shim(libs: dict[str, Path], tmp_path: Path
     assert done.stderr == ""
 
 
+@pytest.mark.simulator_only
 def test_shim_without_region_passes_through_silently(libs: dict[str, Path]) -> None:
     done = run_python(TOTAL_PROBE, sim_env(libs, shim=True))
     assert done.returncode == 0, done.stderr
@@ -42,6 +44,7 @@ def procaddr(cc: Callable[..., Path]) -> Path:
     return cc("procaddr", "procaddr.c", flags=("-ldl",))
 
 
+@pytest.mark.simulator_only
 def test_sim_get_proc_address_semantics(libs: dict[str, Path], procaddr: Path) -> None:
     done = run([str(procaddr)], sim_env(libs))
     assert done.returncode == 0, done.stdout + done.stderr

@@ -12,6 +12,8 @@ import pytest
 
 from .conftest import parse_kv, run, run_python, sim_env
 
+pytestmark = pytest.mark.simulator_only  # the simulator itself is under test
+
 CUDA_PROBE = """
 import json
 from cuda.bindings import driver as d
@@ -238,7 +240,8 @@ err, ptr = d.cuMemAlloc(len(data))
 d.cuMemcpyHtoD(ptr, data, len(data))
 back = bytearray(len(data))
 d.cuMemcpyDtoH(back, ptr, len(data))
-err, mod = d.cuModuleLoadData(b"// ptx")
+ptx = b".version 7.0\\n.target sm_50\\n.address_size 64\\n"
+err, mod = d.cuModuleLoadData(ptx + b".visible .entry k()\\n{\\n ret;\\n}\\n\\0")
 err, fn = d.cuModuleGetFunction(mod, b"k")
 err, stream = d.cuStreamCreate(0)
 launch = d.cuLaunchKernel(fn, 64, 1, 1, 256, 1, 1, 0, stream, 0, 0)[0]

@@ -233,6 +233,7 @@ def test_debug_level_explains_denials(libs: dict[str, Path], vram: Path, tmp_pat
     assert f"region {region}: 1 device(s)" in done.stderr
 
 
+@pytest.mark.simulator_only
 def test_cuda_visible_devices_not_starting_at_zero(libs: dict[str, Path], vram: Path, tmp_path: Path) -> None:
     region = make_region(tmp_path / "w.shm", (SIM_UUID.format(1), GIB))
     env = shim_env(libs, region, TF_SIM_GPU_COUNT="2", CUDA_VISIBLE_DEVICES="1")
@@ -248,6 +249,7 @@ def test_cuda_visible_devices_not_starting_at_zero(libs: dict[str, Path], vram: 
     assert "CUDA device 0 is not granted to this worker" in denied.stderr
 
 
+@pytest.mark.simulator_only
 def test_limit_above_physical_reports_physical(libs: dict[str, Path], vram: Path, tmp_path: Path) -> None:
     region = make_region(tmp_path / "w.shm", ("0", 200 * GIB))
     out = parse_kv(run([str(vram), "info"], shim_env(libs, region, TF_SIM_GPU_VRAM=str(8 * GIB))).stdout)
@@ -283,6 +285,7 @@ print(json.dumps(out))
 """
 
 
+@pytest.mark.simulator_only  # selects the device by the simulator's UUID
 def test_cuda_python_and_nvml_see_the_virtual_gpu(libs: dict[str, Path], tmp_path: Path) -> None:
     region = make_region(tmp_path / "w.shm", (SIM_UUID.format(0), 2 * GIB))
     done = run_python(CUDA_PYTHON_INFO, shim_env(libs, region))
@@ -298,6 +301,7 @@ def test_cuda_python_and_nvml_see_the_virtual_gpu(libs: dict[str, Path], tmp_pat
     assert done.stderr == ""
 
 
+@pytest.mark.simulator_only
 def test_cuda_python_unlimited_sees_the_whole_simulated_gpu(libs: dict[str, Path]) -> None:
     done = run_python(CUDA_PYTHON_INFO, sim_env(libs, TF_SIM_GPU_VRAM=str(4 * GIB)))
     out = json.loads(done.stdout)

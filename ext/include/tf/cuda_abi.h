@@ -173,6 +173,8 @@ typedef struct CUuuid_st {
     X(CUDA_ERROR_ILLEGAL_ADDRESS, 700, "an illegal memory access was encountered")     \
     X(CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES, 701, "too many resources requested for launch") \
     X(CUDA_ERROR_CONTEXT_IS_DESTROYED, 709, "context is destroyed")                    \
+    X(CUDA_ERROR_HOST_MEMORY_ALREADY_REGISTERED, 712, "part or all of the requested memory range is already mapped") \
+    X(CUDA_ERROR_HOST_MEMORY_NOT_REGISTERED, 713, "pointer does not correspond to a registered memory region") \
     X(CUDA_ERROR_NOT_PERMITTED, 800, "operation not permitted")                        \
     X(CUDA_ERROR_NOT_SUPPORTED, 801, "operation not supported")                        \
     X(CUDA_ERROR_UNKNOWN, 999, "unknown error")

@@ -95,7 +95,7 @@ int main(int argc, char **argv) {
     LOAD(cuGraphExecDestroy);
     LOAD(cuStreamSynchronize);
     CUmodule mod;
-    cuModuleLoadData(&mod, "// simulated PTX");
+    cuModuleLoadData(&mod, BUSY_PTX);
     cuModuleGetFunction(&fn, mod, "busy");
     uint64_t cost_each = (uint64_t)grid * 256;
     if (strcmp(path, "graph") == 0) {

@@ -48,7 +48,7 @@ static void load_all(void) {
 static CUfunction kernel(void) {
     CUmodule mod;
     CUfunction f;
-    cuModuleLoadData(&mod, "// simulated PTX");
+    cuModuleLoadData(&mod, BUSY_PTX);
     cuModuleGetFunction(&f, mod, "busy");
     return f;
 }
