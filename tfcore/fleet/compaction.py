@@ -86,9 +86,11 @@ def plan_compaction(
     kept: dict[str, str] = {}
     removals: list[Removal] = []
     leaving: set[str] = set()
+    receiving: set[str] = set()  # nodes counted on as landing spots: they must stay
     for node in sorted((n for n in nodes if n.pool_member), key=lambda n: (n.created, n.name)):
         residents = by_node.get(node.name, [])
-        why = _not_candidate(node, residents, now)
+        why = "pods of a node removed before it would land here" if node.name in receiving else None
+        why = why or _not_candidate(node, residents, now)
         if why is None:
             after_total, after_free = _minus(total, node.capacity), _minus(available, node.available)
             why = _bounds_broken(bounds, after_total, after_free)
@@ -111,6 +113,7 @@ def plan_compaction(
             kept[node.name] = why
             continue
         leaving.add(node.name)
+        receiving.update(landings.values())
         total, available = _minus(total, node.capacity), _minus(available, node.available)
         removals.append(Removal(node.name, landings))
     return Verdict(tuple(removals), kept)
