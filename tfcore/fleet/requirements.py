@@ -3,8 +3,9 @@
 Keys understood: node.kubernetes.io/instance-type, karpenter.sh/capacity-type (on-demand, spot,
 reserved: Karpenter's spelling), topology.kubernetes.io/region and /zone. Other keys (kubernetes.io/os,
 arch, custom labels) do not narrow the catalogue; they are passed on to Karpenter and to node labels.
-When both spot and on-demand are allowed, spot is asked for (as Karpenter does); prices rank by
-the on-demand list price, the most a spot instance is billed by default.
+When both spot and on-demand are allowed, spot is asked for (as Karpenter does); with no
+capacity-type requirement, on-demand (Karpenter's default). Prices rank by the on-demand list
+price, the most a spot instance is billed by default.
 """
 
 from __future__ import annotations
@@ -87,9 +88,9 @@ def offers(
     regions = _listed(requirements, REGION)
     region = regions[0] if regions else default_region
     zones = tuple(z for z in _listed(requirements, ZONE) if _allows(requirements, ZONE, z))
-    capacity = next((c for c in CAPACITY_TYPES[:2] if _allows(requirements, CAPACITY_TYPE, c)), None)
-    if capacity is None and _allows(requirements, CAPACITY_TYPE, "reserved") and _listed(requirements, CAPACITY_TYPE):
-        capacity = "reserved"
+    capacity: CapacityType | None = "on-demand"  # unmentioned: on-demand, Karpenter's default too
+    if any(r.key == CAPACITY_TYPE for r in requirements):
+        capacity = next((c for c in CAPACITY_TYPES if _allows(requirements, CAPACITY_TYPE, c)), None)
     if capacity is None:
         return []
     return [
