@@ -134,7 +134,7 @@ class RolloutPlan:
     pool: str
     decision: rollout.Decision
     target: str | None
-    pods: Mapping[str, dict[str, Any]]  # node -> hypervisor pod, for the nodes to replace
+    pods: Mapping[str, dict[str, Any]]  # node -> old hypervisor pod to delete now
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -169,7 +169,16 @@ def plan_rollouts(snap: Snapshot, now: datetime) -> list[RolloutPlan]:
         text = _annotations(pool_obj).get(key)
         state = rollout.RolloutState.from_json(text, where=f"GPUPool/{name} annotation {key}") if text else None
         decision = rollout.plan(members, target, policy, state, now)
-        chosen = {n: pods[n] for n in decision.nodes if n in pods}
+        # Every in-flight node whose pod is still the old one: this batch's, and a batch whose
+        # deletions a killed controller never sent.
+        in_flight = decision.state.in_flight if decision.state else {}
+        chosen = {
+            n: pods[n]
+            for n in sorted(in_flight)
+            if n in pods
+            and _labels(pods[n]).get(REVISION_LABEL) != target
+            and not pods[n]["metadata"].get("deletionTimestamp")
+        }
         plans.append(RolloutPlan(name, decision, target, chosen))
     return plans
 

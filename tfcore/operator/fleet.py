@@ -172,9 +172,13 @@ def pool_status(pool: Obj, gpunodes: Iterable[Obj], *, now: str) -> dict[str, An
         phase, ok, reason, message = "Pending", "False", "NodesNotReady", f"none of {len(members)} node(s) ready"
     else:
         phase, ok, reason, message = "Pending", "False", "NoNodes", "no node matches the pool's node selector"
+    others = [c for c in previous or () if c.get("type") != "Ready"]  # e.g. HypervisorRolloutPaused
     status: dict[str, Any] = {
         "phase": phase,
-        "conditions": [condition("Ready", ok, reason, message, now=now, generation=generation, previous=previous)],
+        "conditions": [
+            condition("Ready", ok, reason, message, now=now, generation=generation, previous=previous),
+            *others,
+        ],
         "totalNodes": len(members),
         "readyNodes": ready,
         "notReadyNodes": len(members) - ready,
