@@ -25,11 +25,16 @@ LISTS: Final = {
     "Node": "/api/v1/nodes",
     "Pod": "/api/v1/pods",
     "DaemonSet": "/apis/apps/v1/daemonsets",
+    "Deployment": "/apis/apps/v1/deployments",
     "ControllerRevision": "/apis/apps/v1/controllerrevisions",
     "NodeClaim": "/apis/karpenter.sh/v1/nodeclaims",
 }
 OPTIONAL: Final = frozenset({"NodeClaim"})  # Karpenter's CRD may not be installed
-HYPERVISOR_SELECTOR: Final = {"labelSelector": "app.kubernetes.io/component=hypervisor"}
+SELECTORS: Final = {
+    "DaemonSet": {"labelSelector": "app.kubernetes.io/component=hypervisor"},
+    "ControllerRevision": {"labelSelector": "app.kubernetes.io/component=hypervisor"},
+    "Deployment": {"labelSelector": "app.kubernetes.io/component=webhook"},
+}
 
 
 class FleetApi:
@@ -40,7 +45,7 @@ class FleetApi:
     async def snapshot(self, kinds: tuple[str, ...]) -> Snapshot:
         objects: list[dict[str, Any]] = []
         for kind in kinds:
-            query = HYPERVISOR_SELECTOR if kind in ("DaemonSet", "ControllerRevision") else None
+            query = SELECTORS.get(kind)
             try:
                 listed = await request_json(self.api, "GET", LISTS[kind], query=query)
             except NotFound:
@@ -86,3 +91,22 @@ class FleetApi:
 def pod_path(pod: dict[str, Any]) -> str:
     meta = pod["metadata"]
     return f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}"
+
+
+async def evict(api: FleetApi, pod: dict[str, Any]) -> bool:
+    """Evict through the Eviction API; False when a PodDisruptionBudget says not now (429)."""
+    meta = pod["metadata"]
+    body = {
+        "apiVersion": "policy/v1",
+        "kind": "Eviction",
+        "metadata": {"name": meta["name"], "namespace": meta["namespace"]},
+    }
+    try:
+        await api.call("POST", pod_path(pod) + "/eviction", body)
+    except NotFound:
+        return True
+    except ApiError as exc:
+        if exc.status == 429:
+            return False
+        raise
+    return True

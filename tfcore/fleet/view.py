@@ -183,6 +183,70 @@ def plan_rollouts(snap: Snapshot, now: datetime) -> list[RolloutPlan]:
     return plans
 
 
+# ---- client shim rollout --------------------------------------------------------------------
+
+SHIM_INIT_CONTAINER: Final = "tf-shim-install"  # tfcore.admission.inject.INIT_CONTAINER
+WEBHOOK_COMPONENT: Final = "webhook"
+
+
+def client_target(snap: Snapshot) -> str | None:
+    """The shim image the webhook injects now: its Deployment's `--image` argument."""
+    for deployment in sorted(snap.all("Deployment"), key=_name):
+        if _labels(deployment).get(COMPONENT_LABEL) != WEBHOOK_COMPONENT:
+            continue
+        template = ((deployment.get("spec") or {}).get("template") or {}).get("spec") or {}
+        for container in template.get("containers") or ():
+            words = [*(container.get("command") or ()), *(container.get("args") or ())]
+            for index, word in enumerate(words):
+                if word == "--image" and index + 1 < len(words):
+                    return str(words[index + 1])
+                if str(word).startswith("--image="):
+                    return str(word).split("=", 1)[1]
+    return None
+
+
+def _shim_image(pod: Obj) -> str | None:
+    for container in (pod.get("spec") or {}).get("initContainers") or ():
+        if container.get("name") == SHIM_INIT_CONTAINER:
+            return str(container.get("image"))
+    return None
+
+
+def plan_client_rollouts(snap: Snapshot, now: datetime) -> list[RolloutPlan]:
+    """TF pods whose injected shim is not the webhook's current image, evicted in batches.
+
+    Members are pods (namespace/name); an evicted pod's replacement counts as down until Ready.
+    """
+    target = client_target(snap)
+    node_pool = {_name(g): _labels(g).get(GPU_POOL) for g in snap.all("GPUNode")}
+    plans: list[RolloutPlan] = []
+    for pool_obj, pool in zip(snap.all("GPUPool"), snap.pools(), strict=True):
+        name = _name(pool_obj)
+        config = pool.spec.node_manager_config if pool.spec else None
+        policy = rollout.Policy.from_model(config.node_pool_rolling_update_policy if config else None, "client")
+        if target is None:
+            plans.append(RolloutPlan(name, rollout.Decision("wait", "no webhook --image found"), None, {}))
+            continue
+        pods = {
+            f"{p['metadata'].get('namespace')}/{_name(p)}": p
+            for p in snap.all("Pod")
+            if _shim_image(p) is not None and node_pool.get(str((p.get("spec") or {}).get("nodeName"))) == name
+        }
+        members = [rollout.Member(key, _shim_image(pod), _pod_ready(pod)) for key, pod in sorted(pods.items())]
+        key = rollout.STATE_ANNOTATION.format(component="client")
+        text = _annotations(pool_obj).get(key)
+        state = rollout.RolloutState.from_json(text, where=f"GPUPool/{name} annotation {key}") if text else None
+        decision = rollout.plan(members, target, policy, state, now)
+        in_flight = decision.state.in_flight if decision.state else {}
+        chosen = {
+            k: pods[k]
+            for k in sorted(in_flight)
+            if k in pods and _shim_image(pods[k]) != target and not pods[k]["metadata"].get("deletionTimestamp")
+        }
+        plans.append(RolloutPlan(name, decision, target, chosen))
+    return plans
+
+
 # ---- capacity --------------------------------------------------------------------------------
 
 

@@ -123,13 +123,13 @@ async def test_rollout_in_batches_inside_the_window(kube: KubeEmulator) -> None:
     uid = await rollout_fleet(api, 5)
     fleet = FleetApi(api, alive)
     # 03:30 in Berlin: the window (02:00 + maxDuration 1h) is closed, nothing is touched.
-    [plan] = await reconcile_rollouts(fleet, WINDOW_OPEN + timedelta(hours=1, minutes=30))
+    plan = (await reconcile_rollouts(fleet, WINDOW_OPEN + timedelta(hours=1, minutes=30)))[0]
     assert plan.decision.action == "wait"
     assert len(await items(api, "Pod")) == 5
     now = WINDOW_OPEN
     batches: list[tuple[str, ...]] = []
     for _ in range(12):
-        [plan] = await reconcile_rollouts(fleet, now)
+        plan = (await reconcile_rollouts(fleet, now))[0]
         if plan.decision.action == "replace":
             batches.append(plan.decision.nodes)
         down = 5 - len([p for p in await items(api, "Pod") if not p["metadata"].get("deletionTimestamp")])
@@ -152,7 +152,7 @@ async def test_controller_killed_mid_rollout_finishes_the_same_batch(kube: KubeE
     [pool] = await items(api, "GPUPool")
     assert "gpu-0" in pool["metadata"]["annotations"][ANNOTATION]
     assert len(await items(api, "Pod")) == 5
-    [plan] = await reconcile_rollouts(FleetApi(api, alive), WINDOW_OPEN + timedelta(minutes=5))
+    plan = (await reconcile_rollouts(FleetApi(api, alive), WINDOW_OPEN + timedelta(minutes=5)))[0]
     assert plan.decision.action == "wait"  # no second batch...
     assert sorted(plan.pods) == ["gpu-0", "gpu-1"]  # ...the first one's deletions are sent
     left = revisions(await items(api, "Pod"))
@@ -272,3 +272,66 @@ async def test_provisioned_pool_never_provisions_twice_across_restarts(kube: Kub
         for i in r["Instances"]
     }
     assert all(states[i] in ("shutting-down", "terminated") for i in ids)
+
+
+def tf_pod(name: str, node: str, image: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": "default", "labels": {"app": "infer"}},
+        "spec": {
+            "nodeName": node,
+            "initContainers": [{"name": "tf-shim-install", "image": image}],
+            "containers": [{"name": "app", "image": "infer:1"}],
+        },
+        "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]},
+    }
+
+
+async def test_client_shim_rolls_by_eviction_within_disruption_budgets(kube: KubeEmulator) -> None:
+    api = kube.api_client()
+    await create(api, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": cluster.NAMESPACE}})
+    webhook = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": "webhook",
+            "namespace": cluster.NAMESPACE,
+            "labels": {"app.kubernetes.io/component": "webhook"},
+        },
+        "spec": {
+            "selector": {"matchLabels": {"app": "webhook"}},
+            "template": {
+                "metadata": {"labels": {"app": "webhook"}},
+                "spec": {"containers": [{"name": "webhook", "image": "tf:2", "args": ["webhook", "--image", "tf:2"]}]},
+            },
+        },
+    }
+    await create(api, webhook)
+    policy = {"autoUpdateClient": True, "batchPercentage": 50, "batchInterval": "1s", "maxDuration": "1h"}
+    await create(api, cluster.pool(policy=policy))
+    for node in ("gpu-0", "gpu-1"):
+        await create(api, cluster.gpunode(node))
+    for i in range(4):
+        await create(api, tf_pod(f"infer-{i}", f"gpu-{i % 2}", "tf:1"))
+    pdb = {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": {"name": "infer", "namespace": "default"},
+        "spec": {"minAvailable": 3, "selector": {"matchLabels": {"app": "infer"}}},
+    }
+    await create(api, pdb)
+
+    async def names() -> list[str]:
+        return sorted(p["metadata"]["name"] for p in await items(api, "Pod") if p["metadata"]["namespace"] == "default")
+
+    now = datetime.now(UTC)
+    plans = await reconcile_rollouts(FleetApi(api, alive), now)
+    client = next(p for p in plans if p.target == "tf:2")
+    assert client.decision.nodes == ("default/infer-0", "default/infer-1")  # max(1, floor(50% x 4))
+    assert await names() == ["infer-1", "infer-2", "infer-3"]  # the budget (minAvailable 3) refused infer-1
+    await reconcile_rollouts(FleetApi(api, alive), now + timedelta(seconds=5))
+    assert await names() == ["infer-1", "infer-2", "infer-3"]  # still refused, and no new batch
+    await create(api, tf_pod("infer-4", "gpu-0", "tf:2"))  # the ReplicaSet's replacement, Ready
+    await reconcile_rollouts(FleetApi(api, alive), now + timedelta(seconds=10))
+    assert await names() == ["infer-2", "infer-3", "infer-4"]
