@@ -68,13 +68,21 @@ async def run(api: KubeClient, *, is_leader: Callable[[], bool], interval: float
     providers = Providers()
     while True:
         await asyncio.sleep(interval)
-        if not is_leader():
-            continue
-        now = datetime.now(UTC)
+        if is_leader():
+            await run_once(fleet, providers, datetime.now(UTC))
+
+
+async def run_once(fleet: FleetApi, providers: Providers, now: datetime) -> None:
+    """Rollouts, then capacity; one failing does not stop the other, and nothing stops the loop."""
+    for name, step in (
+        ("rollout", lambda: reconcile_rollouts(fleet, now)),
+        ("capacity", lambda: reconcile_capacity(fleet, now, providers)),
+    ):
         try:
-            await reconcile_rollouts(fleet, now)
-            await reconcile_capacity(fleet, now, providers)
+            await step()
         except NotLeading:
-            continue
+            return
         except (KubeError, ValidationError, ValueError, LookupError, OSError) as exc:
-            log.warning("fleet pass: %s; retrying in %.0fs", exc, interval)
+            log.warning("fleet %s pass: %s; retrying next pass", name, exc)
+        except Exception:  # a bug here must not take the reconcilers down with it
+            log.exception("fleet %s pass failed; retrying next pass", name)

@@ -4,6 +4,8 @@ Provisioned pool on a moto EC2 server."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -11,11 +13,13 @@ from typing import Any
 
 import pytest
 
+from daemons.controller import fleet_loop
 from daemons.controller.aws import AwsProvider, session_for
 from daemons.controller.capacity import reconcile_capacity
 from daemons.controller.fleet_io import FleetApi
 from daemons.controller.rollout import ANNOTATION, reconcile_rollouts
 from tests.kubeapi.emulator import KubeEmulator
+from tests.kubeapi.objects import eventually
 from tests.unit.fleet import cluster
 from tfcore.fleet.provider import CloudProvider, Instance, LaunchRequest
 from tfcore.k8s import KubeClient, request_json
@@ -335,3 +339,27 @@ async def test_client_shim_rolls_by_eviction_within_disruption_budgets(kube: Kub
     await create(api, tf_pod("infer-4", "gpu-0", "tf:2"))  # the ReplicaSet's replacement, Ready
     await reconcile_rollouts(FleetApi(api, alive), now + timedelta(seconds=10))
     assert await names() == ["infer-2", "infer-3", "infer-4"]
+
+
+async def test_the_loop_writes_only_while_leading(kube: KubeEmulator) -> None:
+    api = kube.api_client()
+    await rollout_fleet(api, 2)
+    policy = {"batchPercentage": 50, "maintenanceWindow": None}  # no window: rolls at once
+    await request_json(
+        api,
+        "PATCH",
+        f"{PATHS['GPUPool']}/shared",
+        body={"spec": {"nodeManagerConfig": {"nodePoolRollingUpdatePolicy": policy}}},
+        content_type="application/merge-patch+json",
+    )
+    leading = {"now": False}
+    task = asyncio.create_task(fleet_loop.run(api, is_leader=lambda: leading["now"], interval=0.05))
+    try:
+        await asyncio.sleep(0.3)
+        assert len(await items(api, "Pod")) == 2  # a follower touches nothing
+        leading["now"] = True
+        await eventually(lambda: items(api, "Pod"), lambda pods: len(pods) == 1, timeout=5)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
