@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any, Final
 
@@ -38,7 +38,7 @@ ProviderFor = Callable[[ComputingVendorConfig], CloudProvider | None]
 
 async def reconcile_capacity(api: FleetApi, now: datetime, provider_for: ProviderFor) -> list[view.CapacityPlan]:
     snap = await api.snapshot(KINDS)
-    plans = view.plan_capacity(snap, now)
+    plans = view.plan_capacity(snap, now, compact_due=lambda obj, pool: _compaction_due(obj, pool, now))
     vendor = snap.vendor()
     pools = {p["metadata"]["name"]: p for p in snap.all("GPUPool")}
     for plan in plans:
@@ -51,8 +51,9 @@ async def reconcile_capacity(api: FleetApi, now: datetime, provider_for: Provide
             await api.delete(_claim_path(claim.kind, claim.name), uid=claim.obj["metadata"].get("uid"))
         if isinstance(plan.scale, ScaleUp):
             await _scale_up(api, plan, pool, vendor)
-        if plan.verdict and plan.verdict.removals and _compaction_due(pool_obj, pool, now):
-            await _compact(api, plan, snap)
+        if plan.verdict is not None:  # computed only when the pool's compaction period is due
+            if plan.verdict.removals:
+                await _compact(api, plan, snap)
             stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
             await api.patch("GPUPool", plan.pool, {"status": {"lastCompactionTime": stamp}}, status=True)
     if vendor is not None:
@@ -87,7 +88,7 @@ async def _scale_up(
             await api.create("GPUNodeClaim", body)
 
 
-def _compaction_due(pool_obj: dict[str, Any], pool: GPUPool, now: datetime) -> bool:
+def _compaction_due(pool_obj: Mapping[str, Any], pool: GPUPool, now: datetime) -> bool:
     config = pool.spec.node_manager_config if pool.spec else None
     period = parse_duration(
         (config.node_compaction.period if config and config.node_compaction else None) or DEFAULT_COMPACTION_PERIOD

@@ -6,7 +6,7 @@ One module reads the objects for both the controller and the offline what-if CLI
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
@@ -433,7 +433,11 @@ def pod_views(snap: Snapshot) -> list[compaction.PodView]:
     return views
 
 
-def plan_capacity(snap: Snapshot, now: datetime, *, compact: bool = True) -> list[CapacityPlan]:
+def plan_capacity(
+    snap: Snapshot, now: datetime, *, compact_due: Callable[[Obj, GPUPool], bool] | None = None
+) -> list[CapacityPlan]:
+    """Per managed pool: scale-up, expired claims and (when `compact_due` says so, default always)
+    the compaction verdict, the costliest part, which the controller runs once per period."""
     vendor = snap.vendor()
     plans: list[CapacityPlan] = []
     for pool_obj, pool in zip(snap.all("GPUPool"), snap.pools(), strict=True):
@@ -470,7 +474,8 @@ def plan_capacity(snap: Snapshot, now: datetime, *, compact: bool = True) -> lis
         if not catalogue and capacity.shortfall(bounds, seen)[1]:
             scale = capacity.NoScaleUp(f"no instance catalogue for computingVendor.type {vendor_name or '(unset)'}")
         verdict = None
-        if compact and not pending_claims:  # removing while adding would fight
+        due = compact_due is None or compact_due(pool_obj, pool)
+        if due and not pending_claims:  # removing while adding would fight
             verdict = compaction.plan_compaction(
                 nodes=node_views(snap, name),
                 pods=pod_views(snap),
