@@ -372,7 +372,24 @@ def _affinity_terms(pod: Obj) -> list[list[dict[str, Any]]]:
     return [list(t.get("matchExpressions") or ()) for t in required.get("nodeSelectorTerms") or ()]
 
 
-def node_views(snap: Snapshot, pool: str) -> list[compaction.NodeView]:
+def claimed_nodes(snap: Snapshot, claims: Sequence[Claim]) -> set[str]:
+    """Nodes a claim of ours brought (status.nodeName, or the instance in the node's providerID)."""
+    names = {
+        str((c.obj.get("status") or {}).get("nodeName")) for c in claims if (c.obj.get("status") or {}).get("nodeName")
+    }
+    instances = {
+        str((c.obj.get("status") or {}).get("instanceID"))
+        for c in claims
+        if (c.obj.get("status") or {}).get("instanceID")
+    }
+    for node in snap.all("Node"):
+        if str((node.get("spec") or {}).get("providerID") or "").rsplit("/", 1)[-1] in instances:
+            names.add(_name(node))
+    return names
+
+
+def node_views(snap: Snapshot, pool: str, removable: set[str] | None = None) -> list[compaction.NodeView]:
+    """Every node (landing spots included); candidates are the pool's nodes in `removable` (all when None)."""
     members = {_name(g): g for g in pool_nodes(snap, pool)}
     views: list[compaction.NodeView] = []
     for node in snap.all("Node"):
@@ -399,7 +416,7 @@ def node_views(snap: Snapshot, pool: str) -> list[compaction.NodeView]:
                 memory=int(Quantity(str(allocatable.get("memory", "0"))).value),
                 pods=int(Quantity(str(allocatable.get("pods", "110"))).value),
                 do_not_disrupt=marked or _annotations(gpunode or {}).get(compaction.DO_NOT_DISRUPT) == "true",
-                pool_member=gpunode is not None,
+                pool_member=gpunode is not None and (removable is None or name in removable),
                 capacity=_amount(gstatus, "totalTFlops", "totalVRAM"),
                 available=_amount(gstatus, "availableTFlops", "availableVRAM"),
             )
@@ -477,7 +494,7 @@ def plan_capacity(
         due = compact_due is None or compact_due(pool_obj, pool)
         if due and not pending_claims:  # removing while adding would fight
             verdict = compaction.plan_compaction(
-                nodes=node_views(snap, name),
+                nodes=node_views(snap, name, claimed_nodes(snap, claims)),
                 pods=pod_views(snap),
                 bounds=bounds,
                 total=total,

@@ -363,3 +363,66 @@ async def test_the_loop_writes_only_while_leading(kube: KubeEmulator) -> None:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+NODECLAIM_CRD = {
+    "apiVersion": "apiextensions.k8s.io/v1",
+    "kind": "CustomResourceDefinition",
+    "metadata": {"name": "nodeclaims.karpenter.sh"},
+    "spec": {
+        "group": "karpenter.sh",
+        "scope": "Cluster",
+        "names": {"plural": "nodeclaims", "singular": "nodeclaim", "kind": "NodeClaim", "listKind": "NodeClaimList"},
+        "versions": [
+            {
+                "name": "v1",
+                "served": True,
+                "storage": True,
+                "subresources": {"status": {}},
+                "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}},
+            }
+        ],
+    },
+}
+
+
+async def test_karpenter_pool_claims_then_compacts_an_empty_node(kube: KubeEmulator) -> None:
+    api = kube.api_client()
+    await create(api, NODECLAIM_CRD)
+    claims_path = "/apis/karpenter.sh/v1/nodeclaims"
+    manager = {
+        "provisioningMode": "Karpenter",
+        "nodeProvisioner": {
+            "karpenterNodeClassRef": {"group": "karpenter.k8s.aws", "kind": "EC2NodeClass", "name": "gpu"},
+            "gpuRequirements": [{"key": "node.kubernetes.io/instance-type", "operator": "In", "values": ["g6.xlarge"]}],
+        },
+        "nodeCompaction": {"period": "5m"},
+    }
+    await create(api, cluster.pool(manager=manager, capacityConfig={"minResources": {"tflops": "100"}}))
+    now = datetime.now(UTC)
+    await reconcile_capacity(FleetApi(api, alive), now, lambda _v: None)
+    await reconcile_capacity(FleetApi(api, alive), now, lambda _v: None)  # a second pass adds nothing
+    [claim] = (await request_json(api, "GET", claims_path))["items"]
+    assert claim["metadata"]["name"] == "shared-0"
+    assert "karpenter.sh/do-not-disrupt" not in claim["metadata"].get("annotations", {})
+    # Karpenter launches it; the node joins with more than min needs once a second one is there.
+    for name in ("gpu-a", "gpu-b"):
+        node = cluster.node(name, created="2026-01-01T00:00:00Z")
+        node["metadata"].pop("creationTimestamp")
+        await create(api, node)
+        await create(api, cluster.gpunode(name))
+    await request_json(
+        api,
+        "PATCH",
+        f"{claims_path}/shared-0/status",
+        body={"status": {"nodeName": "gpu-b"}},
+        content_type="application/merge-patch+json",
+    )
+    later = now + timedelta(minutes=10)  # nodes older than 5 minutes, the period due
+    plans = await reconcile_capacity(FleetApi(api, alive), later, lambda _v: None)
+    assert plans[0].verdict is not None
+    assert (await request_json(api, "GET", claims_path))["items"] == []  # gpu-b's claim went; gpu-a is not ours
+    [pool] = await items(api, "GPUPool")
+    assert pool["status"]["lastCompactionTime"]
+    plans = await reconcile_capacity(FleetApi(api, alive), later + timedelta(minutes=1), lambda _v: None)
+    assert plans[0].verdict is None  # not due again before the period

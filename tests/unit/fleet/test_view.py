@@ -69,13 +69,21 @@ def test_capacity_plan_scales_to_min_then_counts_the_claims() -> None:
     assert late.summary()["provision"] is not None
 
 
-def test_capacity_plan_compacts_an_empty_node_with_a_landing_spot() -> None:
+def test_capacity_plan_compacts_an_empty_node_of_ours_with_a_landing_spot() -> None:
+    claim = {
+        "apiVersion": "karpenter.sh/v1",
+        "kind": "NodeClaim",
+        "metadata": {"name": "shared-0", "labels": {"tensor-fusion.ai/gpupool": "shared"}},
+        "status": {"nodeName": "gpu-0"},
+    }
     objects = [cluster.pool(manager=MANAGED), cluster.node("gpu-0"), cluster.gpunode("gpu-0"), cluster.node("cpu-0")]
     objects += [cluster.app_pod("web", "gpu-0")]
-    [plan] = view.plan_capacity(view.Snapshot.of(objects), NOW)
+    [not_ours] = view.plan_capacity(view.Snapshot.of(objects), NOW)
+    assert not_ours.summary()["compact"] == []  # no claim of ours brought it: not ours to remove
+    [plan] = view.plan_capacity(view.Snapshot.of([*objects, claim]), NOW)
     assert plan.summary()["compact"] == ["gpu-0"]
     marked = cluster.app_pod("web", "gpu-0", **{"tensor-fusion.ai/do-not-disrupt": "true"})
-    [kept] = view.plan_capacity(view.Snapshot.of([*objects[:-1], marked]), NOW)
+    [kept] = view.plan_capacity(view.Snapshot.of([*objects[:-1], marked, claim]), NOW)
     assert kept.summary()["compact"] == []
 
 
