@@ -504,3 +504,11 @@ def test_the_controller_rolls_the_hypervisors_and_may_do_what_that_takes(render:
     cluster = find(objects, "TensorFusionCluster", "shared-cluster")
     policy = cluster["spec"]["gpuPools"][0]["specTemplate"]["nodeManagerConfig"]["nodePoolRollingUpdatePolicy"]
     assert policy["autoUpdateHypervisor"] is True
+
+
+def test_controller_service_account_takes_irsa_annotations(render: Render) -> None:
+    role = "arn:aws:iam::123456789012:role/tensor-fusion"
+    objects = render(values={"controller": {"serviceAccountAnnotations": {"eks.amazonaws.com/role-arn": role}}})
+    account = find(objects, "ServiceAccount", "tensor-fusion-sys-controller")
+    assert account["metadata"]["annotations"] == {"eks.amazonaws.com/role-arn": role}
+    assert "annotations" not in find(render(), "ServiceAccount", "tensor-fusion-sys-controller")["metadata"]
