@@ -52,7 +52,7 @@ async def _record(
 ) -> bool:
     """Write the plan's state (before any pod is touched) and condition; False when disabled."""
     decision = plan.decision
-    if decision.action == "disabled":
+    if decision.action == "disabled" or plan.target is None:  # off, invalid pool, or no target: keep the state
         return False
     text = decision.state.to_json() if decision.state else None
     annotations = pool["metadata"].get("annotations") or {}

@@ -47,8 +47,16 @@ class Snapshot:
     def all(self, kind: str) -> list[dict[str, Any]]:
         return self.by_kind.get(kind, [])
 
-    def pools(self) -> list[GPUPool]:
-        return [decode(dict(p), GPUPool, where=f"GPUPool/{_name(p)}") for p in self.all("GPUPool")]
+    def pools(self) -> list[tuple[dict[str, Any], GPUPool | ValidationError]]:
+        """Each GPUPool object with its decoded model, or why it does not decode (one bad pool
+        must not stop the others)."""
+        found: list[tuple[dict[str, Any], GPUPool | ValidationError]] = []
+        for obj in sorted(self.all("GPUPool"), key=_name):
+            try:
+                found.append((obj, decode(dict(obj), GPUPool, where=f"GPUPool/{_name(obj)}")))
+            except ValidationError as exc:
+                found.append((obj, exc))
+        return found
 
     def vendor(self) -> ComputingVendorConfig | None:
         for obj in self.all("TensorFusionCluster"):
@@ -149,8 +157,11 @@ def plan_rollouts(snap: Snapshot, now: datetime) -> list[RolloutPlan]:
     target = target_revision(snap, daemonset) if daemonset else None
     pods = hypervisor_pods(snap, daemonset) if daemonset else {}
     plans: list[RolloutPlan] = []
-    for pool_obj, pool in zip(snap.all("GPUPool"), snap.pools(), strict=True):
+    for pool_obj, pool in snap.pools():
         name = _name(pool_obj)
+        if isinstance(pool, ValidationError):
+            plans.append(RolloutPlan(name, rollout.Decision("wait", f"invalid pool: {pool}"), None, {}))
+            continue
         config = pool.spec.node_manager_config if pool.spec else None
         policy = rollout.Policy.from_model(config.node_pool_rolling_update_policy if config else None)
         if daemonset is None or target is None:
@@ -220,8 +231,11 @@ def plan_client_rollouts(snap: Snapshot, now: datetime) -> list[RolloutPlan]:
     target = client_target(snap)
     node_pool = {_name(g): _labels(g).get(GPU_POOL) for g in snap.all("GPUNode")}
     plans: list[RolloutPlan] = []
-    for pool_obj, pool in zip(snap.all("GPUPool"), snap.pools(), strict=True):
+    for pool_obj, pool in snap.pools():
         name = _name(pool_obj)
+        if isinstance(pool, ValidationError):
+            plans.append(RolloutPlan(name, rollout.Decision("wait", f"invalid pool: {pool}"), None, {}))
+            continue
         config = pool.spec.node_manager_config if pool.spec else None
         policy = rollout.Policy.from_model(config.node_pool_rolling_update_policy if config else None, "client")
         if target is None:
@@ -457,8 +471,11 @@ def plan_capacity(
     the compaction verdict, the costliest part, which the controller runs once per period."""
     vendor = snap.vendor()
     plans: list[CapacityPlan] = []
-    for pool_obj, pool in zip(snap.all("GPUPool"), snap.pools(), strict=True):
+    for pool_obj, pool in snap.pools():
         name = _name(pool_obj)
+        if isinstance(pool, ValidationError):
+            plans.append(CapacityPlan(name, "Invalid", None, (), None, (), f"invalid pool: {pool}"))
+            continue
         config = pool.spec.node_manager_config if pool.spec else None
         mode = (config.provisioning_mode if config else None) or "AutoSelect"
         if mode not in MANAGED_MODES:

@@ -115,3 +115,15 @@ def test_bad_snapshot_names_the_document() -> None:
     with pytest.raises(ValidationError) as caught:
         view.load_snapshot("kind: Pod\nmetadata: {}\n", where="f.yaml")
     assert caught.value.problems[0].field == "f.yaml[0].metadata.name"
+
+
+def test_an_invalid_pool_does_not_stop_the_others() -> None:
+    objects = cluster.rolling_fleet(2, policy=POLICY)
+    bad = cluster.pool("broken", policy={"batchPercentage": 500})
+    [broken, shared] = view.plan_rollouts(view.Snapshot.of([*objects, bad]), NOW)
+    assert broken.pool == "broken"
+    assert "batchPercentage" in broken.decision.reason
+    assert broken.target is None
+    assert shared.decision.action == "replace"
+    [broken_capacity, _] = view.plan_capacity(view.Snapshot.of([*objects, bad]), NOW)
+    assert "invalid pool" in broken_capacity.reason
