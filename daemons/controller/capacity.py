@@ -153,9 +153,10 @@ async def _drive_gpu_claims(
         try:
             request = launch_request(claim, spec, vendor)
             instance = await asyncio.to_thread(provider.launch, request)
-        except (ValueError, LookupError) as exc:
-            log.warning("GPUNodeClaim %s: %s", name, exc)
-            await api.patch("GPUNodeClaim", name, {"status": {"phase": "Failed"}}, status=True)
+        except Exception as exc:  # the vendor said no (capacity, quota, bad parameters): this claim only
+            log.warning("GPUNodeClaim %s: launch failed: %r", name, exc)
+            if status.get("phase") != "Failed":
+                await api.patch("GPUNodeClaim", name, {"status": {"phase": "Failed"}}, status=True)
             continue
         log.info("GPUNodeClaim %s: instance %s (%s)", name, instance.id, instance.instance_type)
         await api.patch(

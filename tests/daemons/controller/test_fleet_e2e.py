@@ -40,7 +40,7 @@ PATHS = {
 }
 
 
-class Crash(Exception):
+class Crash(BaseException):  # a kill, which no handler in the controller may swallow
     """The controller process dies here."""
 
 
@@ -426,3 +426,63 @@ async def test_karpenter_pool_claims_then_compacts_an_empty_node(kube: KubeEmula
     assert pool["status"]["lastCompactionTime"]
     plans = await reconcile_capacity(FleetApi(api, alive), later + timedelta(minutes=1), lambda _v: None)
     assert plans[0].verdict is None  # not due again before the period
+
+
+class RefusesOne:
+    """EC2 refusing one claim (no capacity for it), as botocore's ClientError would."""
+
+    def __init__(self, inner: AwsProvider, refused: str) -> None:
+        self.inner = inner
+        self.refused = refused
+
+    def launch(self, request: LaunchRequest) -> Instance:
+        if request.claim == self.refused:
+            raise RuntimeError("InsufficientInstanceCapacity")
+        return self.inner.launch(request)
+
+    def find(self, claim: str) -> Instance | None:
+        return self.inner.find(claim)
+
+    def describe(self, instance_id: str) -> Instance | None:
+        return self.inner.describe(instance_id)
+
+    def terminate(self, instance_id: str) -> None:
+        self.inner.terminate(instance_id)
+
+
+async def test_a_refused_launch_fails_its_claim_only(kube: KubeEmulator, ec2_endpoint: str) -> None:
+    api = kube.api_client()
+    aws = AwsProvider(session_for(ComputingVendorConfig(type="aws")), "us-east-1", endpoint_url=ec2_endpoint)
+    image = aws.ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+    vendor = {"type": "aws", "enable": True, "params": {"defaultRegion": "us-east-1"}}
+    await create(
+        api,
+        {
+            "apiVersion": "tensor-fusion.ai/v1",
+            "kind": "TensorFusionCluster",
+            "metadata": {"name": "tf"},
+            "spec": {"computingVendor": vendor},
+        },
+    )
+    await create(
+        api,
+        {
+            "apiVersion": "tensor-fusion.ai/v1",
+            "kind": "GPUNodeClass",
+            "metadata": {"name": "c"},
+            "spec": {"osImageSelectorTerms": [{"id": image}]},
+        },
+    )
+    manager = {
+        "provisioningMode": "Provisioned",
+        "nodeProvisioner": {
+            "nodeClass": "c",
+            "gpuRequirements": [{"key": "node.kubernetes.io/instance-type", "operator": "In", "values": ["g6.xlarge"]}],
+        },
+    }
+    await create(api, cluster.pool(manager=manager, capacityConfig={"minResources": {"tflops": "200"}}))
+    provider = RefusesOne(aws, "shared-0")
+    for _ in range(2):  # the first pass creates the claims, the second launches them
+        await reconcile_capacity(FleetApi(api, alive), datetime.now(UTC), lambda _v: provider)
+    phases = {c["metadata"]["name"]: (c.get("status") or {}).get("phase") for c in await items(api, "GPUNodeClaim")}
+    assert phases == {"shared-0": "Failed", "shared-1": "Provisioning"}
