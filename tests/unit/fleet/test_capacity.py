@@ -153,3 +153,31 @@ def test_catalogue_rows_are_consistent() -> None:
         assert isinstance(row, InstanceType)
         assert row.gpus >= 1
         assert row.price is None or row.price > 0
+
+
+requirement = st.builds(
+    Requirement,
+    key=st.one_of(
+        st.none(),
+        st.sampled_from(
+            ["karpenter.sh/capacity-type", "node.kubernetes.io/instance-type", "topology.kubernetes.io/zone", "x"]
+        ),
+    ),
+    operator=st.one_of(st.none(), st.sampled_from(["In", "NotIn", "Exists", "DoesNotExist", "Gt", "Lt"])),
+    values=st.one_of(
+        st.none(), st.lists(st.sampled_from(["spot", "on-demand", "Spot", "g6.xlarge", "us-east-1b", ""]))
+    ),
+)
+
+
+@given(st.lists(requirement, max_size=5))
+def test_requirements_give_offers_or_name_the_bad_field(reqs: list[Requirement]) -> None:
+    problems: list[str] = []
+    found = []
+    try:
+        found = offers(reqs, AWS)
+    except ValidationError as exc:
+        problems = [p.field for p in exc.problems]
+    assert all(field.startswith("nodeProvisioner.gpuRequirements[") for field in problems)
+    for offer in found:
+        assert offer.capacity_type in ("spot", "on-demand", "reserved")

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from tests.unit.fleet import cluster
 from tfcore.fleet import view
+from tfcore.fleet.capacity import ScaleUp
 from tfcore.fleet.catalogue import AWS
 from tfcore.fleet.claims import karpenter_nodeclaim
 from tfcore.fleet.requirements import offers
@@ -79,7 +80,7 @@ def test_managed_nodepool_provisions_spot_l4_in_the_listed_zones() -> None:
         "capacityType": "spot",
         "hourlyCost": 0.8048,
     }
-    assert isinstance(plan.scale, view.capacity.ScaleUp)
+    assert isinstance(plan.scale, ScaleUp)
     assert plan.scale.offer.zones == ("us-east-1b", "us-east-1c", "us-east-1d")
     assert plan.scale.offer.region == "us-east-1"
 
