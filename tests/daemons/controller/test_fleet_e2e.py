@@ -24,6 +24,7 @@ from tests.unit.fleet import cluster
 from tfcore.fleet.provider import CloudProvider, Instance, LaunchRequest
 from tfcore.k8s import KubeClient, request_json
 from tfcore.model.pool import ComputingVendorConfig
+from tfcore.operator.fleet import pool_status
 
 WINDOW_OPEN = datetime(2026, 3, 2, 1, 0, 30, tzinfo=UTC)  # 02:00:30 in Berlin
 POLICY = {
@@ -486,3 +487,29 @@ async def test_a_refused_launch_fails_its_claim_only(kube: KubeEmulator, ec2_end
         await reconcile_capacity(FleetApi(api, alive), datetime.now(UTC), lambda _v: provider)
     phases = {c["metadata"]["name"]: (c.get("status") or {}).get("phase") for c in await items(api, "GPUNodeClaim")}
     assert phases == {"shared-0": "Failed", "shared-1": "Provisioning"}
+
+
+async def test_max_duration_pauses_with_a_condition_the_pool_reconciler_keeps(kube: KubeEmulator) -> None:
+    api = kube.api_client()
+    uid = await rollout_fleet(api, 4)
+    policy = {"batchPercentage": 25, "maxDuration": "2m", "maintenanceWindow": None}
+    await request_json(
+        api,
+        "PATCH",
+        f"{PATHS['GPUPool']}/shared",
+        body={"spec": {"nodeManagerConfig": {"nodePoolRollingUpdatePolicy": policy}}},
+        content_type="application/merge-patch+json",
+    )
+    fleet = FleetApi(api, alive)
+    start = datetime.now(UTC)
+    assert (await reconcile_rollouts(fleet, start))[0].decision.action == "replace"
+    await daemonset_controller(api, uid)
+    paused = (await reconcile_rollouts(fleet, start + timedelta(minutes=3)))[0]
+    assert paused.decision.action == "paused"
+    [pool] = await items(api, "GPUPool")
+    [condition] = [c for c in pool["status"]["conditions"] if c["type"] == "HypervisorRolloutPaused"]
+    assert condition["status"] == "True"
+    assert "maxDuration" in condition["message"]
+    # The pool reconciler's own status write keeps it.
+    status = pool_status(pool, [], now="2026-03-02T00:00:00Z")
+    assert "HypervisorRolloutPaused" in [c["type"] for c in status["conditions"]]
