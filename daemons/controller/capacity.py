@@ -18,12 +18,13 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any, Final
 
-from daemons.controller.fleet_io import LISTS, FleetApi, pod_path
+from daemons.controller.fleet_io import LISTS, MERGE, FleetApi, pod_path
 from tfcore.fleet import claims, view
 from tfcore.fleet.capacity import ScaleUp
 from tfcore.fleet.provider import CloudProvider, launch_request
 from tfcore.fleet.rollout import parse_time
 from tfcore.k8s import ApiError
+from tfcore.model.annotations import GPU_POOL
 from tfcore.model.codec import decode
 from tfcore.model.meta import parse_duration
 from tfcore.model.node import GPUNodeClass
@@ -145,6 +146,7 @@ async def _drive_gpu_claims(
         if status.get("instanceID"):
             joined = _node_of(nodes, status["instanceID"])
             if joined is not None and status.get("phase") != "Running":
+                await _dress_node(api, snap, claim, joined)
                 await api.patch("GPUNodeClaim", name, {"status": {"phase": "Running", "nodeName": joined}}, status=True)
             continue
         ref = (claim.get("spec") or {}).get("nodeClassRef") or {}
@@ -162,6 +164,31 @@ async def _drive_gpu_claims(
         await api.patch(
             "GPUNodeClaim", name, {"status": {"phase": "Provisioning", "instanceID": instance.id}}, status=True
         )
+
+
+async def _dress_node(api: FleetApi, snap: view.Snapshot, claim: dict[str, Any], node_name: str) -> None:
+    """Give a joined node its pool's gpuNodeLabels, gpuNodeAnnotations and gpuTaints (Karpenter does
+    this for its own NodeClaims; a provisioned instance's kubelet does not know them)."""
+    node = next(n for n in snap.all("Node") if n["metadata"]["name"] == node_name)
+    pool_name = (claim["metadata"].get("labels") or {}).get(GPU_POOL)
+    pool_obj = next((p for p in snap.all("GPUPool") if p["metadata"]["name"] == pool_name), None)
+    pool = decode(dict(pool_obj), GPUPool) if pool_obj else None
+    config = pool.spec.node_manager_config if pool and pool.spec else None
+    provisioner = config.node_provisioner if config else None
+    taints = list((node.get("spec") or {}).get("taints") or [])
+    for taint in (provisioner.gpu_taints if provisioner else None) or ():
+        wanted = {k: v for k, v in (("key", taint.key), ("value", taint.value), ("effect", taint.effect)) if v}
+        if not any(t.get("key") == taint.key and t.get("effect") == taint.effect for t in taints):
+            taints.append(wanted)
+    patch: dict[str, Any] = {
+        "metadata": {
+            "labels": {k: v for k, v in (claim["metadata"].get("labels") or {}).items() if k not in claims.MANAGED_BY},
+            "annotations": dict(claim["metadata"].get("annotations") or {}),
+        }
+    }
+    if taints != ((node.get("spec") or {}).get("taints") or []):
+        patch["spec"] = {"taints": taints}
+    await api.call("PATCH", f"/api/v1/nodes/{node_name}", patch, content_type=MERGE)
 
 
 def _node_of(nodes: list[dict[str, Any]], instance: str) -> str | None:

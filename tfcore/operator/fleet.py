@@ -38,8 +38,13 @@ READY_GPU_PHASES = frozenset({"Running", None})
 
 
 def pool_for_node(pools: Sequence[GPUPool], node: Obj) -> str | None:
-    """The pool a Node belongs to: the first by name whose node selector matches, else None."""
+    """The pool a Node belongs to: the one its `tensor-fusion.ai/gpupool` label names (nodes a
+    pool's claims brought carry it), else the first by name whose node selector matches, else None."""
     labels, fields = labels_of(node), {"metadata.name": name_of(node)}
+    named = labels.get(GPU_POOL)
+    for pool in pools:
+        if named and pool.metadata and pool.metadata.name == named and not pool.metadata.deletion_timestamp:
+            return named
     for pool in sorted(pools, key=lambda p: p.metadata.name if p.metadata and p.metadata.name else ""):
         config = pool.spec.node_manager_config if pool.spec else None
         selector = config.node_selector if config else None

@@ -479,6 +479,9 @@ async def test_a_refused_launch_fails_its_claim_only(kube: KubeEmulator, ec2_end
         "nodeProvisioner": {
             "nodeClass": "c",
             "gpuRequirements": [{"key": "node.kubernetes.io/instance-type", "operator": "In", "values": ["g6.xlarge"]}],
+            "gpuNodeLabels": {"tensor-fusion.ai/arch": "Ampere"},
+            "gpuNodeAnnotations": {"tensor-fusion.ai/provisioned": "true"},
+            "gpuTaints": [{"key": "group", "value": "gpu", "effect": "NoSchedule"}],
         },
     }
     await create(api, cluster.pool(manager=manager, capacityConfig={"minResources": {"tflops": "200"}}))
@@ -487,6 +490,22 @@ async def test_a_refused_launch_fails_its_claim_only(kube: KubeEmulator, ec2_end
         await reconcile_capacity(FleetApi(api, alive), datetime.now(UTC), lambda _v: provider)
     phases = {c["metadata"]["name"]: (c.get("status") or {}).get("phase") for c in await items(api, "GPUNodeClaim")}
     assert phases == {"shared-0": "Failed", "shared-1": "Provisioning"}
+    # The instance's kubelet registers; the node gets the pool's labels, annotations and taints.
+    [launched] = [c for c in await items(api, "GPUNodeClaim") if c["metadata"]["name"] == "shared-1"]
+    instance = launched["status"]["instanceID"]
+    node = cluster.node("ip-10-0-1-5", gpu="false")
+    node["metadata"].pop("creationTimestamp")
+    node["spec"] = {"providerID": f"aws:///us-east-1b/{instance}"}
+    await create(api, node)
+    await reconcile_capacity(FleetApi(api, alive), datetime.now(UTC), lambda _v: provider)
+    joined = await request_json(api, "GET", "/api/v1/nodes/ip-10-0-1-5")
+    assert joined["metadata"]["labels"]["tensor-fusion.ai/gpupool"] == "shared"
+    assert joined["metadata"]["labels"]["tensor-fusion.ai/arch"] == "Ampere"
+    assert joined["metadata"]["annotations"]["tensor-fusion.ai/provisioned"] == "true"
+    assert joined["spec"]["taints"] == [{"key": "group", "value": "gpu", "effect": "NoSchedule"}]
+    [running] = [c for c in await items(api, "GPUNodeClaim") if c["metadata"]["name"] == "shared-1"]
+    assert running["status"]["phase"] == "Running"
+    assert running["status"]["nodeName"] == "ip-10-0-1-5"
 
 
 async def test_max_duration_pauses_with_a_condition_the_pool_reconciler_keeps(kube: KubeEmulator) -> None:
