@@ -1,6 +1,7 @@
 """GPUPool membership of nodes, GPUNode and GPU ownership, and node and pool status.
 
-A Kubernetes Node joins the first pool (by name) whose nodeManagerConfig.nodeSelector matches
+A Kubernetes Node joins the pool its `tensor-fusion.ai/gpupool` label names (nodes a managed pool's
+claims brought), else the first pool (by name) whose nodeManagerConfig.nodeSelector matches
 its labels (or metadata.name through matchFields); the controller keeps a GPUNode of the same
 name, labelled `tensor-fusion.ai/gpupool` and controlled by the pool. GPUs (written by the
 hypervisors, status only) get their node's pool label and the GPUNode as controller.
