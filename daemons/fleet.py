@@ -26,8 +26,10 @@ def _plan(args: argparse.Namespace) -> int:
         now = rollout.parse_time(args.at, "--at") if args.at else datetime.now(UTC)
         text = Path(args.cluster_state).read_text(encoding="utf-8")
         snap = view.load_snapshot(text, where=str(args.cluster_state))
-        plans = view.plan_rollouts(snap, now) if args.command == "rollout" else view.plan_capacity(snap, now)
-        lines = [plan.summary() for plan in plans]
+        if args.command == "rollout":
+            lines = view.rollout_summaries(snap, now)
+        else:
+            lines = [plan.summary() for plan in view.plan_capacity(snap, now)]
     except (ValidationError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -261,6 +261,21 @@ def plan_client_rollouts(snap: Snapshot, now: datetime) -> list[RolloutPlan]:
     return plans
 
 
+def rollout_summaries(snap: Snapshot, now: datetime) -> list[dict[str, Any]]:
+    """One object per pool: the hypervisor step as `update`, the client-shim step as `client`."""
+    clients = {p.pool: p for p in plan_client_rollouts(snap, now)}
+    lines: list[dict[str, Any]] = []
+    for plan in plan_rollouts(snap, now):
+        line = plan.summary()
+        client = clients.get(plan.pool)
+        if client is not None:
+            decision = client.decision
+            line["client"] = {"action": decision.action, "pods": list(decision.nodes), "image": client.target}
+            line["reason"] = f"{line['reason']}; client: {decision.reason}"
+        lines.append(line)
+    return lines
+
+
 # ---- capacity --------------------------------------------------------------------------------
 
 

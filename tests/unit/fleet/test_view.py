@@ -103,7 +103,8 @@ def test_cli_prints_one_json_object_per_pool(tmp_path: Path, capsys: pytest.Capt
     assert json.loads(line) == {
         "pool": "shared",
         "update": {"action": "replace", "nodes": ["gpu-0"], "revision": "bbb"},
-        "reason": "batch of 1 (size 1); 4 node(s) left after it",
+        "client": {"action": "wait", "pods": [], "image": None},
+        "reason": "batch of 1 (size 1); 4 node(s) left after it; client: no webhook --image found",
     }
     assert main(["capacity", "plan", "--cluster-state", str(state), "--at", "2026-03-02T01:02:00Z"]) == 0
     assert json.loads(capsys.readouterr().out)["pool"] == "shared"
