@@ -16,6 +16,7 @@ from aiohttp import web
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from daemons.controller import fleet_loop
 from daemons.controller.context import Settings
 from daemons.controller.controller import Controller
 from daemons.controller.observability import Observability, ObservabilityCollector, ObservabilitySettings
@@ -146,6 +147,7 @@ class ControllerDaemon:
             log.warning("-enable-auto-scale: autoscaling is not implemented yet; the flag is accepted and ignored")
         async with asyncio.TaskGroup() as group:
             group.create_task(self.controller.watch())
+            group.create_task(fleet_loop.run(self.api, is_leader=self.is_leader))  # rollouts, capacity
             if self.observability is not None:
                 group.create_task(self.observability.run())
             if self.elector is not None:

@@ -453,8 +453,7 @@ def test_progressive_migration_routes_native_gpu_pods_through_a_fail_open_webhoo
         role = find(objects, "ClusterRole", "tensor-fusion-sys-controller")
         return {v for r in role["rules"] if "nodes" in r["resources"] for v in r["verbs"]}
 
-    assert "patch" not in node_verbs(render())  # the taint needs it only with progressive migration
-    assert "patch" in node_verbs(objects)
+    assert "patch" in node_verbs(objects)  # the taint (and, always, the compaction drain's cordon)
 
 
 def test_progressive_migration_gives_the_hypervisor_the_kubelets_pod_resources_api(render: Render) -> None:
@@ -483,3 +482,33 @@ def test_progressive_migration_gives_the_hypervisor_the_kubelets_pod_resources_a
     assert any("events" in r["resources"] and "create" in r["verbs"] for r in role["rules"])
     gpus = next(r for r in role["rules"] if "gpus/status" in r["resources"] or "gpus" in r["resources"])
     assert {"create", "patch"} <= set(gpus["verbs"])
+
+
+def test_the_controller_rolls_the_hypervisors_and_may_do_what_that_takes(render: Render) -> None:
+    objects = render()
+    hypervisor = find(objects, "DaemonSet", "tensor-fusion-sys-hypervisor")
+    assert hypervisor["spec"]["updateStrategy"] == {"type": "OnDelete"}
+    role = find(objects, "ClusterRole", "tensor-fusion-sys-controller")
+
+    def allowed(group: str, resource: str, verb: str) -> bool:
+        return any(group in r["apiGroups"] and resource in r["resources"] and verb in r["verbs"] for r in role["rules"])
+
+    assert allowed("apps", "controllerrevisions", "list")
+    assert allowed("apps", "daemonsets", "list")
+    assert allowed("", "pods", "delete")
+    assert allowed("", "pods/eviction", "create")
+    assert allowed("", "nodes", "patch")
+    assert allowed("karpenter.sh", "nodeclaims", "create")
+    assert allowed("karpenter.sh", "nodeclaims", "delete")
+    assert allowed("tensor-fusion.ai", "gpunodeclaims/status", "patch")
+    cluster = find(objects, "TensorFusionCluster", "shared-cluster")
+    policy = cluster["spec"]["gpuPools"][0]["specTemplate"]["nodeManagerConfig"]["nodePoolRollingUpdatePolicy"]
+    assert policy["autoUpdateHypervisor"] is True
+
+
+def test_controller_service_account_takes_irsa_annotations(render: Render) -> None:
+    role = "arn:aws:iam::123456789012:role/tensor-fusion"
+    objects = render(values={"controller": {"serviceAccountAnnotations": {"eks.amazonaws.com/role-arn": role}}})
+    account = find(objects, "ServiceAccount", "tensor-fusion-sys-controller")
+    assert account["metadata"]["annotations"] == {"eks.amazonaws.com/role-arn": role}
+    assert "annotations" not in find(render(), "ServiceAccount", "tensor-fusion-sys-controller")["metadata"]

@@ -128,6 +128,30 @@ def builtin_types() -> list[ResourceType]:
         apps("deployments", "Deployment", ["deploy"]),
         apps("replicasets", "ReplicaSet", ["rs"]),
         apps("statefulsets", "StatefulSet", ["sts"]),
+        ResourceType(
+            "apps",
+            ["v1"],
+            "daemonsets",
+            "daemonset",
+            "DaemonSet",
+            True,
+            status_subresource=True,
+            tracks_generation=True,
+            status_on_create="clear",
+            short_names=["ds"],
+        ),  # no scale subresource
+        ResourceType("apps", ["v1"], "controllerrevisions", "controllerrevision", "ControllerRevision", True),
+        ResourceType(
+            "policy",
+            ["v1"],
+            "poddisruptionbudgets",
+            "poddisruptionbudget",
+            "PodDisruptionBudget",
+            True,
+            status_subresource=True,
+            tracks_generation=True,
+            short_names=["pdb"],
+        ),  # enforced by evictions (store.evict)
         ResourceType("coordination.k8s.io", ["v1"], "leases", "lease", "Lease", True, allow_create_on_update=True),
         ResourceType(
             "apiextensions.k8s.io",

@@ -499,8 +499,40 @@ class Store:
 
     def evict(self, namespace: str, pod_name: str) -> Json:
         pods = self.types[("", "pods")]
-        self._delete(pods, self.get(pods, namespace, pod_name), "Background")
+        pod = self.get(pods, namespace, pod_name)
+        self._check_disruption_budgets(namespace, pod)
+        self._delete(pods, pod, "Background")
         return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}
+
+    def _check_disruption_budgets(self, namespace: str, pod: Json) -> None:
+        """429 when evicting `pod` would take a matching PodDisruptionBudget (integer minAvailable or
+        maxUnavailable, matchLabels selector) below its floor, as the disruption controller's
+        disruptionsAllowed would; computed live here instead of from the budget's status."""
+        budgets = self.objects.get(("policy", "poddisruptionbudgets"), {})
+        pods = [p for (ns, _), p in self.objects[("", "pods")].items() if ns == namespace]
+
+        def healthy(p: Json) -> bool:
+            conditions = (p.get("status") or {}).get("conditions") or ()
+            ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+            return ready and "deletionTimestamp" not in p["metadata"]
+
+        for (ns, _), budget in budgets.items():
+            spec = budget.get("spec") or {}
+            wanted = (spec.get("selector") or {}).get("matchLabels") or {}
+            labels = pod["metadata"].get("labels") or {}
+            if ns != namespace or any(labels.get(k) != v for k, v in wanted.items()):
+                continue
+            covered = [
+                p for p in pods if all((p["metadata"].get("labels") or {}).get(k) == v for k, v in wanted.items())
+            ]
+            up = sum(healthy(p) for p in covered)
+            floor = spec["minAvailable"] if isinstance(spec.get("minAvailable"), int) else None
+            if isinstance(spec.get("maxUnavailable"), int):
+                floor = len(covered) - spec["maxUnavailable"]
+            if floor is not None and healthy(pod) and up - 1 < floor:
+                raise errors.ApiError(
+                    429, "TooManyRequests", "Cannot evict pod as it would violate the pod's disruption budget."
+                )
 
     def _check_namespace_open(self, rtype: ResourceType, namespace: str, name: str) -> None:
         ns = self.objects[("", "namespaces")].get(("", namespace))

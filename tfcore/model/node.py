@@ -228,6 +228,7 @@ class GPUNodeClaimStatus(Model):
 
     phase: Literal["Pending", "Provisioning", "Running", "Failed", "Unknown"] | None = None
     instance_id: str | None = msgspec.field(default=None, name="instanceID")
+    node_name: str | None = None  # the Kubernetes node the instance registered as
     conditions: list[Condition] | None = None
 
 

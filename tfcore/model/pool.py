@@ -6,6 +6,7 @@ A cluster's `spec.gpuPools[].specTemplate` is exactly a GPUPool's `spec`.
 from __future__ import annotations
 
 from typing import Annotated, Final, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
 
@@ -152,11 +153,21 @@ class NodeCompaction(Model):
 
 
 class MaintenanceWindow(Model):
-    """When automatic updates may run: a list of cron expressions."""
+    """When automatic updates may run: each cron firing opens a window of maxDuration."""
 
     includes: list[Cron] | None = None
+    timezone: (
+        Annotated[str, msgspec.Meta(description="IANA time zone the cron expressions are read in. Default UTC.")] | None
+    ) = None
 
     def __post_init__(self) -> None:
+        if self.timezone is not None:
+            try:
+                ZoneInfo(self.timezone)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise ValueError(
+                    f"timezone: unknown time zone {self.timezone!r} (expected an IANA zone such as Europe/Berlin)"
+                ) from None
         for index, expression in enumerate(self.includes or ()):
             try:
                 check_cron(expression)

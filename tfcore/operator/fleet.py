@@ -1,6 +1,7 @@
 """GPUPool membership of nodes, GPUNode and GPU ownership, and node and pool status.
 
-A Kubernetes Node joins the first pool (by name) whose nodeManagerConfig.nodeSelector matches
+A Kubernetes Node joins the pool its `tensor-fusion.ai/gpupool` label names (nodes a managed pool's
+claims brought), else the first pool (by name) whose nodeManagerConfig.nodeSelector matches
 its labels (or metadata.name through matchFields); the controller keeps a GPUNode of the same
 name, labelled `tensor-fusion.ai/gpupool` and controlled by the pool. GPUs (written by the
 hypervisors, status only) get their node's pool label and the GPUNode as controller.
@@ -38,8 +39,13 @@ READY_GPU_PHASES = frozenset({"Running", None})
 
 
 def pool_for_node(pools: Sequence[GPUPool], node: Obj) -> str | None:
-    """The pool a Node belongs to: the first by name whose node selector matches, else None."""
+    """The pool a Node belongs to: the one its `tensor-fusion.ai/gpupool` label names (nodes a
+    pool's claims brought carry it), else the first by name whose node selector matches, else None."""
     labels, fields = labels_of(node), {"metadata.name": name_of(node)}
+    named = labels.get(GPU_POOL)
+    for pool in pools:
+        if named and pool.metadata and pool.metadata.name == named and not pool.metadata.deletion_timestamp:
+            return named
     for pool in sorted(pools, key=lambda p: p.metadata.name if p.metadata and p.metadata.name else ""):
         config = pool.spec.node_manager_config if pool.spec else None
         selector = config.node_selector if config else None
@@ -170,9 +176,13 @@ def pool_status(pool: Obj, gpunodes: Iterable[Obj], *, now: str) -> dict[str, An
         phase, ok, reason, message = "Pending", "False", "NodesNotReady", f"none of {len(members)} node(s) ready"
     else:
         phase, ok, reason, message = "Pending", "False", "NoNodes", "no node matches the pool's node selector"
+    others = [c for c in previous or () if c.get("type") != "Ready"]  # e.g. HypervisorRolloutPaused
     status: dict[str, Any] = {
         "phase": phase,
-        "conditions": [condition("Ready", ok, reason, message, now=now, generation=generation, previous=previous)],
+        "conditions": [
+            condition("Ready", ok, reason, message, now=now, generation=generation, previous=previous),
+            *others,
+        ],
         "totalNodes": len(members),
         "readyNodes": ready,
         "notReadyNodes": len(members) - ready,

@@ -1,0 +1,1 @@
+"""Fleet lifecycle, pure: rollout batches, capacity, compaction, provisioning plans (no I/O)."""
