@@ -267,6 +267,63 @@ class Node:
                 gain = sum(gains) / len(gains)
             self._set_rate(worker, device, max(1, round(max(share.request, 0.01) * gain)), max(1, round(gain * 0.005)))
 
+    def resize_worker(
+        self,
+        name: str,
+        *,
+        tflops_request_milli: int,
+        tflops_limit_milli: int,
+        vram_bytes: int,
+        vram_request_bytes: int,
+    ) -> Worker:
+        """New limits for a running worker, in place. A VRAM limit below what it holds stops
+        its new allocations and frees nothing; the compute rate follows at once. The GPUs were
+        bound by the scheduler: the local books take the new amounts even beyond capacity."""
+        worker = self.workers.get(name)
+        if worker is None:
+            raise ValidationError.single("name", f"no worker {name!r}", "an existing worker")
+        if tflops_limit_milli and tflops_request_milli > tflops_limit_milli:
+            raise ValidationError.single("tflops_limit", "below the request", "tflops_limit >= tflops_request")
+        if vram_bytes <= 0 or not 0 <= vram_request_bytes <= vram_bytes:
+            raise ValidationError.single("vram", "must be positive and >= the request", "0 <= request <= limit")
+        record = dataclasses.replace(
+            worker.record,
+            tflops_request_milli=tflops_request_milli,
+            tflops_limit_milli=tflops_limit_milli,
+            vram_bytes=vram_bytes,
+            vram_request_bytes=vram_request_bytes,
+        )
+        self.directory.update(record)  # first: a restart must never see the region ahead of the record
+        for device, uuid in enumerate(record.gpus):
+            spec = DeviceSpec(uuid, vram_bytes, tflops_request_milli, tflops_limit_milli)
+            worker.region.set_limits(device, spec)
+            used = worker.region.devices()[device].vram_used_bytes
+            if used > vram_bytes:
+                log.info(
+                    "worker %s: VRAM limit %d is below its use %d on GPU %d; new allocations fail until it frees some",
+                    name,
+                    vram_bytes,
+                    used,
+                    device,
+                )
+        self.allocator.release(name)
+        try:
+            place(self.allocator, self._request(record), record.gpus)
+        except DoesNotFit:
+            self.allocator.allocate(self._request(record), list(record.gpus), force=True)
+        worker.record = record
+        self._apply_initial_rates(worker)
+        log.info(
+            "worker %s resized: %d/%d mTFLOPS, VRAM %d/%d",
+            name,
+            tflops_request_milli,
+            tflops_limit_milli,
+            vram_request_bytes,
+            vram_bytes,
+        )
+        self._changed()
+        return worker
+
     def remove_worker(self, name: str) -> bool:
         worker = self.workers.pop(name, None)
         if worker is None:
