@@ -78,7 +78,7 @@ def register(commands: Any) -> None:
         *_both("enable-auto-scale"),
         dest="enable_auto_scale",
         action=GoBool,
-        help="accepted for compatibility; autoscaling is not implemented yet",
+        help="vertical autoscaling: resize workloads' TFLOPS/VRAM in place from measured usage",
     )
     p.add_argument(*_both("enable-alert"), dest="enable_alert", action=GoBool, help="evaluate alert rules")
     p.add_argument(

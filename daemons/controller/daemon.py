@@ -16,6 +16,7 @@ from aiohttp import web
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from daemons.controller.autoscaler import Autoscaler, ControllerPorts, controller_inputs
 from daemons.controller.observability import Observability, ObservabilityCollector, ObservabilitySettings
 from daemons.controller.reconciler import Controller
 from tfcore.k8s import KubeClient, connect
@@ -139,16 +140,26 @@ class ControllerDaemon:
         return self.elector.is_leader() if self.elector else True
 
     async def run(self) -> None:
-        if self.options.enable_auto_scale:
-            log.warning("-enable-auto-scale: autoscaling is not implemented yet; the flag is accepted and ignored")
         async with asyncio.TaskGroup() as group:
             group.create_task(self.controller.watch())
+            if self.options.enable_auto_scale:
+                group.create_task(self._autoscale())
             if self.observability is not None:
                 group.create_task(self.observability.run())
             if self.elector is not None:
                 group.create_task(self.elector.run(self.controller.lead))
             else:
                 group.create_task(self.controller.lead())
+
+    async def _autoscale(self) -> None:
+        """-enable-auto-scale: vertical autoscaling from the metrics store (see autoscaler.py)."""
+        if self.observability is None:
+            log.warning("-enable-auto-scale needs the metrics store; autoscaling is off")
+            return
+        ports = ControllerPorts(self.controller, self.recorder, self.observability.store)
+        while not self.observability.store_ready:
+            await asyncio.sleep(1.0)
+        await Autoscaler(ports).run(*controller_inputs(self.controller), self.is_leader)
 
     def not_ready(self) -> str | None:
         return None if self.controller.synced() else "caches not synced yet"

@@ -69,7 +69,10 @@ def evaluate(history: WorkloadHistory, situation: Situation) -> Outcome:
     applied_targets = _applied_targets(settings, sources)
     narrowed = [_narrow(source, settings.targets) if source.name == "percentile" else source for source in sources]
     to_apply = merge(s.current, narrowed)
-    apply, why = _decide(s, to_apply, applied_targets, cron_rule != s.active_cron_rule)
+    if recommended.resources is not None and not applied_targets:
+        apply, why = None, "recommend only (no targetResource)"
+    else:
+        apply, why = _decide(s, to_apply, applied_targets, cron_rule != s.active_cron_rule)
     reason = "; ".join(part for part in (_describe(recommended, estimate), why) if part)
     return Outcome(estimate, recommended.resources, apply, reason, cron_rule, recommended.errors)
 
@@ -90,7 +93,7 @@ def _decide(
     s: Situation, merged: Merged, targets: frozenset[Resource], cron_changed: bool
 ) -> tuple[Resources | None, str]:
     if merged.resources is None or not targets:
-        return None, "recommend only" if merged.resources is not None else ""
+        return None, ""
     changed, increase = worth_applying(s.current, merged.resources, targets, s.settings.threshold)
     if not changed:
         return None, f"within the {s.settings.threshold:.0%} update threshold"

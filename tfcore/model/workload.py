@@ -72,10 +72,13 @@ class TensorFusionWorkloadStatus(Model):
     worker_count: Annotated[int, msgspec.Meta(ge=0)] | None = None
     ready_workers: Annotated[int, msgspec.Meta(ge=0)] | None = None
     pod_template_hash: str | None = None
+    # Autoscaling: what the recommenders say, what was last applied and when, the open cron
+    # rule, and the resources before the first change (the base of the ratio clamps).
     recommendation: GPUResourceRequirements | None = None
     applied_recommendation: GPUResourceRequirements | None = None
     last_applied_time: str | None = None
     active_cron_scaling_rule: str | None = None
+    original_resources: GPUResourceRequirements | None = None
 
 
 class TensorFusionWorkload(Model):

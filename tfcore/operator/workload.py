@@ -103,7 +103,10 @@ def workload_status(workload: Obj, pods: Iterable[Obj], *, now: str) -> dict[str
         phase, ok, reason, message = "Pending", "False", "WorkersNotReady", f"{len(ready)} of {target} worker(s) ready"
     status: dict[str, Any] = {
         "phase": phase,
-        "conditions": [condition("Ready", ok, reason, message, now=now, generation=generation, previous=previous)],
+        "conditions": [
+            condition("Ready", ok, reason, message, now=now, generation=generation, previous=previous),
+            *(c for c in previous or () if c.get("type") != "Ready"),  # others' (ResourceUpdate) stay
+        ],
         "workerCount": len(live),
         "readyWorkers": len(ready),
     }
