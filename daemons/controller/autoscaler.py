@@ -47,7 +47,7 @@ from tfcore.sched.units import capacity_bytes, capacity_milli_tflops, request_by
 log = logging.getLogger(__name__)
 
 CONDITION: Final = "ResourceUpdate"
-TICK_S: Final = 5.0  # how often workloads are looked at; each one is evaluated every `interval`
+TICK_S: Final = 1.0  # how often workloads are looked at (cheap); each is evaluated every `interval`
 EXTERNAL_TIMEOUT_S: Final = 10.0
 Obj = Mapping[str, Any]
 
@@ -82,6 +82,7 @@ class _Tracked:
     external: SourceResult | None = None
     next_external: datetime | None = None
     reported: set[str] = field(default_factory=set)
+    written: dict[str, Any] | None = None  # the status we last wanted (restored if overwritten)
 
 
 class Autoscaler:
@@ -119,6 +120,7 @@ class Autoscaler:
         now = self.clock()
         tracked = self.tracked.get(key)
         if tracked is not None and now < tracked.next_due:
+            await self._restore(workload, tracked)
             return
         try:
             config = await self._config(workload, pods)
@@ -173,8 +175,20 @@ class Autoscaler:
             new_status["conditions"] = _conditions(workload, "False", reason, outcome.reason, now)
         for error in outcome.errors:
             await self._warn_once(tracked, workload, "RecommenderFailed", error)
+        tracked.written = new_status
         if _differs(status, new_status):
             await self.ports.patch_status(workload, new_status)
+
+    async def _restore(self, workload: Obj, tracked: _Tracked) -> None:
+        """Put back what another writer's status patch replaced (conditions are one list)."""
+        if tracked.written is None:
+            return
+        status = workload.get("status") or {}
+        ours = next((c for c in tracked.written.get("conditions", ()) if c.get("type") == CONDITION), None)
+        others = [c for c in status.get("conditions") or () if c.get("type") != CONDITION]
+        wanted = {**tracked.written, "conditions": [*others, ours] if ours else others}
+        if _differs(status, wanted):
+            await self.ports.patch_status(workload, wanted)
 
     # ---- config and samples ----------------------------------------------------------------
 

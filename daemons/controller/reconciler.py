@@ -419,6 +419,7 @@ class Controller:
             if spec and spec != {k: v for k, v in (current.get("spec") or {}).items() if k in spec}:
                 await self._patch("TensorFusionWorkload", current, {"spec": spec})
                 current = self.cache["TensorFusionWorkload"].get(key, current)
+        current = self.cache["TensorFusionWorkload"].get(key, current)  # newest: keep others' status writes
         await self._status("TensorFusionWorkload", current, workload.workload_status(current, pods, now=_now()))
 
     async def _top_owner(self, pod: Obj) -> dict[str, Any] | None:
