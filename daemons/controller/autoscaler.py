@@ -33,8 +33,16 @@ from tfcore.autoscale.samples import feed, usage_query
 from tfcore.autoscale.settings import Settings, resolve
 from tfcore.k8s import NotFound, request_json
 from tfcore.metrics.store import Dialect, QueryResult
-from tfcore.model.annotations import DEDICATED_GPU, GPU_IDS, TFLOPS_LIMIT, TFLOPS_REQUEST, VRAM_LIMIT, VRAM_REQUEST
-from tfcore.model.autoscaling import AutoScalingConfig, ExternalScaler
+from tfcore.model.annotations import (
+    DEDICATED_GPU,
+    GPU_IDS,
+    TFLOPS_LIMIT,
+    TFLOPS_REQUEST,
+    VRAM_LIMIT,
+    VRAM_REQUEST,
+    WORKLOAD_PROFILE,
+)
+from tfcore.model.autoscaling import AutoScalingConfig, ExternalScaler, VerticalScalingRule
 from tfcore.model.codec import decode, to_builtins
 from tfcore.model.errors import ValidationError
 from tfcore.model.meta import GPUResourceRequirements, QoSLevel, parse_duration
@@ -49,6 +57,7 @@ log = logging.getLogger(__name__)
 CONDITION: Final = "ResourceUpdate"
 TICK_S: Final = 1.0  # how often workloads are looked at (cheap); each is evaluated every `interval`
 EXTERNAL_TIMEOUT_S: Final = 10.0
+TEMPLATES: Final = "/apis/tensor-fusion.ai/v1/schedulingconfigtemplates"
 Obj = Mapping[str, Any]
 
 
@@ -71,6 +80,10 @@ class Ports(Protocol):
         ...
 
     async def profile_config(self, namespace: str, name: str) -> AutoScalingConfig | None: ...
+
+    async def pool_rules(self, pool: str) -> list[VerticalScalingRule]:
+        """verticalScalingRules of the pool's SchedulingConfigTemplate (none: empty)."""
+        ...
 
 
 @dataclass(slots=True)
@@ -115,7 +128,7 @@ class Autoscaler:
                 del self.tracked[gone]
             await asyncio.sleep(TICK_S)
 
-    async def reconcile(self, workload: Obj, pods: list[Obj], gpus: Obj) -> None:
+    async def reconcile(self, workload: Obj, pods: Sequence[Obj], gpus: Obj) -> None:
         key = _key(workload)
         now = self.clock()
         tracked = self.tracked.get(key)
@@ -192,7 +205,7 @@ class Autoscaler:
 
     # ---- config and samples ----------------------------------------------------------------
 
-    async def _config(self, workload: Obj, pods: list[Obj]) -> AutoScalingConfig | None:
+    async def _config(self, workload: Obj, pods: Sequence[Obj]) -> AutoScalingConfig | None:
         spec = workload.get("spec") or {}
         raw = spec.get("autoScalingConfig")
         if raw:
@@ -202,12 +215,18 @@ class Autoscaler:
             found = configs.from_annotations(annotations)
             if found is not None:
                 return found
-            profile = annotations.get("tensor-fusion.ai/workload-profile")
+            profile = annotations.get(WORKLOAD_PROFILE)
             if profile:
                 namespace = str((pod.get("metadata") or {}).get("namespace") or "default")
                 from_profile = await self.ports.profile_config(namespace, profile)
                 if from_profile is not None:
                     return from_profile
+        pool = spec.get("poolName")
+        if pool:
+            labels = dict((workload.get("metadata") or {}).get("labels") or {})
+            for pod in pods:
+                labels |= (pod.get("metadata") or {}).get("labels") or {}
+            return configs.from_rules(await self.ports.pool_rules(str(pool)), labels)
         return None
 
     async def _load(
@@ -356,7 +375,7 @@ def _differs(observed: Mapping[str, Any], desired: Mapping[str, Any]) -> bool:
     return changed(observed, desired)
 
 
-def _workers(pods: list[Obj]) -> list[tuple[Obj, WorkerGrant]]:
+def _workers(pods: Sequence[Obj]) -> list[tuple[Obj, WorkerGrant]]:
     """The pods that can be resized in place: live, not on a dedicated GPU, with TFLOPS and
     VRAM annotations (percent-of-GPU requests are left as they are)."""
     workers = []
@@ -447,11 +466,21 @@ class ControllerPorts:
         except NotFound:
             return None
         raw = (profile.get("spec") or {}).get("autoScalingConfig")
-        return (
-            decode(raw, AutoScalingConfig, where=f"WorkloadProfile {namespace}/{name}.spec.autoScalingConfig")
-            if raw
-            else None
-        )
+        where = f"WorkloadProfile {namespace}/{name}.spec.autoScalingConfig"
+        return decode(raw, AutoScalingConfig, where=where) if raw else None
+
+    async def pool_rules(self, pool: str) -> list[VerticalScalingRule]:
+        found = self.controller.cache["GPUPool"].get(pool) or {}
+        template = ((found.get("spec") or {}).get("schedulingConfigTemplate")) or ""
+        if not template:
+            return []
+        try:
+            obj = await request_json(self.controller.api, "GET", f"{TEMPLATES}/{template}")
+        except NotFound:
+            return []
+        raw = (obj.get("spec") or {}).get("verticalScalingRules") or []
+        where = f"SchedulingConfigTemplate {template}.spec.verticalScalingRules"
+        return decode(raw, list[VerticalScalingRule], where=where)
 
 
 def api_key(secret: Obj) -> str:

@@ -14,7 +14,8 @@ from daemons.controller.autoscaler import Autoscaler, Obj, api_key
 from tfcore.metrics.embedded import DuckDBStore
 from tfcore.metrics.lineproto import Point
 from tfcore.metrics.store import Dialect, QueryResult
-from tfcore.model.autoscaling import AutoScalingConfig, ExternalScaler
+from tfcore.model.autoscaling import AutoScalingConfig, ExternalScaler, VerticalScalingRule
+from tfcore.model.codec import decode
 
 GIB = 1024**3
 NOW = datetime(2026, 12, 6, 18, 0, tzinfo=UTC)
@@ -55,6 +56,10 @@ class Recorder:
 
     async def profile_config(self, namespace: str, name: str) -> AutoScalingConfig | None:
         return None
+
+    async def pool_rules(self, pool: str) -> list[VerticalScalingRule]:
+        rule = {"selector": {"matchLabels": {"team": "ml"}}, "autoScaling": {"autoSetResources": {"enable": True}}}
+        return [decode(rule, VerticalScalingRule)] if pool == "shared" else []
 
 
 def pod(name: str, gpu: str) -> dict[str, Any]:
@@ -170,6 +175,24 @@ async def test_invalid_config_is_reported_once(store: DuckDBStore) -> None:
     (status,) = ports.statuses
     assert "targetComputePercentile" in status["conditions"][-1]["message"]
     assert ports.events[0][1] == "InvalidAutoScalingConfig"
+
+
+async def test_pool_rules_apply_to_workloads_without_their_own_config(store: DuckDBStore) -> None:
+    ports = Recorder(store)
+    plain = workload()
+    del plain["spec"]["autoScalingConfig"]
+    plain["spec"]["poolName"] = "shared"
+    labelled = pod("llm-0", "gpu-a")
+    labelled["metadata"]["labels"] = {"team": "ml"}
+    await Autoscaler(ports, clock=lambda: NOW).reconcile(plain, [labelled], {"gpu-a": gpu("100")})
+    (status,) = ports.statuses
+    assert status["recommendation"] is not None
+    assert "recommend only" in status["conditions"][-1]["message"]  # the rule names no targetResource
+    other = pod("llm-0", "gpu-a")
+    other["metadata"]["labels"] = {"team": "web"}
+    ports.statuses.clear()
+    await Autoscaler(ports, clock=lambda: NOW).reconcile(plain, [other], {"gpu-a": gpu("100")})
+    assert ports.statuses == []  # no rule selects it: not autoscaled
 
 
 def test_api_key_fields() -> None:
