@@ -143,6 +143,10 @@ class Autoscaler:
             return
         if config is None or settings is None:
             self.tracked.pop(key, None)
+            if (workload.get("status") or {}).get("appliedRecommendation"):
+                # Turned off: new workers start at the spec again (the webhook reads this field).
+                off = dict.fromkeys(("recommendation", "appliedRecommendation", "lastAppliedTime", "originalResources"))
+                await self.ports.patch_status(workload, off)
             return
         status = workload.get("status") or {}
         spec = workload.get("spec") or {}

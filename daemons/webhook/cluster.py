@@ -18,6 +18,7 @@ KINDS: Final = (
     ("tensorfusionclusters", "TensorFusionCluster"),
     ("gpupools", "GPUPool"),
     ("workloadprofiles", "WorkloadProfile"),
+    ("tensorfusionworkloads", "TensorFusionWorkload"),  # new workers start at the autoscaler's choice
 )
 
 
@@ -42,8 +43,8 @@ class ClusterState:
 
     def __call__(self) -> ClusterDefaults:
         if self._defaults is None:
-            clusters, pools, profiles = (list(self._objects[kind].values()) for _, kind in KINDS)
-            self._defaults, skipped = cluster_defaults(clusters, pools, profiles)
+            clusters, pools, profiles, workloads = (list(self._objects[kind].values()) for _, kind in KINDS)
+            self._defaults, skipped = cluster_defaults(clusters, pools, profiles, workloads)
             for line in skipped:
                 log.warning("ignoring an invalid object: %s", line)
         return self._defaults

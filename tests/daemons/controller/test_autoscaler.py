@@ -193,6 +193,9 @@ async def test_pool_rules_apply_to_workloads_without_their_own_config(store: Duc
     ports.statuses.clear()
     await Autoscaler(ports, clock=lambda: NOW).reconcile(plain, [other], {"gpu-a": gpu("100")})
     assert ports.statuses == []  # no rule selects it: not autoscaled
+    plain["status"]["appliedRecommendation"] = {"requests": {"tflops": "5", "vram": "1Gi"}}
+    await Autoscaler(ports, clock=lambda: NOW).reconcile(plain, [other], {"gpu-a": gpu("100")})
+    assert ports.statuses[-1]["appliedRecommendation"] is None  # off again: new workers start at the spec
 
 
 def test_api_key_fields() -> None:
