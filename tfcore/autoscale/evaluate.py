@@ -65,16 +65,27 @@ def evaluate(history: WorkloadHistory, situation: Situation) -> Outcome:
                 sources.append(SourceResult("cron", cron.resources, floor=cron.rule is not None))
     if s.external is not None:
         sources.append(s.external)
-    recommended = merge(s.current, sources)
+    floor = history.vram_peak() * (1.0 + settings.margin)
+    recommended = _safe(merge(s.current, sources), floor)
     applied_targets = _applied_targets(settings, sources)
     narrowed = [_narrow(source, settings.targets) if source.name == "percentile" else source for source in sources]
-    to_apply = merge(s.current, narrowed)
+    to_apply = _safe(merge(s.current, narrowed), floor)
     if recommended.resources is not None and not applied_targets:
         apply, why = None, "recommend only (no targetResource)"
     else:
         apply, why = _decide(s, to_apply, applied_targets, cron_rule != s.active_cron_rule)
     reason = "; ".join(part for part in (_describe(recommended, estimate), why) if part)
     return Outcome(estimate, recommended.resources, apply, reason, cron_rule, recommended.errors)
+
+
+def _safe(merged: Merged, vram_floor: float) -> Merged:
+    """Whatever a source says, the VRAM limit stays above the observed peak x (1 + margin):
+    below it the workload's next allocation of a size it already made would fail."""
+    result = merged.resources
+    if result is None or result.limits.vram >= vram_floor:
+        return merged
+    raised = result.with_("vram", result.requests.vram, vram_floor)
+    return Merged(raised, merged.winners, merged.errors)
 
 
 def _narrow(source: SourceResult, targets: frozenset[Resource]) -> SourceResult:
