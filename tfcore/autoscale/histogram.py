@@ -9,6 +9,7 @@ weights are kept relative to a reference instant that moves forward before they 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -80,13 +81,23 @@ class DecayingHistogram:
 
     def percentile(self, p: float) -> float:
         """The smallest bucket end below which at least p of the weight lies; 0 when empty."""
+        return self.percentiles((p,))[0]
+
+    def percentiles(self, ps: Sequence[float]) -> list[float]:
+        """percentile(p) for each p, in one pass over the buckets."""
         if self.empty:
-            return 0.0
-        wanted = p * self._total
+            return [0.0] * len(ps)
+        order = sorted(range(len(ps)), key=lambda i: ps[i])
+        slack = _EPSILON * self._total
+        results = [self.bucket_end(self._high)] * len(ps)
         running = 0.0
         weights = self.weights
+        next_i = 0
         for index in range(self._low, self._high + 1):
             running += weights[index]
-            if running >= wanted - _EPSILON * self._total:
-                return self.bucket_end(index)
-        return self.bucket_end(self._high)
+            while next_i < len(order) and running >= ps[order[next_i]] * self._total - slack:
+                results[order[next_i]] = self.bucket_end(index)
+                next_i += 1
+            if next_i == len(order):
+                break
+        return results

@@ -42,12 +42,8 @@ def required_samples(p: float) -> int:
 
 def _bounds(history: WorkloadHistory, resource: Resource, p: Percentiles, margin: float) -> tuple[float, float, float]:
     histogram = history.compute if resource == "compute" else history.vram
-    factor = 1.0 + margin
-    return (
-        histogram.percentile(p.lower) * factor,
-        histogram.percentile(p.target) * factor,
-        histogram.percentile(p.upper) * factor,
-    )
+    lower, target, upper = (value * (1.0 + margin) for value in histogram.percentiles((p.lower, p.target, p.upper)))
+    return lower, target, upper
 
 
 def _request_for(qos: QoSLevel | None, lower: float, target: float, upper: float) -> float:
