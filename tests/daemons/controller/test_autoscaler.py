@@ -3,14 +3,19 @@
 
 from __future__ import annotations
 
+import base64
 import random
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from aiohttp import web
+from kubernetes_asyncio import client
 
-from daemons.controller.autoscaler import Autoscaler, Obj, api_key
+from daemons.controller.autoscaler import Autoscaler, ControllerPorts, Obj, api_key
+from tests.kubeapi.emulator import KubeEmulator
 from tfcore.metrics.embedded import DuckDBStore
 from tfcore.metrics.lineproto import Point
 from tfcore.metrics.store import Dialect, QueryResult
@@ -202,3 +207,40 @@ def test_api_key_fields() -> None:
     assert api_key({"data": {"token": "c2VjcmV0"}}) == "secret"
     with pytest.raises(ValueError, match="apiKey, token, key"):
         api_key({"data": {}})
+
+
+async def test_external_recommender_over_http_with_the_secrets_bearer_key(kube: KubeEmulator) -> None:
+    """ControllerPorts.external: the key comes from the Secret, the body is POSTed, the reply read."""
+    seen: list[tuple[str | None, dict[str, Any]]] = []
+
+    async def recommend(request: web.Request) -> web.Response:
+        seen.append((request.headers.get("Authorization"), await request.json()))
+        return web.json_response({"needScaleUp": True, "recommendedResources": {"requests": {"tflops": "30"}}})
+
+    app = web.Application()
+    app.router.add_post("/recommend", recommend)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        core = client.CoreV1Api(kube.api_client())
+        data = {"apiKey": base64.b64encode(b"s3cret").decode()}
+        await core.create_namespaced_secret(
+            "default", client.V1Secret(metadata=client.V1ObjectMeta(name="key"), data=data)
+        )
+        controller = SimpleNamespace(api=kube.api_client(), cache={"GPUPool": {}})
+        ports = ControllerPorts(controller, recorder=None, store=None)
+        scaler = decode(
+            {"enable": True, "url": f"http://127.0.0.1:{port}/recommend", "apiKeySecretRef": {"name": "key"}},
+            ExternalScaler,
+        )
+        reply = await ports.external(scaler, "default", {"workloadName": "llm"})
+        assert b"needScaleUp" in reply
+        assert seen == [("Bearer s3cret", {"workloadName": "llm"})]
+        down = decode({"enable": True, "url": f"http://127.0.0.1:{port}/missing"}, ExternalScaler)
+        with pytest.raises(RuntimeError, match="HTTP 404"):
+            await ports.external(down, "default", {})
+    finally:
+        await runner.cleanup()
