@@ -9,10 +9,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+from daemons.autoscale import parse_at, parse_workload
 from daemons.cli import main
 from tfcore.metrics.embedded import DuckDBStore
 from tfcore.metrics.lineproto import Point
+from tfcore.model.errors import ValidationError
 from tfcore.model.quantity import Quantity
 
 GIB = 1024**3
@@ -143,3 +147,15 @@ def test_missing_store_and_missing_spec(tmp_path: Path, capsys: pytest.CaptureFi
     code, err = _run(capsys, "--store", str(store), "--workload", "team/llm", "--at", "2026-12-06T18:00:00Z")
     assert code == 1
     assert "--config" in str(err)
+
+
+@given(st.text(max_size=40))
+def test_workload_and_instant_parsers_fuzz(text: str) -> None:
+    for parser, flag in ((parse_workload, "--workload"), (parse_at, "--at")):
+        try:
+            parser(text)
+        except ValidationError as exc:
+            field = exc.problems[0].field
+        else:
+            continue
+        assert field == flag
