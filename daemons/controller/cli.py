@@ -16,11 +16,12 @@ from typing import Any
 import uvloop
 
 from daemons.controller.daemon import DEFAULT_LEASE_NAME, Options, check_alert_address, parse_bind_address, run
-from daemons.controller.observability import ENV_DYNAMIC_CONFIG, greptime_from_env
+from daemons.controller.observability import ENV_DYNAMIC_CONFIG
 from tfcore.config.env import PROGRESSIVE_MIGRATION_ENV, env_flag
 from tfcore.k8s import KubeError
 from tfcore.logs import setup_logging
 from tfcore.model.errors import ValidationError
+from tfcore.web.greptime import greptime_from_env
 
 _TRUE = frozenset({"1", "t", "T", "TRUE", "true", "True"})
 _FALSE = frozenset({"0", "f", "F", "FALSE", "false", "False"})

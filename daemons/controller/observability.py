@@ -35,7 +35,6 @@ from tfcore.metrics.lineproto import Point
 from tfcore.metrics.retention import run_retention
 from tfcore.metrics.store import MetricsStore, QueryFailed, StoreUnavailable
 from tfcore.model.annotations import GPU_POOL  # pod annotation and GPUNode label naming the pool
-from tfcore.model.errors import ValidationError
 from tfcore.operator.capacity import Totals
 from tfcore.web.alertmanager import AlertManagerClient
 from tfcore.web.greptime import GreptimeSettings, GreptimeStore
@@ -47,35 +46,6 @@ ENV_DYNAMIC_CONFIG = "TF_DYNAMIC_CONFIG"
 ENV_STATE_DIR = "TF_STATE_DIR"
 DEFAULT_STATE_DIR = Path("/var/lib/tensor-fusion")
 STORE_FILE = "controller-metrics.duckdb"
-_TRUE = frozenset({"1", "t", "true"})
-_FALSE = frozenset({"", "0", "f", "false"})
-
-
-def greptime_from_env(env: Mapping[str, str]) -> GreptimeSettings | None:
-    """The chart's TF_GREPTIME_* variables; None without TF_GREPTIME_HOST (use the embedded store)."""
-    host = (env.get("TF_GREPTIME_HOST") or "").strip()
-    if not host:
-        return None
-    port_text = (env.get("TF_GREPTIME_PORT") or "").strip() or "4000"
-    if not port_text.isascii() or not port_text.isdigit() or not 0 < int(port_text) <= 65535:
-        raise ValidationError.single("TF_GREPTIME_PORT", f"bad port {port_text!r}", "a port number, 1-65535")
-    return GreptimeSettings(
-        host=host,
-        port=int(port_text),
-        user=env.get("TF_GREPTIME_USER") or "",
-        password=env.get("TF_GREPTIME_PASSWORD") or "",
-        db=(env.get("TF_GREPTIME_DB") or "public").strip(),
-        is_cloud=_env_bool(env, "TF_GREPTIME_IS_CLOUD"),
-    )
-
-
-def _env_bool(env: Mapping[str, str], name: str) -> bool:
-    text = (env.get(name) or "").strip().lower()
-    if text in _TRUE:
-        return True
-    if text in _FALSE:
-        return False
-    raise ValidationError.single(name, f"bad boolean {text!r}", "true or false")
 
 
 def default_store_path(env: Mapping[str, str]) -> str:

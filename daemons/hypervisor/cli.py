@@ -30,9 +30,11 @@ from tfcore.k8s import KubeClient, KubeError, connect
 from tfcore.logs import setup_logging
 from tfcore.metrics.batcher import BatchingWriter
 from tfcore.metrics.embedded import DuckDBStore
+from tfcore.metrics.store import MetricsStore
 from tfcore.model.errors import ValidationError
 from tfcore.native import library_paths
 from tfcore.web.app import FAILED_KEY, Listener, add_background, start
+from tfcore.web.greptime import GreptimeStore, greptime_from_env
 
 log = logging.getLogger("daemons.hypervisor")
 
@@ -173,11 +175,13 @@ async def _serve(node: Node, token: str, args: argparse.Namespace, state_dir: Pa
 
 async def _metrics(
     app: web.Application, node: Node, args: argparse.Namespace
-) -> tuple[BatchingWriter | None, DuckDBStore | None]:
-    """With --metrics-store: usage points every --metrics-interval into the embedded store."""
-    if args.metrics_store is None:
+) -> tuple[BatchingWriter | None, MetricsStore | None]:
+    """Usage points every --metrics-interval into GreptimeDB when the chart's TF_GREPTIME_*
+    name one (the controller's autoscaler reads them there), else into --metrics-store."""
+    greptime = greptime_from_env(os.environ)
+    if args.metrics_store is None and greptime is None:
         return None, None
-    store = await DuckDBStore(args.metrics_store).open()
+    store: MetricsStore = GreptimeStore(greptime) if greptime else await DuckDBStore(args.metrics_store).open()
     writer = BatchingWriter(store, flush_interval=args.metrics_interval)
 
     async def sample() -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -192,3 +192,34 @@ def _value(value: Any, kind: str) -> Any:
         per_second = _TIME_UNITS.get(kind.removeprefix("Timestamp"), 1_000)
         return datetime.fromtimestamp(value / per_second, UTC)
     return value
+
+
+_ENV_TRUE = frozenset({"1", "t", "true"})
+_ENV_FALSE = frozenset({"", "0", "f", "false"})
+
+
+def greptime_from_env(env: Mapping[str, str]) -> GreptimeSettings | None:
+    """The chart's TF_GREPTIME_* variables; None without TF_GREPTIME_HOST (use the embedded store)."""
+    host = (env.get("TF_GREPTIME_HOST") or "").strip()
+    if not host:
+        return None
+    port_text = (env.get("TF_GREPTIME_PORT") or "").strip() or "4000"
+    if not port_text.isascii() or not port_text.isdigit() or not 0 < int(port_text) <= 65535:
+        raise ValidationError.single("TF_GREPTIME_PORT", f"bad port {port_text!r}", "a port number, 1-65535")
+    return GreptimeSettings(
+        host=host,
+        port=int(port_text),
+        user=env.get("TF_GREPTIME_USER") or "",
+        password=env.get("TF_GREPTIME_PASSWORD") or "",
+        db=(env.get("TF_GREPTIME_DB") or "public").strip(),
+        is_cloud=_env_bool(env, "TF_GREPTIME_IS_CLOUD"),
+    )
+
+
+def _env_bool(env: Mapping[str, str], name: str) -> bool:
+    text = (env.get(name) or "").strip().lower()
+    if text in _ENV_TRUE:
+        return True
+    if text in _ENV_FALSE:
+        return False
+    raise ValidationError.single(name, f"bad boolean {text!r}", "true or false")
