@@ -57,6 +57,7 @@ log = logging.getLogger(__name__)
 CONDITION: Final = "ResourceUpdate"
 TICK_S: Final = 1.0  # how often workloads are looked at (cheap); each is evaluated every `interval`
 EXTERNAL_TIMEOUT_S: Final = 10.0
+MAX_RESTORES: Final = 3
 TEMPLATES: Final = "/apis/tensor-fusion.ai/v1/schedulingconfigtemplates"
 Obj = Mapping[str, Any]
 
@@ -96,6 +97,7 @@ class _Tracked:
     next_external: datetime | None = None
     reported: set[str] = field(default_factory=set)
     written: dict[str, Any] | None = None  # the status we last wanted (restored if overwritten)
+    restores: int = 0  # restores since `written` was set
 
 
 class Autoscaler:
@@ -192,19 +194,20 @@ class Autoscaler:
             new_status["conditions"] = _conditions(workload, "False", reason, outcome.reason, now)
         for error in outcome.errors:
             await self._warn_once(tracked, workload, "RecommenderFailed", error)
-        tracked.written = new_status
+        tracked.written, tracked.restores = new_status, 0
         if _differs(status, new_status):
             await self.ports.patch_status(workload, new_status)
 
     async def _restore(self, workload: Obj, tracked: _Tracked) -> None:
         """Put back what another writer's status patch replaced (conditions are one list)."""
-        if tracked.written is None:
-            return
+        if tracked.written is None or tracked.restores >= MAX_RESTORES:
+            return  # at most a few per interval: a write the API server alters must not loop
         status = workload.get("status") or {}
         ours = next((c for c in tracked.written.get("conditions", ()) if c.get("type") == CONDITION), None)
         others = [c for c in status.get("conditions") or () if c.get("type") != CONDITION]
         wanted = {**tracked.written, "conditions": [*others, ours] if ours else others}
         if _differs(status, wanted):
+            tracked.restores += 1
             await self.ports.patch_status(workload, wanted)
 
     # ---- config and samples ----------------------------------------------------------------

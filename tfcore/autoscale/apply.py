@@ -103,8 +103,10 @@ def plan(ledger: Mapping[str, GPULedger], workers: Sequence[WorkerGrant], wanted
     changes: list[WorkerChange] = []
     for worker in workers:
         before = worker.grant
-        tflops = _capped(wanted.tflops_milli, before.tflops_milli, worker.gpus, ledger, growing_tflops, "t")
-        vram = _capped(wanted.vram_bytes, before.vram_bytes, worker.gpus, ledger, growing_vram, "v")
+        tflops = _capped(
+            wanted.tflops_milli, before.tflops_milli, worker.gpus, ledger=ledger, growing=growing_tflops, kind="t"
+        )
+        vram = _capped(wanted.vram_bytes, before.vram_bytes, worker.gpus, ledger=ledger, growing=growing_vram, kind="v")
         new = Grant(tflops, vram, max(wanted.tflops_limit_milli, tflops), max(wanted.vram_limit_bytes, vram))
         if new == before:
             continue
@@ -121,8 +123,14 @@ def plan(ledger: Mapping[str, GPULedger], workers: Sequence[WorkerGrant], wanted
     return ApplyPlan(tuple(changes), after)
 
 
-def _capped(  # noqa: PLR0917 (one call site per resource; names at the call sites say it all)
-    wanted: int, current: int, gpus: tuple[str, ...], ledger: Mapping[str, GPULedger], growing: Counter[str], kind: str
+def _capped(
+    wanted: int,
+    current: int,
+    gpus: tuple[str, ...],
+    *,
+    ledger: Mapping[str, GPULedger],
+    growing: Counter[str],
+    kind: str,
 ) -> int:
     if wanted <= current:
         return wanted
