@@ -95,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     validate.set_defaults(handler=_validate)
 
     # Each capability registers its own subcommands: one import and one call per line here.
-    from daemons import fleet, observability, region, shim
+    from daemons import autoscale, fleet, observability, region, shim
     from daemons.controller import cli as controller_cli
     from daemons.hypervisor import cli as hypervisor_cli
     from daemons.scheduler import cli as scheduler_cli
@@ -103,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     from daemons.webhook import cli as webhook_cli
 
     capabilities = (
-        *(observability, region, shim, fleet),
+        *(observability, region, shim, fleet, autoscale),
         *(scheduler_cli, webhook_cli, controller_cli, hypervisor_cli, standalone_cli),
     )
     for capability in capabilities:

@@ -16,12 +16,13 @@ from typing import Any
 import uvloop
 
 from daemons.controller.daemon import DEFAULT_LEASE_NAME, Options, check_alert_address, parse_bind_address, run
-from daemons.controller.observability import ENV_DYNAMIC_CONFIG, greptime_from_env
+from daemons.controller.observability import ENV_DYNAMIC_CONFIG
 from tfcore.alerts.builtin import use_rules_file
 from tfcore.config import env as environment
 from tfcore.k8s import KubeError
 from tfcore.logs import setup_logging
 from tfcore.model.errors import ValidationError
+from tfcore.web.greptime import greptime_from_env
 
 _TRUE = frozenset({"1", "t", "T", "TRUE", "true", "True"})
 _FALSE = frozenset({"0", "f", "F", "FALSE", "false", "False"})
@@ -79,7 +80,7 @@ def register(commands: Any) -> None:
         *_both("enable-auto-scale"),
         dest="enable_auto_scale",
         action=GoBool,
-        help="accepted for compatibility; autoscaling is not implemented yet",
+        help="vertical autoscaling: resize workloads' TFLOPS/VRAM in place from measured usage",
     )
     p.add_argument(*_both("enable-alert"), dest="enable_alert", action=GoBool, help="evaluate alert rules")
     p.add_argument(

@@ -17,6 +17,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from daemons.controller import fleet_loop
+from daemons.controller.autoscaler import Autoscaler, ControllerPorts, controller_inputs
 from daemons.controller.context import Settings
 from daemons.controller.controller import Controller
 from daemons.controller.observability import Observability, ObservabilityCollector, ObservabilitySettings
@@ -143,17 +144,26 @@ class ControllerDaemon:
         return self.elector.is_leader() if self.elector else True
 
     async def run(self) -> None:
-        if self.options.enable_auto_scale:
-            log.warning("-enable-auto-scale: autoscaling is not implemented yet; the flag is accepted and ignored")
         async with asyncio.TaskGroup() as group:
             group.create_task(self.controller.watch())
             group.create_task(fleet_loop.run(self.api, is_leader=self.is_leader))  # rollouts, capacity
+            if self.options.enable_auto_scale:
+                group.create_task(self._autoscale())
             if self.observability is not None:
                 group.create_task(self.observability.run())
             if self.elector is not None:
                 group.create_task(self.elector.run(self.controller.lead))
             else:
                 group.create_task(self.controller.lead())
+
+    async def _autoscale(self) -> None:
+        """-enable-auto-scale: vertical autoscaling from the metrics store (see autoscaler.py)."""
+        if self.observability is None:
+            log.warning("-enable-auto-scale needs the metrics store; autoscaling is off")
+            return
+        ports = ControllerPorts(self.controller, self.recorder, self.observability.store)
+        await self.observability.store_opened.wait()
+        await Autoscaler(ports).run(*controller_inputs(self.controller), self.is_leader)
 
     def not_ready(self) -> str | None:
         return None if self.controller.synced() else "caches not synced yet"

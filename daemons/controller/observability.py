@@ -50,21 +50,6 @@ DEFAULT_STATE_DIR = Path("/var/lib/tensor-fusion")
 STORE_FILE = "controller-metrics.duckdb"
 
 
-def greptime_from_env(env: Mapping[str, str]) -> GreptimeSettings | None:
-    """The chart's TF_GREPTIME_* variables; None without TF_GREPTIME_HOST (use the embedded store)."""
-    host = environment.GREPTIME_HOST.read(env).strip()
-    if not host:
-        return None
-    return GreptimeSettings(
-        host=host,
-        port=environment.GREPTIME_PORT.read(env),
-        user=environment.GREPTIME_USER.read(env),
-        password=environment.GREPTIME_PASSWORD.read(env),
-        db=environment.GREPTIME_DB.read(env).strip(),
-        is_cloud=environment.GREPTIME_IS_CLOUD.read(env),
-    )
-
-
 def default_store_path(env: Mapping[str, str]) -> str:
     """$TF_STATE_DIR, else /var/lib/tensor-fusion when writable, else a temp dir (with a warning)."""
     for base in (env.get(ENV_STATE_DIR), str(DEFAULT_STATE_DIR)):
@@ -180,7 +165,7 @@ class Observability:
         self._is_leader = is_leader
         self.config: DynamicConfig = parse_dynamic_config("", where="built-in")
         self.store: MetricsStore = store or self._make_store()
-        self.store_ready = False
+        self.store_opened = asyncio.Event()  # set once the store is usable (the autoscaler waits on it)
         self.writer = BatchingWriter(self.store, max_buffer=50_000, batch_size=2_000)
         self.reloader: ConfigReloader[DynamicConfig] | None = None
         if settings.dynamic_config:
@@ -243,17 +228,17 @@ class Observability:
             # not waited for (its writer retries, and rules are then installed unchecked).
             with contextlib.suppress(StoreUnavailable, QueryFailed):
                 await self.store.ensure_tables()
-            self.store_ready = True
+            self.store_opened.set()
             return
         if not isinstance(self.store, DuckDBStore):
-            self.store_ready = True
+            self.store_opened.set()
             return
         backoff = Backoff(initial=1.0, maximum=60.0)
         attempt = 0
         while True:
             try:
                 await self.store.open()
-                self.store_ready = True
+                self.store_opened.set()
                 return
             except (StoreUnavailable, OSError) as exc:
                 attempt += 1
@@ -280,7 +265,7 @@ class Observability:
                 await writer
 
     async def _close(self) -> None:
-        if self.store_ready and self.writer.buffered:
+        if self.store_opened.is_set() and self.writer.buffered:
             await self._drain(timeout=2.0)
         if self.client is not None:
             await self.client.close()

@@ -31,9 +31,11 @@ from tfcore.k8s import KubeClient, KubeError, connect
 from tfcore.logs import setup_logging
 from tfcore.metrics.batcher import BatchingWriter
 from tfcore.metrics.embedded import DuckDBStore
+from tfcore.metrics.store import MetricsStore
 from tfcore.model.errors import ValidationError
 from tfcore.native import library_paths
 from tfcore.web.app import FAILED_KEY, Listener, add_background, start
+from tfcore.web.greptime import GreptimeStore, greptime_from_env
 
 log = logging.getLogger("daemons.hypervisor")
 
@@ -152,11 +154,17 @@ async def _serve(node: Node, token: str, options: NodeOptions, state_dir: Path, 
 
 async def _metrics(
     app: web.Application, node: Node, options: NodeOptions
-) -> tuple[BatchingWriter | None, DuckDBStore | None]:
-    """With --metrics-store: usage points every --metrics-interval into the embedded store."""
-    if options.metrics_store is None:
+) -> tuple[BatchingWriter | None, MetricsStore | None]:
+    """Usage points every --metrics-interval into GreptimeDB when the chart's TF_GREPTIME_*
+    name one (the controller's autoscaler reads them there), else into --metrics-store."""
+    greptime = greptime_from_env(os.environ)
+    store: MetricsStore
+    if greptime is not None:
+        store = GreptimeStore(greptime)
+    elif options.metrics_store is not None:
+        store = await DuckDBStore(options.metrics_store).open()
+    else:
         return None, None
-    store = await DuckDBStore(options.metrics_store).open()
     writer = BatchingWriter(store, flush_interval=options.metrics_interval)
 
     async def sample() -> None:

@@ -258,6 +258,56 @@ class Node:
     def _share(self, spec: WorkerSpec, uuid: str) -> TenantShare:
         return share_of(spec.tflops_request_milli, spec.tflops_limit_milli, self.rated[uuid])
 
+    def resize_worker(self, wanted: WorkerSpec) -> Worker:
+        """New limits for a running worker, in place (its name, GPUs and owner stay). A VRAM
+        limit below what it holds stops its new allocations and frees nothing; the compute rate
+        follows at once. The GPUs were bound by the scheduler: the local books take the new
+        amounts even beyond capacity."""
+        worker = self.workers.get(wanted.name)
+        if worker is None:
+            raise ValidationError.single("name", f"no worker {wanted.name!r}", "an existing worker")
+        if wanted.tflops_limit_milli and wanted.tflops_request_milli > wanted.tflops_limit_milli:
+            raise ValidationError.single("tflops_limit", "below the request", "tflops_limit >= tflops_request")
+        if wanted.vram_limit_bytes <= 0 or not 0 <= wanted.vram_request_bytes <= wanted.vram_limit_bytes:
+            raise ValidationError.single("vram", "must be positive and >= the request", "0 <= request <= limit")
+        spec = dataclasses.replace(
+            worker.record.spec,
+            tflops_request_milli=wanted.tflops_request_milli,
+            tflops_limit_milli=wanted.tflops_limit_milli,
+            vram_limit_bytes=wanted.vram_limit_bytes,
+            vram_request_bytes=wanted.vram_request_bytes,
+        )
+        record = dataclasses.replace(worker.record, spec=spec)
+        self.directory.update(record)  # first: a restart must never see the region ahead of the record
+        for device, uuid in enumerate(record.gpus):
+            worker.region.set_limits(device, record.device_spec(uuid))
+            used = worker.region.devices()[device].vram_used_bytes
+            if used > spec.vram_limit_bytes:
+                log.info(
+                    "worker %s: VRAM limit %d is below its use %d on GPU %d; new allocations fail until it frees some",
+                    spec.name,
+                    spec.vram_limit_bytes,
+                    used,
+                    device,
+                )
+        self.allocator.release(spec.name)
+        try:
+            place(self.allocator, self._request(spec), record.gpus)
+        except DoesNotFit:
+            self.allocator.allocate(self._request(spec), list(record.gpus), force=True)
+        worker.record = record
+        self._apply_initial_rates(worker)
+        log.info(
+            "worker %s resized: %d/%d mTFLOPS, VRAM %d/%d",
+            spec.name,
+            spec.tflops_request_milli,
+            spec.tflops_limit_milli,
+            spec.vram_request_bytes,
+            spec.vram_limit_bytes,
+        )
+        self._changed()
+        return worker
+
     def remove_worker(self, name: str) -> bool:
         worker = self.workers.pop(name, None)
         if worker is None:

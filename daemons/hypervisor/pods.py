@@ -23,6 +23,7 @@ from daemons.hypervisor.node import Node
 from tfcore.hypervisor.placement import DoesNotFit
 from tfcore.hypervisor.podworkers import (
     Decision,
+    Limits,
     NodeGPU,
     NoWorker,
     PodWorker,
@@ -119,12 +120,24 @@ class PodWorkers:
         for decision in decisions:
             if isinstance(decision, NoWorker) and decision.event:
                 self._warn(decision.name, decision.uid, decision.event, decision.message)
-        changes = plan(self.node.pod_workers(), decisions, complete=complete)
+        changes = plan(self.node.pod_workers(), decisions, complete=complete, granted=self._granted())
         for name in changes.remove:
             log.info("pod worker %s: its pod is gone, finished or replaced; removing its region", name)
             self.node.remove_worker(name)
         for wanted in changes.create:
             self._create(wanted)
+        for wanted in changes.resize:
+            self._resize(wanted)
+
+    def _granted(self) -> dict[str, Limits]:
+        return {name: Limits.of(w.record.spec) for name, w in self.node.workers.items() if w.record.pod_uid}
+
+    def _resize(self, wanted: PodWorker) -> None:
+        try:
+            self.node.resize_worker(wanted.spec)
+        except (ValidationError, RegionError, OSError) as exc:
+            text = "; ".join(str(p) for p in exc.problems) if isinstance(exc, ValidationError) else str(exc)
+            self._warn(wanted.name, wanted.uid, "ResizeFailed", f"limits not changed on node {self.node_name}: {text}")
 
     def _create(self, wanted: PodWorker) -> None:
         try:

@@ -216,6 +216,10 @@ class WorkerDirectory:
             out.write(json.dumps(record.to_json()))
         os.replace(temporary, path)  # replaces a symlink there, never its target
 
+    def update(self, record: WorkerRecord) -> None:
+        """Persist changed limits (a live resize): re-adoption after a restart restores these."""
+        self._write_record(record)
+
     def remove(self, name: str, made_dirs: tuple[str, ...] = ()) -> None:
         """The worker's files (unlink: a symlink planted in their place goes, not its target),
         then the directories in made_dirs that are empty, innermost first."""

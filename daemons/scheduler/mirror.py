@@ -25,6 +25,7 @@ from tfcore.model.workload import GPUResourceQuota
 from tfcore.sched import gpu_from_model, node_from_model, pool_from_model, rebuild_from_pods
 from tfcore.sched.quota import GPUResourceQuotaPolicy
 from tfcore.sched.records import FINISHED_PHASES, holds_gpus
+from tfcore.sched.request import pod_request
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +116,8 @@ class ClusterMirror:
             if self.service.native_gpu_pods and not holds_gpus(pod):
                 # Any scheduler's native GPU pod counts: the device plugin serves them all.
                 self.allocator.set_native_pod(uid, str(spec["nodeName"]), pod_nvidia_gpus(spec))
+            if holds_gpus(pod) and self._resized(uid, pod):
+                self.allocator.release(uid)  # resized in place (autoscaling): book what it holds now
             if holds_gpus(pod) and uid not in self.allocator.allocations:
                 report = rebuild_from_pods(self.allocator, [pod])
                 for problem in report.problems:
@@ -122,6 +125,26 @@ class ClusterMirror:
             return
         if spec.get("schedulerName") == SCHEDULER_NAME and uid:
             self.service.pending[uid] = dict(pod)
+
+    def _resized(self, uid: str, pod: Mapping[str, Any]) -> bool:
+        """Whether a recorded pod's annotations now ask for other amounts than it holds."""
+        recorded = self.allocator.allocations.get(uid)
+        if recorded is None or self.service.binding_in_progress(uid):
+            return False
+        try:
+            request = pod_request(pod)
+        except ValidationError:
+            return False  # a broken edit changes nothing: the pod keeps what it holds
+        for share in recorded.shares:
+            gpu = self.allocator.gpus.get(share.gpu)
+            if gpu is not None and request.amounts_on(gpu) != (
+                share.tflops,
+                share.vram,
+                share.tflops_limit,
+                share.vram_limit,
+            ):
+                return True
+        return False
 
     # ---- inventory ------------------------------------------------------------------------------
 

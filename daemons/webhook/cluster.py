@@ -12,7 +12,8 @@ from tfcore.model.annotations import LABEL_ENABLED
 
 log = logging.getLogger(__name__)
 
-KINDS: Final = ("TensorFusionCluster", "GPUPool", "WorkloadProfile")
+# TensorFusionWorkloads: new workers start at the autoscaler's applied recommendation.
+KINDS: Final = ("TensorFusionCluster", "GPUPool", "WorkloadProfile", "TensorFusionWorkload")
 
 
 class ClusterState:
@@ -26,8 +27,8 @@ class ClusterState:
     def __call__(self) -> ClusterDefaults:
         if self._defaults is None or self._built_at != self.store.changes:
             self._built_at = self.store.changes
-            clusters, pools, profiles = (list(self.store.objects(kind)) for kind in KINDS)
-            self._defaults, skipped = cluster_defaults(clusters, pools, profiles)
+            clusters, pools, profiles, workloads = (list(self.store.objects(kind)) for kind in KINDS)
+            self._defaults, skipped = cluster_defaults(clusters, pools, profiles, workloads)
             for line in skipped:
                 log.warning("ignoring an invalid object: %s", line)
         return self._defaults

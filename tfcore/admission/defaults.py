@@ -17,6 +17,7 @@ from tfcore.model import annotations as keys
 from tfcore.model.annotations import WorkloadRequest
 from tfcore.model.codec import decode
 from tfcore.model.errors import Problem, ValidationError
+from tfcore.model.meta import GPUResourceRequirements
 from tfcore.model.pool import GPUPool, GPUPoolSpec, TensorFusionCluster
 from tfcore.model.quantity import Quantity
 from tfcore.model.workload import WorkloadProfile, WorkloadProfileSpec
@@ -32,6 +33,9 @@ class ClusterDefaults:
     # A cluster entry's short name (`shared`) -> the GPUPool the controller creates for it
     # (`<cluster>-shared`), the name the scheduler knows.
     aliases: Mapping[str, str] = field(default_factory=dict)
+    # (namespace, workload) -> what the autoscaler last applied to its workers: new workers
+    # start there rather than at the spec (TensorFusionWorkload status.appliedRecommendation).
+    recommendations: Mapping[tuple[str, str], GPUResourceRequirements] = field(default_factory=dict)
 
 
 def resolve(request: WorkloadRequest, namespace: str, cluster: ClusterDefaults) -> WorkloadRequest:
@@ -157,6 +161,7 @@ def cluster_defaults(
     clusters: Iterable[Mapping[str, Any]],
     pools: Iterable[Mapping[str, Any]],
     profiles: Iterable[Mapping[str, Any]],
+    workloads: Iterable[Mapping[str, Any]] = (),
 ) -> tuple[ClusterDefaults, list[str]]:
     """ClusterDefaults from the API objects as plain data, and one line per object skipped as invalid.
 
@@ -204,7 +209,49 @@ def cluster_defaults(
             continue
         by_profile[(namespace, name)] = profile.spec or WorkloadProfileSpec()
     aliases = {short: full for short, full in aliases.items() if short not in pool_names}
-    return ClusterDefaults(pools=by_name, default_pool=default_pool, profiles=by_profile, aliases=aliases), skipped
+    recommendations = _recommendations(workloads, skipped)
+    defaults = ClusterDefaults(
+        pools=by_name, default_pool=default_pool, profiles=by_profile, aliases=aliases, recommendations=recommendations
+    )
+    return defaults, skipped
+
+
+def _recommendations(
+    workloads: Iterable[Mapping[str, Any]], skipped: list[str]
+) -> dict[tuple[str, str], GPUResourceRequirements]:
+    found: dict[tuple[str, str], GPUResourceRequirements] = {}
+    for obj in workloads:
+        applied = (obj.get("status") or {}).get("appliedRecommendation")
+        if not applied:
+            continue
+        namespace = str((obj.get("metadata") or {}).get("namespace") or "")
+        name = _name_of(obj)
+        try:
+            resources = decode(applied, GPUResourceRequirements, where=f"TensorFusionWorkload/{namespace}/{name}")
+        except ValidationError as exc:
+            skipped.append(str(exc))
+            continue
+        requests, limits = resources.requests, resources.limits
+        if requests and limits and None not in (requests.tflops, requests.vram, limits.tflops, limits.vram):
+            found[(namespace, name)] = resources
+    return found
+
+
+def recommended(request: WorkloadRequest, namespace: str, cluster: ClusterDefaults) -> WorkloadRequest:
+    """A new worker of an autoscaled workload starts at the applied recommendation (a
+    dedicated-GPU worker, which gets the whole GPU, excepted)."""
+    applied = cluster.recommendations.get((namespace, request.workload or ""))
+    if applied is None or request.dedicated_gpu or applied.requests is None or applied.limits is None:
+        return request
+    return msgspec.structs.replace(
+        request,
+        tflops_request=applied.requests.tflops,
+        tflops_limit=applied.limits.tflops,
+        vram_request=applied.requests.vram,
+        vram_limit=applied.limits.vram,
+        compute_percent_request=None,
+        compute_percent_limit=None,
+    )
 
 
 def _name_of(obj: Mapping[str, Any]) -> str:

@@ -17,7 +17,7 @@ import msgspec
 
 from tfcore.admission import canary
 from tfcore.admission.canary import CanaryLedger, Owner, Sibling
-from tfcore.admission.defaults import ClusterDefaults, resolve
+from tfcore.admission.defaults import ClusterDefaults, recommended, resolve
 from tfcore.admission.inject import (
     InjectionConfig,
     inject_shim,
@@ -124,6 +124,7 @@ def admit(candidate: Candidate, mode: Mode, cluster: ClusterDefaults, config: In
         return deny(exc.problems, warnings)
     workload = request.workload or canary.workload_name(original, candidate.owner)
     request = msgspec.structs.replace(request, workload=workload, warnings=(), gpu_ids=(), gpu_indices=())
+    request = recommended(request, candidate.review.namespace, cluster)
     for system_key in keys.SYSTEM_ANNOTATIONS:
         if annotations.pop(system_key, None) is not None:
             warnings.append(f"annotation {system_key} is written by the scheduler; the pod's value was removed")

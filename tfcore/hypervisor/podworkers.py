@@ -7,8 +7,9 @@ tfcore.model.annotations; what they come to on a GPU is tfcore.sched.units.gpu_a
 same rule the scheduler books by, with the GPU's rating as the node reports it.
 
 A region belongs to one pod *uid*: a new pod under the same name (a StatefulSet replacement)
-gets a fresh one. Limits are fixed when the region is made: a later annotation edit, even a
-broken one, never takes a running pod's region away; only the pod finishing or going does.
+gets a fresh one. A later edit of the limit annotations (the autoscaler resizing the pod in
+place) changes the live region's limits; a broken edit never takes a running pod's region away
+and leaves its limits as they were; only the pod finishing or going removes the region.
 """
 
 from __future__ import annotations
@@ -55,6 +56,24 @@ class PodWorker:
     @property
     def name(self) -> str:
         return pod_worker_name(self.namespace, self.pod)
+
+    @property
+    def limits(self) -> Limits:
+        return Limits.of(self.spec)
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """What a region grants per GPU."""
+
+    tflops_request_milli: int
+    tflops_limit_milli: int
+    vram_request_bytes: int
+    vram_limit_bytes: int
+
+    @classmethod
+    def of(cls, spec: WorkerSpec) -> Limits:
+        return cls(spec.tflops_request_milli, spec.tflops_limit_milli, spec.booked_vram_bytes, spec.vram_limit_bytes)
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,14 +223,23 @@ def _tenant_uid(spec: Mapping[str, Any], containers: Sequence[Mapping[str, Any]]
 class Plan:
     remove: tuple[str, ...]  # pod worker names, removed before anything is created
     create: tuple[PodWorker, ...]
+    resize: tuple[PodWorker, ...] = ()  # live regions whose pod's limits changed
 
 
-def plan(current: Mapping[str, str], decisions: Iterable[Decision], *, complete: bool) -> Plan:
-    """What to change. `current`: pod worker name -> the pod uid its region was made for.
+def plan(
+    current: Mapping[str, str],
+    decisions: Iterable[Decision],
+    *,
+    complete: bool,
+    granted: Mapping[str, Limits] | None = None,
+) -> Plan:
+    """What to change. `current`: pod worker name -> the pod uid its region was made for;
+    `granted`: pod worker name -> the limits its region has now (absent: never resized).
     `complete`: the decisions cover every pod there is (a listing), so regions of pods not
     among them are removed; otherwise only the decided pods are touched."""
     remove: list[str] = []
     create: list[PodWorker] = []
+    resize: list[PodWorker] = []
     decided: set[str] = set()
     for decision in decisions:
         name = decision.name
@@ -220,11 +248,13 @@ def plan(current: Mapping[str, str], decisions: Iterable[Decision], *, complete:
         if had is not None and had == decision.uid:
             if isinstance(decision, NoWorker) and not decision.event:
                 remove.append(name)  # finished, unlabelled or moved: its region goes
-            continue  # made for this pod already (limits are fixed at creation)
+            elif isinstance(decision, PodWorker) and granted and granted.get(name, decision.limits) != decision.limits:
+                resize.append(decision)  # the limit annotations changed: resize in place
+            continue  # made for this pod already
         if had is not None:
             remove.append(name)  # the region of an earlier pod of that name
         if isinstance(decision, PodWorker):
             create.append(decision)
     if complete:
         remove += sorted(name for name in current if name not in decided)
-    return Plan(tuple(dict.fromkeys(remove)), tuple(create))
+    return Plan(tuple(dict.fromkeys(remove)), tuple(create), tuple(resize))

@@ -39,6 +39,9 @@ WORKLOAD_PROFILE: Final = PREFIX + "workload-profile"
 INJECT_CONTAINER: Final = PREFIX + "inject-container"
 DEDICATED_GPU: Final = PREFIX + "dedicated-gpu"
 ENABLED_REPLICAS: Final = PREFIX + "enabled-replicas"
+# Vertical autoscaling of the pod's workload (read by the controller's autoscaler).
+AUTOSCALE: Final = PREFIX + "autoscale"
+AUTOSCALE_TARGET: Final = PREFIX + "autoscale-target"
 # Annotations the system writes when it places a pod.
 GPU_IDS: Final = PREFIX + "gpu-ids"
 INDEX: Final = PREFIX + "index"
@@ -52,7 +55,9 @@ USER_ANNOTATIONS: Final = (
     WORKLOAD_PROFILE, INJECT_CONTAINER, DEDICATED_GPU, ENABLED_REPLICAS,
 )  # fmt: skip
 SYSTEM_ANNOTATIONS: Final = (GPU_IDS, INDEX)
-KNOWN_ANNOTATIONS: Final = frozenset((*USER_ANNOTATIONS, *SYSTEM_ANNOTATIONS, ADMISSION, CANARY_TICKET))
+KNOWN_ANNOTATIONS: Final = frozenset(
+    (*USER_ANNOTATIONS, *SYSTEM_ANNOTATIONS, ADMISSION, CANARY_TICKET, AUTOSCALE, AUTOSCALE_TARGET)
+)
 KNOWN_LABELS: Final = frozenset((LABEL_ENABLED, LABEL_WORKLOAD))
 
 QoS = Literal["low", "medium", "high", "critical"]

@@ -8,6 +8,7 @@ from typing import Annotated, Final, Literal
 
 import msgspec
 
+from tfcore.model.autoscaling import AutoScalingConfig, VerticalScalingRule
 from tfcore.model.meta import (
     Condition,
     Duration,
@@ -40,7 +41,7 @@ class WorkloadProfileSpec(Model):
     gpu_model: str | None = msgspec.field(default=None, name="gpuModel")
     gpu_indices: list[Annotated[int, msgspec.Meta(ge=0)]] | None = msgspec.field(default=None, name="gpuIndices")
     vendor: str | None = None
-    auto_scaling_config: FreeForm | None = None
+    auto_scaling_config: AutoScalingConfig | None = None
     node_affinity: FreeForm | None = None
     worker_pod_template: FreeForm | None = None
 
@@ -71,6 +72,13 @@ class TensorFusionWorkloadStatus(Model):
     worker_count: Annotated[int, msgspec.Meta(ge=0)] | None = None
     ready_workers: Annotated[int, msgspec.Meta(ge=0)] | None = None
     pod_template_hash: str | None = None
+    # Autoscaling: what the recommenders say, what was last applied and when, the open cron
+    # rule, and the resources before the first change (the base of the ratio clamps).
+    recommendation: GPUResourceRequirements | None = None
+    applied_recommendation: GPUResourceRequirements | None = None
+    last_applied_time: str | None = None
+    active_cron_scaling_rule: str | None = None
+    original_resources: GPUResourceRequirements | None = None
 
 
 class TensorFusionWorkload(Model):
@@ -189,6 +197,7 @@ class SchedulingConfigTemplateSpec(Model):
 
     placement: PlacementConfig | None = None
     auto_scaling: FreeForm | None = None
+    vertical_scaling_rules: list[VerticalScalingRule] | None = None
     re_balancer: ReBalancerConfig | None = None
     hypervisor: FreeForm | None = None
 

@@ -43,3 +43,13 @@ def ready_condition(obj: Mapping[str, Any], status: str, reason: str, message: s
     previous = (obj.get("status") or {}).get("conditions")
     generation = metadata.get("generation")
     return condition("Ready", status, reason, message, now=now, generation=generation, previous=previous)
+
+
+def conditions_with_ready(
+    obj: Mapping[str, Any], status: str, reason: str, message: str, *, now: str
+) -> list[dict[str, Any]]:
+    """`obj`'s next conditions: a fresh Ready, and every other type kept as other writers left it
+    (the autoscaler's ResourceUpdate, the rollout's HypervisorRolloutPaused)."""
+    previous = (obj.get("status") or {}).get("conditions") or ()
+    others = [dict(c) for c in previous if isinstance(c, Mapping) and c.get("type") != "Ready"]
+    return [ready_condition(obj, status, reason, message, now=now), *others]

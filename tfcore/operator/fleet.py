@@ -18,7 +18,7 @@ from tfcore.model.codec import decode
 from tfcore.model.node import GPU, GPUNode
 from tfcore.model.pool import GPUPool
 from tfcore.operator.capacity import Totals, node_totals, sells
-from tfcore.operator.conditions import condition, ready_condition, without_times
+from tfcore.operator.conditions import conditions_with_ready, ready_condition, without_times
 from tfcore.operator.objects import (
     API_VERSION,
     LABEL_MANAGED_BY,
@@ -168,7 +168,6 @@ def pool_status(pool: Obj, gpunodes: Iterable[Obj], *, now: str) -> dict[str, An
         totals.add_status(observed)
         gpus += int(observed.get("managedGPUs") or 0)
         ready += observed.get("phase") == "Running"
-    previous = (pool.get("status") or {}).get("conditions")
     generation = meta(pool).get("generation")
     if ready:
         phase, ok, reason, message = "Running", "True", "NodesReady", f"{ready} of {len(members)} node(s) ready"
@@ -176,13 +175,9 @@ def pool_status(pool: Obj, gpunodes: Iterable[Obj], *, now: str) -> dict[str, An
         phase, ok, reason, message = "Pending", "False", "NodesNotReady", f"none of {len(members)} node(s) ready"
     else:
         phase, ok, reason, message = "Pending", "False", "NoNodes", "no node matches the pool's node selector"
-    others = [c for c in previous or () if c.get("type") != "Ready"]  # e.g. HypervisorRolloutPaused
     status: dict[str, Any] = {
         "phase": phase,
-        "conditions": [
-            condition("Ready", ok, reason, message, now=now, generation=generation, previous=previous),
-            *others,
-        ],
+        "conditions": conditions_with_ready(pool, ok, reason, message, now=now),
         "totalNodes": len(members),
         "readyNodes": ready,
         "notReadyNodes": len(members) - ready,

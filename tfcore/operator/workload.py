@@ -14,7 +14,7 @@ from tfcore.model.annotations import LABEL_ENABLED, LABEL_WORKLOAD, parse_pod
 from tfcore.model.codec import to_builtins
 from tfcore.model.errors import ValidationError
 from tfcore.model.meta import GPUResourceRequirements, GPUResources
-from tfcore.operator.conditions import ready_condition
+from tfcore.operator.conditions import conditions_with_ready
 from tfcore.operator.objects import API_VERSION, LABEL_MANAGED_BY, MANAGER, Obj, deleting, labels_of, meta, name_of
 
 WorkloadKey = tuple[str, str]  # namespace, name
@@ -102,7 +102,7 @@ def workload_status(workload: Obj, pods: Iterable[Obj], *, now: str) -> dict[str
         phase, ok, reason, message = "Pending", "False", "WorkersNotReady", f"{len(ready)} of {target} worker(s) ready"
     status: dict[str, Any] = {
         "phase": phase,
-        "conditions": [ready_condition(workload, ok, reason, message, now=now)],
+        "conditions": conditions_with_ready(workload, ok, reason, message, now=now),
         "workerCount": len(live),
         "readyWorkers": len(ready),
     }

@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -20,6 +20,7 @@ from typing import Any
 import aiohttp
 
 from tfcore.alerts.duration import format_duration
+from tfcore.config import env as environment
 from tfcore.metrics.lineproto import Point, encode_lines
 from tfcore.metrics.store import GREPTIME, Dialect, QueryFailed, QueryResult, Rejected, StoreUnavailable, WriteResult
 from tfcore.metrics.tables import TABLES, TIME_COLUMN, FieldType, Table
@@ -192,3 +193,18 @@ def _value(value: Any, kind: str) -> Any:
         per_second = _TIME_UNITS.get(kind.removeprefix("Timestamp"), 1_000)
         return datetime.fromtimestamp(value / per_second, UTC)
     return value
+
+
+def greptime_from_env(env: Mapping[str, str]) -> GreptimeSettings | None:
+    """The chart's TF_GREPTIME_* variables; None without TF_GREPTIME_HOST (use the embedded store)."""
+    host = environment.GREPTIME_HOST.read(env).strip()
+    if not host:
+        return None
+    return GreptimeSettings(
+        host=host,
+        port=environment.GREPTIME_PORT.read(env),
+        user=environment.GREPTIME_USER.read(env),
+        password=environment.GREPTIME_PASSWORD.read(env),
+        db=environment.GREPTIME_DB.read(env).strip(),
+        is_cloud=environment.GREPTIME_IS_CLOUD.read(env),
+    )

@@ -28,14 +28,13 @@ from daemons.controller.observability import (
     Observability,
     ObservabilityCollector,
     default_store_path,
-    greptime_from_env,
     sample_points,
 )
 from tests.daemons.controller.helpers import FAST, Cluster, spec_cluster, wait_for
 from tests.kubeapi.emulator import KubeEmulator
 from tests.unit.metrics.test_greptime_store import FakeGreptime
 from tfcore.model.errors import ValidationError
-from tfcore.web.greptime import GreptimeStore
+from tfcore.web.greptime import GreptimeStore, greptime_from_env
 
 POOL = "tensor-fusion-cluster-shared"
 POOL_RULE = """
@@ -348,7 +347,7 @@ async def test_unwritable_embedded_store_does_not_stop_reconciliation(
     async with running(kube, options) as daemon:
         await converged_pool(Cluster(kube))
         assert daemon.observability is not None
-        assert not daemon.observability.store_ready
+        assert not daemon.observability.store_opened.is_set()
 
 
 def test_samples_carry_allocation_percents() -> None:

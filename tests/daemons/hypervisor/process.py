@@ -24,8 +24,9 @@ UUID1 = "GPU-5153494d-0000-4000-8000-000000000001"
 class Hypervisor:
     """One `tensor-fusion hypervisor` process reporting as NODE to the emulator."""
 
-    def __init__(self, root: Path, kube: KubeEmulator, *options: str) -> None:
+    def __init__(self, root: Path, kube: KubeEmulator, *options: str, env: dict[str, str] | None = None) -> None:
         self.root = root
+        self.extra_env = env or {}
         self.state_dir = root / "state"
         self.options = options
         self.kubeconfig = root / "kubeconfig"
@@ -40,6 +41,7 @@ class Hypervisor:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("TF_", "LD_", "CUDA_", "KUBERNETES_"))}
         env.pop("NODE_NAME", None)
         env.update(TF_SIM_GPU_COUNT="2", TF_SIM_STATE=str(self.root / "sim.state"), TF_STATE_DIR=str(self.state_dir))
+        env.update(self.extra_env)
         command = [sys.executable, "-m", "daemons.cli", "hypervisor", "--simulate", "--port", "0"]
         command += ["--node-name", NODE, "--kubeconfig", str(self.kubeconfig), "--report-interval", "0.2"]
         with self.log.open("a") as log:

@@ -233,3 +233,50 @@ async def test_a_restart_keeps_running_pods_regions_and_drops_those_deleted_mean
             assert "re-adopted worker default/keep-0" in second.log.read_text()
         finally:
             holder.kill()
+
+
+async def _limits(region: Path) -> tuple[int, int]:
+    with Region.open(region) as opened:
+        device = opened.devices()[0]
+        return device.vram_limit_bytes, device.tflops_request_milli
+
+
+async def test_changed_limit_annotations_resize_a_running_pods_region_in_place(
+    kube: KubeEmulator, hypervisors: list[Hypervisor], tmp_path: Path, vram: Path
+) -> None:
+    """The autoscaler's in-place resize: lowering the VRAM limit below what the pod holds stops
+    its new allocations and frees nothing; raising it lets them through; compute follows."""
+    core = client.CoreV1Api(kube.api_client())
+    hypervisor = Hypervisor(tmp_path, kube)
+    hypervisors.append(hypervisor)
+    await hypervisor.start()
+    await core.create_namespaced_pod("default", tf_pod("serve-0"))
+    region = region_of(hypervisor, "serve-0")
+    await eventually(lambda: present(region), bool)
+    inode = region.stat().st_ino
+    env = shim_env(hypervisor, region)
+    with subprocess.Popen([str(vram), "hold", "700", "60"], env=env, stdout=subprocess.PIPE, text=True) as holder:
+        try:
+            assert holder.stdout is not None
+            assert holder.stdout.readline().strip() == "hold=0"
+            annotations = {"tensor-fusion.ai/vram-limit": "512Mi", "tensor-fusion.ai/tflops-request": "50"}
+            await core.patch_namespaced_pod("serve-0", "default", {"metadata": {"annotations": annotations}})
+            await eventually(lambda: _limits(region), lambda got: got == (512 * MIB, 50_000))
+            alloc = [str(vram), "family", "alloc", "100"]
+            denied = subprocess.run(alloc, env=env, capture_output=True, text=True, check=False)
+            assert parse_kv(denied.stdout)["result"] == "2,2,0,2,0", denied.stdout + denied.stderr
+            with Region.open(region) as opened:
+                assert opened.devices()[0].vram_used_bytes == 700 * MIB  # nothing freed
+            assert holder.poll() is None  # and the holder still runs
+            assert region.stat().st_ino == inode  # the same region, resized
+            assert record(region)["vram_bytes"] == 512 * MIB  # a restart keeps the new limits
+            devices = (await hypervisor.call("GET", "/api/v1/devices"))[1]["devices"]
+            assert devices[0]["allocated"]["tflops_request_milli"] == 50_000
+
+            raised = {"tensor-fusion.ai/vram-limit": "2Gi"}
+            await core.patch_namespaced_pod("serve-0", "default", {"metadata": {"annotations": raised}})
+            await eventually(lambda: _limits(region), lambda got: got[0] == 2 * GIB)
+            allowed = subprocess.run(alloc, env=env, capture_output=True, text=True, check=False)
+            assert parse_kv(allowed.stdout)["result"] == "0,0,0,0,0", allowed.stdout + allowed.stderr
+        finally:
+            holder.kill()

@@ -7,10 +7,11 @@ from typing import Any
 
 import pytest
 
-from tests.unit.admission.pods import cluster, owner_ref, review, tf_pod
+from tests.unit.admission.pods import CLUSTER, PROFILE, cluster, owner_ref, review, tf_pod
 from tests.unit.model.test_annotations import BAD
 from tfcore.admission import ClusterDefaults, InjectionConfig, Verdict, admit_review
 from tfcore.admission import canary as canary_keys
+from tfcore.admission.defaults import cluster_defaults
 from tfcore.admission.inject import INIT_CONTAINER, REGION_VOLUME, SHIM_VOLUME
 from tfcore.admission.patch import apply_patch
 from tfcore.model import annotations as ann
@@ -355,3 +356,25 @@ def test_an_init_container_asking_more_gpus_counts() -> None:
     pod = native_gpu_pod(None)
     pod["spec"]["initContainers"] = [{"name": "warm", "resources": {"requests": {"nvidia.com/gpu": "2"}}}]
     assert admit_review(review(pod), cluster(), ROUTING).patch
+
+
+def test_a_new_worker_of_an_autoscaled_workload_starts_at_the_applied_recommendation() -> None:
+    workload = {
+        "metadata": {"name": "llm", "namespace": "default"},
+        "status": {
+            "appliedRecommendation": {
+                "requests": {"tflops": "3500m", "vram": "1800Mi"},
+                "limits": {"tflops": "40", "vram": "2Gi"},
+            }
+        },
+    }
+    defaults, skipped = cluster_defaults([CLUSTER], [], [PROFILE], [workload])
+    assert skipped == []
+    pod = tf_pod({ann.TFLOPS_REQUEST: "20", ann.VRAM_LIMIT: "4Gi"}, labels={ann.LABEL_WORKLOAD: "llm"})
+    annotations = mutated(pod, defaults)["metadata"]["annotations"]
+    assert (annotations[ann.TFLOPS_REQUEST], annotations[ann.TFLOPS_LIMIT]) == ("3500m", "40")
+    assert (annotations[ann.VRAM_REQUEST], annotations[ann.VRAM_LIMIT]) == ("1800Mi", "2Gi")
+    other = tf_pod({ann.TFLOPS_REQUEST: "20", ann.VRAM_LIMIT: "4Gi"}, labels={ann.LABEL_WORKLOAD: "web"})
+    assert mutated(other, defaults)["metadata"]["annotations"][ann.TFLOPS_REQUEST] == "20"
+    bad = {**workload, "status": {"appliedRecommendation": {"requests": {"tflops": "x"}}}}
+    assert cluster_defaults([CLUSTER], [], [PROFILE], [bad])[1]  # reported, not applied

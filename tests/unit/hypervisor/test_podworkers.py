@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tfcore.hypervisor.podworkers import (
+    Limits,
     NodeGPU,
     NoWorker,
     PodWorker,
@@ -248,3 +249,19 @@ def test_a_listing_removes_regions_of_pods_that_are_gone_an_event_does_not() -> 
     assert plan(current, [_wanted()], complete=True).remove == ("ml/gone",)
     assert plan(current, [_wanted()], complete=False).remove == ()
     assert plan(current, [], complete=True).remove == ("ml/gone", "ml/train-0")
+
+
+def test_changed_limit_annotations_resize_the_live_region_in_place() -> None:
+    wanted = _wanted()
+    granted = {"ml/train-0": wanted.limits}
+    unchanged = plan({"ml/train-0": "uid-1"}, [wanted], complete=True, granted=granted)
+    assert (unchanged.remove, unchanged.create, unchanged.resize) == ((), (), ())
+    spec = wanted.spec
+    smaller = Limits(spec.tflops_request_milli * 2, spec.tflops_limit_milli * 2, 1, spec.vram_limit_bytes * 2)
+    resized = plan({"ml/train-0": "uid-1"}, [wanted], complete=True, granted={"ml/train-0": smaller})
+    assert (resized.remove, resized.create, resized.resize) == ((), (), (wanted,))
+    # A broken edit keeps the region and its limits; a successor pod gets a fresh region, not a resize.
+    broken = decide(tf_pod({"tensor-fusion.ai/vram-limit": "x"}), NODE, GPUS)
+    assert plan({"ml/train-0": "uid-1"}, [broken], complete=True, granted={"ml/train-0": smaller}).resize == ()
+    successor = plan({"ml/train-0": "uid-0"}, [wanted], complete=True, granted={"ml/train-0": smaller})
+    assert (successor.remove, successor.create, successor.resize) == (("ml/train-0",), (wanted,), ())

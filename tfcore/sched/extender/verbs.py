@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from itertools import repeat
 from typing import Any, Final, cast
 
-from tfcore.admission.inject import SCHEDULER_NAME, pod_nvidia_gpus
 from tfcore.model.errors import ValidationError
+from tfcore.model.pods import SCHEDULER_NAME, pod_nvidia_gpus
 from tfcore.sched.allocator import Allocator
 from tfcore.sched.extender.cache import DecisionCache, ShapeDecisions, host_priority_json, in_order, rejection_reason
 from tfcore.sched.extender.memo import PriorityView, ReplyMemo
