@@ -11,9 +11,9 @@ fields; `ApiResource`/`resource_for` build API paths from tfcore.model.kinds.
 from tfcore.k8s.client import KubeClient, connect, request_json
 from tfcore.k8s.errors import ApiError, Conflict, Gone, KubeError, NotFound
 from tfcore.k8s.informer import Event, Informer, Resource
-from tfcore.k8s.objects import Meta, Obj, OwnerRef, key_of, split_key
 from tfcore.k8s.resources import ApiResource, resource_for
 from tfcore.k8s.store import Change, Informers, Store
+from tfcore.model.view import Meta, Obj, OwnerRef, key_of, split_key
 
 __all__ = [
     "ApiError",

@@ -24,7 +24,7 @@ from typing import Any
 
 from tfcore.k8s.client import KubeClient
 from tfcore.k8s.informer import Event, EventType, Informer, Resource
-from tfcore.k8s.objects import Meta, key_of
+from tfcore.model.view import Meta, key_of
 
 Raw = dict[str, Any]
 

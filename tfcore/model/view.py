@@ -3,6 +3,9 @@
 The dict stays the single representation (it is what the API sends, what the store holds and
 what the pure operator logic reads); `Obj` and `Meta` only name the fields, so callers stop
 re-typing `obj.get("metadata") or {}` and stop disagreeing on how a key is spelled.
+
+Pure (in tfcore.model) so the pure packages can read objects this way too; tfcore.k8s
+re-exports it next to the store that holds the objects.
 """
 
 from __future__ import annotations
