@@ -96,7 +96,7 @@ async def test_a_running_pod_is_resized_in_place_from_its_usage(
     core = client.CoreV1Api(kube.api_client())
     task = None
     try:
-        await core.create_namespaced_pod("default", _pod())
+        await core.create_namespaced_pod("default", _pod())  # type: ignore[arg-type]  # the client takes plain dicts
         region = region_of(hypervisor, "llm-0")
         await eventually(lambda: present(region), bool)
         env = shim_env(hypervisor, region)

@@ -120,8 +120,8 @@ def cubin(kernels: list[str], objects: dict[str, bytes]) -> bytes:
     shoff = pos
     sections = [bytes(64)]
     specs = [(1, 3, 0, 0), (11, 3, 0, 0), (19, 2, 2, 24), (27, 1, 0, 0), (43, 1, 0, 0)]  # name, type, link, entsize
-    for (name, kind, link, entsize), off, body in zip(specs, offsets, bodies, strict=True):
-        sections.append(struct.pack("<IIQQQQIIQQ", name, kind, 0, 0, off, len(body), link, 0, 8, entsize))
+    for (name_offset, kind, link, entsize), off, body in zip(specs, offsets, bodies, strict=True):
+        sections.append(struct.pack("<IIQQQQIIQQ", name_offset, kind, 0, 0, off, len(body), link, 0, 8, entsize))
     header = b"\x7fELF\x02\x01\x01\x41" + bytes(8)
     header += struct.pack("<HHIQQQIHHHHHH", 2, 190, 1, 0, 0, shoff, 0, 64, 0, 0, 64, len(sections), 1)
     return header + b"".join(bodies) + b"".join(sections)
