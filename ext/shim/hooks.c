@@ -221,7 +221,27 @@ CUresult cuMemCreate(CUmemGenericAllocationHandle *handle, size_t size, const CU
     int admitted = active == TF_ADMIT_OK ? tf_admit(dev, size) : TF_ADMIT_DENY;
     if (admitted == TF_ADMIT_DENY) return CUDA_ERROR_OUT_OF_MEMORY;
     CUresult rc = real(handle, size, prop, flags);
-    return finish(rc, admitted, TF_ALLOC_VMM, rc == CUDA_SUCCESS ? *handle : 0, size, dev);
+    if (admitted != TF_ADMIT_OK) return rc;
+    if (rc == CUDA_SUCCESS)
+        tf_vmm_created(*handle, size, dev);
+    else
+        tf_admit_undo(dev, size);
+    return rc;
+}
+
+CUresult cuMemMap(CUdeviceptr ptr, size_t size, size_t offset, CUmemGenericAllocationHandle handle,
+                  unsigned long long flags) {
+    REAL_OR_FAIL(cuMemMap);
+    CUresult rc = real(ptr, size, offset, handle, flags);
+    if (rc == CUDA_SUCCESS && tf_region_active() == TF_ADMIT_OK) tf_vmm_mapped(ptr, size, handle);
+    return rc;
+}
+
+CUresult cuMemUnmap(CUdeviceptr ptr, size_t size) {
+    REAL_OR_FAIL(cuMemUnmap);
+    CUresult rc = real(ptr, size);
+    if (rc == CUDA_SUCCESS && tf_region_active() == TF_ADMIT_OK) tf_vmm_unmapped(ptr, size);
+    return rc;
 }
 
 CUresult cuArrayCreate_v2(CUarray *array, const CUDA_ARRAY_DESCRIPTOR *d) {
@@ -307,9 +327,13 @@ CUresult cuMemFreeAsync_ptsz(CUdeviceptr dptr, CUstream stream) {
     FREE_BODY(TF_ALLOC_PTR, dptr, real(dptr, stream));
 }
 
+/* Returned at release only when nothing maps it any more; else at the last unmap. */
 CUresult cuMemRelease(CUmemGenericAllocationHandle handle) {
     REAL_OR_FAIL(cuMemRelease);
-    FREE_BODY(TF_ALLOC_VMM, handle, real(handle));
+    int ours = __atomic_load_n(tf_region_loaded_flag, __ATOMIC_ACQUIRE) && tf_vmm_release_mark(handle);
+    CUresult rc = real(handle);
+    if (ours) tf_vmm_release_done(handle, rc == CUDA_SUCCESS);
+    return rc;
 }
 
 CUresult cuArrayDestroy(CUarray array) {

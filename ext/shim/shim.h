@@ -105,6 +105,13 @@ int tf_lookup(int kind, uint64_t key, uint64_t *bytes);
 uint64_t tf_region_limit(int dev);
 uint64_t tf_region_used(int dev);
 
+/* ---- VMM lifetimes (vmm.c): charged from cuMemCreate until released and unmapped ---- */
+void tf_vmm_created(uint64_t handle, uint64_t bytes, int dev);
+void tf_vmm_mapped(uint64_t ptr, uint64_t size, uint64_t handle);
+void tf_vmm_unmapped(uint64_t ptr, uint64_t size);
+int tf_vmm_release_mark(uint64_t handle);
+void tf_vmm_release_done(uint64_t handle, int succeeded);
+
 /* ---- compute admission (compute.c; the bucket itself is tf/compute.h) ---- */
 
 enum { TF_LAUNCH_PASS = 0, TF_LAUNCH_ONE_DEVICE = 1, TF_LAUNCH_MANY_DEVICES = 2 };

@@ -25,6 +25,9 @@ typedef struct record {
     int kind;
     int physical;     /* device charged, -1 for none */
     int fd;           /* K_PHYS: memfd backing it */
+    uint64_t handle;  /* K_MAPPED: the physical allocation mapped there */
+    int maps;         /* K_PHYS: live mappings of it */
+    int released;     /* K_PHYS: cuMemRelease was called; it lives on while mapped */
 } record;
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER; /* process-local only */
@@ -53,7 +56,7 @@ static int take_record(uint64_t key, int kind, record *out) {
     int found = 0;
     pthread_mutex_lock(&lock);
     for (size_t i = count; i-- > 0;)
-        if (records[i].key == key && records[i].kind == kind) {
+        if (records[i].key == key && records[i].kind == kind && !records[i].released) {
             *out = records[i];
             records[i] = records[--count];
             found = 1;
@@ -67,7 +70,7 @@ static int find_record(uint64_t key, int kind, record *out) {
     int found = 0;
     pthread_mutex_lock(&lock);
     for (size_t i = 0; i < count && !found; i++)
-        if (records[i].key == key && records[i].kind == kind) {
+        if (records[i].key == key && records[i].kind == kind && !records[i].released) {
             *out = records[i];
             found = 1;
         }
@@ -131,7 +134,7 @@ static CUresult alloc(CUdeviceptr *dptr, uint64_t size, int kind) {
     if (dptr == NULL || size == 0) return CUDA_ERROR_INVALID_VALUE;
     if (!tf_sim_charge(c->physical, size)) return CUDA_ERROR_OUT_OF_MEMORY;
     void *p = map_bytes(size);
-    if (p == NULL || !add_record((record){(uint64_t)(uintptr_t)p, size, kind, c->physical, -1})) {
+    if (p == NULL || !add_record((record){(uint64_t)(uintptr_t)p, size, kind, c->physical, -1, 0, 0, 0})) {
         if (p != NULL) unmap_bytes(p, size);
         tf_sim_uncharge(c->physical, size);
         return CUDA_ERROR_OUT_OF_MEMORY;
@@ -247,7 +250,7 @@ TF_SIM_API CUresult cuMemHostAlloc(void **pp, size_t size, unsigned int flags) {
     if (rc != CUDA_SUCCESS) return rc;
     if (pp == NULL || size == 0) return CUDA_ERROR_INVALID_VALUE;
     void *p = map_bytes(size);
-    if (p == NULL || !add_record((record){(uint64_t)(uintptr_t)p, size, K_HOST, -1, -1})) {
+    if (p == NULL || !add_record((record){(uint64_t)(uintptr_t)p, size, K_HOST, -1, -1, 0, 0, 0})) {
         if (p != NULL) unmap_bytes(p, size);
         return CUDA_ERROR_OUT_OF_MEMORY;
     }
@@ -298,7 +301,7 @@ TF_SIM_API CUresult cuMemCreate(CUmemGenericAllocationHandle *handle, size_t siz
     }
     /* The handle is the memfd number plus one: unique while the handle lives, never 0. */
     uint64_t key = (uint64_t)fd + 1;
-    if (!add_record((record){key, size, K_PHYS, physical, fd})) {
+    if (!add_record((record){key, size, K_PHYS, physical, fd, 0, 0, 0})) {
         close(fd);
         tf_sim_uncharge(physical, size);
         return CUDA_ERROR_OUT_OF_MEMORY;
@@ -307,14 +310,42 @@ TF_SIM_API CUresult cuMemCreate(CUmemGenericAllocationHandle *handle, size_t siz
     return CUDA_SUCCESS;
 }
 
+/* Physical memory lives until it is released AND its last mapping is gone, in either order,
+ * as on the real driver: a released handle that is still mapped stays charged (and its memfd
+ * open, so its handle number cannot be handed out again meanwhile). */
+static void phys_free(const record *r) {
+    close(r->fd);
+    tf_sim_uncharge(r->physical, r->size);
+}
+
+/* Adjusts the mapping count of physical allocation handle (delta +1/-1) or marks it released
+ * (delta 0); frees it when both are done.  0 when there is no such live allocation. */
+static int phys_update(uint64_t handle, int delta) {
+    record gone;
+    int found = 0, free_it = 0;
+    pthread_mutex_lock(&lock);
+    for (size_t i = 0; i < count && !found; i++) {
+        record *r = &records[i];
+        if (r->key != handle || r->kind != K_PHYS) continue;
+        if (delta == 0 && r->released) continue; /* released twice: not a live handle */
+        found = 1;
+        if (delta == 0) r->released = 1;
+        r->maps += delta;
+        if (r->released && r->maps <= 0) {
+            gone = *r;
+            records[i] = records[--count];
+            free_it = 1;
+        }
+    }
+    pthread_mutex_unlock(&lock);
+    if (free_it) phys_free(&gone);
+    return found;
+}
+
 TF_SIM_API CUresult cuMemRelease(CUmemGenericAllocationHandle handle) {
     CUresult rc = tf_need_init();
     if (rc != CUDA_SUCCESS) return rc;
-    record r;
-    if (!take_record(handle, K_PHYS, &r)) return CUDA_ERROR_INVALID_VALUE;
-    close(r.fd); /* existing mappings keep the pages, as the driver keeps mapped memory */
-    tf_sim_uncharge(r.physical, r.size);
-    return CUDA_SUCCESS;
+    return phys_update(handle, 0) ? CUDA_SUCCESS : CUDA_ERROR_INVALID_VALUE;
 }
 
 TF_SIM_API CUresult cuMemAddressReserve(CUdeviceptr *ptr, size_t size, size_t alignment, CUdeviceptr addr,
@@ -326,7 +357,7 @@ TF_SIM_API CUresult cuMemAddressReserve(CUdeviceptr *ptr, size_t size, size_t al
     if (ptr == NULL || size == 0 || size % TF_SIM_GRANULARITY != 0) return CUDA_ERROR_INVALID_VALUE;
     void *p = mmap((void *)(uintptr_t)addr, size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (p == MAP_FAILED) return CUDA_ERROR_OUT_OF_MEMORY;
-    if (!add_record((record){(uint64_t)(uintptr_t)p, size, K_RESERVE, -1, -1})) {
+    if (!add_record((record){(uint64_t)(uintptr_t)p, size, K_RESERVE, -1, -1, 0, 0, 0})) {
         munmap(p, size);
         return CUDA_ERROR_OUT_OF_MEMORY;
     }
@@ -352,7 +383,8 @@ TF_SIM_API CUresult cuMemMap(CUdeviceptr ptr, size_t size, size_t offset, CUmemG
         return CUDA_ERROR_INVALID_VALUE;
     void *p = mmap((void *)(uintptr_t)ptr, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, phys.fd, (off_t)offset);
     if (p == MAP_FAILED) return CUDA_ERROR_INVALID_VALUE;
-    if (!add_record((record){ptr, size, K_MAPPED, -1, -1})) return CUDA_ERROR_OUT_OF_MEMORY;
+    if (!add_record((record){ptr, size, K_MAPPED, -1, -1, handle, 0, 0})) return CUDA_ERROR_OUT_OF_MEMORY;
+    phys_update(handle, +1);
     return CUDA_SUCCESS;
 }
 
@@ -363,6 +395,7 @@ TF_SIM_API CUresult cuMemUnmap(CUdeviceptr ptr, size_t size) {
     if (!take_record(ptr, K_MAPPED, &r) || r.size != size) return CUDA_ERROR_INVALID_VALUE;
     /* Back to a reserved, inaccessible range. */
     mmap((void *)(uintptr_t)ptr, size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
+    phys_update(r.handle, -1);
     return CUDA_SUCCESS;
 }
 
@@ -382,7 +415,7 @@ static CUresult array_create(void **handle, uint64_t bytes, int kind) {
     if (handle == NULL || bytes == 0) return CUDA_ERROR_INVALID_VALUE;
     if (!tf_sim_charge(c->physical, bytes)) return CUDA_ERROR_OUT_OF_MEMORY;
     void *h = malloc(16);
-    if (h == NULL || !add_record((record){(uint64_t)(uintptr_t)h, bytes, kind, c->physical, -1})) {
+    if (h == NULL || !add_record((record){(uint64_t)(uintptr_t)h, bytes, kind, c->physical, -1, 0, 0, 0})) {
         free(h);
         tf_sim_uncharge(c->physical, bytes);
         return CUDA_ERROR_OUT_OF_MEMORY;

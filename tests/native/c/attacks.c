@@ -1,0 +1,131 @@
+/* Attacks on a worker's VRAM limit, written as a tenant would: each command tries one route
+ * past the limit and prints what it got.  Usage: attacks COMMAND MIB (see main).
+ * Run under the shim with a region; the tests assert the limit holds. */
+#include <signal.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "driver.h"
+
+#define MIB (1ULL << 20)
+
+FN(cuMemCreate, CUresult, (CUmemGenericAllocationHandle *, size_t, const CUmemAllocationProp *, unsigned long long));
+FN(cuMemRelease, CUresult, (CUmemGenericAllocationHandle));
+FN(cuMemAddressReserve, CUresult, (CUdeviceptr *, size_t, size_t, CUdeviceptr, unsigned long long));
+FN(cuMemAddressFree, CUresult, (CUdeviceptr, size_t));
+FN(cuMemMap, CUresult, (CUdeviceptr, size_t, size_t, CUmemGenericAllocationHandle, unsigned long long));
+FN(cuMemUnmap, CUresult, (CUdeviceptr, size_t));
+FN(cuMemcpyHtoD, CUresult, (CUdeviceptr, const void *, size_t));
+
+static void print_info(const char *key) {
+    size_t free_bytes = 0, total = 0;
+    CUresult rc = cuMemGetInfo(&free_bytes, &total);
+    printf("%s=rc:%d,free:%zu,total:%zu\n", key, rc, free_bytes, total);
+}
+
+/* VMM as NCCL's allocator does it: create, reserve, map, release the handle (the mapping
+ * keeps the memory), and go again.  Prints how many chunks stayed mapped. */
+static int vmm_keep_mapped(uint64_t mib, int chunks) {
+    LOAD(cuMemCreate);
+    LOAD(cuMemRelease);
+    LOAD(cuMemAddressReserve);
+    LOAD(cuMemAddressFree);
+    LOAD(cuMemMap);
+    LOAD(cuMemUnmap);
+    LOAD(cuMemcpyHtoD);
+    CUmemAllocationProp prop;
+    memset(&prop, 0, sizeof prop);
+    prop.type = CU_MEM_ALLOCATION_TYPE_PINNED;
+    prop.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+    size_t bytes = mib * MIB;
+    CUdeviceptr va[64];
+    int mapped = 0, last_rc = 0;
+    for (int i = 0; i < chunks && i < 64; i++) {
+        CUmemGenericAllocationHandle h;
+        last_rc = cuMemCreate(&h, bytes, &prop, 0);
+        if (last_rc != CUDA_SUCCESS) break;
+        if (cuMemAddressReserve(&va[i], bytes, 0, 0, 0) != CUDA_SUCCESS || cuMemMap(va[i], bytes, 0, h, 0) != CUDA_SUCCESS)
+            return printf("error=map\n"), 1;
+        cuMemRelease(h); /* the mapping keeps the memory alive */
+        char probe = 'x';
+        if (cuMemcpyHtoD(va[i] + bytes - 1, &probe, 1) != CUDA_SUCCESS) return printf("error=unreadable\n"), 1;
+        mapped++;
+    }
+    printf("mapped=%d\nlast_rc=%d\n", mapped, last_rc);
+    print_info("info_mapped");
+    for (int i = 0; i < mapped; i++) {
+        cuMemUnmap(va[i], bytes);
+        cuMemAddressFree(va[i], bytes);
+    }
+    print_info("info_unmapped");
+    return 0;
+}
+
+/* Allocates chunks of mib MiB until refused; prints how many it got. */
+static int count_allocs(uint64_t mib, int limit) {
+    int got = 0;
+    CUdeviceptr p;
+    while (got < limit && cuMemAlloc(&p, mib * MIB) == CUDA_SUCCESS) got++;
+    return got;
+}
+
+static uint64_t exit_mib;
+static void allocate_at_exit(void) {
+    int got = count_allocs(exit_mib, 64);
+    printf("exit_allocs=%d\n", got);
+    print_info("exit_info");
+    fflush(stdout);
+}
+
+int main(int argc, char **argv) {
+    if (argc < 3) return printf("usage: attacks COMMAND MIB\n"), 2;
+    const char *cmd = argv[1];
+    uint64_t mib = strtoull(argv[2], NULL, 10);
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    if (strcmp(cmd, "exit") == 0) {
+        /* Registered before the shim loads its region (it does so on the first call). */
+        exit_mib = mib;
+        atexit(allocate_at_exit);
+    }
+    open_driver(0);
+    if (strcmp(cmd, "vmm") == 0) return vmm_keep_mapped(mib, 16);
+    if (strcmp(cmd, "exit") == 0) {
+        CUdeviceptr p;
+        printf("main_alloc=%d\n", cuMemAlloc(&p, MIB));
+        return 0; /* allocate_at_exit runs during exit */
+    }
+    if (strcmp(cmd, "procs") == 0) {
+        /* Many processes of one worker, each holding mib MiB, then all killed. */
+        int n = argc > 3 ? atoi(argv[3]) : 70;
+        int pipes[2];
+        if (pipe(pipes) != 0) return 2;
+        pid_t kids[256];
+        for (int i = 0; i < n && i < 256; i++) {
+            kids[i] = fork();
+            if (kids[i] == 0) {
+                CUdeviceptr p;
+                char r = cuMemAlloc(&p, mib * MIB) == CUDA_SUCCESS ? 'y' : 'n';
+                if (write(pipes[1], &r, 1) != 1) _exit(1);
+                pause();
+                _exit(0);
+            }
+        }
+        int yes = 0;
+        for (int i = 0; i < n; i++) {
+            char r;
+            if (read(pipes[0], &r, 1) == 1 && r == 'y') yes++;
+        }
+        printf("children_allocated=%d\n", yes);
+        for (int i = 0; i < n; i++) kill(kids[i], SIGKILL);
+        for (int i = 0; i < n; i++) waitpid(kids[i], NULL, 0);
+        return 0;
+    }
+    if (strcmp(cmd, "alloc") == 0) {
+        printf("allocs=%d\n", count_allocs(mib, 64));
+        print_info("info");
+        return 0;
+    }
+    printf("error=unknown command %s\n", cmd);
+    return 2;
+}
