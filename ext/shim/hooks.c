@@ -53,7 +53,8 @@ static void virtualize_current(uint64_t *free_bytes, uint64_t *total) {
     int ok;
     if (tf_region_active() != TF_ADMIT_OK) return;
     int dev = tf_region_current_device(&ok);
-    if (ok) virtual_info(dev, free_bytes, total);
+    if (ok > 0) virtual_info(dev, free_bytes, total);
+    if (ok < 0) *free_bytes = 0; /* device unknown: nothing to offer */
 }
 
 CUresult cuMemGetInfo_v2(size_t *free_bytes, size_t *total) {
@@ -132,6 +133,7 @@ static int admit_current(uint64_t bytes, int *dev) {
     *dev = -1;
     if (active != TF_ADMIT_OK) return active;
     *dev = tf_region_current_device(&ok);
+    if (ok < 0) return TF_ADMIT_DENY; /* helper missing: fail closed (logged once) */
     if (!ok) return TF_ADMIT_PASS; /* no context: the driver answers INVALID_CONTEXT itself */
     return tf_admit(*dev, bytes);
 }

@@ -34,6 +34,7 @@ int tf_launch_mode; /* TF_LAUNCH_*: set before `loaded` is published */
 static int state_fd = -1;
 static int self_slot = -1;
 static int exited; /* atomic: release_at_exit ran; what is freed after it was already returned */
+static void refuse_without_slot(const char *path);
 static int mode;   /* TF_ADMIT_PASS (no region) or TF_ADMIT_OK (enforcing) or TF_ADMIT_DENY (closed) */
 static int loaded; /* atomic: load_region has finished (skips pthread_once on the hot path) */
 int *const tf_region_loaded_flag = &loaded;
@@ -82,9 +83,21 @@ static void after_fork_child(void) {
     clock_gettime(CLOCK_MONOTONIC, &ts);
     self_slot = tf_shm_slot_claim(state, state_fd, (int32_t)getpid(),
                                   (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec, 0);
+    if (self_slot < 0) refuse_without_slot(tf_shim_config_get()->shm_path);
 }
 
-static void release_at_exit(void) {
+/* A process without a slot could hold memory no sweep can give back when it is killed, so it
+ * gets none (tf_admit): the worker's 65th live process is refused device memory, with one line. */
+static void refuse_without_slot(const char *path) {
+    tf_log(TF_LOG_ERROR, "region %s: no free process slot (%d live processes of this worker hold them all): "
+           "device allocations in this process fail", path, TF_SHM_MAX_PROCS);
+}
+
+/* A destructor, not an atexit handler: it runs after every exit handler (the dynamic linker's
+ * finalizers come last), so an allocation in an atexit handler is still counted in the slot
+ * and returned here.  What a later finalizer tries to allocate is refused. */
+__attribute__((destructor)) static void release_at_exit(void) {
+    if (!__atomic_load_n(&loaded, __ATOMIC_ACQUIRE)) return;
     /* A process's memory dies with it: hand its share back to the worker now. */
     __atomic_store_n(&exited, 1, __ATOMIC_RELEASE);
     if (self_slot >= 0) tf_shm_slot_release(state, state_fd, self_slot);
@@ -129,12 +142,9 @@ static void load_region(void) {
         tf_shm_sweep(state, state_fd, 0, NULL);
         self_slot = tf_shm_slot_claim(state, state_fd, (int32_t)getpid(), now, 0);
     }
-    if (self_slot < 0)
-        tf_log(TF_LOG_WARN, "region %s: no free process slot; this process's usage counts for the "
-               "worker but a sweep cannot reclaim it if it dies", c->shm_path);
-    atexit(release_at_exit);
     pthread_atfork(NULL, NULL, after_fork_child);
     mode = TF_ADMIT_OK;
+    if (self_slot < 0) refuse_without_slot(c->shm_path);
     tf_log(TF_LOG_INFO, "region %s: %u device(s), slot %d", c->shm_path, limits->header.device_count, self_slot);
 }
 
@@ -212,8 +222,16 @@ int tf_region_current_device(int *ok) {
         f = (ctx_dev_fn)tf_driver_helper("cuCtxGetDevice");
         __atomic_store_n(&get, f, __ATOMIC_RELEASE);
     }
+    if (f == NULL) {
+        /* Not knowing the device must never mean "unlimited": the caller fails closed. */
+        static int warned;
+        if (!__atomic_exchange_n(&warned, 1, __ATOMIC_ACQ_REL))
+            tf_log(TF_LOG_ERROR, "cannot resolve the driver's cuCtxGetDevice: device allocations fail");
+        *ok = -1;
+        return -1;
+    }
     CUdevice dev;
-    *ok = f != NULL && f(&dev) == CUDA_SUCCESS;
+    *ok = f(&dev) == CUDA_SUCCESS;
     return *ok ? tf_region_device(dev) : -1;
 }
 
@@ -240,11 +258,7 @@ int tf_admit(int dev, uint64_t bytes) {
     if (dev < 0) return TF_ADMIT_DENY;
     /* Counted in this process's slot only: the sweep returns the share of a process that dies
      * holding memory, and no kill can fall between two counters. */
-    if (__atomic_load_n(&exited, __ATOMIC_ACQUIRE)) {
-        /* Exit handlers allocating: checked, not counted (the process's share is gone). */
-        uint64_t limit = tf_region_limit(dev), used = tf_shm_vram_used(state, dev);
-        return limit == 0 || (used <= limit && bytes <= limit - used) ? TF_ADMIT_OK : TF_ADMIT_DENY;
-    }
+    if (__atomic_load_n(&exited, __ATOMIC_ACQUIRE) || self_slot < 0) return TF_ADMIT_DENY; /* share returned */
     if (!tf_shm_reserve(state, self_slot, dev, bytes, tf_region_limit(dev))) {
         tf_log(TF_LOG_DEBUG, "denied %llu bytes on region device %d", (unsigned long long)bytes, dev);
         return TF_ADMIT_DENY;
@@ -253,7 +267,7 @@ int tf_admit(int dev, uint64_t bytes) {
 }
 
 void tf_release(int dev, uint64_t bytes) {
-    if (!__atomic_load_n(&exited, __ATOMIC_ACQUIRE)) tf_shm_unreserve(state, self_slot, dev, bytes);
+    if (!__atomic_load_n(&exited, __ATOMIC_ACQUIRE) && self_slot >= 0) tf_shm_unreserve(state, self_slot, dev, bytes);
 }
 
 void tf_admit_undo(int dev, uint64_t bytes) { tf_release(dev, bytes); }

@@ -79,7 +79,8 @@ int tf_region_active(void);
 
 /* Region device index of a CUDA ordinal (-1: not granted to this worker). */
 int tf_region_device(CUdevice ordinal);
-/* Region device index of the current context's device; -1 with *ok = 0 when no context. */
+/* Region device index of the current context's device; -1 with *ok = 0 when no context, and
+ * with *ok = -1 (logged once) when the driver's cuCtxGetDevice cannot be resolved. */
 int tf_region_current_device(int *ok);
 /* Region device index of an NVML device handle (-1 when not granted or unknown). */
 int tf_region_nvml_device(nvmlDevice_t device);

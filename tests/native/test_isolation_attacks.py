@@ -78,6 +78,6 @@ def test_processes_beyond_the_slots_cannot_escape_the_sweep(
     out = parse_kv(done.stdout)
     assert out.get("children_allocated") == "64", done.stdout + done.stderr  # the 65th and later are refused
     assert "no free process slot" in done.stderr
-    with Region.open(region) as r:
+    with Region.open(region, readonly=False) as r:
         r.sweep()
     assert used(region) == 0  # every SIGKILLed child's share came back
