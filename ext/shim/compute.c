@@ -18,7 +18,12 @@ void tf_launch_admit(uint64_t cost) {
     if (dev < 0 || __atomic_load_n(&tf_compute_limits->devices[dev].compute_rate, __ATOMIC_RELAXED) == 0) return;
     tf_shm_usage *u = &tf_compute_state->usage[dev];
     uint64_t ticket = __atomic_add_fetch(&u->compute_consumed, cost, __ATOMIC_ACQ_REL); /* the one atomic */
-    if (__builtin_expect((int64_t)(ticket - __atomic_load_n(&u->compute_granted, __ATOMIC_ACQUIRE)) > 0, 0))
+    /* Within the tokens granted, and within the hypervisor's ceiling (read-only to the tenant;
+     * 0 = not policed): the state file's granted counter alone is the tenant's to write. */
+    uint64_t ceiling = __atomic_load_n(&tf_compute_limits->devices[dev].compute_ceiling, __ATOMIC_RELAXED);
+    if (__builtin_expect((int64_t)(ticket - __atomic_load_n(&u->compute_granted, __ATOMIC_ACQUIRE)) > 0 ||
+                             (ceiling != 0 && (int64_t)(ticket - ceiling) > 0),
+                         0))
         launch_wait(dev, ticket);
     __atomic_add_fetch(&u->compute_launches, 1, __ATOMIC_RELAXED); /* statistics */
 }
@@ -34,9 +39,14 @@ static void launch_wait(int dev, uint64_t ticket) {
         uint32_t seen = __atomic_load_n(&u->compute_futex, __ATOMIC_ACQUIRE);
         uint64_t rate = __atomic_load_n(&lim->compute_rate, __ATOMIC_ACQUIRE);
         if (rate == 0) break;
-        uint64_t now = tf_compute_now_ns();
-        tf_compute_refill(u, rate, __atomic_load_n(&lim->compute_burst, __ATOMIC_ACQUIRE), now);
-        int64_t deficit = (int64_t)(ticket - __atomic_load_n(&u->compute_granted, __ATOMIC_ACQUIRE));
+        uint64_t now = tf_compute_now_ns(), burst = __atomic_load_n(&lim->compute_burst, __ATOMIC_ACQUIRE);
+        tf_compute_refill(u, rate, burst, now);
+        uint64_t granted = __atomic_load_n(&u->compute_granted, __ATOMIC_ACQUIRE);
+        if (__atomic_load_n(&lim->compute_ceiling, __ATOMIC_ACQUIRE) != 0) {
+            uint64_t allowed = tf_compute_allowed(lim, rate, burst, now); /* past the ceiling: extrapolate */
+            if ((int64_t)(granted - allowed) > 0) granted = allowed;
+        }
+        int64_t deficit = (int64_t)(ticket - granted);
         if (deficit <= 0) break;
         if (start == 0) start = now;
         unsigned __int128 ns = ((unsigned __int128)(uint64_t)deficit * 1000000000u + rate - 1) / rate;

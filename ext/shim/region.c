@@ -11,6 +11,7 @@
  * so that its free, from any thread, returns exactly what it charged.
  */
 #define _GNU_SOURCE
+#include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -42,9 +43,12 @@ static void table_init(void);
 
 /* ---- loading ---- */
 
+static int region_missing; /* the region's file does not exist (as opposed to damaged) */
+
 static void *map_file(const char *path, int writable, uint32_t kind, int *fd_out, const char **why) {
     int fd = open(path, (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC);
     if (fd < 0) {
+        region_missing = errno == ENOENT;
         *why = strerror(errno);
         return NULL;
     }
@@ -127,10 +131,15 @@ static void load_region(void) {
         }
     }
     if (limits == NULL || state == NULL) {
-        mode = c->fail_closed ? TF_ADMIT_DENY : TF_ADMIT_PASS;
+        /* Absent: this may not be a worker after all (TF_SHIM_FAIL decides).  Present but
+         * damaged or unreadable: a tenant can write its state file, so that never means
+         * unlimited; the hypervisor rebuilds it. */
+        int closed = c->fail_closed || !region_missing;
+        mode = closed ? TF_ADMIT_DENY : TF_ADMIT_PASS;
         tf_log(TF_LOG_ERROR, "region %s unusable (%s); %s", which, why,
-               c->fail_closed ? "TF_SHIM_FAIL=closed: device allocations will fail"
-                              : "failing open: VRAM is not limited in this process");
+               !region_missing ? "failing closed: device allocations will fail"
+               : c->fail_closed ? "TF_SHIM_FAIL=closed: device allocations will fail"
+                                : "failing open: VRAM is not limited in this process");
         return;
     }
     struct timespec ts;

@@ -5,14 +5,20 @@ fix (the simulator reproduces the real driver's lifetimes, so the escape was vis
 
 from __future__ import annotations
 
+import mmap
+import struct
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from tfcore.ipc import Region
+from tfcore.ipc import DeviceSpec, Region
 
 from .conftest import make_region, parse_kv, run, sim_env
+from .test_compute import GRID, RATE, finish, launcher, measured_rate, start
+
+__all__ = ["launcher"]  # the fixture, shared with test_compute
 
 MIB = 1 << 20
 LIMIT = 256 * MIB
@@ -81,3 +87,52 @@ def test_processes_beyond_the_slots_cannot_escape_the_sweep(
     with Region.open(region, readonly=False) as r:
         r.sweep()
     assert used(region) == 0  # every SIGKILLed child's share came back
+
+
+GRANTED_OFFSET = 64 + 16  # state file: header, then device 0's usage block: unslotted, consumed, granted
+
+
+def test_rewriting_the_granted_counter_does_not_raise_the_rate(
+    libs: dict[str, Path], launcher: Path, tmp_path: Path
+) -> None:
+    path = tmp_path / "w.shm"
+    with Region.create(path, [DeviceSpec("0", 1 << 30)]) as region:
+        region.set_compute_rate(0, RATE, RATE // 10)
+    stop = threading.Event()
+
+    def hypervisor() -> None:  # the node's tick: police the bucket from the limits file
+        with Region.open(path, readonly=False) as r:
+            while not stop.wait(0.05):
+                r.police_compute(0)
+
+    def tenant() -> None:  # what the tenant can do: its state file is read-write to it
+        with open(path, "r+b") as f, mmap.mmap(f.fileno(), 0) as m:
+            while not stop.wait(0.01):
+                m[GRANTED_OFFSET : GRANTED_OFFSET + 8] = struct.pack("<Q", 1 << 62)
+
+    threads = [threading.Thread(target=hypervisor), threading.Thread(target=tenant)]
+    for t in threads:
+        t.start()
+    try:
+        proc = start([str(launcher), "kernel", "1.6", str(GRID)], shim_env(libs, path))
+        rate = measured_rate(path, 1.0, settle=0.3)
+        finish(proc)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert rate < RATE * 1.1  # unpoliced, the rewritten counter admits every launch at once
+
+
+def test_the_hypervisor_reports_a_rewound_consumed_counter(tmp_path: Path) -> None:
+    path = tmp_path / "w.shm"
+    with Region.create(path, [DeviceSpec("0", 1 << 30)]) as region:
+        region.set_compute_rate(0, RATE, RATE // 10)
+        assert region.police_compute(0) == ()
+        with open(path, "r+b") as f, mmap.mmap(f.fileno(), 0) as m:
+            m[GRANTED_OFFSET - 8 : GRANTED_OFFSET] = struct.pack("<Q", 5 * RATE)  # consumed moves on
+            assert region.police_compute(0) == ()
+            m[GRANTED_OFFSET - 8 : GRANTED_OFFSET] = struct.pack("<Q", 0)  # and is wound back
+            m[GRANTED_OFFSET : GRANTED_OFFSET + 8] = struct.pack("<Q", 1 << 62)
+        found = region.police_compute(0)
+    assert found == ("granted-tokens counter raised beyond what the rate allows", "consumed-tokens counter wound back")
