@@ -19,7 +19,7 @@ from aiohttp import web
 
 from daemons.hypervisor import gpus as nvml
 from daemons.hypervisor.http import build_app
-from daemons.hypervisor.node import Node
+from daemons.hypervisor.node import BREACH_ACTIONS, Node
 from daemons.hypervisor.usage import usage_points
 from daemons.hypervisor.workers import WorkerDirectory
 from tfcore.hypervisor import ControllerSettings, parse_tflops_overrides, rated_tflops
@@ -88,6 +88,10 @@ def main(args: argparse.Namespace) -> int:
             raise ValidationError.single("--metrics-interval", f"{args.metrics_interval} s", "0.1 to 3600 seconds")
         if not 1 <= args.tflops_oversell <= 10000:
             raise ValidationError.single("--tflops-oversell", str(args.tflops_oversell), "1 to 10000 percent")
+        if args.on_isolation_breach not in BREACH_ACTIONS:  # the $TF_ON_ISOLATION_BREACH default is unchecked
+            raise ValidationError.single(
+                "--on-isolation-breach", repr(args.on_isolation_breach), " or ".join(BREACH_ACTIONS)
+            )
         _check_kube_arguments(args)
         simulated = nvml.init_nvml(simulate=True if args.simulate else None)
     except ValidationError as exc:
@@ -119,6 +123,7 @@ def main(args: argparse.Namespace) -> int:
             tick=args.tick,
             settings=ControllerSettings(),
             oversell_percent=args.tflops_oversell,
+            breach_action=args.on_isolation_breach,
         )
         adopted = node.adopt()
         for gpu in found:

@@ -126,6 +126,11 @@ class NodeCollector(Collector):
             "launches": CounterMetricFamily("tf_worker_launches", "Admitted launches.", labels=labels),
             "throttled": CounterMetricFamily("tf_worker_throttled_launches", "Launches that waited.", labels=labels),
         }
+        breaches = CounterMetricFamily(
+            "tf_worker_isolation_breaches",
+            "Tampering or NVML overuse found (state file damaged, compute counters rewritten, VRAM past the limit).",
+            labels=["worker", "namespace", "pod"],
+        )
         for worker in self.node.workers.values():
             devices = worker.region.devices()
             namespace, pod = worker.pod or ("", "")
@@ -137,7 +142,9 @@ class NodeCollector(Collector):
                 families["vram"].add_metric(key, devices[i].vram_used_bytes)
                 families["launches"].add_metric(key, u.launches)
                 families["throttled"].add_metric(key, u.throttled)
+            breaches.add_metric([worker.record.name, namespace, pod], worker.breaches)
         yield from families.values()
+        yield breaches
         yield GaugeMetricFamily("tf_hypervisor_workers", "Workers on this node.", value=len(self.node.workers))
 
 

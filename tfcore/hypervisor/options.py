@@ -47,6 +47,15 @@ def add_node_arguments(parser: argparse.ArgumentParser, environ: Mapping[str, st
         metavar="PERCENT",
         help="TFLOPS requests may add up to this percent of a GPU (default 100)",
     )
+    add(
+        "--on-isolation-breach",
+        choices=("warn", "evict"),
+        default=env.get("TF_ON_ISOLATION_BREACH", "warn"),
+        help="when a pod worker is found past its isolation (NVML charges it more VRAM than its limit "
+        "or than the shim recorded, its state file damaged, its compute counters rewritten): warn "
+        "(a log line, a metric and an Event on the pod; default, or $TF_ON_ISOLATION_BREACH) or "
+        "evict (the same, and the pod is evicted)",
+    )
     add("--simulate", action="store_true", help="use the simulated GPU even if an NVIDIA driver is present")
     add(
         "--metrics-store",
