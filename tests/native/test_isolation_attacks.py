@@ -6,9 +6,13 @@ fix (the simulator reproduces the real driver's lifetimes, so the escape was vis
 from __future__ import annotations
 
 import mmap
+import os
+import shutil
 import struct
+import subprocess
+import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -136,3 +140,37 @@ def test_the_hypervisor_reports_a_rewound_consumed_counter(tmp_path: Path) -> No
             m[GRANTED_OFFSET : GRANTED_OFFSET + 8] = struct.pack("<Q", 1 << 62)
         found = region.police_compute(0)
     assert found == ("granted-tokens counter raised beyond what the rate allows", "consumed-tokens counter wound back")
+
+
+@pytest.fixture
+def shared_dir() -> Iterator[Path]:
+    """A directory another uid can use (pytest's own tmp dirs are private to root)."""
+    path = Path(tempfile.mkdtemp(prefix="tf-tenant-"))
+    path.chmod(0o1777)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def test_another_user_cannot_allocate_against_a_worker(libs: dict[str, Path], attacks: Path, shared_dir: Path) -> None:
+    if os.geteuid() != 0 or shutil.which("setpriv") is None:
+        pytest.skip("running processes as two other uids needs root and setpriv")
+    path = shared_dir / "w.shm"
+    with Region.create(path, [DeviceSpec("0", LIMIT)], tenant_uid=65534):
+        pass  # what `tensor-fusion run` asks for: the state file is 0600 and the workload's uid's
+    program = shared_dir / "attacks"
+    shutil.copy(attacks, program)
+    program.chmod(0o755)
+    env = shim_env(libs, path, TF_SIM_STATE=str(shared_dir / "sim.state"))
+
+    def as_uid(uid: int) -> subprocess.CompletedProcess[str]:
+        cmd = ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", str(program), "alloc", "100"]
+        return run(cmd, env)
+
+    intruder = as_uid(65533)
+    assert parse_kv(intruder.stdout)["allocs"] == "0", intruder.stdout + intruder.stderr
+    assert "Permission denied" in intruder.stderr
+    assert "failing closed" in intruder.stderr
+    owner = as_uid(65534)
+    assert parse_kv(owner.stdout)["allocs"] == "2", owner.stdout + owner.stderr
+    with path.open("rb") as f:  # and the intruder could not have written it either
+        assert f.read(4) == b"TSHM"

@@ -4,6 +4,7 @@ restart a worker whose state file was damaged is rebuilt from its record, never 
 
 from __future__ import annotations
 
+import os
 import time
 import urllib.request
 from pathlib import Path
@@ -42,3 +43,24 @@ def test_a_damaged_state_file_is_rebuilt_reported_and_survives_a_restart(tmp_pat
         assert "worker t: state file" in node.log.read_text()
         assert "rebuilt from the record" in node.log.read_text()
         Region.open(state).close()
+
+
+def test_api_workers_state_files_belong_to_the_workloads_uid_alone(tmp_path: Path) -> None:
+    with LocalNode(tmp_path) as node:
+        node.start()
+        workers = node.state_dir / "workers"
+        assert _call(node, "POST", "/api/v1/workers", {"name": "mine", "vram": "1Gi"})[0] == 201
+        st = (workers / "mine.shm").stat()
+        assert (st.st_mode & 0o777, st.st_uid) == (0o600, os.geteuid())
+        other = {"name": "theirs", "vram": "1Gi", "tenant_uid": 65534}
+        status, body = _call(node, "POST", "/api/v1/workers", other)
+        if os.geteuid() == 0:
+            assert status == 201, body
+            st = (workers / "theirs.shm").stat()
+            assert (st.st_mode & 0o777, st.st_uid) == (0o600, 65534)
+        else:
+            assert status == 403
+            assert "cannot give" in str(body)
+        status, body = _call(node, "POST", "/api/v1/workers", {"name": "bad", "vram": "1Gi", "tenant_uid": -5})
+        assert status == 400
+        assert "tenant_uid" in str(body)
