@@ -65,7 +65,8 @@ typedef CUresult (*node_type_fn)(CUgraphNode, int *);
 typedef CUresult (*kernel_params_fn)(CUgraphNode, CUDA_KERNEL_NODE_PARAMS_v2 *);
 typedef CUresult (*child_graph_fn)(CUgraphNode, CUgraph *);
 
-#define TF_GRAPH_MAX_DEPTH 8
+/* Deeper than this, a graph costs the most a launch can (fail closed), never nothing. */
+#define TF_GRAPH_MAX_DEPTH 256
 
 static uint64_t graph_cost(CUgraph graph, int depth) {
     static get_nodes_fn get_nodes;
@@ -79,11 +80,12 @@ static uint64_t graph_cost(CUgraph graph, int depth) {
         __atomic_store_n(&node_type, (node_type_fn)tf_driver_helper("cuGraphNodeGetType"), __ATOMIC_RELAXED);
         __atomic_store_n(&get_nodes, (get_nodes_fn)tf_driver_helper("cuGraphGetNodes"), __ATOMIC_RELEASE);
     }
-    if (get_nodes == NULL || node_type == NULL || kernel_params == NULL || depth > TF_GRAPH_MAX_DEPTH) return 0;
+    if (get_nodes == NULL || node_type == NULL || kernel_params == NULL || depth > TF_GRAPH_MAX_DEPTH)
+        return TF_COMPUTE_COST_MAX; /* cannot price it: never free */
     size_t count = 0;
     if (get_nodes(graph, NULL, &count) != CUDA_SUCCESS || count == 0) return 0;
     CUgraphNode *nodes = calloc(count, sizeof *nodes);
-    if (nodes == NULL) return 0;
+    if (nodes == NULL) return TF_COMPUTE_COST_MAX;
     uint64_t total = 0;
     if (get_nodes(graph, nodes, &count) == CUDA_SUCCESS) {
         for (size_t i = 0; i < count; i++) {

@@ -14,7 +14,7 @@
 #define TF_GRAPH_MAGIC 0x48505247u
 #define TF_NODE_MAGIC 0x45444f4eu
 #define TF_EXEC_MAGIC 0x43584547u
-#define TF_GRAPH_DEPTH 8
+#define TF_GRAPH_DEPTH 256 /* the driver documents no nesting limit; this only bounds recursion */
 
 struct CUgraphNode_st {
     uint32_t magic;

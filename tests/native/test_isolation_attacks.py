@@ -174,3 +174,16 @@ def test_another_user_cannot_allocate_against_a_worker(libs: dict[str, Path], at
     assert parse_kv(owner.stdout)["allocs"] == "2", owner.stdout + owner.stderr
     with path.open("rb") as f:  # and the intruder could not have written it either
         assert f.read(4) == b"TSHM"
+
+
+def test_a_kernel_nested_deep_in_child_graphs_is_charged(
+    libs: dict[str, Path], launcher: Path, tmp_path: Path
+) -> None:
+    path = tmp_path / "w.shm"
+    with Region.create(path, [DeviceSpec("0", 1 << 30)]) as region:
+        region.set_compute_rate(0, RATE, RATE // 10)
+    out = finish(start([str(launcher), "deep", "0.3", str(GRID)], shim_env(libs, path)))
+    with Region.open(path) as r:
+        stats = r.compute_stats(0)
+    assert int(out["launches"]) > 0
+    assert stats.cost_admitted == int(out["launches"]) * int(out["cost_each"])  # 12 levels down, still paid

@@ -8,7 +8,8 @@
  *   launcher tamper LIMITS SECONDS GRID
  *                                  try to open the limits file for writing (prints
  *                                  open_rdwr=<strerror>), then launch like `kernel`
- * PATH: kernel | ex | coop | graph (two kernel nodes, and a child graph with one more).
+ * PATH: kernel | ex | coop | graph (two kernel nodes, and a child graph with one more) |
+ *       deep (one kernel node at the bottom of child graphs nested 12 deep).
  * LAUNCHER_DEVICE=N launches on CUDA device N (default 0). */
 #include <errno.h>
 #include <fcntl.h>
@@ -58,6 +59,25 @@ static CUgraphExec build_graph(void) {
     return e;
 }
 
+/* One kernel node inside `depth` levels of child graphs. */
+static CUgraphExec build_deep(int depth) {
+    CUgraph inner, outer;
+    CUgraphNode node;
+    CUDA_KERNEL_NODE_PARAMS_v2 p = {.func = fn, .gridDimX = grid, .gridDimY = 1, .gridDimZ = 1,
+                                    .blockDimX = 256, .blockDimY = 1, .blockDimZ = 1};
+    CUgraphExec e = NULL;
+    if (cuGraphCreate(&inner, 0) || cuGraphAddKernelNode(&node, inner, NULL, 0, &p)) exit(4);
+    for (int i = 0; i < depth; i++) {
+        if (cuGraphCreate(&outer, 0) || cuGraphAddChildGraphNode(&node, outer, NULL, 0, inner)) exit(4);
+        inner = outer;
+    }
+    if (cuGraphInstantiate(&e, inner, 0)) {
+        printf("error=deep graph setup failed\n");
+        exit(4);
+    }
+    return e;
+}
+
 static CUresult launch(const char *path) {
     if (strcmp(path, "kernel") == 0) return cuLaunchKernel(fn, grid, 1, 1, 256, 1, 1, 0, NULL, NULL, NULL);
     if (strcmp(path, "coop") == 0) return cuLaunchCooperativeKernel(fn, grid, 1, 1, 256, 1, 1, 0, NULL, NULL);
@@ -102,6 +122,7 @@ int main(int argc, char **argv) {
         exec = build_graph();
         cost_each *= 3;
     }
+    if (strcmp(path, "deep") == 0) exec = build_deep(12);
     printf("ready=1\n");
     fflush(stdout);
     if (step) {
