@@ -392,6 +392,48 @@ TF_ADMITTED(cuLaunchCooperativeKernel_ptsz, COOP_PARAMS, COOP_ARGS, GRID_COST)
 TF_ADMITTED(cuLaunchKernelEx, EX_PARAMS, EX_ARGS, EX_COST)
 TF_ADMITTED(cuLaunchKernelEx_ptsz, EX_PARAMS, EX_ARGS, EX_COST)
 TF_ADMITTED(cuGraphLaunch, (CUgraphExec exec, CUstream stream), (exec, stream), tf_graph_cost(exec))
+
+/* ---- the CUDA 2.x launch calls: grid from the call, block shape from cuFuncSetBlockShape ---- */
+
+CUresult cuFuncSetBlockShape(CUfunction f, int x, int y, int z) {
+    REAL_OR_FAIL(cuFuncSetBlockShape);
+    CUresult rc = real(f, x, y, z);
+    if (rc == CUDA_SUCCESS && tf_region_active() == TF_ADMIT_OK) {
+        uint64_t old;
+        int dev;
+        (void)tf_untrack(TF_BLOCK_SHAPE, (uint64_t)(uintptr_t)f, &old, &dev);
+        /* the driver accepted it: each side is at most 1024, so 21 bits hold it */
+        tf_track(TF_BLOCK_SHAPE, (uint64_t)(uintptr_t)f,
+                 (uint64_t)(unsigned)x | (uint64_t)(unsigned)y << 21 | (uint64_t)(unsigned)z << 42, -1);
+    }
+    return rc;
+}
+
+static uint64_t legacy_cost(CUfunction f, int gw, int gh) {
+    uint64_t shape = 0x200001ULL | 1ULL << 42; /* unknown shape: at least one thread a block */
+    (void)tf_lookup(TF_BLOCK_SHAPE, (uint64_t)(uintptr_t)f, &shape);
+    unsigned int mask = (1u << 21) - 1;
+    return tf_launch_cost(gw > 0 ? (unsigned)gw : 0, gh > 0 ? (unsigned)gh : 0, 1, (unsigned)shape & mask,
+                          (unsigned)(shape >> 21) & mask, (unsigned)(shape >> 42) & mask);
+}
+
+/* Every device's part charged where the call is made: never free, if not per device. */
+static uint64_t multi_device_cost(const CUDA_LAUNCH_PARAMS *list, unsigned int count) {
+    uint64_t total = 0;
+    for (unsigned int i = 0; list != NULL && i < count; i++) {
+        const CUDA_LAUNCH_PARAMS *p = &list[i];
+        uint64_t c = tf_launch_cost(p->gridDimX, p->gridDimY, p->gridDimZ, p->blockDimX, p->blockDimY, p->blockDimZ);
+        total = total + c > TF_COMPUTE_COST_MAX ? TF_COMPUTE_COST_MAX : total + c;
+    }
+    return total;
+}
+
+TF_ADMITTED(cuLaunch, (CUfunction f), (f), legacy_cost(f, 1, 1))
+TF_ADMITTED(cuLaunchGrid, (CUfunction f, int gw, int gh), (f, gw, gh), legacy_cost(f, gw, gh))
+TF_ADMITTED(cuLaunchGridAsync, (CUfunction f, int gw, int gh, CUstream stream), (f, gw, gh, stream),
+            legacy_cost(f, gw, gh))
+TF_ADMITTED(cuLaunchCooperativeKernelMultiDevice, (CUDA_LAUNCH_PARAMS * list, unsigned int count, unsigned int flags),
+            (list, count, flags), multi_device_cost(list, count))
 TF_ADMITTED(cuGraphLaunch_ptsz, (CUgraphExec exec, CUstream stream), (exec, stream), tf_graph_cost(exec))
 
 /* ---- graph executables: their launch cost is computed once, when instantiated ---- */

@@ -41,7 +41,9 @@
     X(cuMemcpyHtoD_v2) X(cuMemcpyDtoH_v2) X(cuMemcpyDtoD_v2) X(cuMemcpy) X(cuMemcpyHtoDAsync_v2)     \
     X(cuMemcpyDtoHAsync_v2) X(cuMemcpyDtoDAsync_v2) X(cuMemcpyAsync)                                 \
     X(cuMemsetD8_v2) X(cuMemsetD16_v2) X(cuMemsetD32_v2) X(cuMemsetD8Async) X(cuMemsetD16Async)      \
-    X(cuMemsetD32Async)
+    X(cuMemsetD32Async)                                                                              \
+    X(cuFuncSetBlockShape) X(cuLaunch) X(cuLaunchGrid) X(cuLaunchGridAsync)                           \
+    X(cuLaunchCooperativeKernelMultiDevice)
 
 /* Only their addresses are taken here; the definitions (with their real types) are elsewhere. */
 #define TF_DECLARE(name) extern void name(void);

@@ -187,3 +187,18 @@ def test_a_kernel_nested_deep_in_child_graphs_is_charged(
         stats = r.compute_stats(0)
     assert int(out["launches"]) > 0
     assert stats.cost_admitted == int(out["launches"]) * int(out["cost_each"])  # 12 levels down, still paid
+
+
+@pytest.mark.parametrize("path", ["grid", "gridasync", "launch", "multidevice"])
+def test_the_legacy_launch_calls_are_held_to_the_rate(
+    libs: dict[str, Path], launcher: Path, tmp_path: Path, path: str
+) -> None:
+    path_ = tmp_path / "w.shm"
+    with Region.create(path_, [DeviceSpec("0", 1 << 30)]) as region:
+        region.set_compute_rate(0, RATE, RATE // 10)
+    proc = start([str(launcher), path, "1.2", str(GRID)], shim_env(libs, path_))
+    rate = measured_rate(path_, 0.8)
+    out = finish(proc)
+    assert rate == pytest.approx(RATE, rel=0.05)
+    with Region.open(path_) as r:
+        assert r.compute_stats(0).cost_admitted == int(out["launches"]) * int(out["cost_each"])

@@ -9,7 +9,9 @@
  *                                  try to open the limits file for writing (prints
  *                                  open_rdwr=<strerror>), then launch like `kernel`
  * PATH: kernel | ex | coop | graph (two kernel nodes, and a child graph with one more) |
- *       deep (one kernel node at the bottom of child graphs nested 12 deep).
+ *       deep (one kernel node at the bottom of child graphs nested 12 deep) |
+ *       grid | gridasync | launch (cuFuncSetBlockShape(256) then cuLaunchGrid(GRID, 1),
+ *       cuLaunchGridAsync, cuLaunch: a 1x1 grid) | multidevice (cuLaunchCooperativeKernelMultiDevice).
  * LAUNCHER_DEVICE=N launches on CUDA device N (default 0). */
 #include <errno.h>
 #include <fcntl.h>
@@ -33,6 +35,11 @@ FN(cuGraphInstantiate, CUresult, (CUgraphExec *, CUgraph, unsigned long long));
 FN(cuGraphLaunch, CUresult, (CUgraphExec, CUstream));
 FN(cuGraphExecDestroy, CUresult, (CUgraphExec));
 FN(cuStreamSynchronize, CUresult, (CUstream));
+FN(cuFuncSetBlockShape, CUresult, (CUfunction, int, int, int));
+FN(cuLaunch, CUresult, (CUfunction));
+FN(cuLaunchGrid, CUresult, (CUfunction, int, int));
+FN(cuLaunchGridAsync, CUresult, (CUfunction, int, int, CUstream));
+FN(cuLaunchCooperativeKernelMultiDevice, CUresult, (CUDA_LAUNCH_PARAMS *, unsigned int, unsigned int));
 
 static uint64_t now_ns(void) {
     struct timespec ts;
@@ -86,6 +93,14 @@ static CUresult launch(const char *path) {
                             .blockDimZ = 1};
         return cuLaunchKernelEx(&c, fn, NULL, NULL);
     }
+    if (strcmp(path, "grid") == 0) return cuLaunchGrid(fn, (int)grid, 1);
+    if (strcmp(path, "gridasync") == 0) return cuLaunchGridAsync(fn, (int)grid, 1, NULL);
+    if (strcmp(path, "launch") == 0) return cuLaunch(fn);
+    if (strcmp(path, "multidevice") == 0) {
+        CUDA_LAUNCH_PARAMS p = {.function = fn, .gridDimX = grid, .gridDimY = 1, .gridDimZ = 1, .blockDimX = 256,
+                                .blockDimY = 1, .blockDimZ = 1};
+        return cuLaunchCooperativeKernelMultiDevice(&p, 1, 0);
+    }
     return cuGraphLaunch(exec, NULL);
 }
 
@@ -114,6 +129,11 @@ int main(int argc, char **argv) {
     LOAD(cuGraphLaunch);
     LOAD(cuGraphExecDestroy);
     LOAD(cuStreamSynchronize);
+    LOAD(cuFuncSetBlockShape);
+    LOAD(cuLaunch);
+    LOAD(cuLaunchGrid);
+    LOAD(cuLaunchGridAsync);
+    LOAD(cuLaunchCooperativeKernelMultiDevice);
     CUmodule mod;
     cuModuleLoadData(&mod, "// simulated PTX");
     cuModuleGetFunction(&fn, mod, "busy");
@@ -123,6 +143,8 @@ int main(int argc, char **argv) {
         cost_each *= 3;
     }
     if (strcmp(path, "deep") == 0) exec = build_deep(12);
+    cuFuncSetBlockShape(fn, 256, 1, 1);
+    if (strcmp(path, "launch") == 0) cost_each = 256;
     printf("ready=1\n");
     fflush(stdout);
     if (step) {
