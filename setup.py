@@ -115,7 +115,16 @@ def extensions() -> list[Extension]:
             [
                 *(
                     f"ext/simgpu/{n}.c"
-                    for n in ("simcuda", "sim_ctx", "sim_graph", "sim_mem", "sim_exports", "sim_state", "sim_legacy")
+                    for n in (
+                        "simcuda",
+                        "sim_ctx",
+                        "sim_graph",
+                        "sim_mem",
+                        "sim_exports",
+                        "sim_state",
+                        "sim_legacy",
+                        "sim_limits",
+                    )
                 ),
                 procs,
                 *sim,

@@ -8,6 +8,7 @@
 
 #include "shim.h"
 #include "tf/compute.h"
+#include "tf/ctx_limits.h"
 
 #define REAL_OR_FAIL(symbol)                                     \
     tf_pfn_##symbol real = TF_REAL(symbol);                      \
@@ -268,6 +269,50 @@ CUresult cuMipmappedArrayCreate(CUmipmappedArray *array, const CUDA_ARRAY3D_DESC
     ADMIT(tf_array_bytes(d->Width, d->Height, d->Depth, d->Format, d->NumChannels, levels));
     CUresult rc = real(array, d, levels);
     return finish(rc, admitted, TF_ALLOC_MIPMAP, rc == CUDA_SUCCESS ? (uint64_t)(uintptr_t)*array : 0, charged, dev);
+}
+
+/* Threads the current context's device holds at once (what a stack limit is reserved for). */
+static uint64_t resident_threads(void) {
+    typedef CUresult (*ctx_dev_fn)(CUdevice *);
+    typedef CUresult (*attr_fn)(int *, int, CUdevice);
+    ctx_dev_fn get_dev = (ctx_dev_fn)tf_driver_helper("cuCtxGetDevice");
+    attr_fn attr = (attr_fn)tf_driver_helper("cuDeviceGetAttribute");
+    CUdevice dev;
+    int sms = 0, per_sm = 0;
+    if (get_dev == NULL || attr == NULL || get_dev(&dev) != CUDA_SUCCESS || attr(&sms, 16, dev) != CUDA_SUCCESS ||
+        attr(&per_sm, 39, dev) != CUDA_SUCCESS || sms <= 0 || per_sm <= 0)
+        return 2048u * 1024u; /* unknown: a large GPU's worth, never nothing */
+    return (uint64_t)sms * (uint64_t)per_sm;
+}
+
+/* Raising a limit charges what it reserves (per context and limit) before the driver sees it;
+ * lowering it returns the difference once the driver agreed.  A destroyed context's share
+ * stays charged until the process ends (conservative). */
+CUresult cuCtxSetLimit(int limit, size_t value) {
+    REAL_OR_FAIL(cuCtxSetLimit);
+    if (limit < CU_LIMIT_STACK_SIZE || limit > CU_LIMIT_MALLOC_HEAP_SIZE || tf_region_active() != TF_ADMIT_OK)
+        return real(limit, value);
+    typedef CUresult (*ctx_fn)(CUcontext *);
+    ctx_fn get_ctx = (ctx_fn)tf_driver_helper("cuCtxGetCurrent");
+    CUcontext ctx = NULL;
+    int ok;
+    int dev = tf_region_current_device(&ok);
+    if (ok < 0 || get_ctx == NULL) return CUDA_ERROR_OUT_OF_MEMORY; /* cannot tell whose: fail closed */
+    if (!ok || get_ctx(&ctx) != CUDA_SUCCESS || ctx == NULL) return real(limit, value);
+    uint64_t key = (uint64_t)(uintptr_t)ctx + (uint64_t)limit, before = 0, after;
+    int tracked = tf_untrack(TF_CTX_LIMIT, key, &before, &dev) ? 1 : 0;
+    if (!tracked) dev = tf_region_current_device(&ok);
+    after = tf_limit_reserved(limit, value, resident_threads());
+    if (after > before && tf_admit(dev, after - before) == TF_ADMIT_DENY) {
+        if (tracked) tf_track(TF_CTX_LIMIT, key, before, dev);
+        return CUDA_ERROR_OUT_OF_MEMORY;
+    }
+    CUresult rc = real(limit, value);
+    uint64_t kept = rc == CUDA_SUCCESS ? after : before;
+    if (after > before && rc != CUDA_SUCCESS) tf_admit_undo(dev, after - before);
+    if (after < before && rc == CUDA_SUCCESS) tf_release(dev, before - after);
+    if (kept != 0) tf_track(TF_CTX_LIMIT, key, kept, dev);
+    return rc;
 }
 
 /* The CUDA 2.x forms with 32-bit pointers and sizes: no modern program uses them, and their

@@ -202,3 +202,17 @@ def test_the_legacy_launch_calls_are_held_to_the_rate(
     assert rate == pytest.approx(RATE, rel=0.05)
     with Region.open(path_) as r:
         assert r.compute_stats(0).cost_admitted == int(out["launches"]) * int(out["cost_each"])
+
+
+def test_heap_and_stack_limits_are_charged(libs: dict[str, Path], attacks: Path, tmp_path: Path) -> None:
+    region = make_region(tmp_path / "w.shm", ("0", LIMIT))
+    done = run([str(attacks), "heap", "100"], shim_env(libs, region))
+    out = parse_kv(done.stdout)
+    assert out.get("heap_rc") == "0", done.stdout + done.stderr  # 100 MiB of heap beyond the default 8
+    # 64 KiB more stack for each of the simulated GPU's resident threads (SMs x 2048) is
+    # gigabytes: far past the limit, refused.
+    assert out["stack_rc"] == "2"
+    assert out["allocs"] == "3"  # 100 + 3 x 50 MiB fit in 256 MiB, a fourth does not
+    assert out["info"] == f"rc:0,free:{6 * MIB},total:{LIMIT}"
+    assert out["lowered_rc"] == "0"
+    assert out["info_lowered"] == f"rc:0,free:{106 * MIB},total:{LIMIT}"  # the heap's share came back

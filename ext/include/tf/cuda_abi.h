@@ -97,6 +97,11 @@ typedef struct CUDA_LAUNCH_PARAMS_st {
     void **kernelParams;
 } CUDA_LAUNCH_PARAMS;
 
+/* CUlimit values that reserve device memory (cuCtxSetLimit). */
+#define CU_LIMIT_STACK_SIZE 0x00
+#define CU_LIMIT_PRINTF_FIFO_SIZE 0x01
+#define CU_LIMIT_MALLOC_HEAP_SIZE 0x02
+
 /* CUgraphNodeType values we act on. */
 #define CU_GRAPH_NODE_TYPE_KERNEL 0
 #define CU_GRAPH_NODE_TYPE_GRAPH 4
@@ -175,6 +180,7 @@ typedef struct CUuuid_st {
     X(CUDA_ERROR_NO_DEVICE, 100, "no CUDA-capable device is detected")                 \
     X(CUDA_ERROR_INVALID_DEVICE, 101, "invalid device ordinal")                        \
     X(CUDA_ERROR_INVALID_IMAGE, 200, "device kernel image is invalid")                 \
+    X(CUDA_ERROR_UNSUPPORTED_LIMIT, 215, "limit is not supported on this architecture") \
     X(CUDA_ERROR_INVALID_CONTEXT, 201, "invalid device context")                       \
     X(CUDA_ERROR_FILE_NOT_FOUND, 301, "file not found")                                \
     X(CUDA_ERROR_INVALID_HANDLE, 400, "invalid resource handle")                       \

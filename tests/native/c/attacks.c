@@ -17,6 +17,7 @@ FN(cuMemAddressFree, CUresult, (CUdeviceptr, size_t));
 FN(cuMemMap, CUresult, (CUdeviceptr, size_t, size_t, CUmemGenericAllocationHandle, unsigned long long));
 FN(cuMemUnmap, CUresult, (CUdeviceptr, size_t));
 FN(cuMemcpyHtoD, CUresult, (CUdeviceptr, const void *, size_t));
+FN(cuCtxSetLimit, CUresult, (int, size_t));
 
 static void print_info(const char *key) {
     size_t free_bytes = 0, total = 0;
@@ -119,6 +120,17 @@ int main(int argc, char **argv) {
         printf("children_allocated=%d\n", yes);
         for (int i = 0; i < n; i++) kill(kids[i], SIGKILL);
         for (int i = 0; i < n; i++) waitpid(kids[i], NULL, 0);
+        return 0;
+    }
+    if (strcmp(cmd, "heap") == 0) {
+        /* A device malloc heap (and a stack) as big as allowed, then allocations on top. */
+        LOAD(cuCtxSetLimit);
+        printf("heap_rc=%d\n", cuCtxSetLimit(0x02, (8 + mib) * MIB));
+        printf("stack_rc=%d\n", cuCtxSetLimit(0x00, 1024 + 64 * 1024)); /* 64 KiB more per resident thread */
+        printf("allocs=%d\n", count_allocs(50, 64));
+        print_info("info");
+        printf("lowered_rc=%d\n", cuCtxSetLimit(0x02, 8 * MIB));
+        print_info("info_lowered");
         return 0;
     }
     if (strcmp(cmd, "alloc") == 0) {
