@@ -190,14 +190,42 @@ CUresult cuMemAllocManaged(CUdeviceptr *dptr, size_t bytesize, unsigned int flag
     return finish(rc, admitted, TF_ALLOC_PTR, rc == CUDA_SUCCESS ? *dptr : 0, charged, dev);
 }
 
-/* Stream-ordered allocations are charged on the current context's device when requested. */
+/* Stream-ordered allocations: charged on the current context's device when requested, less
+ * what their pool kept from earlier frees (already charged). */
+static int pool_admit(CUmemoryPool pool, uint64_t size, int *dev, uint64_t *reused) {
+    *reused = 0;
+    int admitted = admit_current(0, dev);
+    if (admitted != TF_ADMIT_OK) return admitted;
+    *reused = tf_pool_take(pool, *dev, size);
+    if (size > *reused && tf_admit(*dev, size - *reused) == TF_ADMIT_DENY) {
+        tf_pool_untake(pool, *reused);
+        return TF_ADMIT_DENY;
+    }
+    return TF_ADMIT_OK;
+}
+
+static CUresult pool_finish(CUresult rc, int admitted, CUmemoryPool pool, CUdeviceptr *dptr, uint64_t size, int dev,
+                            uint64_t reused) {
+    if (admitted != TF_ADMIT_OK) return rc;
+    if (rc == CUDA_SUCCESS) {
+        tf_track_aux(TF_ALLOC_PTR, *dptr, size, dev, (uint64_t)(uintptr_t)pool);
+    } else {
+        tf_admit_undo(dev, size - reused);
+        tf_pool_untake(pool, reused);
+    }
+    return rc;
+}
+
 #define ASYNC_ALLOC(symbol)                                                                    \
     CUresult symbol(CUdeviceptr *dptr, size_t bytesize, CUstream stream) {                     \
         REAL_OR_FAIL(symbol);                                                                  \
         if (dptr == NULL || bytesize == 0) return real(dptr, bytesize, stream);                \
-        ADMIT(bytesize);                                                                       \
-        CUresult rc = real(dptr, bytesize, stream);                                            \
-        return finish(rc, admitted, TF_ALLOC_PTR, rc == CUDA_SUCCESS ? *dptr : 0, charged, dev); \
+        CUmemoryPool pool = tf_region_active() == TF_ADMIT_OK ? tf_pool_current() : NULL;      \
+        int dev;                                                                               \
+        uint64_t reused;                                                                       \
+        int admitted = pool_admit(pool, bytesize, &dev, &reused);                              \
+        if (admitted == TF_ADMIT_DENY) return CUDA_ERROR_OUT_OF_MEMORY;                        \
+        return pool_finish(real(dptr, bytesize, stream), admitted, pool, dptr, bytesize, dev, reused); \
     }
 ASYNC_ALLOC(cuMemAllocAsync)
 ASYNC_ALLOC(cuMemAllocAsync_ptsz)
@@ -205,13 +233,37 @@ ASYNC_ALLOC(cuMemAllocAsync_ptsz)
 #define POOL_ALLOC(symbol)                                                                     \
     CUresult symbol(CUdeviceptr *dptr, size_t bytesize, CUmemoryPool pool, CUstream stream) {  \
         REAL_OR_FAIL(symbol);                                                                  \
-        if (dptr == NULL || bytesize == 0) return real(dptr, bytesize, pool, stream);          \
-        ADMIT(bytesize);                                                                       \
-        CUresult rc = real(dptr, bytesize, pool, stream);                                      \
-        return finish(rc, admitted, TF_ALLOC_PTR, rc == CUDA_SUCCESS ? *dptr : 0, charged, dev); \
+        if (dptr == NULL || bytesize == 0 || pool == NULL) return real(dptr, bytesize, pool, stream); \
+        int dev;                                                                               \
+        uint64_t reused;                                                                       \
+        int admitted = pool_admit(pool, bytesize, &dev, &reused);                              \
+        if (admitted == TF_ADMIT_DENY) return CUDA_ERROR_OUT_OF_MEMORY;                        \
+        return pool_finish(real(dptr, bytesize, pool, stream), admitted, pool, dptr, bytesize, dev, reused); \
     }
 POOL_ALLOC(cuMemAllocFromPoolAsync)
 POOL_ALLOC(cuMemAllocFromPoolAsync_ptsz)
+
+CUresult cuMemPoolSetAttribute(CUmemoryPool pool, int attr, void *value) {
+    REAL_OR_FAIL(cuMemPoolSetAttribute);
+    CUresult rc = real(pool, attr, value);
+    if (rc == CUDA_SUCCESS && attr == 4 /* RELEASE_THRESHOLD */ && value != NULL && tf_region_active() == TF_ADMIT_OK)
+        tf_pool_set_threshold(pool, *(const uint64_t *)value);
+    return rc;
+}
+
+CUresult cuMemPoolTrimTo(CUmemoryPool pool, size_t keep) {
+    REAL_OR_FAIL(cuMemPoolTrimTo);
+    CUresult rc = real(pool, keep);
+    if (rc == CUDA_SUCCESS && tf_region_active() == TF_ADMIT_OK) tf_pool_trim(pool, keep);
+    return rc;
+}
+
+CUresult cuMemPoolDestroy(CUmemoryPool pool) {
+    REAL_OR_FAIL(cuMemPoolDestroy);
+    CUresult rc = real(pool);
+    if (rc == CUDA_SUCCESS && tf_region_active() == TF_ADMIT_OK) tf_pool_destroyed(pool);
+    return rc;
+}
 
 CUresult cuMemCreate(CUmemGenericAllocationHandle *handle, size_t size, const CUmemAllocationProp *prop,
                      unsigned long long flags) {
@@ -345,16 +397,19 @@ CUresult cuMemFree(unsigned int dptr) {
 /* ---- free paths: the record is taken before the driver frees (so the address cannot be
  * handed out and tracked again in between) and put back if the driver refuses ---- */
 
+/* Memory from a stream-ordered pool goes back to the pool (pools.c), the rest to the worker. */
 #define FREE_BODY(kind, key, call)                                     \
-    uint64_t bytes = 0;                                                \
+    uint64_t bytes = 0, pool = 0;                                      \
     int dev = -1;                                                      \
-    int tracked = tf_untrack(kind, key, &bytes, &dev);                 \
+    int tracked = tf_untrack_aux(kind, key, &bytes, &dev, &pool);      \
     CUresult rc = call;                                                \
     if (tracked) {                                                     \
-        if (rc == CUDA_SUCCESS)                                        \
-            tf_release(dev, bytes);                                    \
+        if (rc != CUDA_SUCCESS)                                        \
+            tf_track_aux(kind, key, bytes, dev, pool);                 \
+        else if (pool != 0)                                            \
+            tf_pool_freed((CUmemoryPool)(uintptr_t)pool, dev, bytes);  \
         else                                                           \
-            tf_track(kind, key, bytes, dev);                           \
+            tf_release(dev, bytes);                                    \
     }                                                                  \
     return rc
 

@@ -292,6 +292,7 @@ void tf_admit_undo(int dev, uint64_t bytes) { tf_release(dev, bytes); }
 typedef struct entry {
     uint64_t key;   /* atomic: TF_EMPTY, TF_TOMBSTONE or a tracked key */
     uint64_t bytes; /* written after the key is claimed, read after it is found */
+    uint64_t aux;   /* the stream-ordered pool a pointer came from (0: none) */
     int32_t kind;
     int32_t dev;
 } entry;
@@ -312,7 +313,9 @@ static inline uint32_t slot_of(uint64_t key) {
     return (uint32_t)key & (TF_TABLE_SIZE - 1);
 }
 
-void tf_track(int kind, uint64_t key, uint64_t bytes, int dev) {
+void tf_track(int kind, uint64_t key, uint64_t bytes, int dev) { tf_track_aux(kind, key, bytes, dev, 0); }
+
+void tf_track_aux(int kind, uint64_t key, uint64_t bytes, int dev, uint64_t aux) {
     if (table == NULL || key == TF_EMPTY || key == TF_TOMBSTONE) return; /* stays charged: conservative */
     uint32_t i = slot_of(key);
     for (int n = 0; n < TF_MAX_PROBE; n++, i = (i + 1) & (TF_TABLE_SIZE - 1)) {
@@ -320,6 +323,7 @@ void tf_track(int kind, uint64_t key, uint64_t bytes, int dev) {
         if ((k == TF_EMPTY || k == TF_TOMBSTONE) &&
             __atomic_compare_exchange_n(&table[i].key, &k, key, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
             table[i].bytes = bytes;
+            table[i].aux = aux;
             table[i].kind = kind;
             __atomic_store_n(&table[i].dev, dev, __ATOMIC_RELEASE);
             return;
@@ -331,6 +335,11 @@ void tf_track(int kind, uint64_t key, uint64_t bytes, int dev) {
 }
 
 int tf_untrack(int kind, uint64_t key, uint64_t *bytes, int *dev) {
+    uint64_t aux;
+    return tf_untrack_aux(kind, key, bytes, dev, &aux);
+}
+
+int tf_untrack_aux(int kind, uint64_t key, uint64_t *bytes, int *dev, uint64_t *aux) {
     /* Nothing is tracked before the region is loaded (allocations load it first). */
     if (!__atomic_load_n(&loaded, __ATOMIC_ACQUIRE) || table == NULL || key == TF_EMPTY || key == TF_TOMBSTONE) return 0;
     uint32_t i = slot_of(key);
@@ -340,12 +349,13 @@ int tf_untrack(int kind, uint64_t key, uint64_t *bytes, int *dev) {
         if (k != key) continue;
         int d = __atomic_load_n(&table[i].dev, __ATOMIC_ACQUIRE);
         if (table[i].kind != kind) continue;
-        uint64_t b = table[i].bytes;
+        uint64_t b = table[i].bytes, a = table[i].aux;
         /* Exactly one of two racing frees of the same key wins the entry. */
         if (!__atomic_compare_exchange_n(&table[i].key, &k, TF_TOMBSTONE, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
             return 0;
         *bytes = b;
         *dev = d;
+        *aux = a;
         return 1;
     }
     return 0;

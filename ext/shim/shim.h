@@ -96,6 +96,9 @@ void tf_admit_undo(int dev, uint64_t bytes);
 void tf_track(int kind, uint64_t key, uint64_t bytes, int dev);
 /* Takes the record of key (0 if untracked).  A free that then fails puts it back (tf_track). */
 int tf_untrack(int kind, uint64_t key, uint64_t *bytes, int *dev);
+/* The same with an extra word kept beside the record (the pool an allocation came from). */
+void tf_track_aux(int kind, uint64_t key, uint64_t bytes, int dev, uint64_t aux);
+int tf_untrack_aux(int kind, uint64_t key, uint64_t *bytes, int *dev, uint64_t *aux);
 /* Returns bytes of a completed free to the worker and this process. */
 void tf_release(int dev, uint64_t bytes);
 
@@ -112,6 +115,16 @@ void tf_vmm_mapped(uint64_t ptr, uint64_t size, uint64_t handle);
 void tf_vmm_unmapped(uint64_t ptr, uint64_t size);
 int tf_vmm_release_mark(uint64_t handle);
 void tf_vmm_release_done(uint64_t handle, int succeeded);
+
+/* ---- stream-ordered pools (pools.c): what a pool keeps after frees stays charged ---- */
+uint64_t tf_pool_take(CUmemoryPool pool, int dev, uint64_t size);
+void tf_pool_untake(CUmemoryPool pool, uint64_t bytes);
+void tf_pool_freed(CUmemoryPool pool, int dev, uint64_t bytes);
+void tf_pool_set_threshold(CUmemoryPool pool, uint64_t threshold);
+void tf_pool_trim(CUmemoryPool pool, uint64_t keep);
+void tf_pool_destroyed(CUmemoryPool pool);
+/* The pool cuMemAllocAsync draws from on the current context's device (NULL: unknown). */
+CUmemoryPool tf_pool_current(void);
 
 /* ---- compute admission (compute.c; the bucket itself is tf/compute.h) ---- */
 

@@ -43,7 +43,8 @@
     X(cuMemsetD8_v2) X(cuMemsetD16_v2) X(cuMemsetD32_v2) X(cuMemsetD8Async) X(cuMemsetD16Async)      \
     X(cuMemsetD32Async)                                                                              \
     X(cuFuncSetBlockShape) X(cuLaunch) X(cuLaunchGrid) X(cuLaunchGridAsync)                           \
-    X(cuLaunchCooperativeKernelMultiDevice) X(cuCtxSetLimit) X(cuCtxGetLimit)
+    X(cuLaunchCooperativeKernelMultiDevice) X(cuCtxSetLimit) X(cuCtxGetLimit)                       \
+    X(cuMemPoolSetAttribute) X(cuMemPoolGetAttribute) X(cuMemPoolTrimTo)
 
 /* Only their addresses are taken here; the definitions (with their real types) are elsewhere. */
 #define TF_DECLARE(name) extern void name(void);

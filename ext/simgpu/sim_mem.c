@@ -28,6 +28,7 @@ typedef struct record {
     uint64_t handle;  /* K_MAPPED: the physical allocation mapped there */
     int maps;         /* K_PHYS: live mappings of it */
     int released;     /* K_PHYS: cuMemRelease was called; it lives on while mapped */
+    struct CUmemPoolHandle_st *pool; /* K_DEVICE from a stream-ordered pool: it goes back there */
 } record;
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER; /* process-local only */
@@ -134,7 +135,7 @@ static CUresult alloc(CUdeviceptr *dptr, uint64_t size, int kind) {
     if (dptr == NULL || size == 0) return CUDA_ERROR_INVALID_VALUE;
     if (!tf_sim_charge(c->physical, size)) return CUDA_ERROR_OUT_OF_MEMORY;
     void *p = map_bytes(size);
-    if (p == NULL || !add_record((record){(uint64_t)(uintptr_t)p, size, kind, c->physical, -1, 0, 0, 0})) {
+    if (p == NULL || !add_record((record){(uint64_t)(uintptr_t)p, size, kind, c->physical, -1, 0, 0, 0, NULL})) {
         if (p != NULL) unmap_bytes(p, size);
         tf_sim_uncharge(c->physical, size);
         return CUDA_ERROR_OUT_OF_MEMORY;
@@ -142,6 +143,8 @@ static CUresult alloc(CUdeviceptr *dptr, uint64_t size, int kind) {
     *dptr = (CUdeviceptr)(uintptr_t)p;
     return CUDA_SUCCESS;
 }
+
+static void pool_free(struct CUmemPoolHandle_st *pool, uint64_t size);
 
 static CUresult release(uint64_t key, int kind) {
     CUresult rc = tf_need_init();
@@ -152,6 +155,10 @@ static CUresult release(uint64_t key, int kind) {
         unmap_bytes((void *)(uintptr_t)r.key, r.size);
     else if (kind == K_RESERVE)
         munmap((void *)(uintptr_t)r.key, r.size);
+    if (r.pool != NULL) {
+        pool_free(r.pool, r.size);
+        return CUDA_SUCCESS;
+    }
     if (r.physical >= 0) tf_sim_uncharge(r.physical, r.size);
     return CUDA_SUCCESS;
 }
@@ -180,18 +187,53 @@ TF_SIM_API CUresult cuMemFree_v2(CUdeviceptr ptr) {
     return rc == CUDA_ERROR_INVALID_VALUE ? release(ptr, K_MANAGED) : rc;
 }
 
-/* Pools: the default pool of each device, and created ones; both allocate like cuMemAlloc. */
+/* Stream-ordered pools: the default pool of each device, and created ones.  A free returns
+ * the bytes to the pool, which keeps them (still charged to the device, reused first by its
+ * next allocations) up to its release threshold, like the driver's pools; the rest goes back
+ * to the device.  cuMemPoolTrimTo gives back what is kept beyond what the caller wants kept.
+ * SIMULATED: kept bytes are fungible (no fragmentation), and the excess goes back at the free
+ * rather than at the next synchronization. */
+#define CU_MEMPOOL_ATTR_RELEASE_THRESHOLD 4
+#define CU_MEMPOOL_ATTR_RESERVED_MEM_CURRENT 5
+#define CU_MEMPOOL_ATTR_USED_MEM_CURRENT 7
 struct CUmemPoolHandle_st {
     int ordinal;
+    int physical;       /* device its memory is charged to */
+    uint64_t threshold; /* release threshold (bytes kept after frees) */
+    uint64_t kept;      /* freed bytes it still holds (charged) */
+    uint64_t used;      /* bytes allocated from it and not freed */
 };
 static struct CUmemPoolHandle_st default_pools[TF_SIM_MAX_DEVICES];
+
+/* Freed pool memory: kept up to the threshold, the rest back to the device. */
+static void pool_free(struct CUmemPoolHandle_st *pool, uint64_t size) {
+    pthread_mutex_lock(&lock);
+    pool->used = pool->used > size ? pool->used - size : 0;
+    pool->kept += size;
+    if (pool->kept > pool->threshold) {
+        tf_sim_uncharge(pool->physical, pool->kept - pool->threshold);
+        pool->kept = pool->threshold;
+    }
+    pthread_mutex_unlock(&lock);
+}
+
+/* Gives back what the pool keeps beyond `keep` (lock held). */
+static void pool_trim(CUmemoryPool pool, uint64_t keep) {
+    if (pool->kept <= keep) return;
+    tf_sim_uncharge(pool->physical, pool->kept - keep);
+    pool->kept = keep;
+}
 
 TF_SIM_API CUresult cuDeviceGetDefaultMemPool(CUmemoryPool *pool, CUdevice dev) {
     CUresult rc = tf_need_init();
     if (rc != CUDA_SUCCESS) return rc;
     if (pool == NULL) return CUDA_ERROR_INVALID_VALUE;
-    if (tf_physical(dev) < 0) return CUDA_ERROR_INVALID_DEVICE;
+    int physical = tf_physical(dev);
+    if (physical < 0) return CUDA_ERROR_INVALID_DEVICE;
+    pthread_mutex_lock(&lock);
     default_pools[dev].ordinal = dev;
+    default_pools[dev].physical = physical;
+    pthread_mutex_unlock(&lock);
     *pool = &default_pools[dev];
     return CUDA_SUCCESS;
 }
@@ -202,37 +244,112 @@ TF_SIM_API CUresult cuMemPoolCreate(CUmemoryPool *pool, const CUmemAllocationPro
     if (rc != CUDA_SUCCESS) return rc;
     if (pool == NULL || props == NULL || props->location.type != CU_MEM_LOCATION_TYPE_DEVICE)
         return CUDA_ERROR_INVALID_VALUE;
-    if (tf_physical(props->location.id) < 0) return CUDA_ERROR_INVALID_DEVICE;
+    int physical = tf_physical(props->location.id);
+    if (physical < 0) return CUDA_ERROR_INVALID_DEVICE;
     CUmemoryPool p = calloc(1, sizeof *p);
     if (p == NULL) return CUDA_ERROR_OUT_OF_MEMORY;
     p->ordinal = props->location.id;
+    p->physical = physical;
     *pool = p;
     return CUDA_SUCCESS;
+}
+
+static int is_default_pool(CUmemoryPool pool) {
+    return pool >= &default_pools[0] && pool < &default_pools[TF_SIM_MAX_DEVICES];
 }
 
 TF_SIM_API CUresult cuMemPoolDestroy(CUmemoryPool pool) {
     CUresult rc = tf_need_init();
     if (rc != CUDA_SUCCESS) return rc;
-    if (pool == NULL) return CUDA_ERROR_INVALID_VALUE;
-    if (pool < &default_pools[0] || pool >= &default_pools[TF_SIM_MAX_DEVICES]) free(pool);
+    if (pool == NULL || is_default_pool(pool)) return CUDA_ERROR_INVALID_VALUE;
+    pthread_mutex_lock(&lock);
+    pool_trim(pool, 0);
+    pthread_mutex_unlock(&lock);
+    free(pool); /* allocations still out of it: the simulator keeps them charged until freed */
     return CUDA_SUCCESS;
 }
 
-static CUresult alloc_async(CUdeviceptr *dptr, size_t size, CUstream stream) {
+TF_SIM_API CUresult cuMemPoolSetAttribute(CUmemoryPool pool, int attr, void *value) {
+    CUresult rc = tf_need_init();
+    if (rc != CUDA_SUCCESS) return rc;
+    if (pool == NULL || value == NULL) return CUDA_ERROR_INVALID_VALUE;
+    if (attr != CU_MEMPOOL_ATTR_RELEASE_THRESHOLD) return CUDA_SUCCESS; /* reuse policies: no memory */
+    pthread_mutex_lock(&lock);
+    pool->threshold = *(const uint64_t *)value;
+    pool_trim(pool, pool->threshold);
+    pthread_mutex_unlock(&lock);
+    return CUDA_SUCCESS;
+}
+
+TF_SIM_API CUresult cuMemPoolGetAttribute(CUmemoryPool pool, int attr, void *value) {
+    CUresult rc = tf_need_init();
+    if (rc != CUDA_SUCCESS) return rc;
+    if (pool == NULL || value == NULL) return CUDA_ERROR_INVALID_VALUE;
+    pthread_mutex_lock(&lock);
+    uint64_t v = attr == CU_MEMPOOL_ATTR_RELEASE_THRESHOLD      ? pool->threshold
+                 : attr == CU_MEMPOOL_ATTR_RESERVED_MEM_CURRENT ? pool->used + pool->kept
+                 : attr == CU_MEMPOOL_ATTR_USED_MEM_CURRENT     ? pool->used
+                                                                : 0;
+    pthread_mutex_unlock(&lock);
+    *(uint64_t *)value = v;
+    return CUDA_SUCCESS;
+}
+
+TF_SIM_API CUresult cuMemPoolTrimTo(CUmemoryPool pool, size_t keep) {
+    CUresult rc = tf_need_init();
+    if (rc != CUDA_SUCCESS) return rc;
+    if (pool == NULL) return CUDA_ERROR_INVALID_VALUE;
+    pthread_mutex_lock(&lock);
+    pool_trim(pool, keep);
+    pthread_mutex_unlock(&lock);
+    return CUDA_SUCCESS;
+}
+
+/* Allocates from pool: its kept bytes first, the device for the rest. */
+static CUresult pool_alloc(CUdeviceptr *dptr, size_t size, CUmemoryPool pool, CUstream stream) {
     CUresult rc;
     CUcontext c = tf_current(&rc);
     if (c == NULL) return rc;
     if (tf_stream_tail(stream, c, &rc) == NULL) return rc;
-    return alloc(dptr, size, K_DEVICE);
+    if (dptr == NULL || size == 0) return CUDA_ERROR_INVALID_VALUE;
+    pthread_mutex_lock(&lock);
+    uint64_t reuse = pool->kept < size ? pool->kept : size;
+    pool->kept -= reuse;
+    pthread_mutex_unlock(&lock);
+    if (reuse < size && !tf_sim_charge(pool->physical, size - reuse)) {
+        pthread_mutex_lock(&lock);
+        pool->kept += reuse;
+        pthread_mutex_unlock(&lock);
+        return CUDA_ERROR_OUT_OF_MEMORY;
+    }
+    void *p = map_bytes(size);
+    if (p == NULL || !add_record((record){(uint64_t)(uintptr_t)p, size, K_DEVICE, pool->physical, -1, 0, 0, 0, pool})) {
+        if (p != NULL) unmap_bytes(p, size);
+        tf_sim_uncharge(pool->physical, size - reuse);
+        pthread_mutex_lock(&lock);
+        pool->kept += reuse;
+        pthread_mutex_unlock(&lock);
+        return CUDA_ERROR_OUT_OF_MEMORY;
+    }
+    pthread_mutex_lock(&lock);
+    pool->used += size;
+    pthread_mutex_unlock(&lock);
+    *dptr = (CUdeviceptr)(uintptr_t)p;
+    return CUDA_SUCCESS;
 }
 
 TF_SIM_API CUresult cuMemAllocAsync(CUdeviceptr *dptr, size_t size, CUstream stream) {
-    return alloc_async(dptr, size, stream);
+    CUresult rc;
+    CUcontext c = tf_current(&rc);
+    if (c == NULL) return rc;
+    CUmemoryPool pool;
+    rc = cuDeviceGetMemPool(&pool, c->ordinal);
+    return rc != CUDA_SUCCESS ? rc : pool_alloc(dptr, size, pool, stream);
 }
 
 TF_SIM_API CUresult cuMemAllocFromPoolAsync(CUdeviceptr *dptr, size_t size, CUmemoryPool pool, CUstream stream) {
     if (pool == NULL) return CUDA_ERROR_INVALID_VALUE;
-    return alloc_async(dptr, size, stream);
+    return pool_alloc(dptr, size, pool, stream);
 }
 
 TF_SIM_API CUresult cuMemFreeAsync(CUdeviceptr ptr, CUstream stream) {
@@ -250,7 +367,7 @@ TF_SIM_API CUresult cuMemHostAlloc(void **pp, size_t size, unsigned int flags) {
     if (rc != CUDA_SUCCESS) return rc;
     if (pp == NULL || size == 0) return CUDA_ERROR_INVALID_VALUE;
     void *p = map_bytes(size);
-    if (p == NULL || !add_record((record){(uint64_t)(uintptr_t)p, size, K_HOST, -1, -1, 0, 0, 0})) {
+    if (p == NULL || !add_record((record){(uint64_t)(uintptr_t)p, size, K_HOST, -1, -1, 0, 0, 0, NULL})) {
         if (p != NULL) unmap_bytes(p, size);
         return CUDA_ERROR_OUT_OF_MEMORY;
     }
@@ -301,7 +418,7 @@ TF_SIM_API CUresult cuMemCreate(CUmemGenericAllocationHandle *handle, size_t siz
     }
     /* The handle is the memfd number plus one: unique while the handle lives, never 0. */
     uint64_t key = (uint64_t)fd + 1;
-    if (!add_record((record){key, size, K_PHYS, physical, fd, 0, 0, 0})) {
+    if (!add_record((record){key, size, K_PHYS, physical, fd, 0, 0, 0, NULL})) {
         close(fd);
         tf_sim_uncharge(physical, size);
         return CUDA_ERROR_OUT_OF_MEMORY;
@@ -357,7 +474,7 @@ TF_SIM_API CUresult cuMemAddressReserve(CUdeviceptr *ptr, size_t size, size_t al
     if (ptr == NULL || size == 0 || size % TF_SIM_GRANULARITY != 0) return CUDA_ERROR_INVALID_VALUE;
     void *p = mmap((void *)(uintptr_t)addr, size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (p == MAP_FAILED) return CUDA_ERROR_OUT_OF_MEMORY;
-    if (!add_record((record){(uint64_t)(uintptr_t)p, size, K_RESERVE, -1, -1, 0, 0, 0})) {
+    if (!add_record((record){(uint64_t)(uintptr_t)p, size, K_RESERVE, -1, -1, 0, 0, 0, NULL})) {
         munmap(p, size);
         return CUDA_ERROR_OUT_OF_MEMORY;
     }
@@ -383,7 +500,7 @@ TF_SIM_API CUresult cuMemMap(CUdeviceptr ptr, size_t size, size_t offset, CUmemG
         return CUDA_ERROR_INVALID_VALUE;
     void *p = mmap((void *)(uintptr_t)ptr, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, phys.fd, (off_t)offset);
     if (p == MAP_FAILED) return CUDA_ERROR_INVALID_VALUE;
-    if (!add_record((record){ptr, size, K_MAPPED, -1, -1, handle, 0, 0})) return CUDA_ERROR_OUT_OF_MEMORY;
+    if (!add_record((record){ptr, size, K_MAPPED, -1, -1, handle, 0, 0, NULL})) return CUDA_ERROR_OUT_OF_MEMORY;
     phys_update(handle, +1);
     return CUDA_SUCCESS;
 }
@@ -415,7 +532,7 @@ static CUresult array_create(void **handle, uint64_t bytes, int kind) {
     if (handle == NULL || bytes == 0) return CUDA_ERROR_INVALID_VALUE;
     if (!tf_sim_charge(c->physical, bytes)) return CUDA_ERROR_OUT_OF_MEMORY;
     void *h = malloc(16);
-    if (h == NULL || !add_record((record){(uint64_t)(uintptr_t)h, bytes, kind, c->physical, -1, 0, 0, 0})) {
+    if (h == NULL || !add_record((record){(uint64_t)(uintptr_t)h, bytes, kind, c->physical, -1, 0, 0, 0, NULL})) {
         free(h);
         tf_sim_uncharge(c->physical, bytes);
         return CUDA_ERROR_OUT_OF_MEMORY;

@@ -216,3 +216,17 @@ def test_heap_and_stack_limits_are_charged(libs: dict[str, Path], attacks: Path,
     assert out["info"] == f"rc:0,free:{6 * MIB},total:{LIMIT}"
     assert out["lowered_rc"] == "0"
     assert out["info_lowered"] == f"rc:0,free:{106 * MIB},total:{LIMIT}"  # the heap's share came back
+
+
+def test_memory_a_pool_keeps_after_free_stays_charged(libs: dict[str, Path], attacks: Path, tmp_path: Path) -> None:
+    region = make_region(tmp_path / "w.shm", ("0", LIMIT))
+    done = run([str(attacks), "pool", "100"], shim_env(libs, region))
+    out = parse_kv(done.stdout)
+    assert out.get("async_rc") == "0,0", done.stdout + done.stderr
+    assert out["info_kept"] == f"rc:0,free:{LIMIT - 200 * MIB},total:{LIMIT}"  # the pool keeps 200 MiB
+    assert out["plain_rc"] == "2"  # so 100 MiB more would pass the limit
+    assert out["reuse_rc"] == "0"  # the pool's own memory is reused
+    assert out["trim_rc"] == "0"
+    assert out["info_trimmed"] == f"rc:0,free:{LIMIT},total:{LIMIT}"
+    assert out["after_trim_rc"] == "0"
+    assert used(region) == 0

@@ -18,6 +18,12 @@ FN(cuMemMap, CUresult, (CUdeviceptr, size_t, size_t, CUmemGenericAllocationHandl
 FN(cuMemUnmap, CUresult, (CUdeviceptr, size_t));
 FN(cuMemcpyHtoD, CUresult, (CUdeviceptr, const void *, size_t));
 FN(cuCtxSetLimit, CUresult, (int, size_t));
+FN(cuMemAllocAsync, CUresult, (CUdeviceptr *, size_t, CUstream));
+FN(cuMemFreeAsync, CUresult, (CUdeviceptr, CUstream));
+FN(cuDeviceGetMemPool, CUresult, (CUmemoryPool *, CUdevice));
+FN(cuMemPoolSetAttribute, CUresult, (CUmemoryPool, int, void *));
+FN(cuMemPoolTrimTo, CUresult, (CUmemoryPool, size_t));
+FN(cuStreamSynchronize, CUresult, (CUstream));
 
 static void print_info(const char *key) {
     size_t free_bytes = 0, total = 0;
@@ -120,6 +126,32 @@ int main(int argc, char **argv) {
         printf("children_allocated=%d\n", yes);
         for (int i = 0; i < n; i++) kill(kids[i], SIGKILL);
         for (int i = 0; i < n; i++) waitpid(kids[i], NULL, 0);
+        return 0;
+    }
+    if (strcmp(cmd, "pool") == 0) {
+        /* The default pool keeps everything freed (threshold raised): then allocate elsewhere. */
+        LOAD(cuMemAllocAsync);
+        LOAD(cuMemFreeAsync);
+        LOAD(cuDeviceGetMemPool);
+        LOAD(cuMemPoolSetAttribute);
+        LOAD(cuMemPoolTrimTo);
+        LOAD(cuStreamSynchronize);
+        CUmemoryPool pool;
+        uint64_t keep_all = UINT64_MAX;
+        CUdeviceptr a, b, c, d;
+        if (cuDeviceGetMemPool(&pool, 0) || cuMemPoolSetAttribute(pool, 4, &keep_all)) return printf("error=pool\n"), 1;
+        printf("async_rc=%d,%d\n", cuMemAllocAsync(&a, mib * MIB, NULL), cuMemAllocAsync(&b, mib * MIB, NULL));
+        cuMemFreeAsync(a, NULL);
+        cuMemFreeAsync(b, NULL);
+        cuStreamSynchronize(NULL);
+        print_info("info_kept");
+        printf("plain_rc=%d\n", cuMemAlloc(&c, mib * MIB)); /* the pool still holds 2 x mib */
+        printf("reuse_rc=%d\n", cuMemAllocAsync(&d, mib * MIB, NULL)); /* from what the pool kept */
+        cuMemFreeAsync(d, NULL);
+        cuStreamSynchronize(NULL);
+        printf("trim_rc=%d\n", cuMemPoolTrimTo(pool, 0));
+        print_info("info_trimmed");
+        printf("after_trim_rc=%d\n", cuMemAlloc(&c, mib * MIB));
         return 0;
     }
     if (strcmp(cmd, "heap") == 0) {
