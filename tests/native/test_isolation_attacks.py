@@ -176,9 +176,7 @@ def test_another_user_cannot_allocate_against_a_worker(libs: dict[str, Path], at
         assert f.read(4) == b"TSHM"
 
 
-def test_a_kernel_nested_deep_in_child_graphs_is_charged(
-    libs: dict[str, Path], launcher: Path, tmp_path: Path
-) -> None:
+def test_a_kernel_nested_deep_in_child_graphs_is_charged(libs: dict[str, Path], launcher: Path, tmp_path: Path) -> None:
     path = tmp_path / "w.shm"
     with Region.create(path, [DeviceSpec("0", 1 << 30)]) as region:
         region.set_compute_rate(0, RATE, RATE // 10)

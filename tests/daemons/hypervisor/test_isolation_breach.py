@@ -1,6 +1,8 @@
 """The node's reaction to a tenant that writes its own state file: a damaged header is rebuilt
-in place at the next tick and reported (a log line naming the worker, a metric); after a
-restart a worker whose state file was damaged is rebuilt from its record, never dropped."""
+in place at the next tick and reported (a log line naming the worker, a metric, an Event on
+its pod, and its eviction with --on-isolation-breach=evict); after a restart a worker whose
+state file was damaged is rebuilt from its record, never dropped.  API workers' state files
+belong to the workload's uid alone."""
 
 from __future__ import annotations
 
@@ -9,8 +11,13 @@ import time
 import urllib.request
 from pathlib import Path
 
+from kubernetes_asyncio import client
+
+from tests.daemons.hypervisor.process import Hypervisor
 from tests.daemons.hypervisor.test_api import _call
+from tests.daemons.hypervisor.test_pod_regions import eventually, present, region_of, tf_pod
 from tests.e2e.compute_node import LocalNode
+from tests.kubeapi.emulator import KubeEmulator
 from tfcore.ipc import Region
 
 
@@ -64,3 +71,27 @@ def test_api_workers_state_files_belong_to_the_workloads_uid_alone(tmp_path: Pat
         status, body = _call(node, "POST", "/api/v1/workers", {"name": "bad", "vram": "1Gi", "tenant_uid": -5})
         assert status == 400
         assert "tenant_uid" in str(body)
+
+
+async def test_a_pod_found_past_its_isolation_gets_an_event_and_with_evict_is_evicted(
+    kube: KubeEmulator, hypervisors: list[Hypervisor], tmp_path: Path
+) -> None:
+    core = client.CoreV1Api(kube.api_client())
+    hypervisor = Hypervisor(tmp_path, kube, "--on-isolation-breach", "evict")
+    hypervisors.append(hypervisor)
+    await hypervisor.start()
+    await core.create_namespaced_pod("default", tf_pod("train-0"))
+    region = region_of(hypervisor, "train-0")
+    await eventually(lambda: present(region), bool)
+    _damage(region)
+
+    async def events() -> list[tuple[str, str]]:
+        listed = await core.list_namespaced_event("default")
+        return [(e.reason, e.involved_object.name) for e in listed.items]
+
+    await eventually(events, lambda found: ("StateFileDamaged", "train-0") in found)
+
+    async def pods() -> list[str]:
+        return [p.metadata.name for p in (await core.list_namespaced_pod("default")).items]
+
+    await eventually(pods, lambda names: "train-0" not in names)  # evicted
