@@ -228,3 +228,18 @@ def test_memory_a_pool_keeps_after_free_stays_charged(libs: dict[str, Path], att
     assert out["info_trimmed"] == f"rc:0,free:{LIMIT},total:{LIMIT}"
     assert out["after_trim_rc"] == "0"
     assert used(region) == 0
+
+
+def test_a_missing_helper_fails_closed_with_one_line(
+    libs: dict[str, Path], plain_loader: Path, cc: Callable[..., Path], tmp_path: Path
+) -> None:
+    driver = cc("libcuda.so.1", "helperless_driver.c", flags=("-shared", "-fPIC"))
+    region = make_region(tmp_path / "w.shm", ("0", LIMIT))
+    env = dict(shim_env(libs, region), LD_LIBRARY_PATH=str(driver.parent))
+    done = run([str(plain_loader), "100"], env)
+    out = parse_kv(done.stdout)
+    assert out.get("allocs") == "0", done.stdout + done.stderr  # never admitted by default
+    assert out["info"].startswith("rc:0,free:0,")
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1, done.stderr  # logged once, not per call
+    assert "cuCtxGetDevice" in lines[0]
