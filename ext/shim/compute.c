@@ -4,6 +4,7 @@
  */
 #define _GNU_SOURCE
 #include <stdlib.h>
+#include <string.h>
 
 #include "shim.h"
 #include "tf/compute.h"
@@ -107,15 +108,68 @@ static uint64_t graph_cost(CUgraph graph, int depth) {
     return total;
 }
 
-void tf_graph_instantiated(CUgraphExec exec, CUgraph graph) {
-    if (exec == NULL || tf_region_active() != TF_ADMIT_OK) return;
+/* Bytes a graph's memory-allocation nodes make when it runs (child graphs included), and the
+ * CUDA ordinal of the first one's device; UINT64_MAX when they cannot be read (never free). */
+static uint64_t graph_memory(CUgraph graph, int depth, int *ordinal) {
+    typedef CUresult (*alloc_params_fn)(CUgraphNode, CUDA_MEM_ALLOC_NODE_PARAMS *);
+    get_nodes_fn get_nodes = (get_nodes_fn)tf_driver_helper("cuGraphGetNodes");
+    node_type_fn node_type = (node_type_fn)tf_driver_helper("cuGraphNodeGetType");
+    child_graph_fn child_graph = (child_graph_fn)tf_driver_helper("cuGraphChildGraphNodeGetGraph");
+    alloc_params_fn alloc_params = (alloc_params_fn)tf_driver_helper("cuGraphMemAllocNodeGetParams");
+    if (get_nodes == NULL || node_type == NULL || depth > TF_GRAPH_MAX_DEPTH) return UINT64_MAX;
+    size_t count = 0;
+    if (get_nodes(graph, NULL, &count) != CUDA_SUCCESS || count == 0) return 0;
+    CUgraphNode *nodes = calloc(count, sizeof *nodes);
+    if (nodes == NULL) return UINT64_MAX;
+    uint64_t total = 0;
+    if (get_nodes(graph, nodes, &count) == CUDA_SUCCESS) {
+        for (size_t i = 0; i < count && total != UINT64_MAX; i++) {
+            int type = -1;
+            uint64_t bytes = 0;
+            if (node_type(nodes[i], &type) != CUDA_SUCCESS) continue;
+            if (type == CU_GRAPH_NODE_TYPE_MEM_ALLOC) {
+                CUDA_MEM_ALLOC_NODE_PARAMS p;
+                memset(&p, 0, sizeof p);
+                if (alloc_params == NULL || alloc_params(nodes[i], &p) != CUDA_SUCCESS) {
+                    bytes = UINT64_MAX;
+                } else {
+                    bytes = p.bytesize;
+                    if (*ordinal < 0) *ordinal = p.poolProps.location.id;
+                }
+            } else if (type == CU_GRAPH_NODE_TYPE_GRAPH && child_graph != NULL) {
+                CUgraph child = NULL;
+                if (child_graph(nodes[i], &child) == CUDA_SUCCESS) bytes = graph_memory(child, depth + 1, ordinal);
+            }
+            total = UINT64_MAX - total < bytes ? UINT64_MAX : total + bytes;
+        }
+    }
+    free(nodes);
+    return total;
+}
+
+/* The launch cost is recorded; the memory its allocation nodes make is charged now, at its
+ * worst case (every node's bytes), until the executable is destroyed: the driver makes it at
+ * the first launch and its graph pool keeps it.  Denied: the caller destroys the executable. */
+int tf_graph_instantiated(CUgraphExec exec, CUgraph graph) {
+    if (exec == NULL || tf_region_active() != TF_ADMIT_OK) return TF_ADMIT_PASS;
     tf_track(TF_GRAPH_COST, (uint64_t)(uintptr_t)exec, graph_cost(graph, 0), -1);
+    int ordinal = -1;
+    uint64_t bytes = graph_memory(graph, 0, &ordinal);
+    if (bytes == 0) return TF_ADMIT_OK;
+    int ok = 1, dev = ordinal >= 0 ? tf_region_device(ordinal) : tf_region_current_device(&ok);
+    if (bytes == UINT64_MAX || ok <= 0 || tf_admit(dev, bytes) != TF_ADMIT_OK) {
+        tf_graph_destroyed(exec);
+        return TF_ADMIT_DENY;
+    }
+    tf_track(TF_GRAPH_MEMORY, (uint64_t)(uintptr_t)exec, bytes, dev);
+    return TF_ADMIT_OK;
 }
 
 void tf_graph_destroyed(CUgraphExec exec) {
-    uint64_t cost;
+    uint64_t bytes;
     int dev;
-    (void)tf_untrack(TF_GRAPH_COST, (uint64_t)(uintptr_t)exec, &cost, &dev);
+    (void)tf_untrack(TF_GRAPH_COST, (uint64_t)(uintptr_t)exec, &bytes, &dev);
+    if (tf_untrack(TF_GRAPH_MEMORY, (uint64_t)(uintptr_t)exec, &bytes, &dev)) tf_release(dev, bytes);
 }
 
 uint64_t tf_graph_cost(CUgraphExec exec) {

@@ -536,42 +536,46 @@ TF_ADMITTED(cuLaunchCooperativeKernelMultiDevice, (CUDA_LAUNCH_PARAMS * list, un
             (list, count, flags), multi_device_cost(list, count))
 TF_ADMITTED(cuGraphLaunch_ptsz, (CUgraphExec exec, CUstream stream), (exec, stream), tf_graph_cost(exec))
 
-/* ---- graph executables: their launch cost is computed once, when instantiated ---- */
+/* ---- graph executables: their launch cost is computed once, when instantiated, and the
+ * memory their allocation nodes make is charged then (worst case, until destroyed) ---- */
+
+static CUresult graph_instantiated(CUresult rc, CUgraphExec *exec, CUgraph graph) {
+    if (rc != CUDA_SUCCESS || exec == NULL || tf_graph_instantiated(*exec, graph) != TF_ADMIT_DENY) return rc;
+    tf_pfn_cuGraphExecDestroy destroy = TF_REAL(cuGraphExecDestroy);
+    if (destroy != NULL) destroy(*exec);
+    *exec = NULL;
+    return CUDA_ERROR_OUT_OF_MEMORY;
+}
 
 CUresult cuGraphInstantiate(CUgraphExec *exec, CUgraph graph, CUgraphNode *error_node, char *log, size_t log_size) {
     REAL_OR_FAIL(cuGraphInstantiate);
     CUresult rc = real(exec, graph, error_node, log, log_size);
-    if (rc == CUDA_SUCCESS && exec != NULL) tf_graph_instantiated(*exec, graph);
-    return rc;
+    return graph_instantiated(rc, exec, graph);
 }
 
 CUresult cuGraphInstantiate_v2(CUgraphExec *exec, CUgraph graph, CUgraphNode *error_node, char *log,
                                size_t log_size) {
     REAL_OR_FAIL(cuGraphInstantiate_v2);
     CUresult rc = real(exec, graph, error_node, log, log_size);
-    if (rc == CUDA_SUCCESS && exec != NULL) tf_graph_instantiated(*exec, graph);
-    return rc;
+    return graph_instantiated(rc, exec, graph);
 }
 
 CUresult cuGraphInstantiateWithFlags(CUgraphExec *exec, CUgraph graph, unsigned long long flags) {
     REAL_OR_FAIL(cuGraphInstantiateWithFlags);
     CUresult rc = real(exec, graph, flags);
-    if (rc == CUDA_SUCCESS && exec != NULL) tf_graph_instantiated(*exec, graph);
-    return rc;
+    return graph_instantiated(rc, exec, graph);
 }
 
 CUresult cuGraphInstantiateWithParams(CUgraphExec *exec, CUgraph graph, CUDA_GRAPH_INSTANTIATE_PARAMS *params) {
     REAL_OR_FAIL(cuGraphInstantiateWithParams);
     CUresult rc = real(exec, graph, params);
-    if (rc == CUDA_SUCCESS && exec != NULL) tf_graph_instantiated(*exec, graph);
-    return rc;
+    return graph_instantiated(rc, exec, graph);
 }
 
 CUresult cuGraphInstantiateWithParams_ptsz(CUgraphExec *exec, CUgraph graph, CUDA_GRAPH_INSTANTIATE_PARAMS *params) {
     REAL_OR_FAIL(cuGraphInstantiateWithParams_ptsz);
     CUresult rc = real(exec, graph, params);
-    if (rc == CUDA_SUCCESS && exec != NULL) tf_graph_instantiated(*exec, graph);
-    return rc;
+    return graph_instantiated(rc, exec, graph);
 }
 
 /* The record goes first: the handle may be reused by the next instantiation. */

@@ -72,7 +72,7 @@ void tf_route(const char *symbol, void **pfn, int cudaVersion, cuuint64_t flags)
 /* ---- VRAM accounting (region.c) ---- */
 
 /* Kinds of tracked allocations: keys of different kinds never match each other. */
-enum { TF_ALLOC_PTR = 1, TF_ALLOC_VMM, TF_ALLOC_ARRAY, TF_ALLOC_MIPMAP, TF_GRAPH_COST, TF_BLOCK_SHAPE, TF_CTX_LIMIT };
+enum { TF_ALLOC_PTR = 1, TF_ALLOC_VMM, TF_ALLOC_ARRAY, TF_ALLOC_MIPMAP, TF_GRAPH_COST, TF_BLOCK_SHAPE, TF_CTX_LIMIT, TF_GRAPH_MEMORY };
 
 /* Whether a region governs this process (loaded on first use).  0: pass everything through. */
 int tf_region_active(void);
@@ -152,7 +152,8 @@ void tf_launch_admit(uint64_t cost);
 
 /* Cost of a graph executable (sum of its kernel nodes), recorded at instantiation. */
 uint64_t tf_graph_cost(CUgraphExec exec);
-void tf_graph_instantiated(CUgraphExec exec, CUgraph graph);
+/* TF_ADMIT_DENY: its memory nodes do not fit; the caller destroys exec and fails. */
+int tf_graph_instantiated(CUgraphExec exec, CUgraph graph);
 void tf_graph_destroyed(CUgraphExec exec);
 
 #endif /* TF_SHIM_H */

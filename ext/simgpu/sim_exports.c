@@ -44,7 +44,8 @@
     X(cuMemsetD32Async)                                                                              \
     X(cuFuncSetBlockShape) X(cuLaunch) X(cuLaunchGrid) X(cuLaunchGridAsync)                           \
     X(cuLaunchCooperativeKernelMultiDevice) X(cuCtxSetLimit) X(cuCtxGetLimit)                       \
-    X(cuMemPoolSetAttribute) X(cuMemPoolGetAttribute) X(cuMemPoolTrimTo)
+    X(cuMemPoolSetAttribute) X(cuMemPoolGetAttribute) X(cuMemPoolTrimTo)                             \
+    X(cuGraphAddMemAllocNode) X(cuGraphMemAllocNodeGetParams)
 
 /* Only their addresses are taken here; the definitions (with their real types) are elsewhere. */
 #define TF_DECLARE(name) extern void name(void);

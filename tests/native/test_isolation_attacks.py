@@ -243,3 +243,16 @@ def test_a_missing_helper_fails_closed_with_one_line(
     lines = done.stderr.splitlines()
     assert len(lines) == 1, done.stderr  # logged once, not per call
     assert "cuCtxGetDevice" in lines[0]
+
+
+def test_graph_memory_nodes_are_charged(libs: dict[str, Path], attacks: Path, tmp_path: Path) -> None:
+    region = make_region(tmp_path / "w.shm", ("0", LIMIT))
+    done = run([str(attacks), "graphmem", "200"], shim_env(libs, region))
+    out = parse_kv(done.stdout)
+    assert (out.get("instantiate_rc"), out.get("launch_rc")) == ("0", "0"), done.stdout + done.stderr
+    assert out["allocs"] == "1"  # the graph's 200 MiB count: 50 MiB more fit, 100 do not
+    assert out["info"] == f"rc:0,free:{6 * MIB},total:{LIMIT}"
+    # Destroying the executable gives its memory back (charged at instantiation, worst case).
+    assert out["info_destroyed"] == f"rc:0,free:{LIMIT - 50 * MIB},total:{LIMIT}"
+    over = parse_kv(run([str(attacks), "graphmem", "300"], shim_env(libs, region)).stdout)
+    assert over["instantiate_rc"] == "2"  # a graph that would make more than the limit never instantiates

@@ -102,7 +102,29 @@ typedef struct CUDA_LAUNCH_PARAMS_st {
 #define CU_LIMIT_PRINTF_FIFO_SIZE 0x01
 #define CU_LIMIT_MALLOC_HEAP_SIZE 0x02
 
+/* Graph memory-allocation nodes (CUDA 11.4): the memory is made when the graph runs. */
+typedef struct CUmemPoolProps_st {
+    int allocType;   /* CUmemAllocationType */
+    int handleTypes; /* CUmemAllocationHandleType */
+    CUmemLocation location;
+    void *win32SecurityAttributes;
+    size_t maxSize;
+    unsigned short usage;
+    unsigned char reserved[54];
+} CUmemPoolProps;
+
+typedef struct CUDA_MEM_ALLOC_NODE_PARAMS_st {
+    CUmemPoolProps poolProps;
+    const CUmemAccessDesc *accessDescs;
+    size_t accessDescCount;
+    size_t bytesize;
+    CUdeviceptr dptr; /* out */
+} CUDA_MEM_ALLOC_NODE_PARAMS;
+_Static_assert(sizeof(CUmemPoolProps) == 88, "CUmemPoolProps_v1 layout");
+_Static_assert(sizeof(CUDA_MEM_ALLOC_NODE_PARAMS) == 120, "CUDA_MEM_ALLOC_NODE_PARAMS_v1 layout");
+
 /* CUgraphNodeType values we act on. */
+#define CU_GRAPH_NODE_TYPE_MEM_ALLOC 10
 #define CU_GRAPH_NODE_TYPE_KERNEL 0
 #define CU_GRAPH_NODE_TYPE_GRAPH 4
 #define CU_GRAPH_NODE_TYPE_EMPTY 5

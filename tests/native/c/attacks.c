@@ -24,6 +24,11 @@ FN(cuDeviceGetMemPool, CUresult, (CUmemoryPool *, CUdevice));
 FN(cuMemPoolSetAttribute, CUresult, (CUmemoryPool, int, void *));
 FN(cuMemPoolTrimTo, CUresult, (CUmemoryPool, size_t));
 FN(cuStreamSynchronize, CUresult, (CUstream));
+FN(cuGraphCreate, CUresult, (CUgraph *, unsigned));
+FN(cuGraphAddMemAllocNode, CUresult, (CUgraphNode *, CUgraph, const CUgraphNode *, size_t, CUDA_MEM_ALLOC_NODE_PARAMS *));
+FN(cuGraphInstantiate, CUresult, (CUgraphExec *, CUgraph, unsigned long long));
+FN(cuGraphLaunch, CUresult, (CUgraphExec, CUstream));
+FN(cuGraphExecDestroy, CUresult, (CUgraphExec));
 
 static void print_info(const char *key) {
     size_t free_bytes = 0, total = 0;
@@ -152,6 +157,32 @@ int main(int argc, char **argv) {
         printf("trim_rc=%d\n", cuMemPoolTrimTo(pool, 0));
         print_info("info_trimmed");
         printf("after_trim_rc=%d\n", cuMemAlloc(&c, mib * MIB));
+        return 0;
+    }
+    if (strcmp(cmd, "graphmem") == 0) {
+        /* A graph whose memory-allocation node makes mib MiB when it runs. */
+        LOAD(cuGraphCreate);
+        LOAD(cuGraphAddMemAllocNode);
+        LOAD(cuGraphInstantiate);
+        LOAD(cuGraphLaunch);
+        LOAD(cuGraphExecDestroy);
+        LOAD(cuStreamSynchronize);
+        CUgraph g;
+        CUgraphNode node;
+        CUgraphExec exec = NULL;
+        CUDA_MEM_ALLOC_NODE_PARAMS p;
+        memset(&p, 0, sizeof p);
+        p.poolProps.allocType = CU_MEM_ALLOCATION_TYPE_PINNED;
+        p.poolProps.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+        p.bytesize = mib * MIB;
+        if (cuGraphCreate(&g, 0) || cuGraphAddMemAllocNode(&node, g, NULL, 0, &p)) return printf("error=graph\n"), 1;
+        printf("instantiate_rc=%d\n", cuGraphInstantiate(&exec, g, 0));
+        printf("launch_rc=%d\n", exec != NULL ? (int)cuGraphLaunch(exec, NULL) : -1);
+        cuStreamSynchronize(NULL);
+        printf("allocs=%d\n", count_allocs(50, 64));
+        print_info("info");
+        if (exec != NULL) cuGraphExecDestroy(exec);
+        print_info("info_destroyed");
         return 0;
     }
     if (strcmp(cmd, "heap") == 0) {
