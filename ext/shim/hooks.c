@@ -448,6 +448,40 @@ CUresult cuMipmappedArrayDestroy(CUmipmappedArray array) {
     FREE_BODY(TF_ALLOC_MIPMAP, (uint64_t)(uintptr_t)array, real(array));
 }
 
+/* Imported memory is charged to the importer from open to close: the exporter's free does not
+ * end it.  Its size is known only once open (cuMemGetAddressRange): admitted then, and closed
+ * again when it does not fit. */
+static CUresult ipc_opened(CUresult rc, CUdeviceptr *dptr, tf_pfn_cuIpcCloseMemHandle close_fn) {
+    int dev, admitted = rc == CUDA_SUCCESS ? admit_current(0, &dev) : TF_ADMIT_PASS;
+    if (admitted == TF_ADMIT_PASS) return rc;
+    typedef CUresult (*range_fn)(CUdeviceptr *, size_t *, CUdeviceptr);
+    range_fn range = (range_fn)tf_driver_helper("cuMemGetAddressRange");
+    CUdeviceptr base;
+    size_t size = 0;
+    if (admitted == TF_ADMIT_DENY || range == NULL || range(&base, &size, *dptr) != CUDA_SUCCESS ||
+        tf_admit(dev, size) != TF_ADMIT_OK) {
+        if (close_fn != NULL) close_fn(*dptr); /* unknown size or over the limit: never free */
+        return CUDA_ERROR_OUT_OF_MEMORY;
+    }
+    tf_track(TF_ALLOC_IPC, *dptr, size, dev);
+    return rc;
+}
+
+CUresult cuIpcOpenMemHandle(CUdeviceptr *dptr, CUipcMemHandle handle, unsigned int flags) {
+    REAL_OR_FAIL(cuIpcOpenMemHandle);
+    return ipc_opened(real(dptr, handle, flags), dptr, TF_REAL(cuIpcCloseMemHandle));
+}
+
+CUresult cuIpcOpenMemHandle_v2(CUdeviceptr *dptr, CUipcMemHandle handle, unsigned int flags) {
+    REAL_OR_FAIL(cuIpcOpenMemHandle_v2);
+    return ipc_opened(real(dptr, handle, flags), dptr, TF_REAL(cuIpcCloseMemHandle));
+}
+
+CUresult cuIpcCloseMemHandle(CUdeviceptr dptr) {
+    REAL_OR_FAIL(cuIpcCloseMemHandle);
+    FREE_BODY(TF_ALLOC_IPC, dptr, real(dptr));
+}
+
 /* ---- launches: compute admission, then the driver ----
  * Without a rate the hot path is the real pointer's load, a few loads of the region's rate
  * (inline) and a tail jump to the driver.  Under a rate, and on the first call (before the

@@ -72,7 +72,7 @@ void tf_route(const char *symbol, void **pfn, int cudaVersion, cuuint64_t flags)
 /* ---- VRAM accounting (region.c) ---- */
 
 /* Kinds of tracked allocations: keys of different kinds never match each other. */
-enum { TF_ALLOC_PTR = 1, TF_ALLOC_VMM, TF_ALLOC_ARRAY, TF_ALLOC_MIPMAP, TF_GRAPH_COST, TF_BLOCK_SHAPE, TF_CTX_LIMIT, TF_GRAPH_MEMORY };
+enum { TF_ALLOC_PTR = 1, TF_ALLOC_VMM, TF_ALLOC_ARRAY, TF_ALLOC_MIPMAP, TF_GRAPH_COST, TF_BLOCK_SHAPE, TF_CTX_LIMIT, TF_GRAPH_MEMORY, TF_ALLOC_IPC };
 
 /* Whether a region governs this process (loaded on first use).  0: pass everything through. */
 int tf_region_active(void);

@@ -45,7 +45,9 @@
     X(cuFuncSetBlockShape) X(cuLaunch) X(cuLaunchGrid) X(cuLaunchGridAsync)                           \
     X(cuLaunchCooperativeKernelMultiDevice) X(cuCtxSetLimit) X(cuCtxGetLimit)                       \
     X(cuMemPoolSetAttribute) X(cuMemPoolGetAttribute) X(cuMemPoolTrimTo)                             \
-    X(cuGraphAddMemAllocNode) X(cuGraphMemAllocNodeGetParams)
+    X(cuGraphAddMemAllocNode) X(cuGraphMemAllocNodeGetParams)                                      \
+    X(cuMemGetAddressRange_v2) X(cuIpcGetMemHandle) X(cuIpcOpenMemHandle) X(cuIpcOpenMemHandle_v2)    \
+    X(cuIpcCloseMemHandle)
 
 /* Only their addresses are taken here; the definitions (with their real types) are elsewhere. */
 #define TF_DECLARE(name) extern void name(void);

@@ -17,7 +17,7 @@
 
 #include "sim_cuda.h"
 
-enum kind { K_DEVICE = 1, K_MANAGED, K_HOST, K_PHYS, K_RESERVE, K_MAPPED, K_ARRAY, K_MIPMAP };
+enum kind { K_DEVICE = 1, K_MANAGED, K_HOST, K_PHYS, K_RESERVE, K_MAPPED, K_ARRAY, K_MIPMAP, K_IPC };
 
 typedef struct record {
     uint64_t key;     /* device pointer, handle or array address */
@@ -84,7 +84,8 @@ int tf_mem_contains(CUdeviceptr ptr, uint64_t bytes) {
     pthread_mutex_lock(&lock);
     for (size_t i = 0; i < count && !ok; i++) {
         const record *r = &records[i];
-        if (r->kind != K_DEVICE && r->kind != K_MANAGED && r->kind != K_HOST && r->kind != K_MAPPED) continue;
+        if (r->kind != K_DEVICE && r->kind != K_MANAGED && r->kind != K_HOST && r->kind != K_MAPPED && r->kind != K_IPC)
+            continue;
         ok = ptr >= r->key && bytes <= r->size && ptr - r->key <= r->size - bytes;
     }
     pthread_mutex_unlock(&lock);
@@ -645,4 +646,88 @@ TF_SIM_API CUresult cuMemsetD16Async(CUdeviceptr d, unsigned short v, size_t n, 
 }
 TF_SIM_API CUresult cuMemsetD32Async(CUdeviceptr d, unsigned int v, size_t n, CUstream s) {
     return memset_n(d, v, 4, n, s, 1);
+}
+
+/* ---- IPC: an allocation opened by another process ----
+ * SIMULATED: the importer gets memory of the same size at an address of its own (contents
+ * are not shared between processes), charged to it from cuIpcOpenMemHandle to
+ * cuIpcCloseMemHandle: on the driver, imported memory stays alive while any process has it
+ * open, whatever the exporter frees meanwhile. */
+#define TF_IPC_MAGIC 0x43504954u
+
+typedef struct ipc_payload {
+    uint32_t magic;
+    int32_t pid;
+    uint64_t base, size;
+    int32_t physical;
+} ipc_payload;
+
+/* The allocation containing ptr (device or managed memory): its base and size. */
+static int allocation_of(CUdeviceptr ptr, record *out) {
+    int found = 0;
+    pthread_mutex_lock(&lock);
+    for (size_t i = 0; i < count && !found; i++) {
+        const record *r = &records[i];
+        if ((r->kind == K_DEVICE || r->kind == K_MANAGED || r->kind == K_IPC) && ptr >= r->key && ptr - r->key < r->size) {
+            *out = *r;
+            found = 1;
+        }
+    }
+    pthread_mutex_unlock(&lock);
+    return found;
+}
+
+TF_SIM_API CUresult cuMemGetAddressRange_v2(CUdeviceptr *base, size_t *size, CUdeviceptr ptr) {
+    CUresult rc = tf_need_init();
+    if (rc != CUDA_SUCCESS) return rc;
+    record r;
+    if (!allocation_of(ptr, &r)) return CUDA_ERROR_NOT_FOUND;
+    if (base != NULL) *base = r.key;
+    if (size != NULL) *size = r.size;
+    return CUDA_SUCCESS;
+}
+
+TF_SIM_API CUresult cuIpcGetMemHandle(CUipcMemHandle *handle, CUdeviceptr ptr) {
+    CUresult rc;
+    if (tf_current(&rc) == NULL) return rc;
+    record r;
+    if (handle == NULL || !allocation_of(ptr, &r) || r.kind != K_DEVICE) return CUDA_ERROR_INVALID_VALUE;
+    ipc_payload p = {TF_IPC_MAGIC, (int32_t)getpid(), r.key, r.size, r.physical};
+    memset(handle, 0, sizeof *handle);
+    memcpy(handle->reserved, &p, sizeof p);
+    return CUDA_SUCCESS;
+}
+
+TF_SIM_API CUresult cuIpcOpenMemHandle_v2(CUdeviceptr *dptr, CUipcMemHandle handle, unsigned int flags) {
+    CUresult rc;
+    (void)flags;
+    if (tf_current(&rc) == NULL) return rc;
+    ipc_payload p;
+    memcpy(&p, handle.reserved, sizeof p);
+    if (dptr == NULL || p.magic != TF_IPC_MAGIC || p.size == 0) return CUDA_ERROR_INVALID_VALUE;
+    if (p.pid == (int32_t)getpid()) return CUDA_ERROR_INVALID_CONTEXT; /* a process cannot open its own */
+    if (p.physical < 0 || p.physical >= (int32_t)tf_sim_state_get()->device_count) return CUDA_ERROR_INVALID_VALUE;
+    if (!tf_sim_charge(p.physical, p.size)) return CUDA_ERROR_OUT_OF_MEMORY;
+    void *mem = map_bytes(p.size);
+    if (mem == NULL || !add_record((record){(uint64_t)(uintptr_t)mem, p.size, K_IPC, p.physical, -1, 0, 0, 0, NULL})) {
+        if (mem != NULL) unmap_bytes(mem, p.size);
+        tf_sim_uncharge(p.physical, p.size);
+        return CUDA_ERROR_OUT_OF_MEMORY;
+    }
+    *dptr = (CUdeviceptr)(uintptr_t)mem;
+    return CUDA_SUCCESS;
+}
+
+TF_SIM_API CUresult cuIpcOpenMemHandle(CUdeviceptr *dptr, CUipcMemHandle handle, unsigned int flags) {
+    return cuIpcOpenMemHandle_v2(dptr, handle, flags);
+}
+
+TF_SIM_API CUresult cuIpcCloseMemHandle(CUdeviceptr ptr) {
+    CUresult rc = tf_need_init();
+    if (rc != CUDA_SUCCESS) return rc;
+    record r;
+    if (!take_record(ptr, K_IPC, &r)) return CUDA_ERROR_INVALID_VALUE;
+    unmap_bytes((void *)(uintptr_t)r.key, r.size);
+    tf_sim_uncharge(r.physical, r.size);
+    return CUDA_SUCCESS;
 }

@@ -256,3 +256,36 @@ def test_graph_memory_nodes_are_charged(libs: dict[str, Path], attacks: Path, tm
     assert out["info_destroyed"] == f"rc:0,free:{LIMIT - 50 * MIB},total:{LIMIT}"
     over = parse_kv(run([str(attacks), "graphmem", "300"], shim_env(libs, region)).stdout)
     assert over["instantiate_rc"] == "2"  # a graph that would make more than the limit never instantiates
+
+
+def test_imported_memory_is_charged_to_the_importer(libs: dict[str, Path], attacks: Path, tmp_path: Path) -> None:
+    exporter_region = make_region(tmp_path / "a.shm", ("0", 4 * LIMIT))
+    importer_region = make_region(tmp_path / "b.shm", ("0", LIMIT))
+
+    def start_tool(*args: str, region: Path) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [str(attacks), *args], env=shim_env(libs, region), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+
+    def say(process: subprocess.Popen[str], line: str) -> None:
+        assert process.stdin is not None
+        process.stdin.write(line + "\n")
+        process.stdin.flush()
+
+    with start_tool("export", "200", region=exporter_region) as exporter:
+        assert exporter.stdout is not None
+        handle = exporter.stdout.readline().strip().removeprefix("handle=")
+        with start_tool("import", "0", handle, region=importer_region) as importer:
+            assert importer.stdout is not None
+            assert importer.stdout.readline().strip() == "open_rc=0"
+            say(exporter, "free")  # the exporter frees: the import keeps the memory alive
+            assert exporter.stdout.readline().strip() == "free_rc=0"
+            say(importer, "go")
+            stdout, _ = importer.communicate(timeout=30)
+        exporter.wait(timeout=30)
+    done = subprocess.CompletedProcess(importer.args, importer.returncode, stdout, "")
+    out = parse_kv(done.stdout)
+    assert out.get("allocs") == "1", done.stdout  # the 200 MiB it keeps open count against its own 256 MiB
+    assert out["info"] == f"rc:0,free:{6 * MIB},total:{LIMIT}"
+    assert out["close_rc"] == "0"
+    assert used(importer_region) == 0

@@ -87,6 +87,11 @@ typedef struct CUlaunchConfig_st {
     unsigned int numAttrs;
 } CUlaunchConfig;
 
+/* An allocation exported to another process (cuIpcGetMemHandle): opaque bytes. */
+typedef struct CUipcMemHandle_st {
+    char reserved[64];
+} CUipcMemHandle;
+
 /* One entry of cuLaunchCooperativeKernelMultiDevice (deprecated since CUDA 11.3). */
 typedef struct CUDA_LAUNCH_PARAMS_st {
     CUfunction function;

@@ -25,6 +25,9 @@ FN(cuMemPoolSetAttribute, CUresult, (CUmemoryPool, int, void *));
 FN(cuMemPoolTrimTo, CUresult, (CUmemoryPool, size_t));
 FN(cuStreamSynchronize, CUresult, (CUstream));
 FN(cuGraphCreate, CUresult, (CUgraph *, unsigned));
+FN(cuIpcGetMemHandle, CUresult, (CUipcMemHandle *, CUdeviceptr));
+FN(cuIpcOpenMemHandle, CUresult, (CUdeviceptr *, CUipcMemHandle, unsigned int));
+FN(cuIpcCloseMemHandle, CUresult, (CUdeviceptr));
 FN(cuGraphAddMemAllocNode, CUresult, (CUgraphNode *, CUgraph, const CUgraphNode *, size_t, CUDA_MEM_ALLOC_NODE_PARAMS *));
 FN(cuGraphInstantiate, CUresult, (CUgraphExec *, CUgraph, unsigned long long));
 FN(cuGraphLaunch, CUresult, (CUgraphExec, CUstream));
@@ -157,6 +160,39 @@ int main(int argc, char **argv) {
         printf("trim_rc=%d\n", cuMemPoolTrimTo(pool, 0));
         print_info("info_trimmed");
         printf("after_trim_rc=%d\n", cuMemAlloc(&c, mib * MIB));
+        return 0;
+    }
+    if (strcmp(cmd, "export") == 0) {
+        /* Allocates mib MiB, prints its IPC handle, frees it once told to (a line on stdin). */
+        LOAD(cuIpcGetMemHandle);
+        CUdeviceptr p;
+        CUipcMemHandle h;
+        if (cuMemAlloc(&p, mib * MIB) || cuIpcGetMemHandle(&h, p)) return printf("error=export\n"), 1;
+        printf("handle=");
+        for (size_t i = 0; i < sizeof h.reserved; i++) printf("%02x", (unsigned char)h.reserved[i]);
+        printf("\n");
+        char line[16];
+        if (fgets(line, sizeof line, stdin) == NULL) return 1;
+        printf("free_rc=%d\n", cuMemFree(p)); /* the importer keeps it alive */
+        return 0;
+    }
+    if (strcmp(cmd, "import") == 0 && argc == 4) {
+        /* Opens the exported allocation (hex handle), then allocates 50 MiB chunks on top. */
+        LOAD(cuIpcOpenMemHandle);
+        LOAD(cuIpcCloseMemHandle);
+        CUipcMemHandle h;
+        for (size_t i = 0; i < sizeof h.reserved; i++) {
+            unsigned int byte;
+            if (sscanf(argv[3] + 2 * i, "%2x", &byte) != 1) return printf("error=handle\n"), 1;
+            h.reserved[i] = (char)byte;
+        }
+        CUdeviceptr p;
+        printf("open_rc=%d\n", cuIpcOpenMemHandle(&p, h, 1));
+        char line[16];
+        if (fgets(line, sizeof line, stdin) == NULL) return 1; /* meanwhile the exporter frees */
+        printf("allocs=%d\n", count_allocs(50, 64));
+        print_info("info");
+        printf("close_rc=%d\n", cuIpcCloseMemHandle(p));
         return 0;
     }
     if (strcmp(cmd, "graphmem") == 0) {
