@@ -287,8 +287,31 @@ CUresult cuMemCreate(CUmemGenericAllocationHandle *handle, size_t size, const CU
 CUresult cuMemMap(CUdeviceptr ptr, size_t size, size_t offset, CUmemGenericAllocationHandle handle,
                   unsigned long long flags) {
     REAL_OR_FAIL(cuMemMap);
+    if (tf_region_active() != TF_ADMIT_OK) return real(ptr, size, offset, handle, flags);
+    int dev = -1;
+    uint64_t need = tf_vmm_growth(handle, (uint64_t)offset + size, &dev); /* imported: charged as mapped */
+    if (need != 0 && tf_admit(dev, need) != TF_ADMIT_OK) return CUDA_ERROR_OUT_OF_MEMORY;
     CUresult rc = real(ptr, size, offset, handle, flags);
-    if (rc == CUDA_SUCCESS && tf_region_active() == TF_ADMIT_OK) tf_vmm_mapped(ptr, size, handle);
+    if (rc != CUDA_SUCCESS) {
+        if (need != 0) tf_admit_undo(dev, need);
+        return rc;
+    }
+    if (need != 0) tf_vmm_grown(handle, need);
+    tf_vmm_mapped(ptr, size, handle);
+    return rc;
+}
+
+CUresult cuMemImportFromShareableHandle(CUmemGenericAllocationHandle *handle, void *os_handle, int type) {
+    REAL_OR_FAIL(cuMemImportFromShareableHandle);
+    CUresult rc = real(handle, os_handle, type);
+    if (rc != CUDA_SUCCESS || handle == NULL) return rc;
+    int dev, admitted = admit_current(0, &dev);
+    if (admitted == TF_ADMIT_PASS) return rc;
+    if (admitted == TF_ADMIT_DENY || !tf_vmm_imported(*handle, dev)) {
+        tf_pfn_cuMemRelease release = TF_REAL(cuMemRelease);
+        if (release != NULL) release(*handle);
+        return CUDA_ERROR_OUT_OF_MEMORY;
+    }
     return rc;
 }
 

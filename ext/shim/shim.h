@@ -115,6 +115,9 @@ void tf_vmm_mapped(uint64_t ptr, uint64_t size, uint64_t handle);
 void tf_vmm_unmapped(uint64_t ptr, uint64_t size);
 int tf_vmm_release_mark(uint64_t handle);
 void tf_vmm_release_done(uint64_t handle, int succeeded);
+int tf_vmm_imported(uint64_t handle, int dev);
+uint64_t tf_vmm_growth(uint64_t handle, uint64_t extent, int *dev);
+void tf_vmm_grown(uint64_t handle, uint64_t need);
 
 /* ---- stream-ordered pools (pools.c): what a pool keeps after frees stays charged ---- */
 uint64_t tf_pool_take(CUmemoryPool pool, int dev, uint64_t size);

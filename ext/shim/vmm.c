@@ -2,6 +2,9 @@
  * VMM lifetimes: physical memory from cuMemCreate is charged until it is released AND its
  * last mapping is gone, in either order (the driver keeps mapped memory alive after
  * cuMemRelease, so crediting at release would let `create, map, release` escape the limit).
+ * A handle imported from another process (cuMemImportFromShareableHandle) keeps the memory
+ * alive too: it is charged here by the extent mapped from it (the API gives no size before),
+ * admitted before each mapping that reaches further, for the same lifetime.
  *
  * Process-local book of handles and mappings under one mutex: VMM calls are rare (an
  * allocator maps big chunks), and a process-local lock dies with its process.
@@ -13,7 +16,7 @@
 
 typedef struct vmm_handle {
     uint64_t handle, bytes;
-    int dev, maps, released;
+    int dev, maps, released, imported;
 } vmm_handle;
 
 typedef struct vmm_map {
@@ -54,10 +57,42 @@ static int settle(vmm_handle *h, uint64_t *bytes, int *dev) {
 void tf_vmm_created(uint64_t handle, uint64_t bytes, int dev) {
     pthread_mutex_lock(&vmm_lock);
     int ok = grow((void **)&handles, &handle_cap, handle_count, sizeof *handles);
-    if (ok) handles[handle_count++] = (vmm_handle){handle, bytes, dev, 0, 0};
+    if (ok) handles[handle_count++] = (vmm_handle){handle, bytes, dev, 0, 0, 0};
     pthread_mutex_unlock(&vmm_lock);
     /* Without a record the bytes stay charged for the process's life: conservative. */
     if (!ok) tf_log(TF_LOG_WARN, "VMM book full: %llu bytes stay charged", (unsigned long long)bytes);
+}
+
+/* An imported handle starts with nothing charged; 0 when the book is full (then its
+ * mappings are refused: never free). */
+int tf_vmm_imported(uint64_t handle, int dev) {
+    pthread_mutex_lock(&vmm_lock);
+    int ok = grow((void **)&handles, &handle_cap, handle_count, sizeof *handles);
+    if (ok) handles[handle_count++] = (vmm_handle){handle, 0, dev, 0, 0, 1};
+    pthread_mutex_unlock(&vmm_lock);
+    return ok;
+}
+
+/* What mapping handle up to `extent` bytes adds to its charge (0 for created handles);
+ * *dev says where.  -1 (UINT64_MAX) when an imported handle is not in the book. */
+uint64_t tf_vmm_growth(uint64_t handle, uint64_t extent, int *dev) {
+    uint64_t need = 0;
+    pthread_mutex_lock(&vmm_lock);
+    vmm_handle *h = find_handle(handle);
+    if (h != NULL && h->imported) {
+        need = extent > h->bytes ? extent - h->bytes : 0;
+        *dev = h->dev;
+    }
+    pthread_mutex_unlock(&vmm_lock);
+    return need;
+}
+
+/* The mapping that needed `need` more bytes was made: the handle's charge grows by it. */
+void tf_vmm_grown(uint64_t handle, uint64_t need) {
+    pthread_mutex_lock(&vmm_lock);
+    vmm_handle *h = find_handle(handle);
+    if (h != NULL) h->bytes += need;
+    pthread_mutex_unlock(&vmm_lock);
 }
 
 void tf_vmm_mapped(uint64_t ptr, uint64_t size, uint64_t handle) {

@@ -9,7 +9,9 @@
  * program can observe the difference from executing them at their stream position.
  */
 #define _GNU_SOURCE
+#include <fcntl.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -411,7 +413,9 @@ TF_SIM_API CUresult cuMemCreate(CUmemGenericAllocationHandle *handle, size_t siz
     int physical = tf_physical(prop->location.id);
     if (physical < 0) return CUDA_ERROR_INVALID_DEVICE;
     if (!tf_sim_charge(physical, size)) return CUDA_ERROR_OUT_OF_MEMORY;
-    int fd = memfd_create("tf-sim-vmm", MFD_CLOEXEC);
+    char name[32];
+    snprintf(name, sizeof name, "tf-sim-vmm-%d", physical); /* an importer learns the device from it */
+    int fd = memfd_create(name, MFD_CLOEXEC);
     if (fd < 0 || ftruncate(fd, (off_t)size) != 0) {
         if (fd >= 0) close(fd);
         tf_sim_uncharge(physical, size);
@@ -729,5 +733,52 @@ TF_SIM_API CUresult cuIpcCloseMemHandle(CUdeviceptr ptr) {
     if (!take_record(ptr, K_IPC, &r)) return CUDA_ERROR_INVALID_VALUE;
     unmap_bytes((void *)(uintptr_t)r.key, r.size);
     tf_sim_uncharge(r.physical, r.size);
+    return CUDA_SUCCESS;
+}
+
+/* ---- VMM shareable handles (POSIX file descriptors) ----
+ * The exporter hands out a descriptor of the physical memory; an importer makes a handle of
+ * its own from it, which keeps the memory alive after the exporter releases it.  SIMULATED:
+ * the importer is charged for the memory from import to release and last unmap (while both
+ * hold it the device counts it twice). */
+#define CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR 1
+
+TF_SIM_API CUresult cuMemExportToShareableHandle(void *shareable, CUmemGenericAllocationHandle handle, int type,
+                                                 unsigned long long flags) {
+    CUresult rc = tf_need_init();
+    if (rc != CUDA_SUCCESS) return rc;
+    record r;
+    if (shareable == NULL || flags != 0 || type != CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR ||
+        !find_record(handle, K_PHYS, &r))
+        return CUDA_ERROR_INVALID_VALUE;
+    int fd = dup(r.fd); /* without CLOEXEC: the caller passes it on */
+    if (fd < 0) return CUDA_ERROR_OUT_OF_MEMORY;
+    *(int *)shareable = fd;
+    return CUDA_SUCCESS;
+}
+
+TF_SIM_API CUresult cuMemImportFromShareableHandle(CUmemGenericAllocationHandle *handle, void *os_handle, int type) {
+    CUresult rc = tf_need_init();
+    if (rc != CUDA_SUCCESS) return rc;
+    if (handle == NULL || type != CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR) return CUDA_ERROR_INVALID_VALUE;
+    int source = (int)(intptr_t)os_handle, physical = -1;
+    char link[64], target[128];
+    snprintf(link, sizeof link, "/proc/self/fd/%d", source);
+    ssize_t n = readlink(link, target, sizeof target - 1);
+    if (n <= 0) return CUDA_ERROR_INVALID_VALUE;
+    target[n] = '\0';
+    if (sscanf(target, "/memfd:tf-sim-vmm-%d", &physical) != 1 || physical < 0 ||
+        physical >= (int)tf_sim_state_get()->device_count)
+        return CUDA_ERROR_INVALID_VALUE; /* not memory this simulator exported */
+    off_t size = lseek(source, 0, SEEK_END);
+    if (size <= 0) return CUDA_ERROR_INVALID_VALUE;
+    if (!tf_sim_charge(physical, (uint64_t)size)) return CUDA_ERROR_OUT_OF_MEMORY;
+    int fd = fcntl(source, F_DUPFD_CLOEXEC, 0);
+    if (fd < 0 || !add_record((record){(uint64_t)fd + 1, (uint64_t)size, K_PHYS, physical, fd, 0, 0, 0, NULL})) {
+        if (fd >= 0) close(fd);
+        tf_sim_uncharge(physical, (uint64_t)size);
+        return CUDA_ERROR_OUT_OF_MEMORY;
+    }
+    *handle = (uint64_t)fd + 1;
     return CUDA_SUCCESS;
 }

@@ -289,3 +289,17 @@ def test_imported_memory_is_charged_to_the_importer(libs: dict[str, Path], attac
     assert out["info"] == f"rc:0,free:{6 * MIB},total:{LIMIT}"
     assert out["close_rc"] == "0"
     assert used(importer_region) == 0
+
+
+def test_vmm_memory_imported_from_a_descriptor_is_charged_to_the_importer(
+    libs: dict[str, Path], attacks: Path, tmp_path: Path
+) -> None:
+    exporter_region = make_region(tmp_path / "a.shm", ("0", 4 * LIMIT))
+    importer_region = make_region(tmp_path / "b.shm", ("0", LIMIT))
+    # The exporter releases its handle (the descriptor keeps the memory) and execs the importer.
+    done = run([str(attacks), "vmmexport", "200", str(importer_region)], shim_env(libs, exporter_region))
+    out = parse_kv(done.stdout)
+    assert (out.get("import_rc"), out.get("map_rc")) == ("0", "0"), done.stdout + done.stderr
+    assert out["allocs"] == "1"  # the 200 MiB it maps count against its own 256 MiB
+    assert out["info"] == f"rc:0,free:{6 * MIB},total:{LIMIT}"
+    assert out["info_released"] == f"rc:0,free:{LIMIT - 50 * MIB},total:{LIMIT}"

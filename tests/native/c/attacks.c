@@ -26,6 +26,8 @@ FN(cuMemPoolTrimTo, CUresult, (CUmemoryPool, size_t));
 FN(cuStreamSynchronize, CUresult, (CUstream));
 FN(cuGraphCreate, CUresult, (CUgraph *, unsigned));
 FN(cuIpcGetMemHandle, CUresult, (CUipcMemHandle *, CUdeviceptr));
+FN(cuMemExportToShareableHandle, CUresult, (void *, CUmemGenericAllocationHandle, int, unsigned long long));
+FN(cuMemImportFromShareableHandle, CUresult, (CUmemGenericAllocationHandle *, void *, int));
 FN(cuIpcOpenMemHandle, CUresult, (CUdeviceptr *, CUipcMemHandle, unsigned int));
 FN(cuIpcCloseMemHandle, CUresult, (CUdeviceptr));
 FN(cuGraphAddMemAllocNode, CUresult, (CUgraphNode *, CUgraph, const CUgraphNode *, size_t, CUDA_MEM_ALLOC_NODE_PARAMS *));
@@ -160,6 +162,48 @@ int main(int argc, char **argv) {
         printf("trim_rc=%d\n", cuMemPoolTrimTo(pool, 0));
         print_info("info_trimmed");
         printf("after_trim_rc=%d\n", cuMemAlloc(&c, mib * MIB));
+        return 0;
+    }
+    if (strcmp(cmd, "vmmexport") == 0 && argc == 4) {
+        /* Creates mib MiB of VMM memory, exports it as a file descriptor, releases its own
+         * handle (the descriptor keeps the memory), then becomes the importer of another
+         * worker (argv[3]: its region) by exec, the descriptor inherited. */
+        LOAD(cuMemCreate);
+        LOAD(cuMemRelease);
+        LOAD(cuMemExportToShareableHandle);
+        CUmemAllocationProp prop;
+        memset(&prop, 0, sizeof prop);
+        prop.type = CU_MEM_ALLOCATION_TYPE_PINNED;
+        prop.requestedHandleTypes = 1; /* CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR */
+        prop.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+        CUmemGenericAllocationHandle h;
+        int fd = -1;
+        if (cuMemCreate(&h, mib * MIB, &prop, 0) || cuMemExportToShareableHandle(&fd, h, 1, 0) || cuMemRelease(h))
+            return printf("error=vmmexport\n"), 1;
+        char fd_text[16];
+        snprintf(fd_text, sizeof fd_text, "%d", fd);
+        setenv("TF_SHM_PATH", argv[3], 1);
+        execl("/proc/self/exe", argv[0], "vmmimport", argv[2], fd_text, (char *)NULL);
+        return printf("error=exec\n"), 1;
+    }
+    if (strcmp(cmd, "vmmimport") == 0 && argc == 4) {
+        LOAD(cuMemImportFromShareableHandle);
+        LOAD(cuMemAddressReserve);
+        LOAD(cuMemAddressFree);
+        LOAD(cuMemMap);
+        LOAD(cuMemUnmap);
+        LOAD(cuMemRelease);
+        CUmemGenericAllocationHandle h;
+        CUdeviceptr va;
+        size_t bytes = mib * MIB;
+        printf("import_rc=%d\n", cuMemImportFromShareableHandle(&h, (void *)(intptr_t)atoi(argv[3]), 1));
+        if (cuMemAddressReserve(&va, bytes, 0, 0, 0)) return printf("error=reserve\n"), 1;
+        printf("map_rc=%d\n", cuMemMap(va, bytes, 0, h, 0));
+        printf("allocs=%d\n", count_allocs(50, 64));
+        print_info("info");
+        cuMemUnmap(va, bytes);
+        cuMemRelease(h);
+        print_info("info_released");
         return 0;
     }
     if (strcmp(cmd, "export") == 0) {
