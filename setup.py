@@ -129,6 +129,8 @@ def extensions() -> list[Extension]:
                         "sim_host",
                         "sim_memops",
                         "sim_pointer",
+                        "sim_legacy",
+                        "sim_limits",
                     )
                 ),
                 procs,

@@ -88,6 +88,7 @@ def main() -> None:
             pass
         with Region.create(limited, [DeviceSpec("0", 64 << 30)]) as r:
             r.set_compute_rate(0, NEVER_WAITS, NEVER_WAITS)
+            r.police_compute(0)  # as the node does every tick: the ceiling check is in force
         base = {k: v for k, v in os.environ.items() if not k.startswith(("TF_", "LD_", "CUDA_"))}
         # Zero-length kernels: launches never wait for the simulated device.
         base.update(LD_LIBRARY_PATH=str(libs["simcuda"].parent), TF_SIM_STATE=str(work / "sim"), TF_SIM_WAVE_NS="0")

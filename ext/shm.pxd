@@ -69,6 +69,7 @@ cdef extern from "tf/shm_layout.h" nogil:
 
     ctypedef enum tf_shm_status:
         TF_SHM_OK
+        TF_SHM_SIZE_MISMATCH
         TF_SHM_BAD_MAJOR
 
     const char *tf_shm_status_text(tf_shm_status s)
@@ -79,6 +80,7 @@ cdef extern from "tf/shm_layout.h" nogil:
     int32_t tf_shm_load_i32(const int32_t *p)
     uint64_t tf_shm_add_saturating(uint64_t *p, int64_t delta)
     uint64_t tf_shm_vram_used(const tf_shm_state *s, int dev)
+    void tf_shm_rebuild_header(tf_shm_header *h, uint32_t kind, uint32_t device_count)
 
 
 cdef extern from "tf/shm_slots.h" nogil:
@@ -89,4 +91,9 @@ cdef extern from "tf/shm_slots.h" nogil:
 
 
 cdef extern from "tf/compute.h" nogil:
+    enum:
+        TF_COMPUTE_GRANTED_RAISED
+        TF_COMPUTE_CONSUMED_REWOUND
     void tf_compute_set_rate(tf_shm_limit *lim, tf_shm_usage *u, uint64_t rate, uint64_t burst)
+    unsigned tf_compute_police(tf_shm_limit *lim, tf_shm_usage *u, uint64_t now)
+    uint64_t tf_compute_now_ns()

@@ -169,7 +169,8 @@ cdef class _Mapped:
         return <tf_shm_header *>self.base
 
     cdef int _device(self, int index) except -1:
-        if not 0 <= index < <int>self._header().device_count:
+        # The header's count may have been rewritten by the tenant: never trust it past the arrays.
+        if not 0 <= index < <int>min(self._header().device_count, TF_SHM_MAX_DEVICES):
             raise IndexError(f"device {index} out of range")
         return index
 
@@ -181,11 +182,58 @@ cdef class _Mapped:
     def close(self):
         self._unmap()
 
+    def problem(self):
+        """Why the mapped file is no longer a valid region file ('' when it is): a tenant can
+        rewrite its state file's header after it was opened."""
+        cdef tf_shm_status status = tf_shm_validate(self._header(), self.size, self.kind)
+        return "" if status == TF_SHM_OK else tf_shm_status_text(status).decode()
+
+    def rebuild_header(self, uint32_t device_count):
+        """Writes a valid header over a damaged one in place (the file keeps its inode, so live
+        processes and their slot locks are untouched); magic last."""
+        self._need_write()
+        if device_count > TF_SHM_MAX_DEVICES:
+            raise FormatError(f"{device_count} devices; at most {TF_SHM_MAX_DEVICES} fit")
+        tf_shm_rebuild_header(self._header(), self.kind, device_count)
+
     def header(self):
         """(magic, major, minor, total_size, device_count, generation)"""
         cdef tf_shm_header *h = self._header()
         return (h.magic, h.version_major, h.version_minor, h.total_size, h.device_count,
                 tf_shm_load_u64(&h.generation))
+
+
+def repair_state(str path, uint32_t device_count):
+    """Makes a damaged STATE file valid again in place: the right size and a rebuilt header,
+    every usage and slot kept (live processes keep their mappings and locks).  Never follows a
+    symlink.  Returns why it was unusable ('' when it was fine and nothing was written)."""
+    if device_count > TF_SHM_MAX_DEVICES:
+        raise FormatError(f"{device_count} devices; at most {TF_SHM_MAX_DEVICES} fit")
+    fd = os.open(path, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
+    cdef void *p
+    cdef tf_shm_header *h
+    cdef tf_shm_status status
+    try:
+        size = os.fstat(fd).st_size
+        if size != TF_SHM_STATE_SIZE:
+            os.ftruncate(fd, TF_SHM_STATE_SIZE)
+        p = mmap(NULL, TF_SHM_STATE_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)
+        if p == MAP_FAILED:
+            raise OSError("mmap failed")
+        try:
+            h = <tf_shm_header *>p
+            status = TF_SHM_SIZE_MISMATCH
+            if size == TF_SHM_STATE_SIZE:
+                status = tf_shm_validate(p, size, TF_SHM_KIND_STATE)
+            if status == TF_SHM_OK and h.device_count == device_count:
+                return ""
+            why = tf_shm_status_text(status).decode() if status != TF_SHM_OK else "wrong device count"
+            tf_shm_rebuild_header(h, TF_SHM_KIND_STATE, device_count)
+            return why
+        finally:
+            munmap(p, TF_SHM_STATE_SIZE)
+    finally:
+        os.close(fd)
 
 
 cdef class LimitsFile(_Mapped):
@@ -318,3 +366,19 @@ def set_compute_rate(LimitsFile limits, StateFile state, int index, uint64_t rat
     cdef tf_shm_limit *d = &(<tf_shm_limits *>limits.base).devices[limits._device(index)]
     tf_compute_set_rate(d, &state._state().usage[index], rate, burst)
     tf_shm_add_saturating(&(<tf_shm_header *>limits.base).generation, 1)
+
+
+COMPUTE_GRANTED_RAISED = TF_COMPUTE_GRANTED_RAISED
+COMPUTE_CONSUMED_REWOUND = TF_COMPUTE_CONSUMED_REWOUND
+
+
+def police_compute(LimitsFile limits, StateFile state, int index):
+    """Hypervisor tick for one device's bucket: advances the account the tenant cannot write,
+    publishes the ceiling, clamps a granted counter raised beyond it; returns the
+    COMPUTE_* bits of what it found (0: nothing wrong)."""
+    limits._need_write()
+    state._need_write()
+    if index >= <int>min(state._header().device_count, TF_SHM_MAX_DEVICES):
+        raise IndexError(f"device {index} out of range")
+    cdef tf_shm_limit *d = &(<tf_shm_limits *>limits.base).devices[limits._device(index)]
+    return tf_compute_police(d, &state._state().usage[index], tf_compute_now_ns())

@@ -100,6 +100,7 @@ def main(args: argparse.Namespace) -> int:
             tick=options.tick,
             settings=ControllerSettings(),
             oversell_percent=options.tflops_oversell,
+            breach_action=options.on_isolation_breach,
         )
         adopted = node.adopt()
         for gpu in found:

@@ -7,6 +7,7 @@ Reads are open (they bind to 127.0.0.1 by default); creating and releasing worke
 from __future__ import annotations
 
 import hmac
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -37,6 +38,7 @@ class CreateWorker(msgspec.Struct, forbid_unknown_fields=True):
     gpu_count: int = 1
     gpus: list[str] = msgspec.field(default_factory=list)
     owner_pid: int = 0
+    tenant_uid: int = -1  # who runs the workload: owner of the state file (mode 0600); -1 = the node's uid
 
 
 def _milli(value: str | int | float, field: str) -> int:
@@ -88,11 +90,25 @@ async def _create(request: web.Request) -> web.Response:
                 gpu_count=spec.gpu_count,
                 gpus=tuple(spec.gpus),
                 owner_pid=spec.owner_pid,
+                tenant_uid=_tenant_uid(spec.tenant_uid),
             )
         )
     except DoesNotFit as exc:
         raise HTTPProblem(409, str(exc)) from exc
     return json_response(node.worker_view(worker), status=201)
+
+
+def _tenant_uid(asked: int) -> int:
+    """The uid the worker's state file will belong to: only that uid (and root) can use or
+    damage the worker.  A node not running as root can only give files to its own uid."""
+    own = os.geteuid()
+    if asked == -1:
+        return own
+    if not 0 <= asked < 2**32 - 1:
+        raise ValidationError([Problem("tenant_uid", f"{asked} is not a uid", "a uid from 0 to 4294967294, or -1")])
+    if own not in (asked, 0):  # root may give files to anyone; others only to themselves
+        raise HTTPProblem(403, f"this node runs as uid {own}: it cannot give a worker's files to uid {asked}")
+    return asked
 
 
 async def _delete(request: web.Request) -> web.Response:
@@ -129,6 +145,11 @@ class NodeCollector(Collector):
             "launches": CounterMetricFamily("tf_worker_launches", "Admitted launches.", labels=labels),
             "throttled": CounterMetricFamily("tf_worker_throttled_launches", "Launches that waited.", labels=labels),
         }
+        breaches = CounterMetricFamily(
+            "tf_worker_isolation_breaches",
+            "Tampering or NVML overuse found (state file damaged, compute counters rewritten, VRAM past the limit).",
+            labels=["worker", "namespace", "pod"],
+        )
         for worker in self.node.workers.values():
             devices = worker.region.devices()
             namespace, pod = worker.pod or ("", "")
@@ -140,7 +161,9 @@ class NodeCollector(Collector):
                 families["vram"].add_metric(key, devices[i].vram_used_bytes)
                 families["launches"].add_metric(key, u.launches)
                 families["throttled"].add_metric(key, u.throttled)
+            breaches.add_metric([worker.record.name, namespace, pod], worker.breaches)
         yield from families.values()
+        yield breaches
         yield GaugeMetricFamily("tf_hypervisor_workers", "Workers on this node.", value=len(self.node.workers))
 
 

@@ -138,11 +138,33 @@ class NodeReporter:
                 await asyncio.wait_for(self._wake.wait(), delay)
 
     async def report_once(self) -> None:
+        await self._act_on_breaches()
         await self.learn()
         views = self._views()
         await self._write_gpus(views)
         await self._write_gpunode()
         self.reports += 1
+
+    async def _act_on_breaches(self) -> None:
+        """An Event on each pod found past its isolation, and its eviction when the node's
+        action is evict (the Eviction API: PodDisruptionBudgets are honoured)."""
+        breaches, self.node.breaches[:] = list(self.node.breaches), []
+        for breach in breaches:
+            if breach.pod is None:
+                continue  # an API worker: the node's log line and metric are the report
+            namespace, name, uid = breach.pod
+            pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": namespace, "uid": uid}}
+            await self.recorder.emit(pod, "Warning", breach.reason, breach.message)
+            if not breach.evict:
+                continue
+            eviction = {"apiVersion": "policy/v1", "kind": "Eviction", "metadata": pod["metadata"]}
+            try:
+                await request_json(
+                    self.api, "POST", f"/api/v1/namespaces/{namespace}/pods/{name}/eviction", body=eviction
+                )
+                log.warning("pod %s/%s evicted: %s", namespace, name, breach.message)
+            except KubeError as exc:
+                log.error("pod %s/%s: eviction failed (%s); it keeps running", namespace, name, exc)
 
     # ---- the kubelet ----------------------------------------------------------------------
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from daemons.hypervisor.gpus import GPUInfo, GPUProbe
 from daemons.hypervisor.workers import WorkerDirectory, WorkerRecord, check_name, new_record, owner_alive
+from tfcore.config.env import BREACH_ACTIONS
 from tfcore.hypervisor import (
     ControllerSettings,
     CostHistory,
@@ -63,6 +64,18 @@ class DeviceUsage:
     last_cost: int = 0
 
 
+@dataclass(frozen=True)
+class Breach:
+    """Something a worker's tenant did past the shim's isolation, for the reporter to act on
+    (an Event on the pod; with the evict action, its eviction)."""
+
+    worker: str
+    pod: tuple[str, str, str] | None  # (namespace, name, uid); None for an API worker
+    reason: str  # an Event reason: StateFileDamaged, ComputeTampered, VRAMOverLimit
+    message: str
+    evict: bool
+
+
 @dataclass
 class Worker:
     record: WorkerRecord
@@ -73,6 +86,7 @@ class Worker:
     adopted: bool = False
     adopted_ticks: int = 0
     overcommitted: str = ""  # placed beyond this node's capacity (a pod the scheduler bound): why
+    breaches: int = 0  # tampering or NVML overuse found so far (a metric)
 
     @property
     def pod(self) -> tuple[str, str] | None:
@@ -93,7 +107,12 @@ class Node:
         tick: float = 0.1,
         settings: ControllerSettings | None = None,
         oversell_percent: int = 100,
+        breach_action: str = "warn",
     ) -> None:
+        if breach_action not in BREACH_ACTIONS:
+            raise ValidationError.single("--on-isolation-breach", repr(breach_action), " or ".join(BREACH_ACTIONS))
+        self.breach_action = breach_action
+        self.breaches: list[Breach] = []  # not yet acted on: the Kubernetes reporter drains them
         self.gpus = {g.uuid: g for g in gpus}
         self.rated = rated  # uuid -> rated TFLOPS
         self.directory = directory
@@ -347,9 +366,39 @@ class Node:
                 log.info("worker %s: its owner process %d is gone", name, worker.record.owner_pid)
                 self.remove_worker(name)
                 continue
+            self._check_integrity(worker)
             swept = worker.region.sweep()
             if swept.reclaimed_slots:
                 log.info("worker %s: reclaimed %d dead process(es)", name, swept.reclaimed_slots)
+
+    def _check_integrity(self, worker: Worker) -> None:
+        """What the tenant can write (its state file) is checked every tick: a damaged header
+        is rebuilt in place, each token bucket is policed from the limits file."""
+        problem = worker.region.state_problem()
+        if problem:
+            worker.region.rebuild_state_header()
+            self.breach(worker, "StateFileDamaged", f"state file damaged ({problem}); rebuilt from the record")
+        for device in range(len(worker.record.gpus)):
+            for found in worker.region.police_compute(device):
+                self.breach(worker, "ComputeTampered", f"device {device}: {found}; clamped")
+
+    def breach(self, worker: Worker, reason: str, message: str) -> None:
+        """Reports a worker found past its isolation: one log line naming it, a metric, and
+        (pod workers) an Event, plus an eviction when the node's action is evict."""
+        worker.breaches += 1
+        evict = self.breach_action == "evict" and worker.pod is not None
+        log.warning("worker %s: isolation breach: %s%s", worker.record.name, message, "; evicting" if evict else "")
+        pod = worker.pod
+        self.breaches.append(
+            Breach(
+                worker.record.name,
+                (pod[0], pod[1], worker.record.pod_uid) if pod else None,
+                reason,
+                message,
+                evict,
+            )
+        )
+        del self.breaches[:-100]  # nobody draining (no Kubernetes): keep the newest only
 
     def _step_gpu(self, uuid: str, dt: float) -> None:
         probe = self.probes[uuid]
@@ -431,13 +480,12 @@ class Node:
         key = f"{worker.record.name}/{device}"
         if usage.nvml_vram_bytes > limit + VRAM_SLACK or usage.nvml_vram_bytes > recorded + VRAM_SLACK:
             if key not in self._warned:
-                log.warning(
-                    "worker %s: NVML charges its processes %d bytes on GPU %d (recorded %d, limit %d)",
-                    worker.record.name,
-                    usage.nvml_vram_bytes,
-                    device,
-                    recorded,
-                    limit,
+                # Memory the shim never saw (LD_PRELOAD dropped, raw ioctls): NVML is the backstop.
+                self.breach(
+                    worker,
+                    "VRAMOverLimit",
+                    f"NVML charges its processes {usage.nvml_vram_bytes} bytes on GPU {device} "
+                    f"(recorded {recorded}, limit {limit})",
                 )
                 self._warned.add(key)
         else:

@@ -10,7 +10,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from tfcore.config.env import PROGRESSIVE_MIGRATION, PROGRESSIVE_MIGRATION_ENV, progressive_migration
+from tfcore.config.env import (
+    BREACH_ACTIONS,
+    ON_ISOLATION_BREACH,
+    PROGRESSIVE_MIGRATION,
+    PROGRESSIVE_MIGRATION_ENV,
+    progressive_migration,
+)
 from tfcore.hypervisor import parse_tflops_overrides
 from tfcore.hypervisor.deviceplugin import check_resource_name
 from tfcore.hypervisor.models import GPUModel
@@ -52,6 +58,15 @@ def add_node_arguments(parser: argparse.ArgumentParser, environ: Mapping[str, st
         default=100,
         metavar="PERCENT",
         help="TFLOPS requests may add up to this percent of a GPU (default 100)",
+    )
+    add(
+        "--on-isolation-breach",
+        choices=BREACH_ACTIONS,
+        default=None,
+        help="when a pod worker is found past its isolation (NVML charges it more VRAM than its limit "
+        "or than the shim recorded, its state file damaged, its compute counters rewritten): warn "
+        "(a log line, a metric and an Event on the pod; default, or $TF_ON_ISOLATION_BREACH) or "
+        "evict (the same, and the pod is evicted)",
     )
     add("--simulate", action="store_true", help="use the simulated GPU even if an NVIDIA driver is present")
     add(
@@ -122,6 +137,8 @@ def node_argv(args: argparse.Namespace) -> list[str]:
     """The options in `args` written back as arguments (for `up` to hand to the hypervisor)."""
     argv = ["--host", args.host, "--port", str(args.port), "--tick", str(args.tick)]
     argv += ["--tflops-oversell", str(args.tflops_oversell)]
+    if args.on_isolation_breach is not None:
+        argv += ["--on-isolation-breach", args.on_isolation_breach]
     if args.state_dir is not None:
         argv += ["--state-dir", str(args.state_dir)]
     if args.token_file is not None:
@@ -167,6 +184,7 @@ class NodeOptions:
     nvidia_progressive_migration: bool
     kubelet_pod_resources_socket: Path
     device_plugin_resources: tuple[str, ...]
+    on_isolation_breach: str = "warn"  # warn or evict
 
 
 def node_options(args: argparse.Namespace, environ: Mapping[str, str]) -> NodeOptions:
@@ -196,6 +214,7 @@ def node_options(args: argparse.Namespace, environ: Mapping[str, str]) -> NodeOp
         nvidia_progressive_migration=progressive_migration(args.nvidia_progressive_migration, environ),
         kubelet_pod_resources_socket=args.kubelet_pod_resources_socket,
         device_plugin_resources=tuple(args.device_plugin_resource),
+        on_isolation_breach=args.on_isolation_breach or ON_ISOLATION_BREACH.read(environ),
     )
 
 

@@ -27,7 +27,7 @@ from typing import Any, Final
 
 from tfcore.hypervisor.podworkers import pod_worker_name, split_pod_worker_name
 from tfcore.hypervisor.workerspec import WorkerSpec
-from tfcore.ipc import DeviceSpec, Region, RegionError, limits_path
+from tfcore.ipc import DeviceSpec, Region, RegionError, limits_path, repair_state
 from tfcore.model.errors import ValidationError
 
 log = logging.getLogger(__name__)
@@ -248,7 +248,7 @@ class WorkerDirectory:
             name = record_file.stem
             try:
                 record = _read_record(record_file)
-                region = Region.open(self.region_path(name), readonly=False)
+                region = self._open_repairing(record, self.region_path(name))
             except (OSError, ValueError, TypeError, KeyError, RegionError) as exc:
                 log.error("worker %s: cannot re-adopt (%s); removing its files", name, exc)
                 self.remove(name)
@@ -259,6 +259,22 @@ class WorkerDirectory:
                 log.warning("region %s has no worker record; removing it", orphan)
                 self.remove(orphan.stem)
         return found + self._adopt_pods()
+
+    @staticmethod
+    def _open_repairing(record: WorkerRecord, path: Path) -> Region:
+        """Opens a worker's region; a state file its tenant damaged is rebuilt in place from the
+        record first (its processes may be alive: dropping the worker would free its capacity
+        while they run)."""
+        try:
+            return Region.open(path, readonly=False)
+        except RegionError:
+            if not _plain(path, stat.S_IFREG):
+                raise
+            why = repair_state(path, len(record.gpus))
+            if not why:
+                raise  # the state file was fine: the limits file is what is wrong
+            log.error("worker %s: state file %s was damaged (%s); rebuilt from the record", record.name, path, why)
+            return Region.open(path, readonly=False)
 
     def _adopt_pods(self) -> list[tuple[WorkerRecord, Region]]:
         found = []
@@ -289,7 +305,7 @@ class WorkerDirectory:
             for path in (region_path, limits_path(region_path)):
                 if not _plain(path, stat.S_IFREG):
                     raise UnsafePath(path, "missing, or not a plain file (a symlink?)")
-            return record, Region.open(region_path, readonly=False)
+            return record, self._open_repairing(record, region_path)
         except (OSError, ValueError, TypeError, KeyError, RegionError) as exc:
             log.error("pod worker %s: cannot re-adopt (%s); removing its files", name, exc)
             self.remove(name, record.made_dirs if record is not None and record.name == name else ())

@@ -133,6 +133,7 @@ def _run(args: argparse.Namespace) -> int:
         "vram": args.vram,
         "gpu_count": args.gpu_count,
         "owner_pid": os.getpid(),
+        "tenant_uid": os.getuid(),  # the state file is ours alone (0600): no other user can use or damage it
     }
     try:
         worker = _call(node, token, "POST", "/api/v1/workers", ask)

@@ -8,6 +8,7 @@
 
 #include "shim.h"
 #include "tf/compute.h"
+#include "tf/ctx_limits.h"
 
 #define REAL_OR_FAIL(symbol)                                     \
     tf_pfn_##symbol real = TF_REAL(symbol);                      \
@@ -53,7 +54,8 @@ static void virtualize_current(uint64_t *free_bytes, uint64_t *total) {
     int ok;
     if (tf_region_active() != TF_ADMIT_OK) return;
     int dev = tf_region_current_device(&ok);
-    if (ok) virtual_info(dev, free_bytes, total);
+    if (ok > 0) virtual_info(dev, free_bytes, total);
+    if (ok < 0) *free_bytes = 0; /* device unknown: nothing to offer */
 }
 
 CUresult cuMemGetInfo_v2(size_t *free_bytes, size_t *total) {
@@ -132,6 +134,7 @@ static int admit_current(uint64_t bytes, int *dev) {
     *dev = -1;
     if (active != TF_ADMIT_OK) return active;
     *dev = tf_region_current_device(&ok);
+    if (ok < 0) return TF_ADMIT_DENY; /* helper missing: fail closed (logged once) */
     if (!ok) return TF_ADMIT_PASS; /* no context: the driver answers INVALID_CONTEXT itself */
     return tf_admit(*dev, bytes);
 }
@@ -187,14 +190,42 @@ CUresult cuMemAllocManaged(CUdeviceptr *dptr, size_t bytesize, unsigned int flag
     return finish(rc, admitted, TF_ALLOC_PTR, rc == CUDA_SUCCESS ? *dptr : 0, charged, dev);
 }
 
-/* Stream-ordered allocations are charged on the current context's device when requested. */
+/* Stream-ordered allocations: charged on the current context's device when requested, less
+ * what their pool kept from earlier frees (already charged). */
+static int pool_admit(CUmemoryPool pool, uint64_t size, int *dev, uint64_t *reused) {
+    *reused = 0;
+    int admitted = admit_current(0, dev);
+    if (admitted != TF_ADMIT_OK) return admitted;
+    *reused = tf_pool_take(pool, *dev, size);
+    if (size > *reused && tf_admit(*dev, size - *reused) == TF_ADMIT_DENY) {
+        tf_pool_untake(pool, *reused);
+        return TF_ADMIT_DENY;
+    }
+    return TF_ADMIT_OK;
+}
+
+static CUresult pool_finish(CUresult rc, int admitted, CUmemoryPool pool, CUdeviceptr *dptr, uint64_t size, int dev,
+                            uint64_t reused) {
+    if (admitted != TF_ADMIT_OK) return rc;
+    if (rc == CUDA_SUCCESS) {
+        tf_track_aux(TF_ALLOC_PTR, *dptr, size, dev, (uint64_t)(uintptr_t)pool);
+    } else {
+        tf_admit_undo(dev, size - reused);
+        tf_pool_untake(pool, reused);
+    }
+    return rc;
+}
+
 #define ASYNC_ALLOC(symbol)                                                                    \
     CUresult symbol(CUdeviceptr *dptr, size_t bytesize, CUstream stream) {                     \
         REAL_OR_FAIL(symbol);                                                                  \
         if (dptr == NULL || bytesize == 0) return real(dptr, bytesize, stream);                \
-        ADMIT(bytesize);                                                                       \
-        CUresult rc = real(dptr, bytesize, stream);                                            \
-        return finish(rc, admitted, TF_ALLOC_PTR, rc == CUDA_SUCCESS ? *dptr : 0, charged, dev); \
+        CUmemoryPool pool = tf_region_active() == TF_ADMIT_OK ? tf_pool_current() : NULL;      \
+        int dev;                                                                               \
+        uint64_t reused;                                                                       \
+        int admitted = pool_admit(pool, bytesize, &dev, &reused);                              \
+        if (admitted == TF_ADMIT_DENY) return CUDA_ERROR_OUT_OF_MEMORY;                        \
+        return pool_finish(real(dptr, bytesize, stream), admitted, pool, dptr, bytesize, dev, reused); \
     }
 ASYNC_ALLOC(cuMemAllocAsync)
 ASYNC_ALLOC(cuMemAllocAsync_ptsz)
@@ -202,13 +233,37 @@ ASYNC_ALLOC(cuMemAllocAsync_ptsz)
 #define POOL_ALLOC(symbol)                                                                     \
     CUresult symbol(CUdeviceptr *dptr, size_t bytesize, CUmemoryPool pool, CUstream stream) {  \
         REAL_OR_FAIL(symbol);                                                                  \
-        if (dptr == NULL || bytesize == 0) return real(dptr, bytesize, pool, stream);          \
-        ADMIT(bytesize);                                                                       \
-        CUresult rc = real(dptr, bytesize, pool, stream);                                      \
-        return finish(rc, admitted, TF_ALLOC_PTR, rc == CUDA_SUCCESS ? *dptr : 0, charged, dev); \
+        if (dptr == NULL || bytesize == 0 || pool == NULL) return real(dptr, bytesize, pool, stream); \
+        int dev;                                                                               \
+        uint64_t reused;                                                                       \
+        int admitted = pool_admit(pool, bytesize, &dev, &reused);                              \
+        if (admitted == TF_ADMIT_DENY) return CUDA_ERROR_OUT_OF_MEMORY;                        \
+        return pool_finish(real(dptr, bytesize, pool, stream), admitted, pool, dptr, bytesize, dev, reused); \
     }
 POOL_ALLOC(cuMemAllocFromPoolAsync)
 POOL_ALLOC(cuMemAllocFromPoolAsync_ptsz)
+
+CUresult cuMemPoolSetAttribute(CUmemoryPool pool, int attr, void *value) {
+    REAL_OR_FAIL(cuMemPoolSetAttribute);
+    CUresult rc = real(pool, attr, value);
+    if (rc == CUDA_SUCCESS && attr == 4 /* RELEASE_THRESHOLD */ && value != NULL && tf_region_active() == TF_ADMIT_OK)
+        tf_pool_set_threshold(pool, *(const uint64_t *)value);
+    return rc;
+}
+
+CUresult cuMemPoolTrimTo(CUmemoryPool pool, size_t keep) {
+    REAL_OR_FAIL(cuMemPoolTrimTo);
+    CUresult rc = real(pool, keep);
+    if (rc == CUDA_SUCCESS && tf_region_active() == TF_ADMIT_OK) tf_pool_trim(pool, keep);
+    return rc;
+}
+
+CUresult cuMemPoolDestroy(CUmemoryPool pool) {
+    REAL_OR_FAIL(cuMemPoolDestroy);
+    CUresult rc = real(pool);
+    if (rc == CUDA_SUCCESS && tf_region_active() == TF_ADMIT_OK) tf_pool_destroyed(pool);
+    return rc;
+}
 
 CUresult cuMemCreate(CUmemGenericAllocationHandle *handle, size_t size, const CUmemAllocationProp *prop,
                      unsigned long long flags) {
@@ -221,7 +276,50 @@ CUresult cuMemCreate(CUmemGenericAllocationHandle *handle, size_t size, const CU
     int admitted = active == TF_ADMIT_OK ? tf_admit(dev, size) : TF_ADMIT_DENY;
     if (admitted == TF_ADMIT_DENY) return CUDA_ERROR_OUT_OF_MEMORY;
     CUresult rc = real(handle, size, prop, flags);
-    return finish(rc, admitted, TF_ALLOC_VMM, rc == CUDA_SUCCESS ? *handle : 0, size, dev);
+    if (admitted != TF_ADMIT_OK) return rc;
+    if (rc == CUDA_SUCCESS)
+        tf_vmm_created(*handle, size, dev);
+    else
+        tf_admit_undo(dev, size);
+    return rc;
+}
+
+CUresult cuMemMap(CUdeviceptr ptr, size_t size, size_t offset, CUmemGenericAllocationHandle handle,
+                  unsigned long long flags) {
+    REAL_OR_FAIL(cuMemMap);
+    if (tf_region_active() != TF_ADMIT_OK) return real(ptr, size, offset, handle, flags);
+    int dev = -1;
+    uint64_t need = tf_vmm_growth(handle, (uint64_t)offset + size, &dev); /* imported: charged as mapped */
+    if (need != 0 && tf_admit(dev, need) != TF_ADMIT_OK) return CUDA_ERROR_OUT_OF_MEMORY;
+    CUresult rc = real(ptr, size, offset, handle, flags);
+    if (rc != CUDA_SUCCESS) {
+        if (need != 0) tf_admit_undo(dev, need);
+        return rc;
+    }
+    if (need != 0) tf_vmm_grown(handle, need);
+    tf_vmm_mapped(ptr, size, handle);
+    return rc;
+}
+
+CUresult cuMemImportFromShareableHandle(CUmemGenericAllocationHandle *handle, void *os_handle, int type) {
+    REAL_OR_FAIL(cuMemImportFromShareableHandle);
+    CUresult rc = real(handle, os_handle, type);
+    if (rc != CUDA_SUCCESS || handle == NULL) return rc;
+    int dev, admitted = admit_current(0, &dev);
+    if (admitted == TF_ADMIT_PASS) return rc;
+    if (admitted == TF_ADMIT_DENY || !tf_vmm_imported(*handle, dev)) {
+        tf_pfn_cuMemRelease release = TF_REAL(cuMemRelease);
+        if (release != NULL) release(*handle);
+        return CUDA_ERROR_OUT_OF_MEMORY;
+    }
+    return rc;
+}
+
+CUresult cuMemUnmap(CUdeviceptr ptr, size_t size) {
+    REAL_OR_FAIL(cuMemUnmap);
+    CUresult rc = real(ptr, size);
+    if (rc == CUDA_SUCCESS && tf_region_active() == TF_ADMIT_OK) tf_vmm_unmapped(ptr, size);
+    return rc;
 }
 
 CUresult cuArrayCreate_v2(CUarray *array, const CUDA_ARRAY_DESCRIPTOR *d) {
@@ -246,6 +344,50 @@ CUresult cuMipmappedArrayCreate(CUmipmappedArray *array, const CUDA_ARRAY3D_DESC
     ADMIT(tf_array_bytes(d->Width, d->Height, d->Depth, d->Format, d->NumChannels, levels));
     CUresult rc = real(array, d, levels);
     return finish(rc, admitted, TF_ALLOC_MIPMAP, rc == CUDA_SUCCESS ? (uint64_t)(uintptr_t)*array : 0, charged, dev);
+}
+
+/* Threads the current context's device holds at once (what a stack limit is reserved for). */
+static uint64_t resident_threads(void) {
+    typedef CUresult (*ctx_dev_fn)(CUdevice *);
+    typedef CUresult (*attr_fn)(int *, int, CUdevice);
+    ctx_dev_fn get_dev = (ctx_dev_fn)tf_driver_helper("cuCtxGetDevice");
+    attr_fn attr = (attr_fn)tf_driver_helper("cuDeviceGetAttribute");
+    CUdevice dev;
+    int sms = 0, per_sm = 0;
+    if (get_dev == NULL || attr == NULL || get_dev(&dev) != CUDA_SUCCESS || attr(&sms, 16, dev) != CUDA_SUCCESS ||
+        attr(&per_sm, 39, dev) != CUDA_SUCCESS || sms <= 0 || per_sm <= 0)
+        return 2048u * 1024u; /* unknown: a large GPU's worth, never nothing */
+    return (uint64_t)sms * (uint64_t)per_sm;
+}
+
+/* Raising a limit charges what it reserves (per context and limit) before the driver sees it;
+ * lowering it returns the difference once the driver agreed.  A destroyed context's share
+ * stays charged until the process ends (conservative). */
+CUresult cuCtxSetLimit(int limit, size_t value) {
+    REAL_OR_FAIL(cuCtxSetLimit);
+    if (limit < CU_LIMIT_STACK_SIZE || limit > CU_LIMIT_MALLOC_HEAP_SIZE || tf_region_active() != TF_ADMIT_OK)
+        return real(limit, value);
+    typedef CUresult (*ctx_fn)(CUcontext *);
+    ctx_fn get_ctx = (ctx_fn)tf_driver_helper("cuCtxGetCurrent");
+    CUcontext ctx = NULL;
+    int ok;
+    int dev = tf_region_current_device(&ok);
+    if (ok < 0 || get_ctx == NULL) return CUDA_ERROR_OUT_OF_MEMORY; /* cannot tell whose: fail closed */
+    if (!ok || get_ctx(&ctx) != CUDA_SUCCESS || ctx == NULL) return real(limit, value);
+    uint64_t key = (uint64_t)(uintptr_t)ctx + (uint64_t)limit, before = 0, after;
+    int tracked = tf_untrack(TF_CTX_LIMIT, key, &before, &dev) ? 1 : 0;
+    if (!tracked) dev = tf_region_current_device(&ok);
+    after = tf_limit_reserved(limit, value, resident_threads());
+    if (after > before && tf_admit(dev, after - before) == TF_ADMIT_DENY) {
+        if (tracked) tf_track(TF_CTX_LIMIT, key, before, dev);
+        return CUDA_ERROR_OUT_OF_MEMORY;
+    }
+    CUresult rc = real(limit, value);
+    uint64_t kept = rc == CUDA_SUCCESS ? after : before;
+    if (after > before && rc != CUDA_SUCCESS) tf_admit_undo(dev, after - before);
+    if (after < before && rc == CUDA_SUCCESS) tf_release(dev, before - after);
+    if (kept != 0) tf_track(TF_CTX_LIMIT, key, kept, dev);
+    return rc;
 }
 
 /* The CUDA 2.x forms with 32-bit pointers and sizes: no modern program uses them, and their
@@ -278,16 +420,19 @@ CUresult cuMemFree(unsigned int dptr) {
 /* ---- free paths: the record is taken before the driver frees (so the address cannot be
  * handed out and tracked again in between) and put back if the driver refuses ---- */
 
+/* Memory from a stream-ordered pool goes back to the pool (pools.c), the rest to the worker. */
 #define FREE_BODY(kind, key, call)                                     \
-    uint64_t bytes = 0;                                                \
+    uint64_t bytes = 0, pool = 0;                                      \
     int dev = -1;                                                      \
-    int tracked = tf_untrack(kind, key, &bytes, &dev);                 \
+    int tracked = tf_untrack_aux(kind, key, &bytes, &dev, &pool);      \
     CUresult rc = call;                                                \
     if (tracked) {                                                     \
-        if (rc == CUDA_SUCCESS)                                        \
-            tf_release(dev, bytes);                                    \
+        if (rc != CUDA_SUCCESS)                                        \
+            tf_track_aux(kind, key, bytes, dev, pool);                 \
+        else if (pool != 0)                                            \
+            tf_pool_freed((CUmemoryPool)(uintptr_t)pool, dev, bytes);  \
         else                                                           \
-            tf_track(kind, key, bytes, dev);                           \
+            tf_release(dev, bytes);                                    \
     }                                                                  \
     return rc
 
@@ -307,9 +452,13 @@ CUresult cuMemFreeAsync_ptsz(CUdeviceptr dptr, CUstream stream) {
     FREE_BODY(TF_ALLOC_PTR, dptr, real(dptr, stream));
 }
 
+/* Returned at release only when nothing maps it any more; else at the last unmap. */
 CUresult cuMemRelease(CUmemGenericAllocationHandle handle) {
     REAL_OR_FAIL(cuMemRelease);
-    FREE_BODY(TF_ALLOC_VMM, handle, real(handle));
+    int ours = __atomic_load_n(tf_region_loaded_flag, __ATOMIC_ACQUIRE) && tf_vmm_release_mark(handle);
+    CUresult rc = real(handle);
+    if (ours) tf_vmm_release_done(handle, rc == CUDA_SUCCESS);
+    return rc;
 }
 
 CUresult cuArrayDestroy(CUarray array) {
@@ -320,6 +469,40 @@ CUresult cuArrayDestroy(CUarray array) {
 CUresult cuMipmappedArrayDestroy(CUmipmappedArray array) {
     REAL_OR_FAIL(cuMipmappedArrayDestroy);
     FREE_BODY(TF_ALLOC_MIPMAP, (uint64_t)(uintptr_t)array, real(array));
+}
+
+/* Imported memory is charged to the importer from open to close: the exporter's free does not
+ * end it.  Its size is known only once open (cuMemGetAddressRange): admitted then, and closed
+ * again when it does not fit. */
+static CUresult ipc_opened(CUresult rc, CUdeviceptr *dptr, tf_pfn_cuIpcCloseMemHandle close_fn) {
+    int dev, admitted = rc == CUDA_SUCCESS ? admit_current(0, &dev) : TF_ADMIT_PASS;
+    if (admitted == TF_ADMIT_PASS) return rc;
+    typedef CUresult (*range_fn)(CUdeviceptr *, size_t *, CUdeviceptr);
+    range_fn range = (range_fn)tf_driver_helper("cuMemGetAddressRange");
+    CUdeviceptr base;
+    size_t size = 0;
+    if (admitted == TF_ADMIT_DENY || range == NULL || range(&base, &size, *dptr) != CUDA_SUCCESS ||
+        tf_admit(dev, size) != TF_ADMIT_OK) {
+        if (close_fn != NULL) close_fn(*dptr); /* unknown size or over the limit: never free */
+        return CUDA_ERROR_OUT_OF_MEMORY;
+    }
+    tf_track(TF_ALLOC_IPC, *dptr, size, dev);
+    return rc;
+}
+
+CUresult cuIpcOpenMemHandle(CUdeviceptr *dptr, CUipcMemHandle handle, unsigned int flags) {
+    REAL_OR_FAIL(cuIpcOpenMemHandle);
+    return ipc_opened(real(dptr, handle, flags), dptr, TF_REAL(cuIpcCloseMemHandle));
+}
+
+CUresult cuIpcOpenMemHandle_v2(CUdeviceptr *dptr, CUipcMemHandle handle, unsigned int flags) {
+    REAL_OR_FAIL(cuIpcOpenMemHandle_v2);
+    return ipc_opened(real(dptr, handle, flags), dptr, TF_REAL(cuIpcCloseMemHandle));
+}
+
+CUresult cuIpcCloseMemHandle(CUdeviceptr dptr) {
+    REAL_OR_FAIL(cuIpcCloseMemHandle);
+    FREE_BODY(TF_ALLOC_IPC, dptr, real(dptr));
 }
 
 /* ---- launches: compute admission, then the driver ----
@@ -366,44 +549,90 @@ TF_ADMITTED(cuLaunchCooperativeKernel_ptsz, COOP_PARAMS, COOP_ARGS, GRID_COST)
 TF_ADMITTED(cuLaunchKernelEx, EX_PARAMS, EX_ARGS, EX_COST)
 TF_ADMITTED(cuLaunchKernelEx_ptsz, EX_PARAMS, EX_ARGS, EX_COST)
 TF_ADMITTED(cuGraphLaunch, (CUgraphExec exec, CUstream stream), (exec, stream), tf_graph_cost(exec))
+
+/* ---- the CUDA 2.x launch calls: grid from the call, block shape from cuFuncSetBlockShape ---- */
+
+CUresult cuFuncSetBlockShape(CUfunction f, int x, int y, int z) {
+    REAL_OR_FAIL(cuFuncSetBlockShape);
+    CUresult rc = real(f, x, y, z);
+    if (rc == CUDA_SUCCESS && tf_region_active() == TF_ADMIT_OK) {
+        uint64_t old;
+        int dev;
+        (void)tf_untrack(TF_BLOCK_SHAPE, (uint64_t)(uintptr_t)f, &old, &dev);
+        /* the driver accepted it: each side is at most 1024, so 21 bits hold it */
+        tf_track(TF_BLOCK_SHAPE, (uint64_t)(uintptr_t)f,
+                 (uint64_t)(unsigned)x | (uint64_t)(unsigned)y << 21 | (uint64_t)(unsigned)z << 42, -1);
+    }
+    return rc;
+}
+
+static uint64_t legacy_cost(CUfunction f, int gw, int gh) {
+    uint64_t shape = 0x200001ULL | 1ULL << 42; /* unknown shape: at least one thread a block */
+    (void)tf_lookup(TF_BLOCK_SHAPE, (uint64_t)(uintptr_t)f, &shape);
+    unsigned int mask = (1u << 21) - 1;
+    return tf_launch_cost(gw > 0 ? (unsigned)gw : 0, gh > 0 ? (unsigned)gh : 0, 1, (unsigned)shape & mask,
+                          (unsigned)(shape >> 21) & mask, (unsigned)(shape >> 42) & mask);
+}
+
+/* Every device's part charged where the call is made: never free, if not per device. */
+static uint64_t multi_device_cost(const CUDA_LAUNCH_PARAMS *list, unsigned int count) {
+    uint64_t total = 0;
+    for (unsigned int i = 0; list != NULL && i < count; i++) {
+        const CUDA_LAUNCH_PARAMS *p = &list[i];
+        uint64_t c = tf_launch_cost(p->gridDimX, p->gridDimY, p->gridDimZ, p->blockDimX, p->blockDimY, p->blockDimZ);
+        total = total + c > TF_COMPUTE_COST_MAX ? TF_COMPUTE_COST_MAX : total + c;
+    }
+    return total;
+}
+
+TF_ADMITTED(cuLaunch, (CUfunction f), (f), legacy_cost(f, 1, 1))
+TF_ADMITTED(cuLaunchGrid, (CUfunction f, int gw, int gh), (f, gw, gh), legacy_cost(f, gw, gh))
+TF_ADMITTED(cuLaunchGridAsync, (CUfunction f, int gw, int gh, CUstream stream), (f, gw, gh, stream),
+            legacy_cost(f, gw, gh))
+TF_ADMITTED(cuLaunchCooperativeKernelMultiDevice, (CUDA_LAUNCH_PARAMS * list, unsigned int count, unsigned int flags),
+            (list, count, flags), multi_device_cost(list, count))
 TF_ADMITTED(cuGraphLaunch_ptsz, (CUgraphExec exec, CUstream stream), (exec, stream), tf_graph_cost(exec))
 
-/* ---- graph executables: their launch cost is computed once, when instantiated ---- */
+/* ---- graph executables: their launch cost is computed once, when instantiated, and the
+ * memory their allocation nodes make is charged then (worst case, until destroyed) ---- */
+
+static CUresult graph_instantiated(CUresult rc, CUgraphExec *exec, CUgraph graph) {
+    if (rc != CUDA_SUCCESS || exec == NULL || tf_graph_instantiated(*exec, graph) != TF_ADMIT_DENY) return rc;
+    tf_pfn_cuGraphExecDestroy destroy = TF_REAL(cuGraphExecDestroy);
+    if (destroy != NULL) destroy(*exec);
+    *exec = NULL;
+    return CUDA_ERROR_OUT_OF_MEMORY;
+}
 
 CUresult cuGraphInstantiate(CUgraphExec *exec, CUgraph graph, CUgraphNode *error_node, char *log, size_t log_size) {
     REAL_OR_FAIL(cuGraphInstantiate);
     CUresult rc = real(exec, graph, error_node, log, log_size);
-    if (rc == CUDA_SUCCESS && exec != NULL) tf_graph_instantiated(*exec, graph);
-    return rc;
+    return graph_instantiated(rc, exec, graph);
 }
 
 CUresult cuGraphInstantiate_v2(CUgraphExec *exec, CUgraph graph, CUgraphNode *error_node, char *log,
                                size_t log_size) {
     REAL_OR_FAIL(cuGraphInstantiate_v2);
     CUresult rc = real(exec, graph, error_node, log, log_size);
-    if (rc == CUDA_SUCCESS && exec != NULL) tf_graph_instantiated(*exec, graph);
-    return rc;
+    return graph_instantiated(rc, exec, graph);
 }
 
 CUresult cuGraphInstantiateWithFlags(CUgraphExec *exec, CUgraph graph, unsigned long long flags) {
     REAL_OR_FAIL(cuGraphInstantiateWithFlags);
     CUresult rc = real(exec, graph, flags);
-    if (rc == CUDA_SUCCESS && exec != NULL) tf_graph_instantiated(*exec, graph);
-    return rc;
+    return graph_instantiated(rc, exec, graph);
 }
 
 CUresult cuGraphInstantiateWithParams(CUgraphExec *exec, CUgraph graph, CUDA_GRAPH_INSTANTIATE_PARAMS *params) {
     REAL_OR_FAIL(cuGraphInstantiateWithParams);
     CUresult rc = real(exec, graph, params);
-    if (rc == CUDA_SUCCESS && exec != NULL) tf_graph_instantiated(*exec, graph);
-    return rc;
+    return graph_instantiated(rc, exec, graph);
 }
 
 CUresult cuGraphInstantiateWithParams_ptsz(CUgraphExec *exec, CUgraph graph, CUDA_GRAPH_INSTANTIATE_PARAMS *params) {
     REAL_OR_FAIL(cuGraphInstantiateWithParams_ptsz);
     CUresult rc = real(exec, graph, params);
-    if (rc == CUDA_SUCCESS && exec != NULL) tf_graph_instantiated(*exec, graph);
-    return rc;
+    return graph_instantiated(rc, exec, graph);
 }
 
 /* The record goes first: the handle may be reused by the next instantiation. */

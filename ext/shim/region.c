@@ -11,6 +11,7 @@
  * so that its free, from any thread, returns exactly what it charged.
  */
 #define _GNU_SOURCE
+#include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -34,6 +35,7 @@ int tf_launch_mode; /* TF_LAUNCH_*: set before `loaded` is published */
 static int state_fd = -1;
 static int self_slot = -1;
 static int exited; /* atomic: release_at_exit ran; what is freed after it was already returned */
+static void refuse_without_slot(const char *path);
 static int mode;   /* TF_ADMIT_PASS (no region) or TF_ADMIT_OK (enforcing) or TF_ADMIT_DENY (closed) */
 static int loaded; /* atomic: load_region has finished (skips pthread_once on the hot path) */
 int *const tf_region_loaded_flag = &loaded;
@@ -41,9 +43,12 @@ static void table_init(void);
 
 /* ---- loading ---- */
 
+static int region_missing; /* the region's file does not exist (as opposed to damaged) */
+
 static void *map_file(const char *path, int writable, uint32_t kind, int *fd_out, const char **why) {
     int fd = open(path, (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC);
     if (fd < 0) {
+        region_missing = errno == ENOENT;
         *why = strerror(errno);
         return NULL;
     }
@@ -82,9 +87,21 @@ static void after_fork_child(void) {
     clock_gettime(CLOCK_MONOTONIC, &ts);
     self_slot = tf_shm_slot_claim(state, state_fd, (int32_t)getpid(),
                                   (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec, 0);
+    if (self_slot < 0) refuse_without_slot(tf_shim_config_get()->shm_path);
 }
 
-static void release_at_exit(void) {
+/* A process without a slot could hold memory no sweep can give back when it is killed, so it
+ * gets none (tf_admit): the worker's 65th live process is refused device memory, with one line. */
+static void refuse_without_slot(const char *path) {
+    tf_log(TF_LOG_ERROR, "region %s: no free process slot (%d live processes of this worker hold them all): "
+           "device allocations in this process fail", path, TF_SHM_MAX_PROCS);
+}
+
+/* A destructor, not an atexit handler: it runs after every exit handler (the dynamic linker's
+ * finalizers come last), so an allocation in an atexit handler is still counted in the slot
+ * and returned here.  What a later finalizer tries to allocate is refused. */
+__attribute__((destructor)) static void release_at_exit(void) {
+    if (!__atomic_load_n(&loaded, __ATOMIC_ACQUIRE)) return;
     /* A process's memory dies with it: hand its share back to the worker now. */
     __atomic_store_n(&exited, 1, __ATOMIC_RELEASE);
     if (self_slot >= 0) tf_shm_slot_release(state, state_fd, self_slot);
@@ -114,10 +131,15 @@ static void load_region(void) {
         }
     }
     if (limits == NULL || state == NULL) {
-        mode = c->fail_closed ? TF_ADMIT_DENY : TF_ADMIT_PASS;
+        /* Absent: this may not be a worker after all (TF_SHIM_FAIL decides).  Present but
+         * damaged or unreadable: a tenant can write its state file, so that never means
+         * unlimited; the hypervisor rebuilds it. */
+        int closed = c->fail_closed || !region_missing;
+        mode = closed ? TF_ADMIT_DENY : TF_ADMIT_PASS;
         tf_log(TF_LOG_ERROR, "region %s unusable (%s); %s", which, why,
-               c->fail_closed ? "TF_SHIM_FAIL=closed: device allocations will fail"
-                              : "failing open: VRAM is not limited in this process");
+               !region_missing ? "failing closed: device allocations will fail"
+               : c->fail_closed ? "TF_SHIM_FAIL=closed: device allocations will fail"
+                                : "failing open: VRAM is not limited in this process");
         return;
     }
     struct timespec ts;
@@ -129,12 +151,9 @@ static void load_region(void) {
         tf_shm_sweep(state, state_fd, 0, NULL);
         self_slot = tf_shm_slot_claim(state, state_fd, (int32_t)getpid(), now, 0);
     }
-    if (self_slot < 0)
-        tf_log(TF_LOG_WARN, "region %s: no free process slot; this process's usage counts for the "
-               "worker but a sweep cannot reclaim it if it dies", c->shm_path);
-    atexit(release_at_exit);
     pthread_atfork(NULL, NULL, after_fork_child);
     mode = TF_ADMIT_OK;
+    if (self_slot < 0) refuse_without_slot(c->shm_path);
     tf_log(TF_LOG_INFO, "region %s: %u device(s), slot %d", c->shm_path, limits->header.device_count, self_slot);
 }
 
@@ -212,8 +231,16 @@ int tf_region_current_device(int *ok) {
         f = (ctx_dev_fn)tf_driver_helper("cuCtxGetDevice");
         __atomic_store_n(&get, f, __ATOMIC_RELEASE);
     }
+    if (f == NULL) {
+        /* Not knowing the device must never mean "unlimited": the caller fails closed. */
+        static int warned;
+        if (!__atomic_exchange_n(&warned, 1, __ATOMIC_ACQ_REL))
+            tf_log(TF_LOG_ERROR, "cannot resolve the driver's cuCtxGetDevice: device allocations fail");
+        *ok = -1;
+        return -1;
+    }
     CUdevice dev;
-    *ok = f != NULL && f(&dev) == CUDA_SUCCESS;
+    *ok = f(&dev) == CUDA_SUCCESS;
     return *ok ? tf_region_device(dev) : -1;
 }
 
@@ -240,11 +267,7 @@ int tf_admit(int dev, uint64_t bytes) {
     if (dev < 0) return TF_ADMIT_DENY;
     /* Counted in this process's slot only: the sweep returns the share of a process that dies
      * holding memory, and no kill can fall between two counters. */
-    if (__atomic_load_n(&exited, __ATOMIC_ACQUIRE)) {
-        /* Exit handlers allocating: checked, not counted (the process's share is gone). */
-        uint64_t limit = tf_region_limit(dev), used = tf_shm_vram_used(state, dev);
-        return limit == 0 || (used <= limit && bytes <= limit - used) ? TF_ADMIT_OK : TF_ADMIT_DENY;
-    }
+    if (__atomic_load_n(&exited, __ATOMIC_ACQUIRE) || self_slot < 0) return TF_ADMIT_DENY; /* share returned */
     if (!tf_shm_reserve(state, self_slot, dev, bytes, tf_region_limit(dev))) {
         tf_log(TF_LOG_DEBUG, "denied %llu bytes on region device %d", (unsigned long long)bytes, dev);
         return TF_ADMIT_DENY;
@@ -253,7 +276,7 @@ int tf_admit(int dev, uint64_t bytes) {
 }
 
 void tf_release(int dev, uint64_t bytes) {
-    if (!__atomic_load_n(&exited, __ATOMIC_ACQUIRE)) tf_shm_unreserve(state, self_slot, dev, bytes);
+    if (!__atomic_load_n(&exited, __ATOMIC_ACQUIRE) && self_slot >= 0) tf_shm_unreserve(state, self_slot, dev, bytes);
 }
 
 void tf_admit_undo(int dev, uint64_t bytes) { tf_release(dev, bytes); }
@@ -269,6 +292,7 @@ void tf_admit_undo(int dev, uint64_t bytes) { tf_release(dev, bytes); }
 typedef struct entry {
     uint64_t key;   /* atomic: TF_EMPTY, TF_TOMBSTONE or a tracked key */
     uint64_t bytes; /* written after the key is claimed, read after it is found */
+    uint64_t aux;   /* the stream-ordered pool a pointer came from (0: none) */
     int32_t kind;
     int32_t dev;
 } entry;
@@ -289,7 +313,9 @@ static inline uint32_t slot_of(uint64_t key) {
     return (uint32_t)key & (TF_TABLE_SIZE - 1);
 }
 
-void tf_track(int kind, uint64_t key, uint64_t bytes, int dev) {
+void tf_track(int kind, uint64_t key, uint64_t bytes, int dev) { tf_track_aux(kind, key, bytes, dev, 0); }
+
+void tf_track_aux(int kind, uint64_t key, uint64_t bytes, int dev, uint64_t aux) {
     if (table == NULL || key == TF_EMPTY || key == TF_TOMBSTONE) return; /* stays charged: conservative */
     uint32_t i = slot_of(key);
     for (int n = 0; n < TF_MAX_PROBE; n++, i = (i + 1) & (TF_TABLE_SIZE - 1)) {
@@ -297,6 +323,7 @@ void tf_track(int kind, uint64_t key, uint64_t bytes, int dev) {
         if ((k == TF_EMPTY || k == TF_TOMBSTONE) &&
             __atomic_compare_exchange_n(&table[i].key, &k, key, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
             table[i].bytes = bytes;
+            table[i].aux = aux;
             table[i].kind = kind;
             __atomic_store_n(&table[i].dev, dev, __ATOMIC_RELEASE);
             return;
@@ -308,6 +335,11 @@ void tf_track(int kind, uint64_t key, uint64_t bytes, int dev) {
 }
 
 int tf_untrack(int kind, uint64_t key, uint64_t *bytes, int *dev) {
+    uint64_t aux;
+    return tf_untrack_aux(kind, key, bytes, dev, &aux);
+}
+
+int tf_untrack_aux(int kind, uint64_t key, uint64_t *bytes, int *dev, uint64_t *aux) {
     /* Nothing is tracked before the region is loaded (allocations load it first). */
     if (!__atomic_load_n(&loaded, __ATOMIC_ACQUIRE) || table == NULL || key == TF_EMPTY || key == TF_TOMBSTONE) return 0;
     uint32_t i = slot_of(key);
@@ -317,12 +349,13 @@ int tf_untrack(int kind, uint64_t key, uint64_t *bytes, int *dev) {
         if (k != key) continue;
         int d = __atomic_load_n(&table[i].dev, __ATOMIC_ACQUIRE);
         if (table[i].kind != kind) continue;
-        uint64_t b = table[i].bytes;
+        uint64_t b = table[i].bytes, a = table[i].aux;
         /* Exactly one of two racing frees of the same key wins the entry. */
         if (!__atomic_compare_exchange_n(&table[i].key, &k, TF_TOMBSTONE, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
             return 0;
         *bytes = b;
         *dev = d;
+        *aux = a;
         return 1;
     }
     return 0;

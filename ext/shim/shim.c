@@ -36,6 +36,7 @@ tf_hook_entry tf_hooks[TF_HOOK_COUNT] = {
 #undef TF_HOOK
 };
 
+static void *driver_handle; /* atomic: a dlopen handle a hooked cu* name was found through */
 static void *nvml_uuid;  /* atomic: the real nvmlDeviceGetUUID */
 static void *nvml_index; /* atomic: the real nvmlDeviceGetIndex */
 
@@ -112,6 +113,12 @@ void *tf_real(int idx) {
         early_init();
         if (real_dlsym != NULL) remember_real(idx, real_dlsym(RTLD_NEXT, tf_hooks[idx].symbol));
         real = __atomic_load_n(&tf_hooks[idx].real, __ATOMIC_ACQUIRE);
+        /* A driver dlopened RTLD_LOCAL is not next in line: ask the handle it came through. */
+        void *handle = __atomic_load_n(&driver_handle, __ATOMIC_ACQUIRE);
+        if (real == NULL && handle != NULL) {
+            remember_real(idx, real_dlsym(handle, tf_hooks[idx].symbol));
+            real = __atomic_load_n(&tf_hooks[idx].real, __ATOMIC_ACQUIRE);
+        }
     }
     return real;
 }
@@ -143,6 +150,7 @@ TF_EARLY static void *dlsym_hook(void *handle, const char *name) {
     if (real == NULL) return NULL;
     if (is_own(real)) real = real_dlsym(RTLD_NEXT, name); /* found our export first */
     remember_real(idx, real);
+    if (name[0] == 'c' && handle != RTLD_NEXT) __atomic_store_n(&driver_handle, handle, __ATOMIC_RELEASE);
     if (name[0] == 'n' && __atomic_load_n(&nvml_uuid, __ATOMIC_ACQUIRE) == NULL) {
         /* NVML memory hooks name devices by UUID: keep the real lookup from the same library. */
         void *uuid = real_dlsym(handle, "nvmlDeviceGetUUID"), *index = real_dlsym(handle, "nvmlDeviceGetIndex");
@@ -164,7 +172,9 @@ void *tf_driver_helper(const char *name) {
     }
     tf_pfn_cuGetProcAddress gpa1 = TF_REAL(cuGetProcAddress);
     if (gpa1 != NULL && gpa1(name, &pfn, 11000, 0) == CUDA_SUCCESS && pfn != NULL) return pfn;
-    return real_dlsym != NULL ? real_dlsym(RTLD_NEXT, name) : NULL;
+    if (real_dlsym == NULL) return NULL;
+    void *found = real_dlsym(RTLD_NEXT, name), *handle = __atomic_load_n(&driver_handle, __ATOMIC_ACQUIRE);
+    return found == NULL && handle != NULL ? real_dlsym(handle, name) : found;
 }
 
 /*

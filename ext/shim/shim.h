@@ -72,14 +72,15 @@ void tf_route(const char *symbol, void **pfn, int cudaVersion, cuuint64_t flags)
 /* ---- VRAM accounting (region.c) ---- */
 
 /* Kinds of tracked allocations: keys of different kinds never match each other. */
-enum { TF_ALLOC_PTR = 1, TF_ALLOC_VMM, TF_ALLOC_ARRAY, TF_ALLOC_MIPMAP, TF_GRAPH_COST };
+enum { TF_ALLOC_PTR = 1, TF_ALLOC_VMM, TF_ALLOC_ARRAY, TF_ALLOC_MIPMAP, TF_GRAPH_COST, TF_BLOCK_SHAPE, TF_CTX_LIMIT, TF_GRAPH_MEMORY, TF_ALLOC_IPC };
 
 /* Whether a region governs this process (loaded on first use).  0: pass everything through. */
 int tf_region_active(void);
 
 /* Region device index of a CUDA ordinal (-1: not granted to this worker). */
 int tf_region_device(CUdevice ordinal);
-/* Region device index of the current context's device; -1 with *ok = 0 when no context. */
+/* Region device index of the current context's device; -1 with *ok = 0 when no context, and
+ * with *ok = -1 (logged once) when the driver's cuCtxGetDevice cannot be resolved. */
 int tf_region_current_device(int *ok);
 /* Region device index of an NVML device handle (-1 when not granted or unknown). */
 int tf_region_nvml_device(nvmlDevice_t device);
@@ -95,6 +96,9 @@ void tf_admit_undo(int dev, uint64_t bytes);
 void tf_track(int kind, uint64_t key, uint64_t bytes, int dev);
 /* Takes the record of key (0 if untracked).  A free that then fails puts it back (tf_track). */
 int tf_untrack(int kind, uint64_t key, uint64_t *bytes, int *dev);
+/* The same with an extra word kept beside the record (the pool an allocation came from). */
+void tf_track_aux(int kind, uint64_t key, uint64_t bytes, int dev, uint64_t aux);
+int tf_untrack_aux(int kind, uint64_t key, uint64_t *bytes, int *dev, uint64_t *aux);
 /* Returns bytes of a completed free to the worker and this process. */
 void tf_release(int dev, uint64_t bytes);
 
@@ -104,6 +108,26 @@ int tf_lookup(int kind, uint64_t key, uint64_t *bytes);
 /* Memory reporting: limit (0 = none) and worker usage of a region device. */
 uint64_t tf_region_limit(int dev);
 uint64_t tf_region_used(int dev);
+
+/* ---- VMM lifetimes (vmm.c): charged from cuMemCreate until released and unmapped ---- */
+void tf_vmm_created(uint64_t handle, uint64_t bytes, int dev);
+void tf_vmm_mapped(uint64_t ptr, uint64_t size, uint64_t handle);
+void tf_vmm_unmapped(uint64_t ptr, uint64_t size);
+int tf_vmm_release_mark(uint64_t handle);
+void tf_vmm_release_done(uint64_t handle, int succeeded);
+int tf_vmm_imported(uint64_t handle, int dev);
+uint64_t tf_vmm_growth(uint64_t handle, uint64_t extent, int *dev);
+void tf_vmm_grown(uint64_t handle, uint64_t need);
+
+/* ---- stream-ordered pools (pools.c): what a pool keeps after frees stays charged ---- */
+uint64_t tf_pool_take(CUmemoryPool pool, int dev, uint64_t size);
+void tf_pool_untake(CUmemoryPool pool, uint64_t bytes);
+void tf_pool_freed(CUmemoryPool pool, int dev, uint64_t bytes);
+void tf_pool_set_threshold(CUmemoryPool pool, uint64_t threshold);
+void tf_pool_trim(CUmemoryPool pool, uint64_t keep);
+void tf_pool_destroyed(CUmemoryPool pool);
+/* The pool cuMemAllocAsync draws from on the current context's device (NULL: unknown). */
+CUmemoryPool tf_pool_current(void);
 
 /* ---- compute admission (compute.c; the bucket itself is tf/compute.h) ---- */
 
@@ -131,7 +155,8 @@ void tf_launch_admit(uint64_t cost);
 
 /* Cost of a graph executable (sum of its kernel nodes), recorded at instantiation. */
 uint64_t tf_graph_cost(CUgraphExec exec);
-void tf_graph_instantiated(CUgraphExec exec, CUgraph graph);
+/* TF_ADMIT_DENY: its memory nodes do not fit; the caller destroys exec and fails. */
+int tf_graph_instantiated(CUgraphExec exec, CUgraph graph);
 void tf_graph_destroyed(CUgraphExec exec);
 
 #endif /* TF_SHIM_H */

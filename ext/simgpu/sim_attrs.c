@@ -59,29 +59,6 @@ int tf_sim_attribute_default(int attribute, int physical) {
     }
 }
 
-/* ---- context limits (per process: the simulator has no per-context state for them) ---- */
-
-static size_t limits[10] = {1024, 1 << 20, 8 << 20, 2, 2048, 64, 0, 232448, 0, 0};
-
-TF_SIM_API CUresult cuCtxGetLimit(size_t *value, int limit) {
-    CUresult rc;
-    if (tf_current(&rc) == NULL) return rc;
-    if (value == NULL || limit < 0 || limit >= (int)(sizeof limits / sizeof limits[0]))
-        return CUDA_ERROR_INVALID_VALUE;
-    *value = __atomic_load_n(&limits[limit], __ATOMIC_RELAXED);
-    return CUDA_SUCCESS;
-}
-
-TF_SIM_API CUresult cuCtxSetLimit(int limit, size_t value) {
-    CUresult rc;
-    if (tf_current(&rc) == NULL) return rc;
-    if (limit < 0 || limit > 9 || limit == 7 || limit == 8) return CUDA_ERROR_INVALID_VALUE; /* 7, 8: query only */
-    if (limit == 5 && value > 128) return CUDA_ERROR_INVALID_VALUE;
-    if (limit == 6 && value > 31457280) value = 31457280; /* clamped to MAX_PERSISTING_L2_CACHE_SIZE */
-    __atomic_store_n(&limits[limit], value, __ATOMIC_RELAXED);
-    return CUDA_SUCCESS;
-}
-
 TF_SIM_API CUresult cuCtxGetCacheConfig(int *config) {
     CUresult rc;
     if (tf_current(&rc) == NULL) return rc;

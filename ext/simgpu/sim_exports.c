@@ -61,7 +61,13 @@
     X(cuMemsetD2D16_v2) X(cuMemsetD2D32_v2) X(cuMemsetD2D8Async) X(cuMemsetD2D16Async)              \
     X(cuMemsetD2D32Async) X(cuMemPrefetchAsync) X(cuMemPrefetchAsync_v2) X(cuMemAdvise)             \
     X(cuMemAdvise_v2) X(cuLaunchHostFunc) X(cuPointerGetAttribute) X(cuPointerGetAttributes)       \
-    X(cuMemcpy3D_v2) X(cuMemcpy3DAsync_v2) X(cuStreamAddCallback)
+    X(cuMemcpy3D_v2) X(cuMemcpy3DAsync_v2) X(cuStreamAddCallback)                                    \
+    X(cuFuncSetBlockShape) X(cuLaunch) X(cuLaunchGrid) X(cuLaunchGridAsync)                           \
+    X(cuLaunchCooperativeKernelMultiDevice)                                                          \
+    X(cuMemPoolSetAttribute) X(cuMemPoolGetAttribute) X(cuMemPoolTrimTo)                             \
+    X(cuGraphAddMemAllocNode) X(cuGraphMemAllocNodeGetParams)                                      \
+    X(cuMemGetAddressRange_v2) X(cuIpcGetMemHandle) X(cuIpcOpenMemHandle) X(cuIpcOpenMemHandle_v2)    \
+    X(cuIpcCloseMemHandle) X(cuMemExportToShareableHandle) X(cuMemImportFromShareableHandle)
 
 /* Only their addresses are taken here; the definitions (with their real types) are elsewhere. */
 #define TF_DECLARE(name) extern void name(void);

@@ -4,23 +4,30 @@
  * launch puts them on the stream one after another, on the device timeline like any launch
  * (the device runs one kernel at a time, so the dependency edges change nothing there).
  * Node dependencies are accepted and not tracked.
+ *
+ * Memory-allocation nodes (cuGraphAddMemAllocNode) get their address when added and their
+ * memory when the executable first runs, from the device's graph memory pool, which keeps it
+ * until the executable is destroyed.  SIMULATED: no free nodes and no cuDeviceGraphMemTrim;
+ * the address is reserved, not readable through the simulator's copies.
  */
 #define _GNU_SOURCE
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "sim_cuda.h"
 
 #define TF_GRAPH_MAGIC 0x48505247u
 #define TF_NODE_MAGIC 0x45444f4eu
 #define TF_EXEC_MAGIC 0x43584547u
-#define TF_GRAPH_DEPTH 8
+#define TF_GRAPH_DEPTH 256 /* the driver documents no nesting limit; this only bounds recursion */
 
 struct CUgraphNode_st {
     uint32_t magic;
     int type;
     CUDA_KERNEL_NODE_PARAMS_v2 kernel;
     CUgraph child; /* the node's own copy (CUDA clones the child graph) */
+    CUDA_MEM_ALLOC_NODE_PARAMS alloc; /* a memory-allocation node's parameters, dptr set */
 };
 
 struct CUgraph_st {
@@ -37,6 +44,9 @@ struct CUgraphExec_st {
     uint32_t magic;
     size_t count, cap;
     tf_graph_kernel *kernels;
+    uint64_t memory;   /* bytes its memory-allocation nodes make when it runs */
+    int physical;      /* device they are made on */
+    int memory_made;   /* it ran: the memory is charged until it is destroyed */
 };
 
 static int valid_graph(CUgraph g) { return g != NULL && g->magic == TF_GRAPH_MAGIC; }
@@ -101,6 +111,31 @@ TF_SIM_API CUresult cuGraphAddKernelNode_v2(CUgraphNode *node, CUgraph g, const 
     (void)ndeps;
     if (p == NULL) return CUDA_ERROR_INVALID_VALUE;
     return add_kernel(node, g, p);
+}
+
+TF_SIM_API CUresult cuGraphAddMemAllocNode(CUgraphNode *node, CUgraph g, const CUgraphNode *deps, size_t ndeps,
+                                           CUDA_MEM_ALLOC_NODE_PARAMS *p) {
+    (void)deps;
+    (void)ndeps;
+    if (p == NULL || p->bytesize == 0 || p->poolProps.location.type != CU_MEM_LOCATION_TYPE_DEVICE)
+        return CUDA_ERROR_INVALID_VALUE;
+    if (tf_physical(p->poolProps.location.id) < 0) return CUDA_ERROR_INVALID_DEVICE;
+    void *va = mmap(NULL, p->bytesize, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (va == MAP_FAILED) return CUDA_ERROR_OUT_OF_MEMORY;
+    CUresult rc = add_node(node, g, CU_GRAPH_NODE_TYPE_MEM_ALLOC, NULL, NULL);
+    if (rc != CUDA_SUCCESS) {
+        munmap(va, p->bytesize);
+        return rc;
+    }
+    p->dptr = (CUdeviceptr)(uintptr_t)va;
+    (*node)->alloc = *p;
+    return CUDA_SUCCESS;
+}
+
+TF_SIM_API CUresult cuGraphMemAllocNodeGetParams(CUgraphNode node, CUDA_MEM_ALLOC_NODE_PARAMS *p) {
+    if (!valid_node(node) || node->type != CU_GRAPH_NODE_TYPE_MEM_ALLOC || p == NULL) return CUDA_ERROR_INVALID_VALUE;
+    *p = node->alloc;
+    return CUDA_SUCCESS;
 }
 
 TF_SIM_API CUresult cuGraphAddEmptyNode(CUgraphNode *node, CUgraph g, const CUgraphNode *deps, size_t ndeps) {
@@ -179,6 +214,7 @@ static CUresult clone_graph(CUgraph src, CUgraph *out, int depth) {
         CUgraph child = NULL;
         if (n->child != NULL) rc = clone_graph(n->child, &child, depth + 1);
         if (rc == CUDA_SUCCESS) rc = add_node(&copy, g, n->type, &n->kernel, child);
+        if (rc == CUDA_SUCCESS) copy->alloc = n->alloc;
     }
     if (rc != CUDA_SUCCESS && g != NULL) free_graph(g);
     if (rc == CUDA_SUCCESS) *out = g;
@@ -198,6 +234,11 @@ static CUresult flatten(CUgraphExec e, CUgraph g, int depth) {
         if (n->type == CU_GRAPH_NODE_TYPE_GRAPH) {
             CUresult rc = flatten(e, n->child, depth + 1);
             if (rc != CUDA_SUCCESS) return rc;
+            continue;
+        }
+        if (n->type == CU_GRAPH_NODE_TYPE_MEM_ALLOC) {
+            e->physical = tf_physical(n->alloc.poolProps.location.id);
+            e->memory += n->alloc.bytesize;
             continue;
         }
         if (n->type != CU_GRAPH_NODE_TYPE_KERNEL) continue;
@@ -258,6 +299,7 @@ TF_SIM_API CUresult cuGraphInstantiateWithParams(CUgraphExec *exec, CUgraph g, C
 TF_SIM_API CUresult cuGraphExecDestroy(CUgraphExec e) {
     if (e == NULL || e->magic != TF_EXEC_MAGIC) return CUDA_ERROR_INVALID_VALUE;
     e->magic = 0;
+    if (e->memory_made) tf_sim_uncharge(e->physical, e->memory);
     free(e->kernels);
     free(e);
     return CUDA_SUCCESS;
@@ -270,6 +312,10 @@ TF_SIM_API CUresult cuGraphLaunch(CUgraphExec e, CUstream stream) {
     if (e == NULL || e->magic != TF_EXEC_MAGIC) return CUDA_ERROR_INVALID_VALUE;
     uint64_t *tail = tf_stream_tail(stream, c, &rc);
     if (tail == NULL) return rc;
+    if (e->memory != 0 && !__atomic_load_n(&e->memory_made, __ATOMIC_ACQUIRE)) {
+        if (!tf_sim_charge(e->physical, e->memory)) return CUDA_ERROR_OUT_OF_MEMORY;
+        __atomic_store_n(&e->memory_made, 1, __ATOMIC_RELEASE);
+    }
     for (size_t i = 0; i < e->count; i++) {
         const tf_graph_kernel *k = &e->kernels[i];
         uint64_t threads = (uint64_t)k->grid[0] * k->grid[1] * k->grid[2] * k->block[0] * k->block[1] * k->block[2];

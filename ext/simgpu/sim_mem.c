@@ -9,7 +9,9 @@
  * program can observe the difference from executing them at their stream position.
  */
 #define _GNU_SOURCE
+#include <fcntl.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -17,7 +19,7 @@
 
 #include "sim_cuda.h"
 
-enum kind { K_DEVICE = 1, K_MANAGED, K_HOST, K_PHYS, K_RESERVE, K_MAPPED, K_ARRAY, K_MIPMAP };
+enum kind { K_DEVICE = 1, K_MANAGED, K_HOST, K_PHYS, K_RESERVE, K_MAPPED, K_ARRAY, K_MIPMAP, K_IPC };
 
 typedef struct record {
     uint64_t key;     /* device pointer, handle or array address */
@@ -25,6 +27,10 @@ typedef struct record {
     int kind;
     int physical;     /* device charged, -1 for none */
     int fd;           /* K_PHYS: memfd backing it */
+    uint64_t handle;  /* K_MAPPED: the physical allocation mapped there */
+    int maps;         /* K_PHYS: live mappings of it */
+    int released;     /* K_PHYS: cuMemRelease was called; it lives on while mapped */
+    struct CUmemPoolHandle_st *pool; /* K_DEVICE from a stream-ordered pool: it goes back there */
 } record;
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER; /* process-local only */
@@ -53,7 +59,7 @@ static int take_record(uint64_t key, int kind, record *out) {
     int found = 0;
     pthread_mutex_lock(&lock);
     for (size_t i = count; i-- > 0;)
-        if (records[i].key == key && records[i].kind == kind) {
+        if (records[i].key == key && records[i].kind == kind && !records[i].released) {
             *out = records[i];
             records[i] = records[--count];
             found = 1;
@@ -67,7 +73,7 @@ static int find_record(uint64_t key, int kind, record *out) {
     int found = 0;
     pthread_mutex_lock(&lock);
     for (size_t i = 0; i < count && !found; i++)
-        if (records[i].key == key && records[i].kind == kind) {
+        if (records[i].key == key && records[i].kind == kind && !records[i].released) {
             *out = records[i];
             found = 1;
         }
@@ -80,7 +86,8 @@ int tf_mem_contains(CUdeviceptr ptr, uint64_t bytes) {
     pthread_mutex_lock(&lock);
     for (size_t i = 0; i < count && !ok; i++) {
         const record *r = &records[i];
-        if (r->kind != K_DEVICE && r->kind != K_MANAGED && r->kind != K_HOST && r->kind != K_MAPPED) continue;
+        if (r->kind != K_DEVICE && r->kind != K_MANAGED && r->kind != K_HOST && r->kind != K_MAPPED && r->kind != K_IPC)
+            continue;
         ok = ptr >= r->key && bytes <= r->size && ptr - r->key <= r->size - bytes;
     }
     pthread_mutex_unlock(&lock);
@@ -145,7 +152,7 @@ static CUresult alloc(CUdeviceptr *dptr, uint64_t size, int kind) {
     if (dptr == NULL || size == 0) return CUDA_ERROR_INVALID_VALUE;
     if (!tf_sim_charge(c->physical, size)) return CUDA_ERROR_OUT_OF_MEMORY;
     void *p = map_bytes(size);
-    if (p == NULL || !add_record((record){(uint64_t)(uintptr_t)p, size, kind, c->physical, -1})) {
+    if (p == NULL || !add_record((record){(uint64_t)(uintptr_t)p, size, kind, c->physical, -1, 0, 0, 0, NULL})) {
         if (p != NULL) unmap_bytes(p, size);
         tf_sim_uncharge(c->physical, size);
         return CUDA_ERROR_OUT_OF_MEMORY;
@@ -153,6 +160,8 @@ static CUresult alloc(CUdeviceptr *dptr, uint64_t size, int kind) {
     *dptr = (CUdeviceptr)(uintptr_t)p;
     return CUDA_SUCCESS;
 }
+
+static void pool_free(struct CUmemPoolHandle_st *pool, uint64_t size);
 
 static CUresult release(uint64_t key, int kind) {
     CUresult rc = tf_need_init();
@@ -163,6 +172,10 @@ static CUresult release(uint64_t key, int kind) {
         unmap_bytes((void *)(uintptr_t)r.key, r.size);
     else if (kind == K_RESERVE)
         munmap((void *)(uintptr_t)r.key, r.size);
+    if (r.pool != NULL) {
+        pool_free(r.pool, r.size);
+        return CUDA_SUCCESS;
+    }
     if (r.physical >= 0) tf_sim_uncharge(r.physical, r.size);
     return CUDA_SUCCESS;
 }
@@ -191,18 +204,53 @@ TF_SIM_API CUresult cuMemFree_v2(CUdeviceptr ptr) {
     return rc == CUDA_ERROR_INVALID_VALUE ? release(ptr, K_MANAGED) : rc;
 }
 
-/* Pools: the default pool of each device, and created ones; both allocate like cuMemAlloc. */
+/* Stream-ordered pools: the default pool of each device, and created ones.  A free returns
+ * the bytes to the pool, which keeps them (still charged to the device, reused first by its
+ * next allocations) up to its release threshold, like the driver's pools; the rest goes back
+ * to the device.  cuMemPoolTrimTo gives back what is kept beyond what the caller wants kept.
+ * SIMULATED: kept bytes are fungible (no fragmentation), and the excess goes back at the free
+ * rather than at the next synchronization. */
+#define CU_MEMPOOL_ATTR_RELEASE_THRESHOLD 4
+#define CU_MEMPOOL_ATTR_RESERVED_MEM_CURRENT 5
+#define CU_MEMPOOL_ATTR_USED_MEM_CURRENT 7
 struct CUmemPoolHandle_st {
     int ordinal;
+    int physical;       /* device its memory is charged to */
+    uint64_t threshold; /* release threshold (bytes kept after frees) */
+    uint64_t kept;      /* freed bytes it still holds (charged) */
+    uint64_t used;      /* bytes allocated from it and not freed */
 };
 static struct CUmemPoolHandle_st default_pools[TF_SIM_MAX_DEVICES];
+
+/* Freed pool memory: kept up to the threshold, the rest back to the device. */
+static void pool_free(struct CUmemPoolHandle_st *pool, uint64_t size) {
+    pthread_mutex_lock(&lock);
+    pool->used = pool->used > size ? pool->used - size : 0;
+    pool->kept += size;
+    if (pool->kept > pool->threshold) {
+        tf_sim_uncharge(pool->physical, pool->kept - pool->threshold);
+        pool->kept = pool->threshold;
+    }
+    pthread_mutex_unlock(&lock);
+}
+
+/* Gives back what the pool keeps beyond `keep` (lock held). */
+static void pool_trim(CUmemoryPool pool, uint64_t keep) {
+    if (pool->kept <= keep) return;
+    tf_sim_uncharge(pool->physical, pool->kept - keep);
+    pool->kept = keep;
+}
 
 TF_SIM_API CUresult cuDeviceGetDefaultMemPool(CUmemoryPool *pool, CUdevice dev) {
     CUresult rc = tf_need_init();
     if (rc != CUDA_SUCCESS) return rc;
     if (pool == NULL) return CUDA_ERROR_INVALID_VALUE;
-    if (tf_physical(dev) < 0) return CUDA_ERROR_INVALID_DEVICE;
+    int physical = tf_physical(dev);
+    if (physical < 0) return CUDA_ERROR_INVALID_DEVICE;
+    pthread_mutex_lock(&lock);
     default_pools[dev].ordinal = dev;
+    default_pools[dev].physical = physical;
+    pthread_mutex_unlock(&lock);
     *pool = &default_pools[dev];
     return CUDA_SUCCESS;
 }
@@ -213,37 +261,112 @@ TF_SIM_API CUresult cuMemPoolCreate(CUmemoryPool *pool, const CUmemAllocationPro
     if (rc != CUDA_SUCCESS) return rc;
     if (pool == NULL || props == NULL || props->location.type != CU_MEM_LOCATION_TYPE_DEVICE)
         return CUDA_ERROR_INVALID_VALUE;
-    if (tf_physical(props->location.id) < 0) return CUDA_ERROR_INVALID_DEVICE;
+    int physical = tf_physical(props->location.id);
+    if (physical < 0) return CUDA_ERROR_INVALID_DEVICE;
     CUmemoryPool p = calloc(1, sizeof *p);
     if (p == NULL) return CUDA_ERROR_OUT_OF_MEMORY;
     p->ordinal = props->location.id;
+    p->physical = physical;
     *pool = p;
     return CUDA_SUCCESS;
+}
+
+static int is_default_pool(CUmemoryPool pool) {
+    return pool >= &default_pools[0] && pool < &default_pools[TF_SIM_MAX_DEVICES];
 }
 
 TF_SIM_API CUresult cuMemPoolDestroy(CUmemoryPool pool) {
     CUresult rc = tf_need_init();
     if (rc != CUDA_SUCCESS) return rc;
-    if (pool == NULL) return CUDA_ERROR_INVALID_VALUE;
-    if (pool < &default_pools[0] || pool >= &default_pools[TF_SIM_MAX_DEVICES]) free(pool);
+    if (pool == NULL || is_default_pool(pool)) return CUDA_ERROR_INVALID_VALUE;
+    pthread_mutex_lock(&lock);
+    pool_trim(pool, 0);
+    pthread_mutex_unlock(&lock);
+    free(pool); /* allocations still out of it: the simulator keeps them charged until freed */
     return CUDA_SUCCESS;
 }
 
-static CUresult alloc_async(CUdeviceptr *dptr, size_t size, CUstream stream) {
+TF_SIM_API CUresult cuMemPoolSetAttribute(CUmemoryPool pool, int attr, void *value) {
+    CUresult rc = tf_need_init();
+    if (rc != CUDA_SUCCESS) return rc;
+    if (pool == NULL || value == NULL) return CUDA_ERROR_INVALID_VALUE;
+    if (attr != CU_MEMPOOL_ATTR_RELEASE_THRESHOLD) return CUDA_SUCCESS; /* reuse policies: no memory */
+    pthread_mutex_lock(&lock);
+    pool->threshold = *(const uint64_t *)value;
+    pool_trim(pool, pool->threshold);
+    pthread_mutex_unlock(&lock);
+    return CUDA_SUCCESS;
+}
+
+TF_SIM_API CUresult cuMemPoolGetAttribute(CUmemoryPool pool, int attr, void *value) {
+    CUresult rc = tf_need_init();
+    if (rc != CUDA_SUCCESS) return rc;
+    if (pool == NULL || value == NULL) return CUDA_ERROR_INVALID_VALUE;
+    pthread_mutex_lock(&lock);
+    uint64_t v = attr == CU_MEMPOOL_ATTR_RELEASE_THRESHOLD      ? pool->threshold
+                 : attr == CU_MEMPOOL_ATTR_RESERVED_MEM_CURRENT ? pool->used + pool->kept
+                 : attr == CU_MEMPOOL_ATTR_USED_MEM_CURRENT     ? pool->used
+                                                                : 0;
+    pthread_mutex_unlock(&lock);
+    *(uint64_t *)value = v;
+    return CUDA_SUCCESS;
+}
+
+TF_SIM_API CUresult cuMemPoolTrimTo(CUmemoryPool pool, size_t keep) {
+    CUresult rc = tf_need_init();
+    if (rc != CUDA_SUCCESS) return rc;
+    if (pool == NULL) return CUDA_ERROR_INVALID_VALUE;
+    pthread_mutex_lock(&lock);
+    pool_trim(pool, keep);
+    pthread_mutex_unlock(&lock);
+    return CUDA_SUCCESS;
+}
+
+/* Allocates from pool: its kept bytes first, the device for the rest. */
+static CUresult pool_alloc(CUdeviceptr *dptr, size_t size, CUmemoryPool pool, CUstream stream) {
     CUresult rc;
     CUcontext c = tf_current(&rc);
     if (c == NULL) return rc;
     if (tf_stream_tail(stream, c, &rc) == NULL) return rc;
-    return alloc(dptr, size, K_DEVICE);
+    if (dptr == NULL || size == 0) return CUDA_ERROR_INVALID_VALUE;
+    pthread_mutex_lock(&lock);
+    uint64_t reuse = pool->kept < size ? pool->kept : size;
+    pool->kept -= reuse;
+    pthread_mutex_unlock(&lock);
+    if (reuse < size && !tf_sim_charge(pool->physical, size - reuse)) {
+        pthread_mutex_lock(&lock);
+        pool->kept += reuse;
+        pthread_mutex_unlock(&lock);
+        return CUDA_ERROR_OUT_OF_MEMORY;
+    }
+    void *p = map_bytes(size);
+    if (p == NULL || !add_record((record){(uint64_t)(uintptr_t)p, size, K_DEVICE, pool->physical, -1, 0, 0, 0, pool})) {
+        if (p != NULL) unmap_bytes(p, size);
+        tf_sim_uncharge(pool->physical, size - reuse);
+        pthread_mutex_lock(&lock);
+        pool->kept += reuse;
+        pthread_mutex_unlock(&lock);
+        return CUDA_ERROR_OUT_OF_MEMORY;
+    }
+    pthread_mutex_lock(&lock);
+    pool->used += size;
+    pthread_mutex_unlock(&lock);
+    *dptr = (CUdeviceptr)(uintptr_t)p;
+    return CUDA_SUCCESS;
 }
 
 TF_SIM_API CUresult cuMemAllocAsync(CUdeviceptr *dptr, size_t size, CUstream stream) {
-    return alloc_async(dptr, size, stream);
+    CUresult rc;
+    CUcontext c = tf_current(&rc);
+    if (c == NULL) return rc;
+    CUmemoryPool pool;
+    rc = cuDeviceGetMemPool(&pool, c->ordinal);
+    return rc != CUDA_SUCCESS ? rc : pool_alloc(dptr, size, pool, stream);
 }
 
 TF_SIM_API CUresult cuMemAllocFromPoolAsync(CUdeviceptr *dptr, size_t size, CUmemoryPool pool, CUstream stream) {
     if (pool == NULL) return CUDA_ERROR_INVALID_VALUE;
-    return alloc_async(dptr, size, stream);
+    return pool_alloc(dptr, size, pool, stream);
 }
 
 TF_SIM_API CUresult cuMemFreeAsync(CUdeviceptr ptr, CUstream stream) {
@@ -261,7 +384,7 @@ TF_SIM_API CUresult cuMemHostAlloc(void **pp, size_t size, unsigned int flags) {
     if (rc != CUDA_SUCCESS) return rc;
     if (pp == NULL || size == 0) return CUDA_ERROR_INVALID_VALUE;
     void *p = map_bytes(size);
-    if (p == NULL || !add_record((record){(uint64_t)(uintptr_t)p, size, K_HOST, -1, -1})) {
+    if (p == NULL || !add_record((record){(uint64_t)(uintptr_t)p, size, K_HOST, -1, -1, 0, 0, 0, NULL})) {
         if (p != NULL) unmap_bytes(p, size);
         return CUDA_ERROR_OUT_OF_MEMORY;
     }
@@ -304,7 +427,9 @@ TF_SIM_API CUresult cuMemCreate(CUmemGenericAllocationHandle *handle, size_t siz
     int physical = tf_physical(prop->location.id);
     if (physical < 0) return CUDA_ERROR_INVALID_DEVICE;
     if (!tf_sim_charge(physical, size)) return CUDA_ERROR_OUT_OF_MEMORY;
-    int fd = memfd_create("tf-sim-vmm", MFD_CLOEXEC);
+    char name[32];
+    snprintf(name, sizeof name, "tf-sim-vmm-%d", physical); /* an importer learns the device from it */
+    int fd = memfd_create(name, MFD_CLOEXEC);
     if (fd < 0 || ftruncate(fd, (off_t)size) != 0) {
         if (fd >= 0) close(fd);
         tf_sim_uncharge(physical, size);
@@ -312,7 +437,7 @@ TF_SIM_API CUresult cuMemCreate(CUmemGenericAllocationHandle *handle, size_t siz
     }
     /* The handle is the memfd number plus one: unique while the handle lives, never 0. */
     uint64_t key = (uint64_t)fd + 1;
-    if (!add_record((record){key, size, K_PHYS, physical, fd})) {
+    if (!add_record((record){key, size, K_PHYS, physical, fd, 0, 0, 0, NULL})) {
         close(fd);
         tf_sim_uncharge(physical, size);
         return CUDA_ERROR_OUT_OF_MEMORY;
@@ -321,14 +446,42 @@ TF_SIM_API CUresult cuMemCreate(CUmemGenericAllocationHandle *handle, size_t siz
     return CUDA_SUCCESS;
 }
 
+/* Physical memory lives until it is released AND its last mapping is gone, in either order,
+ * as on the real driver: a released handle that is still mapped stays charged (and its memfd
+ * open, so its handle number cannot be handed out again meanwhile). */
+static void phys_free(const record *r) {
+    close(r->fd);
+    tf_sim_uncharge(r->physical, r->size);
+}
+
+/* Adjusts the mapping count of physical allocation handle (delta +1/-1) or marks it released
+ * (delta 0); frees it when both are done.  0 when there is no such live allocation. */
+static int phys_update(uint64_t handle, int delta) {
+    record gone;
+    int found = 0, free_it = 0;
+    pthread_mutex_lock(&lock);
+    for (size_t i = 0; i < count && !found; i++) {
+        record *r = &records[i];
+        if (r->key != handle || r->kind != K_PHYS) continue;
+        if (delta == 0 && r->released) continue; /* released twice: not a live handle */
+        found = 1;
+        if (delta == 0) r->released = 1;
+        r->maps += delta;
+        if (r->released && r->maps <= 0) {
+            gone = *r;
+            records[i] = records[--count];
+            free_it = 1;
+        }
+    }
+    pthread_mutex_unlock(&lock);
+    if (free_it) phys_free(&gone);
+    return found;
+}
+
 TF_SIM_API CUresult cuMemRelease(CUmemGenericAllocationHandle handle) {
     CUresult rc = tf_need_init();
     if (rc != CUDA_SUCCESS) return rc;
-    record r;
-    if (!take_record(handle, K_PHYS, &r)) return CUDA_ERROR_INVALID_VALUE;
-    close(r.fd); /* existing mappings keep the pages, as the driver keeps mapped memory */
-    tf_sim_uncharge(r.physical, r.size);
-    return CUDA_SUCCESS;
+    return phys_update(handle, 0) ? CUDA_SUCCESS : CUDA_ERROR_INVALID_VALUE;
 }
 
 TF_SIM_API CUresult cuMemAddressReserve(CUdeviceptr *ptr, size_t size, size_t alignment, CUdeviceptr addr,
@@ -340,7 +493,7 @@ TF_SIM_API CUresult cuMemAddressReserve(CUdeviceptr *ptr, size_t size, size_t al
     if (ptr == NULL || size == 0 || size % TF_SIM_GRANULARITY != 0) return CUDA_ERROR_INVALID_VALUE;
     void *p = mmap((void *)(uintptr_t)addr, size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (p == MAP_FAILED) return CUDA_ERROR_OUT_OF_MEMORY;
-    if (!add_record((record){(uint64_t)(uintptr_t)p, size, K_RESERVE, -1, -1})) {
+    if (!add_record((record){(uint64_t)(uintptr_t)p, size, K_RESERVE, -1, -1, 0, 0, 0, NULL})) {
         munmap(p, size);
         return CUDA_ERROR_OUT_OF_MEMORY;
     }
@@ -366,7 +519,8 @@ TF_SIM_API CUresult cuMemMap(CUdeviceptr ptr, size_t size, size_t offset, CUmemG
         return CUDA_ERROR_INVALID_VALUE;
     void *p = mmap((void *)(uintptr_t)ptr, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, phys.fd, (off_t)offset);
     if (p == MAP_FAILED) return CUDA_ERROR_INVALID_VALUE;
-    if (!add_record((record){ptr, size, K_MAPPED, -1, -1})) return CUDA_ERROR_OUT_OF_MEMORY;
+    if (!add_record((record){ptr, size, K_MAPPED, -1, -1, handle, 0, 0, NULL})) return CUDA_ERROR_OUT_OF_MEMORY;
+    phys_update(handle, +1);
     return CUDA_SUCCESS;
 }
 
@@ -377,6 +531,7 @@ TF_SIM_API CUresult cuMemUnmap(CUdeviceptr ptr, size_t size) {
     if (!take_record(ptr, K_MAPPED, &r) || r.size != size) return CUDA_ERROR_INVALID_VALUE;
     /* Back to a reserved, inaccessible range. */
     mmap((void *)(uintptr_t)ptr, size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
+    phys_update(r.handle, -1);
     return CUDA_SUCCESS;
 }
 
@@ -396,7 +551,7 @@ static CUresult array_create(void **handle, uint64_t bytes, int kind) {
     if (handle == NULL || bytes == 0) return CUDA_ERROR_INVALID_VALUE;
     if (!tf_sim_charge(c->physical, bytes)) return CUDA_ERROR_OUT_OF_MEMORY;
     void *h = malloc(16);
-    if (h == NULL || !add_record((record){(uint64_t)(uintptr_t)h, bytes, kind, c->physical, -1})) {
+    if (h == NULL || !add_record((record){(uint64_t)(uintptr_t)h, bytes, kind, c->physical, -1, 0, 0, 0, NULL})) {
         free(h);
         tf_sim_uncharge(c->physical, bytes);
         return CUDA_ERROR_OUT_OF_MEMORY;
@@ -509,4 +664,135 @@ TF_SIM_API CUresult cuMemsetD16Async(CUdeviceptr d, unsigned short v, size_t n, 
 }
 TF_SIM_API CUresult cuMemsetD32Async(CUdeviceptr d, unsigned int v, size_t n, CUstream s) {
     return memset_n(d, v, 4, n, s, 1);
+}
+
+/* ---- IPC: an allocation opened by another process ----
+ * SIMULATED: the importer gets memory of the same size at an address of its own (contents
+ * are not shared between processes), charged to it from cuIpcOpenMemHandle to
+ * cuIpcCloseMemHandle: on the driver, imported memory stays alive while any process has it
+ * open, whatever the exporter frees meanwhile. */
+#define TF_IPC_MAGIC 0x43504954u
+
+typedef struct ipc_payload {
+    uint32_t magic;
+    int32_t pid;
+    uint64_t base, size;
+    int32_t physical;
+} ipc_payload;
+
+/* The allocation containing ptr (device or managed memory): its base and size. */
+static int allocation_of(CUdeviceptr ptr, record *out) {
+    int found = 0;
+    pthread_mutex_lock(&lock);
+    for (size_t i = 0; i < count && !found; i++) {
+        const record *r = &records[i];
+        if ((r->kind == K_DEVICE || r->kind == K_MANAGED || r->kind == K_IPC) && ptr >= r->key && ptr - r->key < r->size) {
+            *out = *r;
+            found = 1;
+        }
+    }
+    pthread_mutex_unlock(&lock);
+    return found;
+}
+
+TF_SIM_API CUresult cuMemGetAddressRange_v2(CUdeviceptr *base, size_t *size, CUdeviceptr ptr) {
+    CUresult rc = tf_need_init();
+    if (rc != CUDA_SUCCESS) return rc;
+    record r;
+    if (!allocation_of(ptr, &r)) return CUDA_ERROR_NOT_FOUND;
+    if (base != NULL) *base = r.key;
+    if (size != NULL) *size = r.size;
+    return CUDA_SUCCESS;
+}
+
+TF_SIM_API CUresult cuIpcGetMemHandle(CUipcMemHandle *handle, CUdeviceptr ptr) {
+    CUresult rc;
+    if (tf_current(&rc) == NULL) return rc;
+    record r;
+    if (handle == NULL || !allocation_of(ptr, &r) || r.kind != K_DEVICE) return CUDA_ERROR_INVALID_VALUE;
+    ipc_payload p = {TF_IPC_MAGIC, (int32_t)getpid(), r.key, r.size, r.physical};
+    memset(handle, 0, sizeof *handle);
+    memcpy(handle->reserved, &p, sizeof p);
+    return CUDA_SUCCESS;
+}
+
+TF_SIM_API CUresult cuIpcOpenMemHandle_v2(CUdeviceptr *dptr, CUipcMemHandle handle, unsigned int flags) {
+    CUresult rc;
+    (void)flags;
+    if (tf_current(&rc) == NULL) return rc;
+    ipc_payload p;
+    memcpy(&p, handle.reserved, sizeof p);
+    if (dptr == NULL || p.magic != TF_IPC_MAGIC || p.size == 0) return CUDA_ERROR_INVALID_VALUE;
+    if (p.pid == (int32_t)getpid()) return CUDA_ERROR_INVALID_CONTEXT; /* a process cannot open its own */
+    if (p.physical < 0 || p.physical >= (int32_t)tf_sim_state_get()->device_count) return CUDA_ERROR_INVALID_VALUE;
+    if (!tf_sim_charge(p.physical, p.size)) return CUDA_ERROR_OUT_OF_MEMORY;
+    void *mem = map_bytes(p.size);
+    if (mem == NULL || !add_record((record){(uint64_t)(uintptr_t)mem, p.size, K_IPC, p.physical, -1, 0, 0, 0, NULL})) {
+        if (mem != NULL) unmap_bytes(mem, p.size);
+        tf_sim_uncharge(p.physical, p.size);
+        return CUDA_ERROR_OUT_OF_MEMORY;
+    }
+    *dptr = (CUdeviceptr)(uintptr_t)mem;
+    return CUDA_SUCCESS;
+}
+
+TF_SIM_API CUresult cuIpcOpenMemHandle(CUdeviceptr *dptr, CUipcMemHandle handle, unsigned int flags) {
+    return cuIpcOpenMemHandle_v2(dptr, handle, flags);
+}
+
+TF_SIM_API CUresult cuIpcCloseMemHandle(CUdeviceptr ptr) {
+    CUresult rc = tf_need_init();
+    if (rc != CUDA_SUCCESS) return rc;
+    record r;
+    if (!take_record(ptr, K_IPC, &r)) return CUDA_ERROR_INVALID_VALUE;
+    unmap_bytes((void *)(uintptr_t)r.key, r.size);
+    tf_sim_uncharge(r.physical, r.size);
+    return CUDA_SUCCESS;
+}
+
+/* ---- VMM shareable handles (POSIX file descriptors) ----
+ * The exporter hands out a descriptor of the physical memory; an importer makes a handle of
+ * its own from it, which keeps the memory alive after the exporter releases it.  SIMULATED:
+ * the importer is charged for the memory from import to release and last unmap (while both
+ * hold it the device counts it twice). */
+#define CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR 1
+
+TF_SIM_API CUresult cuMemExportToShareableHandle(void *shareable, CUmemGenericAllocationHandle handle, int type,
+                                                 unsigned long long flags) {
+    CUresult rc = tf_need_init();
+    if (rc != CUDA_SUCCESS) return rc;
+    record r;
+    if (shareable == NULL || flags != 0 || type != CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR ||
+        !find_record(handle, K_PHYS, &r))
+        return CUDA_ERROR_INVALID_VALUE;
+    int fd = dup(r.fd); /* without CLOEXEC: the caller passes it on */
+    if (fd < 0) return CUDA_ERROR_OUT_OF_MEMORY;
+    *(int *)shareable = fd;
+    return CUDA_SUCCESS;
+}
+
+TF_SIM_API CUresult cuMemImportFromShareableHandle(CUmemGenericAllocationHandle *handle, void *os_handle, int type) {
+    CUresult rc = tf_need_init();
+    if (rc != CUDA_SUCCESS) return rc;
+    if (handle == NULL || type != CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR) return CUDA_ERROR_INVALID_VALUE;
+    int source = (int)(intptr_t)os_handle, physical = -1;
+    char link[64], target[128];
+    snprintf(link, sizeof link, "/proc/self/fd/%d", source);
+    ssize_t n = readlink(link, target, sizeof target - 1);
+    if (n <= 0) return CUDA_ERROR_INVALID_VALUE;
+    target[n] = '\0';
+    if (sscanf(target, "/memfd:tf-sim-vmm-%d", &physical) != 1 || physical < 0 ||
+        physical >= (int)tf_sim_state_get()->device_count)
+        return CUDA_ERROR_INVALID_VALUE; /* not memory this simulator exported */
+    off_t size = lseek(source, 0, SEEK_END);
+    if (size <= 0) return CUDA_ERROR_INVALID_VALUE;
+    if (!tf_sim_charge(physical, (uint64_t)size)) return CUDA_ERROR_OUT_OF_MEMORY;
+    int fd = fcntl(source, F_DUPFD_CLOEXEC, 0);
+    if (fd < 0 || !add_record((record){(uint64_t)fd + 1, (uint64_t)size, K_PHYS, physical, fd, 0, 0, 0, NULL})) {
+        if (fd >= 0) close(fd);
+        tf_sim_uncharge(physical, (uint64_t)size);
+        return CUDA_ERROR_OUT_OF_MEMORY;
+    }
+    *handle = (uint64_t)fd + 1;
+    return CUDA_SUCCESS;
 }

@@ -45,6 +45,16 @@ def parse_port(name: str, text: str) -> int:
     return int(port)
 
 
+BREACH_ACTIONS: Final = ("warn", "evict")
+
+
+def parse_breach_action(name: str, text: str) -> str:
+    action = text.strip().lower()
+    if action not in BREACH_ACTIONS:
+        raise ValidationError.single(name, repr(text), " or ".join(BREACH_ACTIONS))
+    return action
+
+
 @dataclass(frozen=True, slots=True)
 class EnvVar(Generic[T_co]):
     name: str
@@ -112,6 +122,15 @@ SIM_STATE: Final = _text(
 SHM_PATH: Final = _text(
     "TF_SHM_PATH", "", "the shim (set by the webhook and `run`)", "The worker's shared-memory region file."
 )
+ON_ISOLATION_BREACH: Final = EnvVar(
+    "TF_ON_ISOLATION_BREACH",
+    parse_breach_action,
+    "warn",
+    "hypervisor",
+    "What the node does when a pod worker is found past its isolation: warn (log line, metric, "
+    "Event) or evict (the same, and the pod is evicted). The --on-isolation-breach flag wins.",
+    blank_is_unset=True,
+)
 
 VARIABLES: Final[tuple[EnvVar[object], ...]] = (
     PROGRESSIVE_MIGRATION,
@@ -128,6 +147,7 @@ VARIABLES: Final[tuple[EnvVar[object], ...]] = (
     BUILTIN_ALERT_RULES,
     SIM_STATE,
     SHM_PATH,
+    ON_ISOLATION_BREACH,
 )
 
 

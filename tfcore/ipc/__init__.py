@@ -10,6 +10,7 @@ from tfcore.ipc.region import (
     Region,
     SweepResult,
     limits_path,
+    repair_state,
 )
 
 __all__ = [
@@ -22,4 +23,5 @@ __all__ = [
     "RegionError",
     "SweepResult",
     "limits_path",
+    "repair_state",
 ]

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 MAGIC = 0x4D485354  # bytes "TSHM"
 VERSION_MAJOR = 3
-VERSION_MINOR = 0
+VERSION_MINOR = 1
 MAX_DEVICES = 16
 MAX_PROCS = 64
 UUID_LEN = 48
@@ -76,7 +76,11 @@ LIMIT = StructLayout(
         ("tflops_limit_milli", "Q"),
         ("compute_rate", "Q"),
         ("compute_burst", "Q"),
-        ("reserved", "40s"),
+        ("compute_account", "Q"),
+        ("compute_account_ns", "Q"),
+        ("compute_ceiling", "Q"),
+        ("compute_seen_consumed", "Q"),
+        ("reserved", "8s"),
     ),
 )
 

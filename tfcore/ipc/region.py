@@ -74,6 +74,15 @@ class SweepResult:
     reclaimed_bytes: tuple[int, ...]  # per device index
 
 
+def repair_state(path: str | Path, device_count: int) -> str:
+    """Makes a damaged state file valid again in place (size and header; usage and process
+    slots kept, so live processes keep their mappings and slot locks).  Returns why it was
+    unusable, '' when it was fine and nothing was written.  Never follows a symlink."""
+    p = Path(path)
+    with _errors(p):
+        return str(_shm.repair_state(str(p), device_count))
+
+
 def limits_path(path: str | Path) -> Path:
     """Where the limits file of the region at path lives."""
     p = Path(path)
@@ -147,6 +156,17 @@ class Region:
         with _errors(self.path):
             return int(self._state.add_vram_used(device, delta))
 
+    def state_problem(self) -> str:
+        """Why the state file as mapped now is not a valid region ('' when it is): a tenant
+        can rewrite it after it was opened."""
+        with _errors(self.path):
+            return str(self._state.problem())
+
+    def rebuild_state_header(self) -> None:
+        """Writes a valid header over a damaged state file in place (hypervisor only)."""
+        with _errors(self.path):
+            self._state.rebuild_header(self._limits.header()[4])
+
     def set_limits(self, device: int, spec: DeviceSpec) -> None:
         """Changes a device's limits (hypervisor only); bumps the header generation."""
         with _errors(limits_path(self.path)):
@@ -161,6 +181,21 @@ class Region:
             raise RegionError(limits_path(self.path), "cost_per_s and burst_cost must be >= 0")
         with _errors(limits_path(self.path)):
             _shm.set_compute_rate(self._limits, self._state, device, cost_per_s, burst_cost)
+
+    def police_compute(self, device: int) -> tuple[str, ...]:
+        """Hypervisor tick for device's token bucket: keeps the state file's granted counter
+        within what the rate allows (the account lives in the limits file, out of the
+        tenant's reach) and returns what tampering it found, e.g. ("granted raised",)."""
+        with _errors(limits_path(self.path)):
+            found = int(_shm.police_compute(self._limits, self._state, device))
+        return tuple(
+            text
+            for bit, text in (
+                (_shm.COMPUTE_GRANTED_RAISED, "granted-tokens counter raised beyond what the rate allows"),
+                (_shm.COMPUTE_CONSUMED_REWOUND, "consumed-tokens counter wound back"),
+            )
+            if found & bit
+        )
 
     def compute_rate(self, device: int) -> tuple[int, int]:
         """(cost_per_s, burst_cost) of device's token bucket; (0, _) = unlimited."""

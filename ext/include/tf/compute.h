@@ -19,6 +19,16 @@
  * needs at the current rate (capped), then refills and re-checks; a rate change bumps the
  * futex word and wakes every waiter.  No locks anywhere: a process killed at any
  * instruction leaves at most its own ticket's cost consumed.
+ *
+ * The tenant can write its STATE file, so granted is policed from the LIMITS file, which it
+ * cannot: the hypervisor keeps an account A (the most granted can legitimately be at time T:
+ * it grows at the rate and never exceeds consumed + burst) and publishes a ceiling
+ * C = A + TF_COMPUTE_HORIZON_NS worth of tokens + burst.  A launch runs only when its ticket
+ * is within both granted and C (one more load on the fast path); beyond C, the slow path
+ * extrapolates A at the rate to the present, so a stalled or restarting hypervisor never
+ * stalls the worker, and no write to the state file yields more than the rate plus a burst
+ * over any window.  Each check also clamps a granted counter raised beyond A and reports a
+ * consumed counter wound back (tf_compute_police).
  */
 #ifndef TF_COMPUTE_H
 #define TF_COMPUTE_H
@@ -34,6 +44,9 @@
 #define TF_COMPUTE_COST_MAX (1ULL << 48) /* one launch never costs more (saturates) */
 #define TF_COMPUTE_WAIT_CAP_NS 10000000ULL /* longest single futex sleep: 10 ms */
 #define TF_COMPUTE_DEFAULT_BURST_DIV 100u   /* burst 0 = rate x 10 ms */
+#define TF_COMPUTE_HORIZON_NS 200000000ULL /* the ceiling runs this far ahead of the account */
+#define TF_COMPUTE_GRANTED_RAISED 1u       /* tf_compute_police: granted was beyond the account */
+#define TF_COMPUTE_CONSUMED_REWOUND 2u     /* tf_compute_police: consumed went backwards */
 
 /* Threads launched by a grid x block shape, saturating at TF_COMPUTE_COST_MAX. */
 static inline uint64_t tf_launch_cost(unsigned int gx, unsigned int gy, unsigned int gz, unsigned int bx,
@@ -96,11 +109,61 @@ static inline void tf_compute_wake(tf_shm_usage *u) {
     syscall(SYS_futex, &u->compute_futex, FUTEX_WAKE, INT32_MAX, NULL, NULL, 0);
 }
 
+static inline uint64_t tf_compute_tokens(uint64_t rate, uint64_t ns) {
+    unsigned __int128 t = (unsigned __int128)rate * ns / 1000000000u;
+    return t > UINT64_MAX / 4 ? UINT64_MAX / 4 : (uint64_t)t;
+}
+
+/* What granted may legitimately be now according to the LIMITS file (tenant-proof): the
+ * account extrapolated at the rate, plus a burst of slack. */
+static inline uint64_t tf_compute_allowed(const tf_shm_limit *lim, uint64_t rate, uint64_t burst, uint64_t now) {
+    uint64_t account = __atomic_load_n(&lim->compute_account, __ATOMIC_ACQUIRE);
+    uint64_t since = __atomic_load_n(&lim->compute_account_ns, __ATOMIC_ACQUIRE);
+    return account + tf_compute_tokens(rate, now > since ? now - since : 0) + tf_compute_burst(rate, burst);
+}
+
+/* Hypervisor side, every tick: advances the account to now, publishes the ceiling, clamps a
+ * granted counter the tenant raised beyond it, and says what it found (TF_COMPUTE_* bits). */
+static inline unsigned tf_compute_police(tf_shm_limit *lim, tf_shm_usage *u, uint64_t now) {
+    uint64_t rate = __atomic_load_n(&lim->compute_rate, __ATOMIC_ACQUIRE);
+    uint64_t burst = __atomic_load_n(&lim->compute_burst, __ATOMIC_ACQUIRE), depth = tf_compute_burst(rate, burst);
+    uint64_t consumed = __atomic_load_n(&u->compute_consumed, __ATOMIC_ACQUIRE);
+    uint64_t seen = __atomic_load_n(&lim->compute_seen_consumed, __ATOMIC_ACQUIRE);
+    unsigned found = (int64_t)(consumed - seen) < 0 ? TF_COMPUTE_CONSUMED_REWOUND : 0;
+    __atomic_store_n(&lim->compute_seen_consumed, consumed, __ATOMIC_RELEASE);
+    if (rate == 0) {
+        __atomic_store_n(&lim->compute_ceiling, 0, __ATOMIC_RELEASE); /* unlimited: nothing to police */
+        return found;
+    }
+    uint64_t account;
+    if (__atomic_load_n(&lim->compute_ceiling, __ATOMIC_ACQUIRE) == 0) {
+        uint64_t granted = __atomic_load_n(&u->compute_granted, __ATOMIC_ACQUIRE);
+        account = (int64_t)(granted - (consumed + depth)) > 0 ? consumed + depth : granted; /* first check */
+    } else {
+        account = tf_compute_allowed(lim, rate, burst, now) - depth;
+        if ((int64_t)(account - (consumed + depth)) > 0) account = consumed + depth; /* a full bucket stops */
+    }
+    __atomic_store_n(&lim->compute_account, account, __ATOMIC_RELEASE);
+    __atomic_store_n(&lim->compute_account_ns, now, __ATOMIC_RELEASE);
+    __atomic_store_n(&lim->compute_ceiling, account + tf_compute_tokens(rate, TF_COMPUTE_HORIZON_NS) + depth,
+                     __ATOMIC_RELEASE);
+    uint64_t granted = __atomic_load_n(&u->compute_granted, __ATOMIC_ACQUIRE);
+    while ((int64_t)(granted - (account + depth)) > 0) {
+        if (__atomic_compare_exchange_n(&u->compute_granted, &granted, account, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+            found |= TF_COMPUTE_GRANTED_RAISED;
+            break;
+        }
+    }
+    return found;
+}
+
 /* Hypervisor side: new rate and depth.  Tokens earned at the old rate are credited first,
  * so a change never re-prices time that already passed; then every waiter wakes. */
 static inline void tf_compute_set_rate(tf_shm_limit *lim, tf_shm_usage *u, uint64_t rate, uint64_t burst) {
     uint64_t now = tf_compute_now_ns();
     uint64_t old_rate = __atomic_load_n(&lim->compute_rate, __ATOMIC_ACQUIRE);
+    /* The account is advanced at the old rate up to now, so the new one never re-prices the past. */
+    if (__atomic_load_n(&lim->compute_ceiling, __ATOMIC_ACQUIRE) != 0) (void)tf_compute_police(lim, u, now);
     if (old_rate != 0)
         tf_compute_refill(u, old_rate, __atomic_load_n(&lim->compute_burst, __ATOMIC_ACQUIRE), now);
     else
@@ -113,6 +176,7 @@ static inline void tf_compute_set_rate(tf_shm_limit *lim, tf_shm_usage *u, uint6
     }
     __atomic_store_n(&lim->compute_burst, burst, __ATOMIC_RELEASE);
     __atomic_store_n(&lim->compute_rate, rate, __ATOMIC_RELEASE);
+    if (__atomic_load_n(&lim->compute_ceiling, __ATOMIC_ACQUIRE) != 0) (void)tf_compute_police(lim, u, now);
     tf_compute_wake(u);
 }
 

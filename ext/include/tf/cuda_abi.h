@@ -87,7 +87,49 @@ typedef struct CUlaunchConfig_st {
     unsigned int numAttrs;
 } CUlaunchConfig;
 
+/* An allocation exported to another process (cuIpcGetMemHandle): opaque bytes. */
+typedef struct CUipcMemHandle_st {
+    char reserved[64];
+} CUipcMemHandle;
+
+/* One entry of cuLaunchCooperativeKernelMultiDevice (deprecated since CUDA 11.3). */
+typedef struct CUDA_LAUNCH_PARAMS_st {
+    CUfunction function;
+    unsigned int gridDimX, gridDimY, gridDimZ;
+    unsigned int blockDimX, blockDimY, blockDimZ;
+    unsigned int sharedMemBytes;
+    CUstream hStream;
+    void **kernelParams;
+} CUDA_LAUNCH_PARAMS;
+
+/* CUlimit values that reserve device memory (cuCtxSetLimit). */
+#define CU_LIMIT_STACK_SIZE 0x00
+#define CU_LIMIT_PRINTF_FIFO_SIZE 0x01
+#define CU_LIMIT_MALLOC_HEAP_SIZE 0x02
+
+/* Graph memory-allocation nodes (CUDA 11.4): the memory is made when the graph runs. */
+typedef struct CUmemPoolProps_st {
+    int allocType;   /* CUmemAllocationType */
+    int handleTypes; /* CUmemAllocationHandleType */
+    CUmemLocation location;
+    void *win32SecurityAttributes;
+    size_t maxSize;
+    unsigned short usage;
+    unsigned char reserved[54];
+} CUmemPoolProps;
+
+typedef struct CUDA_MEM_ALLOC_NODE_PARAMS_st {
+    CUmemPoolProps poolProps;
+    const CUmemAccessDesc *accessDescs;
+    size_t accessDescCount;
+    size_t bytesize;
+    CUdeviceptr dptr; /* out */
+} CUDA_MEM_ALLOC_NODE_PARAMS;
+_Static_assert(sizeof(CUmemPoolProps) == 88, "CUmemPoolProps_v1 layout");
+_Static_assert(sizeof(CUDA_MEM_ALLOC_NODE_PARAMS) == 120, "CUDA_MEM_ALLOC_NODE_PARAMS_v1 layout");
+
 /* CUgraphNodeType values we act on. */
+#define CU_GRAPH_NODE_TYPE_MEM_ALLOC 10
 #define CU_GRAPH_NODE_TYPE_KERNEL 0
 #define CU_GRAPH_NODE_TYPE_GRAPH 4
 #define CU_GRAPH_NODE_TYPE_EMPTY 5
@@ -165,6 +207,7 @@ typedef struct CUuuid_st {
     X(CUDA_ERROR_NO_DEVICE, 100, "no CUDA-capable device is detected")                 \
     X(CUDA_ERROR_INVALID_DEVICE, 101, "invalid device ordinal")                        \
     X(CUDA_ERROR_INVALID_IMAGE, 200, "device kernel image is invalid")                 \
+    X(CUDA_ERROR_UNSUPPORTED_LIMIT, 215, "limit is not supported on this architecture") \
     X(CUDA_ERROR_INVALID_CONTEXT, 201, "invalid device context")                       \
     X(CUDA_ERROR_FILE_NOT_FOUND, 301, "file not found")                                \
     X(CUDA_ERROR_INVALID_HANDLE, 400, "invalid resource handle")                       \

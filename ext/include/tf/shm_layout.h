@@ -19,6 +19,8 @@
  *   - total_size in the header is the file size the writer used; a reader requires the file
  *     to be exactly that long and at least the size of its own major for that kind.
  *   - Major 2 split v1's single file into the two kinds above.
+ *   - Minor 3.1 added the compute ceiling (compute_account/_ns/_ceiling/_seen_consumed in
+ *     LIMITS): what the hypervisor lets the tenant-writable bucket grant (0 = not policed).
  *   - Minor 1 (2.1) added the compute token bucket: compute_rate/compute_burst in LIMITS and
  *     the bucket counters, stats and futex word in USAGE (zero = unlimited, nothing spent).
  *
@@ -45,7 +47,7 @@
 
 #define TF_SHM_MAGIC 0x4D485354u /* bytes "TSHM" in little-endian order */
 #define TF_SHM_VERSION_MAJOR 3
-#define TF_SHM_VERSION_MINOR 0
+#define TF_SHM_VERSION_MINOR 1
 #define TF_SHM_MAX_DEVICES 16
 #define TF_SHM_MAX_PROCS 64
 #define TF_SHM_UUID_LEN 48 /* "GPU-" + 36-char UUID + NUL fits with room to spare */
@@ -74,7 +76,11 @@
     F(uint64_t, tflops_limit_milli, )   /* atomic */                                       \
     F(uint64_t, compute_rate, )  /* atomic: launch cost units per second; 0 = unlimited */  \
     F(uint64_t, compute_burst, ) /* atomic: bucket depth in cost units; 0 = rate x 10 ms */ \
-    F(uint8_t, reserved, [40])
+    F(uint64_t, compute_account, )   /* atomic: most tokens the bucket may have granted by ... */ \
+    F(uint64_t, compute_account_ns, ) /* atomic: ... this CLOCK_MONOTONIC time (hypervisor) */ \
+    F(uint64_t, compute_ceiling, )   /* atomic: account + a horizon's tokens; 0 = not policed */ \
+    F(uint64_t, compute_seen_consumed, ) /* atomic: consumed at the last check (rewind test) */ \
+    F(uint8_t, reserved, [8])
 
 /* What the worker uses on one device (STATE file); one cache line each.  The compute token
  * bucket is two cumulative counters: level = compute_granted - compute_consumed (wrapping
@@ -205,6 +211,22 @@ static inline tf_shm_status tf_shm_validate(const void *base, uint64_t file_size
         h.max_procs != TF_SHM_MAX_PROCS)
         return TF_SHM_BAD_COUNTS;
     return TF_SHM_OK;
+}
+
+/* Writes a valid header of kind over whatever is there (a file damaged by its tenant), in
+ * place: magic cleared first and set last, so no reader sees a half-written header as valid.
+ * The generation is kept. */
+static inline void tf_shm_rebuild_header(tf_shm_header *h, uint32_t kind, uint32_t device_count) {
+    __atomic_store_n(&h->magic, 0, __ATOMIC_RELEASE);
+    h->version_major = TF_SHM_VERSION_MAJOR;
+    h->version_minor = TF_SHM_VERSION_MINOR;
+    h->total_size = tf_shm_kind_size(kind);
+    h->device_count = device_count;
+    h->max_devices = TF_SHM_MAX_DEVICES;
+    h->max_procs = TF_SHM_MAX_PROCS;
+    h->kind = kind;
+    memset(h->reserved1, 0, sizeof h->reserved1);
+    __atomic_store_n(&h->magic, TF_SHM_MAGIC, __ATOMIC_RELEASE);
 }
 
 /* Atomic accessors: the only way mutable fields are touched. */

@@ -8,7 +8,10 @@
  *   launcher tamper LIMITS SECONDS GRID
  *                                  try to open the limits file for writing (prints
  *                                  open_rdwr=<strerror>), then launch like `kernel`
- * PATH: kernel | ex | coop | graph (two kernel nodes, and a child graph with one more).
+ * PATH: kernel | ex | coop | graph (two kernel nodes, and a child graph with one more) |
+ *       deep (one kernel node at the bottom of child graphs nested 12 deep) |
+ *       grid | gridasync | launch (cuFuncSetBlockShape(256) then cuLaunchGrid(GRID, 1),
+ *       cuLaunchGridAsync, cuLaunch: a 1x1 grid) | multidevice (cuLaunchCooperativeKernelMultiDevice).
  * LAUNCHER_DEVICE=N launches on CUDA device N (default 0). */
 #include <errno.h>
 #include <fcntl.h>
@@ -32,6 +35,11 @@ FN(cuGraphInstantiate, CUresult, (CUgraphExec *, CUgraph, unsigned long long));
 FN(cuGraphLaunch, CUresult, (CUgraphExec, CUstream));
 FN(cuGraphExecDestroy, CUresult, (CUgraphExec));
 FN(cuStreamSynchronize, CUresult, (CUstream));
+FN(cuFuncSetBlockShape, CUresult, (CUfunction, int, int, int));
+FN(cuLaunch, CUresult, (CUfunction));
+FN(cuLaunchGrid, CUresult, (CUfunction, int, int));
+FN(cuLaunchGridAsync, CUresult, (CUfunction, int, int, CUstream));
+FN(cuLaunchCooperativeKernelMultiDevice, CUresult, (CUDA_LAUNCH_PARAMS *, unsigned int, unsigned int));
 
 static uint64_t now_ns(void) {
     struct timespec ts;
@@ -58,6 +66,25 @@ static CUgraphExec build_graph(void) {
     return e;
 }
 
+/* One kernel node inside `depth` levels of child graphs. */
+static CUgraphExec build_deep(int depth) {
+    CUgraph inner, outer;
+    CUgraphNode node;
+    CUDA_KERNEL_NODE_PARAMS_v2 p = {.func = fn, .gridDimX = grid, .gridDimY = 1, .gridDimZ = 1,
+                                    .blockDimX = 256, .blockDimY = 1, .blockDimZ = 1};
+    CUgraphExec e = NULL;
+    if (cuGraphCreate(&inner, 0) || cuGraphAddKernelNode(&node, inner, NULL, 0, &p)) exit(4);
+    for (int i = 0; i < depth; i++) {
+        if (cuGraphCreate(&outer, 0) || cuGraphAddChildGraphNode(&node, outer, NULL, 0, inner)) exit(4);
+        inner = outer;
+    }
+    if (cuGraphInstantiate(&e, inner, 0)) {
+        printf("error=deep graph setup failed\n");
+        exit(4);
+    }
+    return e;
+}
+
 static CUresult launch(const char *path) {
     if (strcmp(path, "kernel") == 0) return cuLaunchKernel(fn, grid, 1, 1, 256, 1, 1, 0, NULL, NULL, NULL);
     if (strcmp(path, "coop") == 0) return cuLaunchCooperativeKernel(fn, grid, 1, 1, 256, 1, 1, 0, NULL, NULL);
@@ -65,6 +92,14 @@ static CUresult launch(const char *path) {
         CUlaunchConfig c = {.gridDimX = grid, .gridDimY = 1, .gridDimZ = 1, .blockDimX = 256, .blockDimY = 1,
                             .blockDimZ = 1};
         return cuLaunchKernelEx(&c, fn, NULL, NULL);
+    }
+    if (strcmp(path, "grid") == 0) return cuLaunchGrid(fn, (int)grid, 1);
+    if (strcmp(path, "gridasync") == 0) return cuLaunchGridAsync(fn, (int)grid, 1, NULL);
+    if (strcmp(path, "launch") == 0) return cuLaunch(fn);
+    if (strcmp(path, "multidevice") == 0) {
+        CUDA_LAUNCH_PARAMS p = {.function = fn, .gridDimX = grid, .gridDimY = 1, .gridDimZ = 1, .blockDimX = 256,
+                                .blockDimY = 1, .blockDimZ = 1};
+        return cuLaunchCooperativeKernelMultiDevice(&p, 1, 0);
     }
     return cuGraphLaunch(exec, NULL);
 }
@@ -94,6 +129,11 @@ int main(int argc, char **argv) {
     LOAD(cuGraphLaunch);
     LOAD(cuGraphExecDestroy);
     LOAD(cuStreamSynchronize);
+    LOAD(cuFuncSetBlockShape);
+    LOAD(cuLaunch);
+    LOAD(cuLaunchGrid);
+    LOAD(cuLaunchGridAsync);
+    LOAD(cuLaunchCooperativeKernelMultiDevice);
     CUmodule mod;
     cuModuleLoadData(&mod, BUSY_PTX);
     cuModuleGetFunction(&fn, mod, "busy");
@@ -102,6 +142,9 @@ int main(int argc, char **argv) {
         exec = build_graph();
         cost_each *= 3;
     }
+    if (strcmp(path, "deep") == 0) exec = build_deep(12);
+    cuFuncSetBlockShape(fn, 256, 1, 1);
+    if (strcmp(path, "launch") == 0) cost_each = 256;
     printf("ready=1\n");
     fflush(stdout);
     if (step) {
