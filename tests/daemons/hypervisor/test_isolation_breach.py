@@ -80,7 +80,7 @@ async def test_a_pod_found_past_its_isolation_gets_an_event_and_with_evict_is_ev
     hypervisor = Hypervisor(tmp_path, kube, "--on-isolation-breach", "evict")
     hypervisors.append(hypervisor)
     await hypervisor.start()
-    await core.create_namespaced_pod("default", tf_pod("train-0"))
+    await core.create_namespaced_pod("default", tf_pod("train-0"))  # type: ignore[arg-type]  # the client takes plain dicts
     region = region_of(hypervisor, "train-0")
     await eventually(lambda: present(region), bool)
     _damage(region)
