@@ -111,6 +111,10 @@ def target_revision(snap: Snapshot, daemonset: Obj) -> str | None:
     return _labels(newest).get(REVISION_LABEL) or _name(newest).rsplit("-", 1)[-1]
 
 
+def _pod_revision(pod: Obj) -> str | None:
+    return _labels(pod).get(REVISION_LABEL)
+
+
 def _pod_ready(pod: Obj) -> bool:
     if (pod.get("metadata") or {}).get("deletionTimestamp"):
         return False
@@ -171,27 +175,45 @@ def plan_rollouts(snap: Snapshot, now: datetime) -> list[RolloutPlan]:
         members = [
             rollout.Member(
                 _name(g),
-                _labels(pods[_name(g)]).get(REVISION_LABEL) if _name(g) in pods else None,
+                _pod_revision(pods[_name(g)]) if _name(g) in pods else None,
                 _name(g) in pods and _pod_ready(pods[_name(g)]),
             )
             for g in pool_nodes(snap, name)
         ]
-        key = rollout.STATE_ANNOTATION.format(component=HYPERVISOR_COMPONENT)
-        text = _annotations(pool_obj).get(key)
-        state = rollout.RolloutState.from_json(text, where=f"GPUPool/{name} annotation {key}") if text else None
-        decision = rollout.plan(members, target, policy, state, now)
-        # Every in-flight node whose pod is still the old one: this batch's, and a batch whose
-        # deletions a killed controller never sent.
-        in_flight = decision.state.in_flight if decision.state else {}
-        chosen = {
-            n: pods[n]
-            for n in sorted(in_flight)
-            if n in pods
-            and _labels(pods[n]).get(REVISION_LABEL) != target
-            and not pods[n]["metadata"].get("deletionTimestamp")
-        }
-        plans.append(RolloutPlan(name, decision, target, chosen))
+        plans.append(
+            _plan_pool(
+                pool_obj, HYPERVISOR_COMPONENT, members, target, policy, pods=pods, version_of=_pod_revision, now=now
+            )
+        )
     return plans
+
+
+def _plan_pool(
+    pool_obj: Obj,
+    component: rollout.Component,
+    members: list[rollout.Member],
+    target: str,
+    policy: rollout.Policy,
+    *,
+    pods: Mapping[str, dict[str, Any]],
+    version_of: Callable[[Obj], str | None],
+    now: datetime,
+) -> RolloutPlan:
+    """One pool's step for `component`, its progress read from the pool's annotation; the pods to
+    act on now are every in-flight member still on the old version: this batch's, and a batch
+    whose deletions a killed controller never sent."""
+    name = _name(pool_obj)
+    key = rollout.STATE_ANNOTATION.format(component=component)
+    text = _annotations(pool_obj).get(key)
+    state = rollout.RolloutState.from_json(text, where=f"GPUPool/{name} annotation {key}") if text else None
+    decision = rollout.plan(members, target, policy, state, now)
+    in_flight = decision.state.in_flight if decision.state else {}
+    chosen = {
+        k: pods[k]
+        for k in sorted(in_flight)
+        if k in pods and version_of(pods[k]) != target and not pods[k]["metadata"].get("deletionTimestamp")
+    }
+    return RolloutPlan(name, decision, target, chosen)
 
 
 # ---- client shim rollout --------------------------------------------------------------------
@@ -247,17 +269,9 @@ def plan_client_rollouts(snap: Snapshot, now: datetime) -> list[RolloutPlan]:
             if _shim_image(p) is not None and node_pool.get(str((p.get("spec") or {}).get("nodeName"))) == name
         }
         members = [rollout.Member(key, _shim_image(pod), _pod_ready(pod)) for key, pod in sorted(pods.items())]
-        key = rollout.STATE_ANNOTATION.format(component="client")
-        text = _annotations(pool_obj).get(key)
-        state = rollout.RolloutState.from_json(text, where=f"GPUPool/{name} annotation {key}") if text else None
-        decision = rollout.plan(members, target, policy, state, now)
-        in_flight = decision.state.in_flight if decision.state else {}
-        chosen = {
-            k: pods[k]
-            for k in sorted(in_flight)
-            if k in pods and _shim_image(pods[k]) != target and not pods[k]["metadata"].get("deletionTimestamp")
-        }
-        plans.append(RolloutPlan(name, decision, target, chosen))
+        plans.append(
+            _plan_pool(pool_obj, "client", members, target, policy, pods=pods, version_of=_shim_image, now=now)
+        )
     return plans
 
 
