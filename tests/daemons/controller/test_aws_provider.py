@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,23 +12,8 @@ from tfcore.fleet.provider import launch_request
 from tfcore.model.node import CloudSelectorTerm, GPUNodeClassSpec, OSImageSelectorTerm
 from tfcore.model.pool import ComputingVendorConfig, ComputingVendorParams
 
-moto_server = pytest.importorskip("moto.server")
+pytest.importorskip("moto.server")
 REGION = "us-east-1"
-
-
-@pytest.fixture
-def endpoint() -> Iterator[str]:
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    # moto keeps its state per process: start every test from an empty account.
-    urllib.request.urlopen(
-        urllib.request.Request(f"http://{host}:{port}/moto-api/reset", method="POST"), timeout=10
-    ).close()
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
 
 
 @pytest.fixture
@@ -47,8 +30,8 @@ def vendor(monkeypatch: pytest.MonkeyPatch) -> ComputingVendorConfig:
 
 
 @pytest.fixture
-def provider(endpoint: str, vendor: ComputingVendorConfig) -> AwsProvider:
-    return AwsProvider(session_for(vendor), REGION, endpoint_url=endpoint)
+def provider(moto_endpoint: str, vendor: ComputingVendorConfig) -> AwsProvider:
+    return AwsProvider(session_for(vendor), REGION, endpoint_url=moto_endpoint)
 
 
 def network(ec2: Any) -> tuple[str, str, str]:
@@ -121,7 +104,7 @@ def test_launch_request_names_what_is_missing(vendor: ComputingVendorConfig) -> 
         launch_request(claim("a", "u"), GPUNodeClassSpec(), ComputingVendorConfig(type="aws"))
 
 
-def test_access_key_files(tmp_path: Path, endpoint: str) -> None:
+def test_access_key_files(tmp_path: Path, moto_endpoint: str) -> None:
     (tmp_path / "id").write_text("AKIDEXAMPLE\n")
     (tmp_path / "secret").write_text("secret\n")
     vendor = ComputingVendorConfig(

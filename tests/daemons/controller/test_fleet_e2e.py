@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import urllib.request
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -165,20 +163,10 @@ async def test_controller_killed_mid_rollout_finishes_the_same_batch(kube: KubeE
 
 
 @pytest.fixture
-def ec2_endpoint(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    moto_server = pytest.importorskip("moto.server")
+def ec2_endpoint(monkeypatch: pytest.MonkeyPatch, moto_endpoint: str) -> str:
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    urllib.request.urlopen(
-        urllib.request.Request(f"http://{host}:{port}/moto-api/reset", method="POST"), timeout=10
-    ).close()
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
+    return moto_endpoint
 
 
 class DiesAfterLaunch:
