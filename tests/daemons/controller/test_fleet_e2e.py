@@ -169,15 +169,14 @@ def ec2_endpoint(monkeypatch: pytest.MonkeyPatch, moto_endpoint: str) -> str:
     return moto_endpoint
 
 
-class DiesAfterLaunch:
-    """A provider whose process is killed right after EC2 accepted the launch."""
+class Passes:
+    """The AWS provider, every call passed through: subclasses break `launch`."""
 
     def __init__(self, inner: AwsProvider) -> None:
         self.inner = inner
 
     def launch(self, request: LaunchRequest) -> Instance:
-        self.inner.launch(request)
-        raise Crash
+        return self.inner.launch(request)
 
     def find(self, claim: str) -> Instance | None:
         return self.inner.find(claim)
@@ -187,6 +186,14 @@ class DiesAfterLaunch:
 
     def terminate(self, instance_id: str) -> None:
         self.inner.terminate(instance_id)
+
+
+class DiesAfterLaunch(Passes):
+    """A provider whose process is killed right after EC2 accepted the launch."""
+
+    def launch(self, request: LaunchRequest) -> Instance:
+        self.inner.launch(request)
+        raise Crash
 
 
 async def test_provisioned_pool_never_provisions_twice_across_restarts(kube: KubeEmulator, ec2_endpoint: str) -> None:
@@ -417,26 +424,17 @@ async def test_karpenter_pool_claims_then_compacts_an_empty_node(kube: KubeEmula
     assert plans[0].verdict is None  # not due again before the period
 
 
-class RefusesOne:
+class RefusesOne(Passes):
     """EC2 refusing one claim (no capacity for it), as botocore's ClientError would."""
 
     def __init__(self, inner: AwsProvider, refused: str) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.refused = refused
 
     def launch(self, request: LaunchRequest) -> Instance:
         if request.claim == self.refused:
             raise RuntimeError("InsufficientInstanceCapacity")
-        return self.inner.launch(request)
-
-    def find(self, claim: str) -> Instance | None:
-        return self.inner.find(claim)
-
-    def describe(self, instance_id: str) -> Instance | None:
-        return self.inner.describe(instance_id)
-
-    def terminate(self, instance_id: str) -> None:
-        self.inner.terminate(instance_id)
+        return super().launch(request)
 
 
 async def test_a_refused_launch_fails_its_claim_only(kube: KubeEmulator, ec2_endpoint: str) -> None:
