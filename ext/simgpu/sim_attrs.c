@@ -106,44 +106,44 @@ TF_SIM_API CUresult cuCtxGetId(CUcontext ctx, unsigned long long *id) {
 
 /* ---- streams ---- */
 
-TF_SIM_API CUresult cuStreamGetPriority(CUstream stream, int *priority) {
+/* A stream query's checks, in the order CUDA makes them: a current context, somewhere to
+ * answer, a stream of that context. */
+static CUresult stream_query(CUstream stream, const void *out, CUcontext *ctx) {
     CUresult rc;
-    CUcontext c = tf_current(&rc);
-    if (c == NULL) return rc;
-    if (priority == NULL) return CUDA_ERROR_INVALID_VALUE;
-    if (tf_stream_tail(stream, c, &rc) == NULL) return rc;
-    *priority = 0;
+    *ctx = tf_current(&rc);
+    if (*ctx == NULL) return rc;
+    if (out == NULL) return CUDA_ERROR_INVALID_VALUE;
+    if (tf_stream_tail(stream, *ctx, &rc) == NULL) return rc;
     return CUDA_SUCCESS;
+}
+
+TF_SIM_API CUresult cuStreamGetPriority(CUstream stream, int *priority) {
+    CUcontext c;
+    CUresult rc = stream_query(stream, priority, &c);
+    if (rc == CUDA_SUCCESS) *priority = 0;
+    return rc;
 }
 
 TF_SIM_API CUresult cuStreamGetFlags(CUstream stream, unsigned int *flags) {
-    CUresult rc;
-    CUcontext c = tf_current(&rc);
-    if (c == NULL) return rc;
-    if (flags == NULL) return CUDA_ERROR_INVALID_VALUE;
-    if (tf_stream_tail(stream, c, &rc) == NULL) return rc;
-    *flags = 0;
-    return CUDA_SUCCESS;
+    CUcontext c;
+    CUresult rc = stream_query(stream, flags, &c);
+    if (rc == CUDA_SUCCESS) *flags = 0;
+    return rc;
 }
 
 TF_SIM_API CUresult cuStreamGetCtx(CUstream stream, CUcontext *pctx) {
-    CUresult rc;
-    CUcontext c = tf_current(&rc);
-    if (c == NULL) return rc;
-    if (pctx == NULL) return CUDA_ERROR_INVALID_VALUE;
-    if (tf_stream_tail(stream, c, &rc) == NULL) return rc;
-    *pctx = stream == NULL || stream == CU_STREAM_LEGACY || stream == CU_STREAM_PER_THREAD ? c : stream->ctx;
-    return CUDA_SUCCESS;
+    CUcontext c;
+    CUresult rc = stream_query(stream, pctx, &c);
+    if (rc == CUDA_SUCCESS)
+        *pctx = stream == NULL || stream == CU_STREAM_LEGACY || stream == CU_STREAM_PER_THREAD ? c : stream->ctx;
+    return rc;
 }
 
 TF_SIM_API CUresult cuStreamGetId(CUstream stream, unsigned long long *id) {
-    CUresult rc;
-    CUcontext c = tf_current(&rc);
-    if (c == NULL) return rc;
-    if (id == NULL) return CUDA_ERROR_INVALID_VALUE;
-    if (tf_stream_tail(stream, c, &rc) == NULL) return rc;
-    *id = (unsigned long long)(uintptr_t)stream;
-    return CUDA_SUCCESS;
+    CUcontext c;
+    CUresult rc = stream_query(stream, id, &c);
+    if (rc == CUDA_SUCCESS) *id = (unsigned long long)(uintptr_t)stream;
+    return rc;
 }
 
 /* ---- occupancy: 2048 resident threads and 32 blocks per SM, 228 KiB shared memory ---- */
