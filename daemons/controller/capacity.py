@@ -114,7 +114,7 @@ def _claim_of(plan: view.CapacityPlan, node: dict[str, Any] | None) -> view.Clai
     if node is None:
         return None
     name = node["metadata"]["name"]
-    instance = str((node.get("spec") or {}).get("providerID") or "").rsplit("/", 1)[-1]
+    instance = view.node_instance(node)
     for claim in plan.claims:
         status = claim.obj.get("status") or {}
         if status.get("nodeName") == name or (instance and status.get("instanceID") == instance):
@@ -193,7 +193,7 @@ async def _dress_node(api: FleetApi, snap: view.Snapshot, claim: dict[str, Any],
 
 def _node_of(nodes: list[dict[str, Any]], instance: str) -> str | None:
     for node in nodes:
-        if str((node.get("spec") or {}).get("providerID") or "").rsplit("/", 1)[-1] == instance:
+        if view.node_instance(node) == instance:
             return str(node["metadata"]["name"])
     return None
 

@@ -314,6 +314,11 @@ class Claim:
     obj: dict[str, Any]
 
 
+def node_instance(node: Obj) -> str:
+    """The cloud instance id a Node's providerID ends in ("" when it has none)."""
+    return str((node.get("spec") or {}).get("providerID") or "").rsplit("/", 1)[-1]
+
+
 def _joined_nodes(snap: Snapshot) -> tuple[set[str], set[str]]:
     """Names of Ready nodes, and the instance ids in their providerIDs."""
     names: set[str] = set()
@@ -325,9 +330,8 @@ def _joined_nodes(snap: Snapshot) -> tuple[set[str], set[str]]:
         )
         if ready:
             names.add(_name(node))
-            provider = str((node.get("spec") or {}).get("providerID") or "")
-            if provider:
-                instances.add(provider.rsplit("/", 1)[-1])
+            if (node.get("spec") or {}).get("providerID"):
+                instances.add(node_instance(node))
     return names, instances
 
 
@@ -426,7 +430,7 @@ def claimed_nodes(snap: Snapshot, claims: Sequence[Claim]) -> set[str]:
         if (c.obj.get("status") or {}).get("instanceID")
     }
     for node in snap.all("Node"):
-        if str((node.get("spec") or {}).get("providerID") or "").rsplit("/", 1)[-1] in instances:
+        if node_instance(node) in instances:
             names.add(_name(node))
     return names
 
