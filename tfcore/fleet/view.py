@@ -115,11 +115,14 @@ def _pod_revision(pod: Obj) -> str | None:
     return _labels(pod).get(REVISION_LABEL)
 
 
-def _pod_ready(pod: Obj) -> bool:
-    if (pod.get("metadata") or {}).get("deletionTimestamp"):
-        return False
-    conditions = (pod.get("status") or {}).get("conditions") or ()
+def _ready(obj: Obj) -> bool:
+    """A Pod's or Node's Ready condition is True."""
+    conditions = (obj.get("status") or {}).get("conditions") or ()
     return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+
+
+def _pod_ready(pod: Obj) -> bool:
+    return not (pod.get("metadata") or {}).get("deletionTimestamp") and _ready(pod)
 
 
 def hypervisor_pods(snap: Snapshot, daemonset: Obj) -> dict[str, dict[str, Any]]:
@@ -324,11 +327,7 @@ def _joined_nodes(snap: Snapshot) -> tuple[set[str], set[str]]:
     names: set[str] = set()
     instances: set[str] = set()
     for node in snap.all("Node"):
-        ready = any(
-            c.get("type") == "Ready" and c.get("status") == "True"
-            for c in (node.get("status") or {}).get("conditions") or ()
-        )
-        if ready:
+        if _ready(node):
             names.add(_name(node))
             if (node.get("spec") or {}).get("providerID"):
                 instances.add(node_instance(node))
@@ -453,9 +452,7 @@ def node_views(snap: Snapshot, pool: str, removable: set[str] | None = None) -> 
             compaction.NodeView(
                 name=name,
                 created=_created(node) or datetime.min.replace(tzinfo=UTC),
-                ready=any(
-                    c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or ()
-                ),
+                ready=_ready(node),
                 schedulable=not spec.get("unschedulable"),
                 labels=_labels(node),
                 taints=spec.get("taints") or (),
