@@ -406,8 +406,7 @@ def _workers(pods: Sequence[Obj]) -> list[tuple[Obj, WorkerGrant]]:
         except (KeyError, ValidationError):
             continue
         gpus = tuple(g for g in str(annotations.get(GPU_IDS) or "").split(",") if g)
-        key = f"{metadata.get('namespace') or 'default'}/{metadata.get('name') or ''}"
-        workers.append((pod, WorkerGrant(key, gpus, Grant(tflops, vram, tflops_limit, vram_limit))))
+        workers.append((pod, WorkerGrant(_key(pod), gpus, Grant(tflops, vram, tflops_limit, vram_limit))))
     return workers
 
 
