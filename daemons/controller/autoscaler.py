@@ -198,7 +198,7 @@ class Autoscaler:
         for error in outcome.errors:
             await self._warn_once(tracked, workload, "RecommenderFailed", error)
         tracked.written, tracked.restores = new_status, 0
-        if _differs(status, new_status):
+        if changed(status, new_status):
             await self.ports.patch_status(workload, new_status)
 
     async def _restore(self, workload: Obj, tracked: _Tracked) -> None:
@@ -209,7 +209,7 @@ class Autoscaler:
         ours = next((c for c in tracked.written.get("conditions", ()) if c.get("type") == CONDITION), None)
         others = [c for c in status.get("conditions") or () if c.get("type") != CONDITION]
         wanted = {**tracked.written, "conditions": [*others, ours] if ours else others}
-        if _differs(status, wanted):
+        if changed(status, wanted):
             tracked.restores += 1
             await self.ports.patch_status(workload, wanted)
 
@@ -317,7 +317,7 @@ class Autoscaler:
     async def _report(self, workload: Obj, reason: str, message: str) -> None:
         status = workload.get("status") or {}
         new_status = {"conditions": _conditions(workload, "False", reason, message, self.clock())}
-        if _differs(status, new_status):
+        if changed(status, new_status):
             await self.ports.patch_status(workload, new_status)
             await self.ports.event(workload, "Warning", reason, message)
 
@@ -379,10 +379,6 @@ def _conditions(workload: Obj, status: str, reason: str, message: str, now: date
     generation = (workload.get("metadata") or {}).get("generation")
     ours = condition(CONDITION, status, reason, message, now=_stamp(now), generation=generation, previous=previous)
     return [*(c for c in previous if c.get("type") != CONDITION), ours]
-
-
-def _differs(observed: Mapping[str, Any], desired: Mapping[str, Any]) -> bool:
-    return changed(observed, desired)
 
 
 def _workers(pods: Sequence[Obj]) -> list[tuple[Obj, WorkerGrant]]:
