@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any, Final
 
-from daemons.controller.fleet_io import LISTS, MERGE, FleetApi, pod_path
+from daemons.controller.fleet_io import LISTS, FleetApi, pod_path
 from tfcore.fleet import claims, view
 from tfcore.fleet.capacity import ScaleUp
 from tfcore.fleet.provider import CloudProvider, launch_request
@@ -188,7 +188,7 @@ async def _dress_node(api: FleetApi, snap: view.Snapshot, claim: dict[str, Any],
     }
     if taints != ((node.get("spec") or {}).get("taints") or []):
         patch["spec"] = {"taints": taints}
-    await api.call("PATCH", f"/api/v1/nodes/{node_name}", patch, content_type=MERGE)
+    await api.patch("Node", node_name, patch)
 
 
 def _node_of(nodes: list[dict[str, Any]], instance: str) -> str | None:
@@ -204,9 +204,7 @@ async def _drained(api: FleetApi, snap: view.Snapshot, claim: dict[str, Any], no
     node = _node_of(nodes, instance) if instance else None
     if node is None:
         return True
-    await api.call(
-        "PATCH", f"/api/v1/nodes/{node}", {"spec": {"unschedulable": True}}, content_type="application/merge-patch+json"
-    )
+    await api.patch("Node", node, {"spec": {"unschedulable": True}})
     left = False
     for pod in snap.all("Pod"):
         spec, meta = pod.get("spec") or {}, pod["metadata"]
