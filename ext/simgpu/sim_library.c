@@ -525,23 +525,24 @@ TF_SIM_API CUresult cuKernelGetName(const char **name, CUkernel kernel) {
     return cuFuncGetName(name, (CUfunction)kernel);
 }
 
-TF_SIM_API CUresult cuKernelGetAttribute(int *value, int attribute, CUkernel kernel, CUdevice dev) {
+/* The per-device kernel calls: the device is checked first, then the call is the function's. */
+static CUresult kernel_device(CUdevice dev) {
     CUresult rc = tf_need_init();
     if (rc != CUDA_SUCCESS) return rc;
-    if (tf_physical(dev) < 0) return CUDA_ERROR_INVALID_DEVICE;
-    return function_attribute(value, attribute, (CUfunction)kernel);
+    return tf_physical(dev) < 0 ? CUDA_ERROR_INVALID_DEVICE : CUDA_SUCCESS;
+}
+
+TF_SIM_API CUresult cuKernelGetAttribute(int *value, int attribute, CUkernel kernel, CUdevice dev) {
+    CUresult rc = kernel_device(dev);
+    return rc != CUDA_SUCCESS ? rc : function_attribute(value, attribute, (CUfunction)kernel);
 }
 
 TF_SIM_API CUresult cuKernelSetAttribute(int attribute, int value, CUkernel kernel, CUdevice dev) {
-    CUresult rc = tf_need_init();
-    if (rc != CUDA_SUCCESS) return rc;
-    if (tf_physical(dev) < 0) return CUDA_ERROR_INVALID_DEVICE;
-    return set_function_attribute((CUfunction)kernel, attribute, value);
+    CUresult rc = kernel_device(dev);
+    return rc != CUDA_SUCCESS ? rc : set_function_attribute((CUfunction)kernel, attribute, value);
 }
 
 TF_SIM_API CUresult cuKernelSetCacheConfig(CUkernel kernel, int config, CUdevice dev) {
-    CUresult rc = tf_need_init();
-    if (rc != CUDA_SUCCESS) return rc;
-    if (tf_physical(dev) < 0) return CUDA_ERROR_INVALID_DEVICE;
-    return cuFuncSetCacheConfig((CUfunction)kernel, config);
+    CUresult rc = kernel_device(dev);
+    return rc != CUDA_SUCCESS ? rc : cuFuncSetCacheConfig((CUfunction)kernel, config);
 }
