@@ -85,7 +85,7 @@ async def _condition(
     stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
     generation = pool["metadata"].get("generation")
     fresh = condition(
-        CONDITION,
+        type_,
         status,
         "Paused" if paused else "Progressing",
         reason,
@@ -93,5 +93,5 @@ async def _condition(
         generation=generation,
         previous=conditions,
     )
-    kept = [c for c in conditions if c.get("type") != CONDITION]
+    kept = [c for c in conditions if c.get("type") != type_]
     await api.patch("GPUPool", pool["metadata"]["name"], {"status": {"conditions": [*kept, fresh]}}, status=True)
