@@ -17,6 +17,7 @@ from typing import Any
 import uvloop
 from aiohttp import web
 
+from daemons import statedir
 from daemons.hypervisor import gpus as nvml
 from daemons.hypervisor.http import build_app
 from daemons.hypervisor.node import Node
@@ -45,17 +46,21 @@ def register(commands: Any) -> None:
     parser.set_defaults(handler=main)
 
 
-def _token(path: Path) -> str:
-    if path.exists():
-        token = path.read_text().strip()
-        if not token:
-            raise ValidationError.single("--token-file", f"{path} is empty", "a file holding the bearer token")
-        return token
-    token = secrets.token_urlsafe(32)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as out:
-        out.write(token + "\n")
-    return token
+def _token(given: Path | None, state_dir: Path) -> str:
+    """--token-file as the operator gave it (a Secret mount, say), else STATE_DIR/token: this
+    user's own 0600 file. Either is made on first start."""
+    path = given or state_dir / "token"
+    try:
+        try:
+            token = given.read_text() if given is not None else statedir.read_own_file(path, private=True)
+        except FileNotFoundError:
+            token = secrets.token_urlsafe(32)
+            statedir.create_new(path, token + "\n", mode=0o600)
+    except OSError as exc:
+        raise ValidationError.single("--token-file", f"{path}: {exc.strerror}", "a readable token file") from None
+    if not token.strip():
+        raise ValidationError.single("--token-file", f"{path} is empty", "a file holding the bearer token")
+    return token.strip()
 
 
 def _check_kube_arguments(args: argparse.Namespace) -> None:
@@ -89,10 +94,15 @@ def main(args: argparse.Namespace) -> int:
         if not 1 <= args.tflops_oversell <= 10000:
             raise ValidationError.single("--tflops-oversell", str(args.tflops_oversell), "1 to 10000 percent")
         _check_kube_arguments(args)
+        state_dir = statedir.prepare(args.state_dir or default_state_dir())
+        token = _token(args.token_file, state_dir)
         simulated = nvml.init_nvml(simulate=True if args.simulate else None)
     except ValidationError as exc:
         for problem in exc.problems:
             print(f"error: {problem}", file=sys.stderr)
+        return 2
+    except statedir.UnsafeStateDir as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     except nvml.NoGPU as exc:
         print(f"error: no GPU: {exc}", file=sys.stderr)
@@ -109,9 +119,7 @@ def main(args: argparse.Namespace) -> int:
                 )
                 return 2
             rated[gpu.uuid] = value
-        state_dir = args.state_dir or default_state_dir()
         directory = WorkerDirectory(state_dir / "workers")
-        token = _token(args.token_file or state_dir / "token")
         node = Node(
             found,
             rated,
@@ -239,6 +247,4 @@ def _write_node_file(state_dir: Path, host: str, port: int, simulated: bool) -> 
         "library_path": str(libs["simcuda"].parent) if simulated else "",
         "sim_state": os.environ.get("TF_SIM_STATE", ""),
     }
-    temporary = state_dir / "node.json.tmp"
-    temporary.write_text(json.dumps(info))
-    os.replace(temporary, state_dir / "node.json")
+    statedir.replace_atomically(state_dir / "node.json", json.dumps(info), mode=0o644)

@@ -21,10 +21,12 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from daemons import statedir
 from tfcore.hypervisor.options import add_node_arguments, node_argv
 from tfcore.hypervisor.paths import default_state_dir
 from tfcore.model.errors import Problem, ValidationError
 from tfcore.model.quantity import parse_quantity
+from tfcore.native import library_paths
 
 PR_SET_PDEATHSIG = 1
 
@@ -98,10 +100,21 @@ def _check_amounts(args: argparse.Namespace) -> list[Problem]:
 
 def _read_node(state_dir: Path) -> dict[str, Any] | None:
     try:
-        found: dict[str, Any] = json.loads((state_dir / "node.json").read_text())
-    except (OSError, ValueError):
+        found: dict[str, Any] = json.loads(statedir.read_own_file(state_dir / "node.json"))
+    except (OSError, ValueError, statedir.UnsafeStateDir):
         return None
-    return found
+    return found if isinstance(found, dict) and isinstance(found.get("url"), str) else None
+
+
+def _find_node(state_dir: Path, token_file: Path | None) -> tuple[dict[str, Any], str]:
+    """The node file and token, only from a directory and files of this user's alone."""
+    statedir.check_dir(state_dir, private=statedir.is_default(state_dir))
+    node = _read_node(state_dir)
+    if node is None:
+        raise FileNotFoundError(f"no readable node.json of this user's in {state_dir}")
+    if token_file is not None:
+        return node, token_file.read_text().strip()
+    return node, statedir.read_own_file(state_dir / "token", private=True).strip()
 
 
 def _die_with_parent() -> None:
@@ -120,9 +133,11 @@ def _run(args: argparse.Namespace) -> int:
         return 2
     state_dir = args.state_dir or default_state_dir()
     try:
-        node = json.loads((state_dir / "node.json").read_text())
-        token = (args.token_file or state_dir / "token").read_text().strip()
-    except (OSError, ValueError) as exc:
+        node, token = _find_node(state_dir, args.token_file)
+    except statedir.UnsafeStateDir as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
         print(f"error: no node running at {state_dir} ({exc}); start one with `tensor-fusion up`", file=sys.stderr)
         return 1
     name = args.name or f"run-{os.getpid()}"
@@ -139,10 +154,14 @@ def _run(args: argparse.Namespace) -> int:
     except NodeError as exc:
         print(f"error: the node refused the share: {exc}", file=sys.stderr)
         return 1
-    env = dict(os.environ, LD_PRELOAD=node["shim"], TF_SHM_PATH=worker["region"])
-    if node.get("library_path"):
-        env["LD_LIBRARY_PATH"] = ":".join(x for x in (node["library_path"], env.get("LD_LIBRARY_PATH", "")) if x)
-    if node.get("sim_state"):
+    # The libraries come from this installation, never from a file: node.json only says
+    # whether the node simulates its GPUs.
+    libs = library_paths()
+    env = dict(os.environ, LD_PRELOAD=str(libs["shim"]), TF_SHM_PATH=worker["region"])
+    if node.get("simulated") is True:
+        simulated = str(libs["simcuda"].parent)
+        env["LD_LIBRARY_PATH"] = ":".join(x for x in (simulated, env.get("LD_LIBRARY_PATH", "")) if x)
+    if isinstance(node.get("sim_state"), str) and node["sim_state"]:
         env["TF_SIM_STATE"] = node["sim_state"]
     forwarded: list[int] = []
     child: subprocess.Popen[bytes] | None = None
