@@ -18,7 +18,8 @@ from prometheus_client.registry import Collector
 
 from daemons.hypervisor.node import Node
 from tfcore.hypervisor.placement import DoesNotFit
-from tfcore.model.errors import Problem, ValidationError
+from tfcore.model.body import decode_json
+from tfcore.model.errors import ValidationError
 from tfcore.model.quantity import parse_quantity
 from tfcore.sched.units import request_bytes, request_milli_tflops
 from tfcore.web.app import HTTPProblem, create_app, json_response, read_body
@@ -38,8 +39,16 @@ class CreateWorker(msgspec.Struct, forbid_unknown_fields=True):
     owner_pid: int = 0
 
 
+_create_decoder = msgspec.json.Decoder(CreateWorker)
+
+
 def _milli(value: str | int | float, field: str) -> int:
-    return request_milli_tflops(parse_quantity(str(value), field=field)) if value else 0
+    if not value:
+        return 0
+    milli = request_milli_tflops(parse_quantity(str(value), field=field))
+    if milli < 0:
+        raise ValidationError.single(field, f"{value!r} is negative", "a TFLOPS quantity >= 0, such as 100 or 1500m")
+    return milli
 
 
 def _authorize(request: web.Request) -> None:
@@ -70,12 +79,7 @@ async def _worker(request: web.Request) -> web.Response:
 async def _create(request: web.Request) -> web.Response:
     _authorize(request)
     body = await read_body(request, limit=64 * 1024)
-    try:
-        spec = msgspec.json.decode(body, type=CreateWorker)
-    except msgspec.ValidationError as exc:
-        raise ValidationError([Problem("body", str(exc), "a CreateWorker JSON object")]) from exc
-    except msgspec.DecodeError as exc:
-        raise ValidationError([Problem("body", f"not JSON: {exc}", "a JSON object")]) from exc
+    spec = decode_json(body, _create_decoder, expected="a CreateWorker JSON object")
     node = request.app[NODE_KEY]
     try:
         worker = node.create_worker(

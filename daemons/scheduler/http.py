@@ -12,12 +12,12 @@ from time import perf_counter
 from typing import Any, Final
 
 import msgspec
-import yaml
 from aiohttp import web
 
 import tfcore
 from daemons.scheduler.service import ClusterWriter, SchedulerService
 from daemons.scheduler.wire import binding_decoder, encoded_args_decoder, encoder
+from tfcore.model.body import ANY_JSON, decode_json, decode_yaml
 from tfcore.model.errors import ValidationError
 from tfcore.web.app import (
     HTTPProblem,
@@ -36,7 +36,6 @@ YAML_TYPES: Final = frozenset({"application/yaml", "application/x-yaml", "text/y
 JSON_TYPES: Final = frozenset({"application/json"})
 SERVICE_KEY: Final = web.AppKey("tf_scheduler_service", SchedulerService)
 WRITER_KEY: Final = web.AppKey("tf_scheduler_writer", object)
-_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 # ---- admin API ----------------------------------------------------------------------------------
@@ -45,15 +44,9 @@ _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 def parse_pod_body(body: bytes, content_type: str) -> dict[str, Any]:
     """A Pod from a YAML or JSON body; ValidationError (400) or HTTPProblem (415) otherwise."""
     if content_type in JSON_TYPES:
-        try:
-            data = msgspec.json.decode(body)
-        except msgspec.DecodeError as exc:
-            raise ValidationError.single("body", f"not valid JSON: {exc}", "a Pod as JSON") from None
+        data = decode_json(body, ANY_JSON, expected="a Pod as JSON")
     elif content_type in YAML_TYPES:
-        try:
-            data = yaml.load(body, Loader=_Loader)
-        except (yaml.YAMLError, RecursionError) as exc:
-            raise ValidationError.single("body", f"not valid YAML: {exc}", "a Pod as YAML") from None
+        data = decode_yaml(body, expected="a Pod as YAML")
     else:
         accepted = ", ".join(sorted(YAML_TYPES | JSON_TYPES))
         raise HTTPProblem(415, f"unsupported Content-Type {content_type!r}; send one of {accepted}")
@@ -185,12 +178,7 @@ def _error(description: str) -> dict[str, Any]:
 
 
 def _decode(decoder: msgspec.json.Decoder[Any], body: bytes) -> Any:
-    try:
-        return decoder.decode(body)
-    except msgspec.ValidationError as exc:
-        raise ValidationError.single("body", str(exc), "the kube-scheduler extender wire format") from None
-    except msgspec.DecodeError as exc:
-        raise ValidationError.single("body", f"not valid JSON: {exc}", "a JSON document") from None
+    return decode_json(body, decoder, expected="the kube-scheduler extender wire format")
 
 
 def _reply(value: Any) -> web.Response:
