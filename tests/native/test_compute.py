@@ -23,7 +23,7 @@ import pytest
 
 from tfcore.ipc import ComputeStats, DeviceSpec, Region, RegionError, limits_path
 
-from .conftest import parse_kv, sim_env
+from .conftest import parse_kv, sim_env, tenant_libs
 
 GRID = 4  # x 256 threads = 1024 cost units per kernel launch
 COST = GRID * 256
@@ -201,6 +201,7 @@ def shared_dir() -> Iterator[Path]:
 
 
 def test_tenant_cannot_raise_its_own_rate(libs: dict[str, Path], launcher: Path, shared_dir: Path) -> None:
+    libs = tenant_libs(libs, shared_dir)
     region = make_worker(shared_dir / "w.shm", RATE)
     limits = limits_path(region)
     before = limits.read_bytes()

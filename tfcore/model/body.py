@@ -57,6 +57,13 @@ def decode_yaml(
     return value
 
 
+def decode_document(raw: bytes, yaml_body: bool, *, expected: str, max_depth: int = MAX_DEPTH) -> Any:
+    """A JSON or YAML body as plain data (a top-level function: it runs in worker processes)."""
+    if yaml_body:
+        return decode_yaml(raw, expected=expected, max_depth=max_depth)
+    return decode_json(raw, ANY_JSON, expected=expected, max_depth=max_depth)
+
+
 def check_shape(value: Any, *, where: str, max_depth: int, max_values: int, expected: str = "a document") -> None:
     """ValidationError when `value` nests deeper than max_depth or holds more than max_values
     values (aliases re-used over and over). Iterative: a deep value cannot overflow the stack."""
