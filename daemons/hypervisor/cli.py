@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import json
 import logging
 import os
@@ -72,6 +73,13 @@ def _check_kube_arguments(args: argparse.Namespace) -> None:
         raise ValidationError.single("--node-name", "missing with --kubeconfig", "this node's name (or $NODE_NAME)")
     for resource in args.device_plugin_resource:
         check_resource_name(resource)
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 def _kube_wanted(args: argparse.Namespace) -> bool:
@@ -151,7 +159,14 @@ async def _serve(node: Node, token: str, args: argparse.Namespace, state_dir: Pa
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    app = build_app(node, token)
+    public = not _loopback(args.host)
+    if public:
+        log.warning(
+            "NODE API ON %s WITHOUT TLS: reads of /api/ now need the bearer token too; anyone on the network "
+            "sees the token and the traffic. Prefer --host 127.0.0.1 (the default) or a TLS proxy in front.",
+            args.host,
+        )
+    app = build_app(node, token, reads_need_token=public)
     add_background(app, node.run)
     writer, store = await _metrics(app, node, args)
     api = await _kube(app, node, args, state_dir)

@@ -22,7 +22,7 @@ from tfcore.model.body import decode_json
 from tfcore.model.errors import ValidationError
 from tfcore.model.quantity import parse_quantity
 from tfcore.sched.units import request_bytes, request_milli_tflops
-from tfcore.web.app import HTTPProblem, create_app, json_response, read_body
+from tfcore.web.app import HTTPProblem, bearer_token, create_app, json_response, read_body
 from tfcore.web.metrics import add_metrics_route
 
 NODE_KEY = web.AppKey("tf_node", Node)
@@ -145,8 +145,10 @@ class NodeCollector(Collector):
         yield GaugeMetricFamily("tf_hypervisor_workers", "Workers on this node.", value=len(self.node.workers))
 
 
-def build_app(node: Node, token: str) -> web.Application:
-    app = create_app(client_max_size=64 * 1024)
+def build_app(node: Node, token: str, *, reads_need_token: bool = False) -> web.Application:
+    """The node API. Off loopback (`reads_need_token`), reading /api/ needs the token too: the
+    API has no TLS, and its reads name every worker, pod and limit on the node."""
+    app = create_app(client_max_size=64 * 1024, middlewares=[bearer_token(token, "/api/")] if reads_need_token else [])
     app[NODE_KEY] = node
     app[TOKEN_KEY] = token
     app.router.add_get("/api/v1/devices", _devices)

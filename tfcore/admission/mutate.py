@@ -9,6 +9,7 @@ Two steps so the I/O edge can sit between them:
 
 from __future__ import annotations
 
+import posixpath
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
@@ -18,11 +19,13 @@ import msgspec
 from tfcore.admission import canary
 from tfcore.admission.canary import CanaryLedger, Mode, Owner, Sibling
 from tfcore.admission.defaults import ClusterDefaults, resolve
+from tfcore.admission.hostpaths import state_dir_mounts
 from tfcore.admission.inject import (
     InjectionConfig,
     inject_shim,
     nvidia_gpu_count,
     pod_nvidia_gpus,
+    region_volume,
     shm_path,
     strip_nvidia_gpu,
 )
@@ -70,6 +73,11 @@ def examine(review: PodReview, config: InjectionConfig | None = None) -> Verdict
         return deny(exc.problems)
     if not names:
         return deny([Problem("spec.containers", "the pod has no containers", "at least one container")])
+    injecting = config or InjectionConfig()
+    state_dir = posixpath.dirname(posixpath.normpath(injecting.region_host_dir))
+    mounts_state = state_dir_mounts(review.pod.get("spec") or {}, state_dir, region_volume(injecting))
+    if mounts_state:
+        return deny(mounts_state)
     container = request.inject_container or names[0]
     owner = canary.controller_owner(review.pod)
     mode = canary.recorded_mode(review.pod)
