@@ -293,7 +293,7 @@ class Controller:
                 "TensorFusionCluster", cluster, [*(meta(cluster).get("finalizers") or []), FINALIZER]
             )
             return  # the update event queues the rest
-        problem = None
+        problem, reason = None, "InvalidSpec"
         try:
             clusters.check_cluster(cluster)
         except ValidationError as exc:
@@ -301,7 +301,14 @@ class Controller:
         if problem is None:
             plan = clusters.plan_pools(cluster, pools)
             for body in plan.create:
-                if await self._create("GPUPool", body) is not None:
+                try:
+                    created = await self._create("GPUPool", body)
+                except ApiError as exc:
+                    if exc.status not in (400, 422):  # not the object's fault: retried with backoff
+                        raise
+                    problem, reason = f"GPUPool {name_of(body)} refused by the API server: {exc.reason}", "PoolRejected"
+                    continue
+                if created is not None:
                     await self.recorder.emit(cluster, "Normal", "PoolCreated", f"created GPUPool {name_of(body)}")
             for pool_name, patch in plan.update:
                 await self._patch("GPUPool", self.cache["GPUPool"][pool_name], patch)
@@ -313,10 +320,12 @@ class Controller:
                     await self.recorder.emit(
                         cluster, "Normal", "PoolDeleted", f"deleted GPUPool {pool_name}: no longer in gpuPools"
                     )
-        status = clusters.cluster_status(cluster, self.cache["GPUPool"].values(), now=_now(), problem=problem)
-        became_invalid = problem is not None and _reason(cluster) != "InvalidSpec"
+        status = clusters.cluster_status(
+            cluster, self.cache["GPUPool"].values(), now=_now(), problem=problem, problem_reason=reason
+        )
+        became_invalid = problem is not None and _reason(cluster) != reason
         if await self._status("TensorFusionCluster", cluster, status) and became_invalid:
-            await self.recorder.emit(cluster, "Warning", "InvalidSpec", problem or "")
+            await self.recorder.emit(cluster, "Warning", reason, problem or "")
 
     async def _reconcile_pool(self, name: str) -> None:
         pool = self.cache["GPUPool"].get(name)
