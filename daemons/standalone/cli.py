@@ -89,8 +89,11 @@ def _check_amounts(args: argparse.Namespace) -> list[Problem]:
         if flag == "--tflops-limit" and not text:
             continue
         try:
-            if parse_quantity(text, field=flag).value <= 0 and flag == "--vram":
+            value = parse_quantity(text, field=flag).value
+            if value <= 0 and flag == "--vram":
                 problems.append(Problem(flag, f"{text!r} is not positive", "a quantity such as 4Gi"))
+            elif value < 0:
+                problems.append(Problem(flag, f"{text!r} is negative", "TFLOPS >= 0, such as 100 or 1500m"))
         except ValidationError as exc:
             problems.extend(exc.problems)
     if not 1 <= args.gpu_count <= 128:
