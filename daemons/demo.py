@@ -47,8 +47,8 @@ def _get(url: str) -> Any:
 
 
 def _start_node(root: Path, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
-    log = (root / "node.log").open("wb")
-    node = subprocess.Popen([*CLI, "up", "--simulate", "--port", "0"], env=env, stdout=log, stderr=log)
+    with (root / "node.log").open("wb") as log:  # the child keeps its own descriptors
+        node = subprocess.Popen([*CLI, "up", "--simulate", "--port", "0"], env=env, stdout=log, stderr=log)
     node_file = root / "node" / NODE_FILE
     deadline = time.monotonic() + 30
     while not node_file.exists():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import logging
 import os
 import secrets
@@ -16,6 +17,7 @@ from typing import Any
 import uvloop
 from aiohttp import web
 
+from daemons import statedir
 from daemons.hypervisor import gpus as nvml
 from daemons.hypervisor.http import build_app
 from daemons.hypervisor.node import Node
@@ -48,17 +50,28 @@ def register(commands: Any) -> None:
     parser.set_defaults(handler=main)
 
 
-def _token(path: Path) -> str:
-    if path.exists():
-        token = path.read_text().strip()
-        if not token:
-            raise ValidationError.single("--token-file", f"{path} is empty", "a file holding the bearer token")
-        return token
-    token = secrets.token_urlsafe(32)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as out:
-        out.write(token + "\n")
-    return token
+def _token(given: Path | None, state_dir: Path) -> str:
+    """--token-file as the operator gave it (a Secret mount, say), else STATE_DIR/token: this
+    user's own 0600 file. Either is made on first start."""
+    path = given or state_dir / "token"
+    try:
+        try:
+            token = given.read_text() if given is not None else statedir.read_own_file(path, private=True)
+        except FileNotFoundError:
+            token = secrets.token_urlsafe(32)
+            statedir.create_new(path, token + "\n", mode=0o600)
+    except OSError as exc:
+        raise ValidationError.single("--token-file", f"{path}: {exc.strerror}", "a readable token file") from None
+    if not token.strip():
+        raise ValidationError.single("--token-file", f"{path} is empty", "a file holding the bearer token")
+    return token.strip()
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 def _kube_wanted(options: NodeOptions) -> bool:
@@ -74,7 +87,12 @@ def main(args: argparse.Namespace) -> int:
     setup_logging()
     options = node_options(args, os.environ)  # ValidationError: exit code 2 (daemons.cli.run_command)
     try:
+        state_dir = statedir.prepare(options.state_dir or default_state_dir(os.environ))
+        token = _token(options.token_file, state_dir)
         simulated = nvml.init_nvml(simulate=True if options.simulate else None)
+    except statedir.UnsafeStateDir as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     except nvml.NoGPU as exc:
         print(f"error: no GPU: {exc}", file=sys.stderr)
         return 1
@@ -90,9 +108,7 @@ def main(args: argparse.Namespace) -> int:
                 )
                 return 2
             rated[gpu.uuid] = value
-        state_dir = options.state_dir or default_state_dir(os.environ)
         directory = WorkerDirectory(state_dir / "workers")
-        token = _token(options.token_file or state_dir / "token")
         node = Node(
             found,
             rated,
@@ -125,7 +141,14 @@ async def _serve(node: Node, token: str, options: NodeOptions, state_dir: Path, 
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    app = build_app(node, token)
+    public = not _loopback(options.host)
+    if public:
+        log.warning(
+            "NODE API ON %s WITHOUT TLS: reads of /api/ now need the bearer token too; anyone on the network "
+            "sees the token and the traffic. Prefer --host 127.0.0.1 (the default) or a TLS proxy in front.",
+            options.host,
+        )
+    app = build_app(node, token, reads_need_token=public)
     add_background(app, node.run)
     writer, store = await _metrics(app, node, options)
     api = await _kube(app, node, options, state_dir)
@@ -229,6 +252,4 @@ def _write_node_file(state_dir: Path, host: str, port: int, simulated: bool) -> 
         library_path=str(libs["simcuda"].parent) if simulated else "",
         sim_state=SIM_STATE.read(os.environ),
     )
-    temporary = state_dir / (NODE_FILE + ".tmp")
-    temporary.write_bytes(encode_node_file(info))
-    os.replace(temporary, state_dir / NODE_FILE)
+    statedir.replace_atomically(state_dir / NODE_FILE, encode_node_file(info).decode(), mode=0o644)

@@ -20,10 +20,11 @@ from prometheus_client.registry import Collector
 from daemons.hypervisor.node import Node
 from tfcore.hypervisor.placement import DoesNotFit
 from tfcore.hypervisor.workerspec import WorkerSpec
+from tfcore.model.body import decode_json
 from tfcore.model.errors import Problem, ValidationError
 from tfcore.model.quantity import parse_quantity
 from tfcore.sched.units import request_bytes, request_milli_tflops
-from tfcore.web.app import HTTPProblem, create_app, json_response, read_body
+from tfcore.web.app import HTTPProblem, bearer_token, create_app, json_response, read_body
 from tfcore.web.metrics import add_metrics_route
 
 NODE_KEY = web.AppKey("tf_node", Node)
@@ -41,8 +42,16 @@ class CreateWorker(msgspec.Struct, forbid_unknown_fields=True):
     tenant_uid: int = -1  # who runs the workload: owner of the state file (mode 0600); -1 = the node's uid
 
 
+_create_decoder = msgspec.json.Decoder(CreateWorker)
+
+
 def _milli(value: str | int | float, field: str) -> int:
-    return request_milli_tflops(parse_quantity(str(value), field=field)) if value else 0
+    if not value:
+        return 0
+    milli = request_milli_tflops(parse_quantity(str(value), field=field))
+    if milli < 0:
+        raise ValidationError.single(field, f"{value!r} is negative", "a TFLOPS quantity >= 0, such as 100 or 1500m")
+    return milli
 
 
 def _authorize(request: web.Request) -> None:
@@ -73,12 +82,7 @@ async def _worker(request: web.Request) -> web.Response:
 async def _create(request: web.Request) -> web.Response:
     _authorize(request)
     body = await read_body(request, limit=64 * 1024)
-    try:
-        spec = msgspec.json.decode(body, type=CreateWorker)
-    except msgspec.ValidationError as exc:
-        raise ValidationError([Problem("body", str(exc), "a CreateWorker JSON object")]) from exc
-    except msgspec.DecodeError as exc:
-        raise ValidationError([Problem("body", f"not JSON: {exc}", "a JSON object")]) from exc
+    spec = decode_json(body, _create_decoder, expected="a CreateWorker JSON object")
     node = request.app[NODE_KEY]
     try:
         worker = node.create_worker(
@@ -167,8 +171,10 @@ class NodeCollector(Collector):
         yield GaugeMetricFamily("tf_hypervisor_workers", "Workers on this node.", value=len(self.node.workers))
 
 
-def build_app(node: Node, token: str) -> web.Application:
-    app = create_app(client_max_size=64 * 1024)
+def build_app(node: Node, token: str, *, reads_need_token: bool = False) -> web.Application:
+    """The node API. Off loopback (`reads_need_token`), reading /api/ needs the token too: the
+    API has no TLS, and its reads name every worker, pod and limit on the node."""
+    app = create_app(client_max_size=64 * 1024, middlewares=[bearer_token(token, "/api/")] if reads_need_token else [])
     app[NODE_KEY] = node
     app[TOKEN_KEY] = token
     app.router.add_get("/api/v1/devices", _devices)

@@ -20,6 +20,7 @@ SNAPSHOT_HELP = (
     "of Nodes, Pods, GPUPools, GPUNodes, GPUs, GPUResourceQuotas and TensorFusionClusters"
 )
 EXTENDER_HOST_HELP = "extender address (default: 127.0.0.1); any other address needs client-certificate TLS"
+ADMIN_HOST_HELP = "admin API address (default: 127.0.0.1); any other address needs --admin-token-file"
 PRINT_HELP = "print the document for the stock kube-scheduler (our plugins replaced by the extender) and exit"
 
 
@@ -35,8 +36,13 @@ def register(commands: Any) -> None:
     source.add_argument("--cluster-state", type=Path, metavar="FILE", help=SNAPSHOT_HELP)
     source.add_argument("--kubeconfig", metavar="FILE", help="kubeconfig (default: in-cluster, else ~/.kube/config)")
     p.add_argument("--config", type=Path, metavar="FILE", help="scheduler-config.yaml; reloaded when it changes")
-    p.add_argument("--host", default="0.0.0.0", help="admin API address (default: 0.0.0.0)")
+    p.add_argument("--host", default="127.0.0.1", help=ADMIN_HOST_HELP)
     p.add_argument("--port", type=int, default=8080, help="admin API port (default: 8080)")
+    p.add_argument(
+        "--admin-token-file", type=Path, metavar="FILE", help="bearer token the admin API's /api/ routes need"
+    )
+    p.add_argument("--health-host", default="0.0.0.0", help="probe and metrics address (default: 0.0.0.0)")
+    p.add_argument("--health-port", type=int, help="serve only /healthz, /readyz and /metrics here (default: off)")
     p.add_argument("--extender-host", default="127.0.0.1", help=EXTENDER_HOST_HELP)
     p.add_argument("--extender-port", type=int, default=8090, help="extender port (default: 8090)")
     p.add_argument("--extender-prefix", default="", help="path prefix of the extender verbs (default: none)")
@@ -67,6 +73,9 @@ def _options(args: argparse.Namespace) -> Options:
         config=args.config,
         host=args.host,
         port=args.port,
+        admin_token_file=args.admin_token_file,
+        health_host=args.health_host,
+        health_port=args.health_port,
         extender_host=args.extender_host,
         extender_port=args.extender_port,
         extender_prefix=args.extender_prefix,

@@ -25,7 +25,8 @@ from tfcore.config.scheduler import (
 from tfcore.k8s import connect
 from tfcore.model.errors import ValidationError
 from tfcore.sched import Allocator
-from tfcore.web.app import Listener, add_background, add_ready_check, serve, server_tls
+from tfcore.web.app import Listener, add_background, add_ready_check, create_app, serve, server_tls
+from tfcore.web.metrics import add_metrics_route
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,8 +34,11 @@ class Options:
     cluster_state: Path | None = None
     kubeconfig: str | None = None
     config: Path | None = None
-    host: str = "0.0.0.0"
+    host: str = "127.0.0.1"
     port: int = 8080
+    admin_token_file: Path | None = None
+    health_host: str = "0.0.0.0"
+    health_port: int | None = None  # /healthz, /readyz, /metrics only (for kubelet probes, Prometheus)
     extender_host: str = "127.0.0.1"
     extender_port: int = 8090
     extender_prefix: str = ""
@@ -48,7 +52,14 @@ class Options:
     native_gpu_pods: bool = False  # NVIDIA coexistence (controller.nvidiaOperatorProgressiveMigration)
 
     def check(self) -> None:
-        """The extender binds pods: it listens beyond loopback only behind TLS with client certificates."""
+        """The extender binds pods: it listens beyond loopback only behind TLS with client certificates.
+        The admin API shares the extender's process: beyond loopback it needs a bearer token."""
+        if not _loopback(self.host) and self.admin_token_file is None:
+            raise ValidationError.single(
+                "--host",
+                f"{self.host} is not a loopback address and no --admin-token-file is given",
+                "127.0.0.1 (reach it with kubectl port-forward), or --admin-token-file with the bearer token",
+            )
         tls = [self.tls_cert, self.tls_key, self.client_ca]
         if any(tls) and not all(tls):
             raise ValidationError.single(
@@ -109,16 +120,20 @@ class Daemon:
     writer: ClusterWriter
     admin: web.Application
     extender: web.Application
+    health: web.Application
     reloader: ConfigReloader[SchedulerConfig] | None = None
     closers: list[Any] = field(default_factory=list)
 
     def listeners(self) -> list[tuple[web.Application, Listener]]:
         o = self.options
         tls = server_tls(o.tls_cert, o.tls_key, client_ca=o.client_ca) if o.tls_cert and o.tls_key else None
-        return [
+        listeners = [
             (self.admin, Listener(o.host, o.port)),
             (self.extender, Listener(o.extender_host, o.extender_port, tls)),
         ]
+        if o.health_port is not None:
+            listeners.append((self.health, Listener(o.health_host, o.health_port)))
+        return listeners
 
     async def close(self) -> None:
         for closer in self.closers:
@@ -146,7 +161,9 @@ async def build(options: Options) -> Daemon:
     mirror = ClusterMirror(service, default_pool=options.default_pool)
     writer: ClusterWriter
     closers: list[Any] = []
-    admin = admin_app(service)
+    admin = admin_app(service, token=_admin_token(options.admin_token_file))
+    health = create_app()
+    add_metrics_route(health, service.metrics.registry)
     if options.cluster_state is not None:
         text = options.cluster_state.read_text(encoding="utf-8")
         objects, _skipped = parse_cluster_state(text, where=str(options.cluster_state))
@@ -161,11 +178,21 @@ async def build(options: Options) -> Daemon:
         writer = kube
         add_background(admin, kube.run)
         add_ready_check(admin, kube.not_ready)
+        add_ready_check(health, kube.not_ready)
         closers.append(api.close)
     if reloader is not None:
         add_background(admin, reloader.run)
     extender = extender_app(service, writer, prefix=options.extender_prefix)
-    return Daemon(options, service, mirror, writer, admin, extender, reloader, closers)
+    return Daemon(options, service, mirror, writer, admin, extender, health, reloader, closers)
+
+
+def _admin_token(path: Path | None) -> str:
+    if path is None:
+        return ""
+    token = path.read_text(encoding="utf-8").strip()
+    if not token:
+        raise ValidationError.single("--admin-token-file", f"{path} is empty", "a file holding the bearer token")
+    return token
 
 
 async def run(options: Options) -> None:

@@ -12,17 +12,18 @@ from time import perf_counter
 from typing import Any, Final
 
 import msgspec
-import yaml
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
 import tfcore
 from daemons.scheduler.service import ClusterWriter, SchedulerService
+from tfcore.model.body import decode_document, decode_json
 from tfcore.model.errors import ValidationError
 from tfcore.sched.extender.wire import binding_decoder, encoded_args_decoder, encoder
 from tfcore.web.app import (
     HTTPProblem,
     add_openapi_route,
+    bearer_token,
     create_app,
     json_response,
     media_type,
@@ -30,6 +31,7 @@ from tfcore.web.app import (
     read_body,
 )
 from tfcore.web.metrics import add_metrics_route
+from tfcore.web.offload import Offload
 
 MAX_POD_BYTES: Final = 1024**2
 MAX_EXTENDER_BYTES: Final = 32 * 1024**2  # a pod plus up to ~100k node names
@@ -37,27 +39,21 @@ YAML_TYPES: Final = frozenset({"application/yaml", "application/x-yaml", "text/y
 JSON_TYPES: Final = frozenset({"application/json"})
 SERVICE_KEY: Final = web.AppKey("tf_scheduler_service", SchedulerService)
 WRITER_KEY: Final = web.AppKey("tf_scheduler_writer", object)
-_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+OFFLOAD_KEY: Final = web.AppKey("tf_scheduler_offload", Offload)
 
 
 # ---- admin API ----------------------------------------------------------------------------------
 
 
-def parse_pod_body(body: bytes, content_type: str) -> dict[str, Any]:
-    """A Pod from a YAML or JSON body; ValidationError (400) or HTTPProblem (415) otherwise."""
-    if content_type in JSON_TYPES:
-        try:
-            data = msgspec.json.decode(body)
-        except msgspec.DecodeError as exc:
-            raise ValidationError.single("body", f"not valid JSON: {exc}", "a Pod as JSON") from None
-    elif content_type in YAML_TYPES:
-        try:
-            data = yaml.load(body, Loader=_Loader)
-        except (yaml.YAMLError, RecursionError) as exc:
-            raise ValidationError.single("body", f"not valid YAML: {exc}", "a Pod as YAML") from None
-    else:
+async def parse_pod_body(body: bytes, content_type: str, offload: Offload) -> dict[str, Any]:
+    """A Pod from a YAML or JSON body; ValidationError (400) or HTTPProblem (415, 429) otherwise.
+    Large bodies are parsed in a worker process, so that the extender is never held up."""
+    if content_type not in JSON_TYPES | YAML_TYPES:
         accepted = ", ".join(sorted(YAML_TYPES | JSON_TYPES))
         raise HTTPProblem(415, f"unsupported Content-Type {content_type!r}; send one of {accepted}")
+    yaml_body = content_type in YAML_TYPES
+    expected = "a Pod as YAML" if yaml_body else "a Pod as JSON"
+    data = await offload.run(decode_document, body, yaml_body, expected=expected)
     if not isinstance(data, dict):
         raise ValidationError.single("body", f"got {type(data).__name__}", "a Pod object")
     if data.get("kind") != "Pod" or data.get("apiVersion") != "v1":
@@ -72,7 +68,7 @@ async def simulate_schedule(request: web.Request) -> web.Response:
     ok = False
     try:
         body = await read_body(request, limit=MAX_POD_BYTES)
-        pod = parse_pod_body(body, media_type(request))
+        pod = await parse_pod_body(body, media_type(request), request.app[OFFLOAD_KEY])
         try:
             result = service.simulate(pod)
         except RecursionError:
@@ -87,9 +83,16 @@ async def allocation(request: web.Request) -> web.Response:
     return json_response(request.app[SERVICE_KEY].allocation())
 
 
-def admin_app(service: SchedulerService) -> web.Application:
-    app = create_app(client_max_size=MAX_POD_BYTES)
+def admin_app(service: SchedulerService, *, token: str = "", offload: Offload | None = None) -> web.Application:
+    """The admin API; with a token, its /api/ routes need `Authorization: Bearer <token>`."""
+    app = create_app(client_max_size=MAX_POD_BYTES, middlewares=[bearer_token(token, "/api/")] if token else [])
     app[SERVICE_KEY] = service
+    app[OFFLOAD_KEY] = offload = offload or Offload()
+
+    async def close_offload(_: web.Application) -> None:
+        offload.close()
+
+    app.on_cleanup.append(close_offload)
     app.router.add_post("/api/simulate-schedule", simulate_schedule)
     app.router.add_get("/api/allocation", allocation)
     add_metrics_route(app, service.metrics.registry)
@@ -186,12 +189,7 @@ def _error(description: str) -> dict[str, Any]:
 
 
 def _decode(decoder: msgspec.json.Decoder[Any], body: bytes) -> Any:
-    try:
-        return decoder.decode(body)
-    except msgspec.ValidationError as exc:
-        raise ValidationError.single("body", str(exc), "the kube-scheduler extender wire format") from None
-    except msgspec.DecodeError as exc:
-        raise ValidationError.single("body", f"not valid JSON: {exc}", "a JSON document") from None
+    return decode_json(body, decoder, expected="the kube-scheduler extender wire format")
 
 
 def _reply(value: Any) -> web.Response:

@@ -21,11 +21,13 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from daemons import statedir
 from daemons.hypervisor.options import add_node_arguments, node_argv
 from tfcore.hypervisor.nodefile import NODE_FILE, NodeFile, decode_node_file
 from tfcore.hypervisor.paths import default_state_dir
 from tfcore.model.errors import Problem, ValidationError
 from tfcore.model.quantity import parse_quantity
+from tfcore.native import library_paths
 
 PR_SET_PDEATHSIG = 1
 
@@ -88,8 +90,11 @@ def _check_amounts(args: argparse.Namespace) -> list[Problem]:
         if flag == "--tflops-limit" and not text:
             continue
         try:
-            if parse_quantity(text, field=flag).value <= 0 and flag == "--vram":
+            value = parse_quantity(text, field=flag).value
+            if value <= 0 and flag == "--vram":
                 problems.append(Problem(flag, f"{text!r} is not positive", "a quantity such as 4Gi"))
+            elif value < 0:
+                problems.append(Problem(flag, f"{text!r} is negative", "TFLOPS >= 0, such as 100 or 1500m"))
         except ValidationError as exc:
             problems.extend(exc.problems)
     if not 1 <= args.gpu_count <= 128:
@@ -99,9 +104,20 @@ def _check_amounts(args: argparse.Namespace) -> list[Problem]:
 
 def _read_node(state_dir: Path) -> NodeFile | None:
     try:
-        return decode_node_file((state_dir / NODE_FILE).read_bytes())
-    except (OSError, ValidationError):
+        return decode_node_file(statedir.read_own_file(state_dir / NODE_FILE).encode())
+    except (OSError, ValidationError, statedir.UnsafeStateDir):
         return None
+
+
+def _find_node(state_dir: Path, token_file: Path | None) -> tuple[NodeFile, str]:
+    """The node file and token, only from a directory and files of this user's alone."""
+    statedir.check_dir(state_dir, private=statedir.is_default(state_dir))
+    node = _read_node(state_dir)
+    if node is None:
+        raise FileNotFoundError(f"no readable {NODE_FILE} of this user's in {state_dir}")
+    if token_file is not None:
+        return node, token_file.read_text().strip()
+    return node, statedir.read_own_file(state_dir / "token", private=True).strip()
 
 
 def _die_with_parent() -> None:
@@ -120,9 +136,11 @@ def _run(args: argparse.Namespace) -> int:
         return 2
     state_dir = args.state_dir or default_state_dir(os.environ)
     try:
-        node = decode_node_file((state_dir / NODE_FILE).read_bytes())
-        token = (args.token_file or state_dir / "token").read_text().strip()
-    except (OSError, ValidationError) as exc:
+        node, token = _find_node(state_dir, args.token_file)
+    except statedir.UnsafeStateDir as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
         print(f"error: no node running at {state_dir} ({exc}); start one with `tensor-fusion up`", file=sys.stderr)
         return 1
     name = args.name or f"run-{os.getpid()}"
@@ -140,9 +158,13 @@ def _run(args: argparse.Namespace) -> int:
     except NodeError as exc:
         print(f"error: the node refused the share: {exc}", file=sys.stderr)
         return 1
-    env = dict(os.environ, LD_PRELOAD=node.shim, TF_SHM_PATH=worker["region"])
-    if node.library_path:
-        env["LD_LIBRARY_PATH"] = ":".join(x for x in (node.library_path, env.get("LD_LIBRARY_PATH", "")) if x)
+    # The libraries come from this installation, never from a file: the node file only says
+    # whether the node simulates its GPUs.
+    libs = library_paths()
+    env = dict(os.environ, LD_PRELOAD=str(libs["shim"]), TF_SHM_PATH=worker["region"])
+    if node.simulated:
+        simulated = str(libs["simcuda"].parent)
+        env["LD_LIBRARY_PATH"] = ":".join(x for x in (simulated, env.get("LD_LIBRARY_PATH", "")) if x)
     if node.sim_state:
         env["TF_SIM_STATE"] = node.sim_state
     forwarded: list[int] = []

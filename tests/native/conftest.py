@@ -64,6 +64,24 @@ def sim_env(libs: dict[str, Path], shim: bool = False, **extra: str) -> dict[str
     return env
 
 
+def tenant_libs(libs: dict[str, Path], directory: Path) -> dict[str, Path]:
+    """Copies of the native libraries in `directory`, readable by any uid. A tenant running as
+    another uid cannot load them from the checkout when that is private (a clone in a 0700
+    `mktemp -d` directory), so the test must not depend on where it was cloned."""
+    target = directory / "lib"
+    copied: dict[str, Path] = {}
+    for name, path in libs.items():
+        relative = path.relative_to(libs["shim"].parent)
+        destination = target / relative
+        destination.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
+        shutil.copy2(path, destination)
+        destination.chmod(0o755)
+        copied[name] = destination
+    for folder in (target, *(p.parent for p in copied.values())):
+        folder.chmod(0o755)
+    return copied
+
+
 def run(cmd: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60, check=False)
 

@@ -23,7 +23,7 @@ import pytest
 
 from tfcore.ipc import ComputeStats, DeviceSpec, Region, RegionError, limits_path
 
-from .conftest import parse_kv, sim_env
+from .conftest import parse_kv, sim_env, tenant_libs
 
 GRID = 4  # x 256 threads = 1024 cost units per kernel launch
 COST = GRID * 256
@@ -45,8 +45,30 @@ def worker_env(libs: dict[str, Path], region: Path, **extra: str) -> dict[str, s
     return sim_env(libs, shim=True, TF_SHM_PATH=str(region), **extra)
 
 
+_STARTED: list[subprocess.Popen[str]] = []
+
+
+@pytest.fixture(autouse=True)
+def _reap_workers() -> Iterator[None]:
+    """Every worker a test started is killed and its pipes closed, even when the test failed
+    half-way: a pipe left to the garbage collector raises ResourceWarning in a later test."""
+    yield
+    while _STARTED:
+        proc = _STARTED.pop()
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate(timeout=30)
+
+
+def spawn(cmd: list[str], env: dict[str, str], *, stdin: bool = True) -> subprocess.Popen[str]:
+    stdin_pipe = subprocess.PIPE if stdin else None
+    proc = subprocess.Popen(cmd, env=env, stdin=stdin_pipe, stdout=subprocess.PIPE, text=True)
+    _STARTED.append(proc)
+    return proc
+
+
 def start(cmd: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
-    proc = subprocess.Popen(cmd, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    proc = spawn(cmd, env)
     assert proc.stdout is not None
     assert proc.stdout.readline().strip() == "ready=1"
     return proc
@@ -202,6 +224,7 @@ def shared_dir() -> Iterator[Path]:
 
 
 def test_tenant_cannot_raise_its_own_rate(libs: dict[str, Path], launcher: Path, shared_dir: Path) -> None:
+    libs = tenant_libs(libs, shared_dir)
     region = make_worker(shared_dir / "w.shm", RATE)
     limits = limits_path(region)
     before = limits.read_bytes()
@@ -216,7 +239,7 @@ def test_tenant_cannot_raise_its_own_rate(libs: dict[str, Path], launcher: Path,
     else:
         limits.chmod(0o444)
         cmd = [str(program)]
-    proc = subprocess.Popen([*cmd, "tamper", str(limits), "1.1", str(GRID)], env=env, stdout=subprocess.PIPE, text=True)
+    proc = spawn([*cmd, "tamper", str(limits), "1.1", str(GRID)], env, stdin=False)
     assert proc.stdout is not None
     assert proc.stdout.readline().strip() == "open_rdwr=Permission denied"
     assert proc.stdout.readline().strip() == "ready=1"

@@ -17,7 +17,7 @@ import pytest
 
 from tfcore.ipc import Region, limits_path
 
-from .conftest import make_region, parse_kv, run, run_python, sim_env
+from .conftest import make_region, parse_kv, run, run_python, sim_env, tenant_libs
 
 MIB = 1 << 20
 GIB = 1 << 30
@@ -322,6 +322,7 @@ def shared_dir() -> Iterator[Path]:
 
 
 def test_tenant_cannot_raise_its_own_limit(libs: dict[str, Path], vram: Path, shared_dir: Path) -> None:
+    libs = tenant_libs(libs, shared_dir)
     region = make_region(shared_dir / "w.shm", ("0", GIB))
     limits = limits_path(region)
     before = limits.read_bytes()

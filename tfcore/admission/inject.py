@@ -74,6 +74,11 @@ def strip_nvidia_gpu(spec: dict[str, Any]) -> int:
     return most
 
 
+def region_volume(config: InjectionConfig) -> dict[str, Any]:
+    """The hostPath volume of the regions directory, as injected."""
+    return {"name": REGION_VOLUME, "hostPath": {"path": config.region_host_dir, "type": "DirectoryOrCreate"}}
+
+
 def inject_shim(
     spec: dict[str, Any], container_name: str, config: InjectionConfig, env: dict[str, str]
 ) -> list[Problem]:
@@ -81,9 +86,7 @@ def inject_shim(
     problems: list[Problem] = []
     volumes = spec.setdefault("volumes", [])
     _put_named(volumes, {"name": SHIM_VOLUME, "emptyDir": {"sizeLimit": "64Mi"}})
-    _put_named(
-        volumes, {"name": REGION_VOLUME, "hostPath": {"path": config.region_host_dir, "type": "DirectoryOrCreate"}}
-    )
+    _put_named(volumes, region_volume(config))
     init_containers = spec.setdefault("initContainers", [])
     if not any(c.get("name") == INIT_CONTAINER for c in init_containers):
         init_containers.insert(0, _install_container(config))

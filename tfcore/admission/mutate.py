@@ -9,6 +9,7 @@ Two steps so the I/O edge can sit between them:
 
 from __future__ import annotations
 
+import posixpath
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
@@ -18,9 +19,11 @@ import msgspec
 from tfcore.admission import canary
 from tfcore.admission.canary import CanaryLedger, Owner, Sibling
 from tfcore.admission.defaults import ClusterDefaults, recommended, resolve
+from tfcore.admission.hostpaths import state_dir_mounts
 from tfcore.admission.inject import (
     InjectionConfig,
     inject_shim,
+    region_volume,
     shm_path,
     strip_nvidia_gpu,
 )
@@ -69,24 +72,42 @@ def examine(review: PodReview, config: InjectionConfig | None = None) -> Verdict
         return deny(exc.problems)
     if not names:
         return deny([Problem("spec.containers", "the pod has no containers", "at least one container")])
+    mounts_state = _state_dir_mounts(review.pod, config or InjectionConfig())
+    if mounts_state:
+        return deny(mounts_state)
     container = request.inject_container or names[0]
     owner = canary.controller_owner(review.pod)
-    mode = recorded_mode(review.pod)
     replicas = request.enabled_replicas
+    mode = recorded_mode(review.pod)
     if mode is None:
-        if replicas is None:
-            mode = Mode.TENSOR_FUSION
-        elif replicas == 0 or owner is None:
-            mode = Mode.TENSOR_FUSION if replicas > 0 else Mode.NATIVE
-        elif owner.kind == "StatefulSet":
-            ordinal = canary.statefulset_ordinal(review.pod, owner)
-            if ordinal is None:
-                return deny([Problem("metadata.name", "a StatefulSet pod without an ordinal", "<statefulset>-<n>")])
-            mode = Mode.TENSOR_FUSION if ordinal < replicas else Mode.NATIVE
-        elif owner.kind not in COUNTED_OWNERS:
-            # Jobs, DaemonSets, custom controllers: no replica identity to count by; all or none.
-            mode = Mode.TENSOR_FUSION
+        decided = _mode_without_counting(review.pod, owner, replicas)
+        if isinstance(decided, Verdict):
+            return decided
+        mode = decided
     return Candidate(review, request, owner, container, mode, replicas is not None, request.warnings)
+
+
+def _mode_without_counting(pod: dict[str, Any], owner: Owner | None, replicas: int | None) -> Mode | Verdict | None:
+    """The canary mode decided from the pod alone; None: count the owner's pods."""
+    if replicas is None:
+        return Mode.TENSOR_FUSION
+    if replicas == 0 or owner is None:
+        return Mode.TENSOR_FUSION if replicas > 0 else Mode.NATIVE
+    if owner.kind == "StatefulSet":
+        ordinal = canary.statefulset_ordinal(pod, owner)
+        if ordinal is None:
+            return deny([Problem("metadata.name", "a StatefulSet pod without an ordinal", "<statefulset>-<n>")])
+        return Mode.TENSOR_FUSION if ordinal < replicas else Mode.NATIVE
+    if owner.kind not in COUNTED_OWNERS:
+        # Jobs, DaemonSets, custom controllers: no replica identity to count by; all or none.
+        return Mode.TENSOR_FUSION
+    return None
+
+
+def _state_dir_mounts(pod: dict[str, Any], injecting: InjectionConfig) -> list[Problem]:
+    """hostPath volumes of the pod that reach the node's state directory (other tenants' regions)."""
+    state_dir = posixpath.dirname(posixpath.normpath(injecting.region_host_dir))
+    return state_dir_mounts(pod.get("spec") or {}, state_dir, region_volume(injecting))
 
 
 def decide_by_count(candidate: Candidate, siblings: Sequence[Sibling], ledger: CanaryLedger, now: float) -> Mode:

@@ -13,6 +13,7 @@ from typing import Any, Final
 
 import msgspec
 
+from tfcore.model.body import decode_json
 from tfcore.model.errors import Problem, ValidationError
 
 API_VERSION: Final = "admission.k8s.io/v1"
@@ -60,10 +61,7 @@ def parse_review(body: bytes) -> PodReview:
     """Decode an AdmissionReview v1 whose request is about a core/v1 Pod."""
     if len(body) > MAX_BODY_BYTES:
         raise ValidationError.single("body", f"{len(body)} bytes is too large", f"at most {MAX_BODY_BYTES} bytes")
-    try:
-        document = _json_decoder.decode(body)
-    except msgspec.DecodeError as exc:
-        raise ValidationError.single("body", f"not valid JSON: {exc}", "an AdmissionReview JSON document") from None
+    document = decode_json(body, _json_decoder, expected="an AdmissionReview JSON document")
     if not isinstance(document, dict):
         raise ValidationError.single("body", f"must be a JSON object, got {type(document).__name__}", "an object")
     problems: list[Problem] = []

@@ -84,7 +84,9 @@ class AlertEvaluator:
             try:
                 columns = await self._store.columns(rule.render_query(self._store.dialect, self._clock()))
             except QueryFailed as exc:
-                problems.append(Problem(f"{rule.name}.query", str(exc), "SQL valid for the metrics store"))
+                problems.append(
+                    Problem(f"{rule.name}.query", str(exc), "one SELECT over the metrics tables, valid for the store")
+                )
                 continue
             except StoreUnavailable as exc:
                 log.warning("rule %r not checked against the store (unavailable): %s", rule.name, exc)

@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 import duckdb
 
 from tfcore.metrics.lineproto import FieldValue, Point
+from tfcore.metrics.readonly_sql import single_select
 from tfcore.metrics.store import DUCKDB, Dialect, QueryFailed, QueryResult, Rejected, StoreUnavailable, WriteResult
 from tfcore.metrics.tables import TABLES, TIME_COLUMN, FieldType
 
@@ -37,6 +38,7 @@ _ACCEPTS: dict[type, frozenset[str]] = {
     str: frozenset({"VARCHAR"}),
 }
 _TYPE_OF_VALUE: dict[type, FieldType] = {bool: "bool", int: "int", float: "float", str: "string"}
+_HARDENED: dict[str, Any] = {"enable_external_access": False, "lock_configuration": True}
 
 
 def quote_identifier(name: str) -> str:
@@ -69,7 +71,9 @@ class DuckDBStore:
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         try:
-            self._con = duckdb.connect(self.path)
+            # Nothing here reads or writes files but the database itself; locked so that no
+            # statement can turn file access back on.
+            self._con = duckdb.connect(self.path, config=_HARDENED)
         except duckdb.Error as exc:
             raise StoreUnavailable(f"cannot open {self.path}: {exc}") from exc
         self._query_con = self._con.cursor()
@@ -212,12 +216,19 @@ class DuckDBStore:
         return await self._on(self._reader, lambda: self.query_sync(sql))
 
     def query_sync(self, sql: str) -> QueryResult:
+        """One SELECT (readonly_sql decides), run in a read-only transaction."""
         if self._query_con is None:
             raise StoreUnavailable("store is not open")
+        sql = single_select(sql)
         try:
-            cursor = self._query_con.execute(sql)
-            columns = [d[0] for d in cursor.description or []]
-            rows = cursor.fetchall()
+            self._query_con.execute("BEGIN TRANSACTION READ ONLY")
+            try:
+                cursor = self._query_con.execute(sql)
+                columns = [d[0] for d in cursor.description or []]
+                rows = cursor.fetchall()
+            finally:
+                with contextlib.suppress(duckdb.Error):  # a failed statement may have ended it
+                    self._query_con.execute("ROLLBACK")
         except (duckdb.ParserException, duckdb.BinderException, duckdb.CatalogException) as exc:
             raise QueryFailed(str(exc).strip()) from exc
         except duckdb.ConversionException as exc:
@@ -227,7 +238,8 @@ class DuckDBStore:
         return QueryResult(columns, [tuple(_plain(v) for v in row) for row in rows])
 
     async def columns(self, sql: str) -> list[str]:
-        result = await self.query(f"SELECT * FROM ({sql.strip().rstrip(';')}) AS tf_probe LIMIT 0")
+        # Newlines: a trailing line comment in the rule cannot swallow the closing parenthesis.
+        result = await self.query(f"SELECT * FROM (\n{single_select(sql)}\n) AS tf_probe LIMIT 0")
         return result.columns
 
     async def apply_ttl(self, ttl: timedelta, now: datetime) -> None:

@@ -29,6 +29,10 @@ class ValidationError(ValueError):
             raise ValueError("ValidationError needs at least one problem")
         super().__init__("; ".join(str(p) for p in self.problems))
 
+    def __reduce__(self) -> tuple[type[ValidationError], tuple[list[Problem]]]:
+        """Picklable with its problems (it crosses to and from worker processes)."""
+        return (type(self), (self.problems,))
+
     @classmethod
     def single(cls, field: str, message: str, expected: str | None = None) -> ValidationError:
         return cls(Problem(field, message, expected))

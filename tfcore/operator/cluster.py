@@ -110,8 +110,11 @@ def _replacing(current: Mapping[str, Any], wanted: Mapping[str, Any]) -> dict[st
     return patch
 
 
-def cluster_status(cluster: Obj, pools: Iterable[Obj], *, now: str, problem: str | None = None) -> dict[str, Any]:
-    """The cluster's status: phase, pool readiness and the sum of its pools' capacity."""
+def cluster_status(
+    cluster: Obj, pools: Iterable[Obj], *, now: str, problem: str | None = None, problem_reason: str = "InvalidSpec"
+) -> dict[str, Any]:
+    """The cluster's status: phase, pool readiness and the sum of its pools' capacity; a
+    `problem` (an invalid spec, a pool the API server refused) makes it Ready=False."""
     owned = sorted((p for p in pools if is_controlled_by(p, cluster)), key=name_of)
     generation = meta(cluster).get("generation")
     definitions = (cluster.get("spec") or {}).get("gpuPools") or ()
@@ -128,7 +131,7 @@ def cluster_status(cluster: Obj, pools: Iterable[Obj], *, now: str, problem: str
         (ready if observed.get("phase") == "Running" else not_ready).append(name_of(pool))
     missing = sorted(set(wanted) - {name_of(p) for p in owned})
     if problem:
-        phase, ok, reason, message = "Pending", "False", "InvalidSpec", problem
+        phase, ok, reason, message = "Pending", "False", problem_reason, problem
     elif missing:
         phase, ok, reason, message = "Pending", "False", "PoolsMissing", f"waiting for GPUPools {', '.join(missing)}"
     elif not_ready:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import logging
 import signal
 import ssl
@@ -42,11 +43,14 @@ FAILED_KEY: Final = web.AppKey("tf_failed", asyncio.Event)
 class HTTPProblem(Exception):
     """An HTTP error answered as JSON `{"error": message, "problems": [...]}`."""
 
-    def __init__(self, status: int, message: str, problems: Sequence[Problem] = ()) -> None:
+    def __init__(
+        self, status: int, message: str, problems: Sequence[Problem] = (), headers: Mapping[str, str] | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.problems = list(problems)
+        self.headers = headers
 
 
 def json_response(data: Any, *, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
@@ -67,7 +71,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except ValidationError as exc:
         return json_response(problem_body(str(exc), exc.problems), status=400)
     except HTTPProblem as exc:
-        return json_response(problem_body(exc.message, exc.problems), status=exc.status)
+        return json_response(problem_body(exc.message, exc.problems), status=exc.status, headers=exc.headers)
     except web.HTTPRequestEntityTooLarge as exc:
         return json_response(problem_body(f"request body too large: {exc.text}"), status=413)
     except web.HTTPException as exc:
@@ -79,6 +83,21 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except Exception:
         log.exception("%s %s failed", request.method, request.path)
         return json_response(problem_body("internal error; see the server log"), status=500)
+
+
+def bearer_token(token: str, prefix: str = "/") -> Any:
+    """Middleware: requests under `prefix` need `Authorization: Bearer <token>` (else 401)."""
+    expected = token.encode()
+
+    @web.middleware
+    async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path.startswith(prefix):
+            scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+            if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected):
+                raise HTTPProblem(401, "this endpoint needs Authorization: Bearer <token>")
+        return await handler(request)
+
+    return check
 
 
 def _allow(exc: web.HTTPException) -> dict[str, str] | None:

@@ -22,6 +22,7 @@ import aiohttp
 from tfcore.alerts.duration import format_duration
 from tfcore.config import env as environment
 from tfcore.metrics.lineproto import Point, encode_lines
+from tfcore.metrics.readonly_sql import single_select
 from tfcore.metrics.store import GREPTIME, Dialect, QueryFailed, QueryResult, Rejected, StoreUnavailable, WriteResult
 from tfcore.metrics.tables import TABLES, TIME_COLUMN, FieldType, Table
 from tfcore.model.errors import ValidationError
@@ -122,10 +123,11 @@ class GreptimeStore:
         raise StoreUnavailable(f"GreptimeDB write answered HTTP {status}: {text[:300]}")
 
     async def query(self, sql: str) -> QueryResult:
-        return await self._sql(sql)
+        """One SELECT only: the same gate as the embedded store (readonly_sql)."""
+        return await self._sql(single_select(sql))
 
     async def columns(self, sql: str) -> list[str]:
-        result = await self._sql(f"SELECT * FROM ({sql.strip().rstrip(';')}) AS tf_probe LIMIT 0")
+        result = await self._sql(f"SELECT * FROM (\n{single_select(sql)}\n) AS tf_probe LIMIT 0")
         return result.columns
 
     async def apply_ttl(self, ttl: timedelta, now: datetime) -> None:

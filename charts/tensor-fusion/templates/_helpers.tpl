@@ -146,3 +146,28 @@ capabilities:
 {{- end -}}
 {{- $port -}}
 {{- end -}}
+
+{{/*
+The scheduler admin API's listener flags: the pod's loopback (kubectl port-forward reaches it)
+unless exposed, and then only with a bearer token from a Secret; probes and metrics on their
+own pod-IP port. Arguments: (list adminApiValues port healthPort valuesPath).
+*/}}
+{{- define "tf.adminApiArgs" -}}
+{{- $api := index . 0 -}}
+{{- $path := index . 3 -}}
+- --host
+- {{ if $api.expose }}0.0.0.0{{ else }}127.0.0.1{{ end }}
+- --port
+- {{ index . 1 | quote }}
+- --health-host
+- 0.0.0.0
+- --health-port
+- {{ index . 2 | quote }}
+{{- if $api.expose }}
+{{- if not $api.tokenSecret }}
+{{- fail (printf "%s.adminApi.tokenSecret is required when %s.adminApi.expose is true (a Secret with key `token`)" $path $path) }}
+{{- end }}
+- --admin-token-file
+- /etc/tensor-fusion-admin/token
+{{- end }}
+{{- end }}

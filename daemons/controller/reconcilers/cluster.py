@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Final
 
 from daemons.controller.context import Context, Key, now
+from tfcore.k8s import ApiError
 from tfcore.model.errors import ValidationError
 from tfcore.operator import cluster as clusters
 from tfcore.operator.objects import FINALIZER, Obj, deleting, has_finalizer, is_controlled_by, meta, name_of
@@ -24,17 +25,21 @@ async def reconcile(ctx: Context, name: str) -> None:
         finalizers = [*(meta(cluster).get("finalizers") or []), FINALIZER]
         await ctx.write.finalizers("TensorFusionCluster", cluster, finalizers)
         return  # the update event queues the rest
-    problem = None
+    problem, reason = None, "InvalidSpec"
     try:
         clusters.check_cluster(cluster)
     except ValidationError as exc:
         problem = str(exc)
     if problem is None:
-        await _converge_pools(ctx, cluster)
-    status = clusters.cluster_status(cluster, ctx.store.objects("GPUPool"), now=now(), problem=problem)
-    became_invalid = problem is not None and _reason(cluster) != "InvalidSpec"
+        rejected = await _converge_pools(ctx, cluster)
+        if rejected:
+            problem, reason = rejected, "PoolRejected"
+    status = clusters.cluster_status(
+        cluster, ctx.store.objects("GPUPool"), now=now(), problem=problem, problem_reason=reason
+    )
+    became_invalid = problem is not None and _reason(cluster) != reason
     if await ctx.write.status("TensorFusionCluster", cluster, status) and became_invalid:
-        await ctx.recorder.emit(cluster, "Warning", "InvalidSpec", problem or "")
+        await ctx.recorder.emit(cluster, "Warning", reason, problem or "")
 
 
 async def _finalize(ctx: Context, cluster: Obj) -> None:
@@ -52,10 +57,20 @@ async def _finalize(ctx: Context, cluster: Obj) -> None:
     await ctx.write.finalizers("TensorFusionCluster", cluster, finalizers)
 
 
-async def _converge_pools(ctx: Context, cluster: Obj) -> None:
+async def _converge_pools(ctx: Context, cluster: Obj) -> str | None:
+    """Create, update and delete its pools; what the API server refused to create (a 400/422 is
+    the object's fault: reported as a condition, not retried), None when it refused nothing."""
     plan = clusters.plan_pools(cluster, list(ctx.store.objects("GPUPool")))
+    rejected = None
     for body in plan.create:
-        if await ctx.write.create("GPUPool", body) is not None:
+        try:
+            created = await ctx.write.create("GPUPool", body)
+        except ApiError as exc:
+            if exc.status not in (400, 422):  # not the object's fault: retried with backoff
+                raise
+            rejected = f"GPUPool {name_of(body)} refused by the API server: {exc.reason}"
+            continue
+        if created is not None:
             await ctx.recorder.emit(cluster, "Normal", "PoolCreated", f"created GPUPool {name_of(body)}")
     for pool_name, patch in plan.update:
         await ctx.write.patch("GPUPool", ctx.store.of_kind("GPUPool")[pool_name], patch)
@@ -65,6 +80,7 @@ async def _converge_pools(ctx: Context, cluster: Obj) -> None:
             await ctx.recorder.emit(
                 cluster, "Normal", "PoolDeleted", f"deleted GPUPool {pool_name}: no longer in gpuPools"
             )
+    return rejected
 
 
 def _reason(obj: Obj) -> str | None:

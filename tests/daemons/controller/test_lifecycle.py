@@ -224,3 +224,21 @@ def replica_is_leader(replica: Replica):  # type: ignore[no-untyped-def]
         return replica.is_leader()
 
     return probe
+
+
+async def test_a_pool_the_api_server_refuses_is_a_ready_false_condition(kube: KubeEmulator) -> None:
+    api = Cluster(kube)
+    cluster = spec_cluster()
+    long_name = "c" * 248  # valid for the cluster; its pool's name (<cluster>-<pool>) is over 253
+    cluster["metadata"]["name"] = long_name
+    async with replicas(kube, "solo"):
+        await api.create("tensorfusionclusters", cluster)
+        found = await wait_for(
+            lambda: api.get("tensorfusionclusters", long_name),
+            lambda c: (c.get("status") or {}).get("conditions", [{}])[0].get("reason") == "PoolRejected",
+        )
+        ready = found["status"]["conditions"][0]
+        assert ready["type"] == "Ready"
+        assert ready["status"] == "False"
+        assert "refused by the API server" in ready["message"]
+        assert "must consist of lower case alphanumeric" in ready["message"]  # the API server's own words

@@ -201,6 +201,7 @@ def test_usage_is_written_to_the_metrics_store(tmp_path: Path) -> None:
     [
         (["--tflops", "fast", "--vram", "1Gi"], "--tflops"),
         (["--tflops", "1", "--tflops-limit", "x", "--vram", "1Gi"], "--tflops-limit"),
+        (["--tflops", "-5", "--vram", "1Gi"], "--tflops"),
         (["--tflops", "1", "--vram", "0"], "--vram"),
         (["--tflops", "1", "--vram", "1Gi", "--gpu-count", "0"], "--gpu-count"),
     ],

@@ -128,6 +128,27 @@ def test_ld_preload_from_a_reference_is_denied() -> None:
     assert "LD_PRELOAD" in verdict.message
 
 
+@pytest.mark.parametrize(
+    "path", ["/run/tensor-fusion/workers/default/other-pod", "/run/tensor-fusion", "/run/tensor-fusion/", "/run", "/"]
+)
+def test_a_hostpath_onto_the_hypervisor_state_directory_is_denied(path: str) -> None:
+    pod = tf_pod()
+    pod["spec"]["volumes"] = [{"name": "data", "emptyDir": {}}, {"name": "sneak", "hostPath": {"path": path}}]
+    verdict = decide(pod)
+    assert not verdict.allowed
+    assert "spec.volumes[1].hostPath.path" in verdict.message
+    assert "state directory '/run/tensor-fusion'" in verdict.message
+
+
+def test_other_hostpaths_are_allowed() -> None:
+    pod = tf_pod()
+    pod["spec"]["volumes"] = [
+        {"name": "data", "hostPath": {"path": "/data/models"}},
+        {"name": "r", "hostPath": {"path": "/run/tensor-fusion-other"}},
+    ]
+    assert decide(pod).allowed
+
+
 # ---- injection ----------------------------------------------------------------------------------
 
 

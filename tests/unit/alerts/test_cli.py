@@ -6,6 +6,7 @@ import io
 from pathlib import Path
 
 import pytest
+import yaml
 
 from daemons.cli import main
 
@@ -77,3 +78,15 @@ def test_rule_with_failing_sql_exits_1_and_others_still_run(
     out = capsys.readouterr().out
     assert "FAIL  Hot:" in out
     assert "ok    WatchDog" in out
+
+
+def test_a_rule_closing_its_subquery_cannot_write_a_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    written = tmp_path / "written.csv"
+    query = f"SELECT 1 AS x) AS y; COPY (SELECT 42) TO '{written}'; SELECT * FROM (SELECT 1 AS x"
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({"alertRules": [{"name": "Sneaky", "severity": "P1", "query": query}]}))
+    assert run(monkeypatch, ["alerts", "test", "--config", str(config), "--store", str(tmp_path / "m.duckdb")]) == 1
+    assert "FAIL  Sneaky:" in capsys.readouterr().out
+    assert not written.exists()

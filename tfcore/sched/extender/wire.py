@@ -11,7 +11,7 @@ from typing import Any, Final
 
 import msgspec
 
-from tfcore.model.errors import ValidationError
+from tfcore.model.body import decode_json
 
 MAX_EXTENDER_PRIORITY: Final = 10
 
@@ -72,15 +72,29 @@ class EncodedExtenderArgs(msgspec.Struct, rename="pascal"):
 
     def decoded(self) -> ExtenderArgs:
         """ValidationError (a 400) if Nodes or NodeNames is not what kube-scheduler sends."""
-        try:
-            nodes = _nodes_decoder.decode(self.nodes)
-        except msgspec.DecodeError as exc:
-            raise ValidationError.single("body.Nodes", str(exc), "a NodeList or null") from None
-        try:
-            names = _names_decoder.decode(self.node_names)
-        except msgspec.DecodeError as exc:
-            raise ValidationError.single("body.NodeNames", str(exc), "a list of node names or null") from None
+        decode_json(bytes(self.nodes), _node_list_shape, where="body.Nodes", expected=_NODE_LIST)
+        nodes = decode_json(bytes(self.nodes), _nodes_decoder, where="body.Nodes", expected=_NODE_LIST)
+        names = decode_json(bytes(self.node_names), _names_decoder, where="body.NodeNames", expected=_NAMES)
         return ExtenderArgs(self.pod, nodes, names)
+
+
+class _NodeMetadata(msgspec.Struct):
+    name: str = ""
+
+
+class _Node(msgspec.Struct):
+    metadata: _NodeMetadata | None = None
+
+
+class _NodeList(msgspec.Struct):
+    """Only the shape the extender reads: items, each an object whose metadata.name is a string."""
+
+    items: list[_Node] | None = None
+
+
+_NODE_LIST: Final = "a NodeList (items: a list of Node objects) or null"
+_NAMES: Final = "a list of node names or null"
+_node_list_shape: Final = msgspec.json.Decoder(_NodeList | None)
 
 
 _nodes_decoder: Final = msgspec.json.Decoder(dict[str, Any] | None)
