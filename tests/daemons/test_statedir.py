@@ -172,7 +172,9 @@ def _run(state: Path) -> subprocess.CompletedProcess[str]:
 
 def _swapped_node_file(state: Path, url: str, evil: Path) -> Path:
     node = state / "node.json"
-    node.write_text(json.dumps({"url": url, "shim": str(evil), "library_path": str(evil.parent), "simulated": False}))
+    node.write_text(
+        json.dumps({"url": url, "pid": 1, "shim": str(evil), "library_path": str(evil.parent), "simulated": False})
+    )
     statedir.create_new(state / "token", "t\n")
     return node
 
