@@ -310,7 +310,8 @@ def test_a_pointer_imported_from_another_processes_pool_is_charged_to_the_import
 ) -> None:
     exporter_region = make_region(tmp_path / "a.shm", ("0", 4 * LIMIT))
     importer_region = make_region(tmp_path / "b.shm", ("0", LIMIT))
-    # The exporter allocates from an exportable pool, exports pool and pointer, execs the importer.
+    # The exporter allocates from an exportable pool, exports pool and pointer, and runs the
+    # importer (fork and exec, the descriptor inherited) while it holds the allocation.
     done = run([str(attacks), "poolexport", "200", str(importer_region)], shim_env(libs, exporter_region))
     out = parse_kv(done.stdout)
     assert out.get("import_rc") == "0", done.stdout + done.stderr

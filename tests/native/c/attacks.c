@@ -214,7 +214,8 @@ int main(int argc, char **argv) {
     }
     if (strcmp(cmd, "poolexport") == 0 && argc == 4) {
         /* Allocates mib MiB from a pool made for POSIX descriptors, exports the pool and the
-         * pointer, then becomes the importer of another worker (argv[3]: its region) by exec. */
+         * pointer, and starts the importer in another worker (argv[3]: its region): a child
+         * that execs at once, the descriptor inherited; the exporter stays alive meanwhile. */
         LOAD(cuMemPoolCreate);
         LOAD(cuMemAllocFromPoolAsync);
         LOAD(cuStreamSynchronize);
@@ -236,9 +237,15 @@ int main(int argc, char **argv) {
         char fd_text[16], hex[2 * sizeof data.reserved + 1];
         snprintf(fd_text, sizeof fd_text, "%d", fd);
         for (size_t i = 0; i < sizeof data.reserved; i++) snprintf(hex + 2 * i, 3, "%02x", data.reserved[i]);
-        setenv("TF_SHM_PATH", argv[3], 1);
-        execl("/proc/self/exe", argv[0], "poolimport", fd_text, hex, (char *)NULL);
-        return printf("error=exec\n"), 1;
+        pid_t child = fork();
+        if (child == 0) {
+            setenv("TF_SHM_PATH", argv[3], 1);
+            execl("/proc/self/exe", argv[0], "poolimport", fd_text, hex, (char *)NULL);
+            _exit(printf("error=exec\n") < 0);
+        }
+        int status = 0;
+        if (child < 0 || waitpid(child, &status, 0) != child) return printf("error=fork\n"), 1;
+        return WIFEXITED(status) ? WEXITSTATUS(status) : 1;
     }
     if (strcmp(cmd, "poolimport") == 0 && argc == 4) {
         LOAD(cuMemPoolImportFromShareableHandle);
