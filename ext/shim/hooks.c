@@ -473,8 +473,8 @@ CUresult cuMipmappedArrayDestroy(CUmipmappedArray array) {
 
 /* Imported memory is charged to the importer from open to close: the exporter's free does not
  * end it.  Its size is known only once open (cuMemGetAddressRange): admitted then, and closed
- * again when it does not fit. */
-static CUresult ipc_opened(CUresult rc, CUdeviceptr *dptr, tf_pfn_cuIpcCloseMemHandle close_fn) {
+ * (close_fn: cuIpcCloseMemHandle, or cuMemFree for a pool import) again when it does not fit. */
+static CUresult ipc_opened(CUresult rc, CUdeviceptr *dptr, tf_pfn_cuIpcCloseMemHandle close_fn, int kind) {
     int dev, admitted = rc == CUDA_SUCCESS ? admit_current(0, &dev) : TF_ADMIT_PASS;
     if (admitted == TF_ADMIT_PASS) return rc;
     typedef CUresult (*range_fn)(CUdeviceptr *, size_t *, CUdeviceptr);
@@ -486,23 +486,29 @@ static CUresult ipc_opened(CUresult rc, CUdeviceptr *dptr, tf_pfn_cuIpcCloseMemH
         if (close_fn != NULL) close_fn(*dptr); /* unknown size or over the limit: never free */
         return CUDA_ERROR_OUT_OF_MEMORY;
     }
-    tf_track(TF_ALLOC_IPC, *dptr, size, dev);
+    tf_track(kind, *dptr, size, dev);
     return rc;
 }
 
 CUresult cuIpcOpenMemHandle(CUdeviceptr *dptr, CUipcMemHandle handle, unsigned int flags) {
     REAL_OR_FAIL(cuIpcOpenMemHandle);
-    return ipc_opened(real(dptr, handle, flags), dptr, TF_REAL(cuIpcCloseMemHandle));
+    return ipc_opened(real(dptr, handle, flags), dptr, TF_REAL(cuIpcCloseMemHandle), TF_ALLOC_IPC);
 }
 
 CUresult cuIpcOpenMemHandle_v2(CUdeviceptr *dptr, CUipcMemHandle handle, unsigned int flags) {
     REAL_OR_FAIL(cuIpcOpenMemHandle_v2);
-    return ipc_opened(real(dptr, handle, flags), dptr, TF_REAL(cuIpcCloseMemHandle));
+    return ipc_opened(real(dptr, handle, flags), dptr, TF_REAL(cuIpcCloseMemHandle), TF_ALLOC_IPC);
 }
 
 CUresult cuIpcCloseMemHandle(CUdeviceptr dptr) {
     REAL_OR_FAIL(cuIpcCloseMemHandle);
     FREE_BODY(TF_ALLOC_IPC, dptr, real(dptr));
+}
+
+/* Freed like any device pointer (cuMemFree, cuMemFreeAsync): tracked as one, and undone so. */
+CUresult cuMemPoolImportPointer(CUdeviceptr *dptr, CUmemoryPool pool, CUmemPoolPtrExportData *data) {
+    REAL_OR_FAIL(cuMemPoolImportPointer);
+    return ipc_opened(real(dptr, pool, data), dptr, TF_REAL(cuMemFree_v2), TF_ALLOC_PTR);
 }
 
 /* ---- launches: compute admission, then the driver ----

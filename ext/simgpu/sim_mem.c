@@ -219,6 +219,7 @@ struct CUmemPoolHandle_st {
     uint64_t threshold; /* release threshold (bytes kept after frees) */
     uint64_t kept;      /* freed bytes it still holds (charged) */
     uint64_t used;      /* bytes allocated from it and not freed */
+    int exportable, imported; /* created for POSIX descriptors; imported from one (no allocations) */
 };
 static struct CUmemPoolHandle_st default_pools[TF_SIM_MAX_DEVICES];
 
@@ -267,6 +268,7 @@ TF_SIM_API CUresult cuMemPoolCreate(CUmemoryPool *pool, const CUmemAllocationPro
     if (p == NULL) return CUDA_ERROR_OUT_OF_MEMORY;
     p->ordinal = props->location.id;
     p->physical = physical;
+    p->exportable = (props->requestedHandleTypes & 1) != 0; /* CUmemPoolProps.handleTypes */
     *pool = p;
     return CUDA_SUCCESS;
 }
@@ -328,7 +330,7 @@ static CUresult pool_alloc(CUdeviceptr *dptr, size_t size, CUmemoryPool pool, CU
     CUcontext c = tf_current(&rc);
     if (c == NULL) return rc;
     if (tf_stream_tail(stream, c, &rc) == NULL) return rc;
-    if (dptr == NULL || size == 0) return CUDA_ERROR_INVALID_VALUE;
+    if (dptr == NULL || size == 0 || pool->imported) return CUDA_ERROR_INVALID_VALUE;
     pthread_mutex_lock(&lock);
     uint64_t reuse = pool->kept < size ? pool->kept : size;
     pool->kept -= reuse;
@@ -747,6 +749,86 @@ TF_SIM_API CUresult cuIpcCloseMemHandle(CUdeviceptr ptr) {
     if (!take_record(ptr, K_IPC, &r)) return CUDA_ERROR_INVALID_VALUE;
     unmap_bytes((void *)(uintptr_t)r.key, r.size);
     tf_sim_uncharge(r.physical, r.size);
+    return CUDA_SUCCESS;
+}
+
+/* ---- Pools shared between processes: cuMemPoolExportToShareableHandle (a POSIX descriptor),
+ * cuMemPoolImportFromShareableHandle, cuMemPoolExportPointer / cuMemPoolImportPointer.
+ * SIMULATED, as IPC above: the imported pointer is memory of the same size at an address of the
+ * importer's own, charged to the device from import to its cuMemFree/cuMemFreeAsync there; on
+ * the driver the importer's mapping keeps the exporter's pool memory alive likewise. */
+typedef struct pool_ptr_payload {
+    uint32_t magic;
+    int32_t pid;
+    uint64_t base, size;
+    int32_t physical;
+} pool_ptr_payload;
+#define TF_POOL_PTR_MAGIC 0x50505054u
+
+TF_SIM_API CUresult cuMemPoolExportToShareableHandle(void *shareable, CUmemoryPool pool, int type,
+                                                     unsigned long long flags) {
+    CUresult rc = tf_need_init();
+    if (rc != CUDA_SUCCESS) return rc;
+    if (shareable == NULL || pool == NULL || flags != 0 || type != 1 || !pool->exportable || pool->imported)
+        return CUDA_ERROR_INVALID_VALUE;
+    char name[32];
+    snprintf(name, sizeof name, "tf-sim-pool-%d", pool->physical);
+    int fd = memfd_create(name, 0); /* without CLOEXEC: the caller passes it on */
+    if (fd < 0) return CUDA_ERROR_OUT_OF_MEMORY;
+    *(int *)shareable = fd;
+    return CUDA_SUCCESS;
+}
+
+TF_SIM_API CUresult cuMemPoolImportFromShareableHandle(CUmemoryPool *pool, void *os_handle, int type,
+                                                       unsigned long long flags) {
+    CUresult rc = tf_need_init();
+    if (rc != CUDA_SUCCESS) return rc;
+    if (pool == NULL || type != 1 || flags != 0) return CUDA_ERROR_INVALID_VALUE;
+    char link[64], target[128];
+    int physical = -1;
+    snprintf(link, sizeof link, "/proc/self/fd/%d", (int)(intptr_t)os_handle);
+    ssize_t n = readlink(link, target, sizeof target - 1);
+    if (n <= 0) return CUDA_ERROR_INVALID_VALUE;
+    target[n] = '\0';
+    if (sscanf(target, "/memfd:tf-sim-pool-%d", &physical) != 1 || physical < 0 ||
+        physical >= (int)tf_sim_state_get()->device_count)
+        return CUDA_ERROR_INVALID_VALUE; /* not a pool this simulator exported */
+    CUmemoryPool p = calloc(1, sizeof *p);
+    if (p == NULL) return CUDA_ERROR_OUT_OF_MEMORY;
+    p->ordinal = -1;
+    p->physical = physical;
+    p->imported = 1;
+    *pool = p;
+    return CUDA_SUCCESS;
+}
+
+TF_SIM_API CUresult cuMemPoolExportPointer(CUmemPoolPtrExportData *data, CUdeviceptr ptr) {
+    CUresult rc = tf_need_init();
+    if (rc != CUDA_SUCCESS) return rc;
+    record r;
+    if (data == NULL || !find_record(ptr, K_DEVICE, &r) || r.pool == NULL || !r.pool->exportable)
+        return CUDA_ERROR_INVALID_VALUE;
+    pool_ptr_payload p = {TF_POOL_PTR_MAGIC, (int32_t)getpid(), r.key, r.size, r.physical};
+    memset(data, 0, sizeof *data);
+    memcpy(data->reserved, &p, sizeof p);
+    return CUDA_SUCCESS;
+}
+
+TF_SIM_API CUresult cuMemPoolImportPointer(CUdeviceptr *dptr, CUmemoryPool pool, CUmemPoolPtrExportData *data) {
+    CUresult rc;
+    if (tf_current(&rc) == NULL) return rc;
+    pool_ptr_payload p;
+    if (dptr == NULL || pool == NULL || data == NULL || !pool->imported) return CUDA_ERROR_INVALID_VALUE;
+    memcpy(&p, data->reserved, sizeof p);
+    if (p.magic != TF_POOL_PTR_MAGIC || p.size == 0 || p.physical != pool->physical) return CUDA_ERROR_INVALID_VALUE;
+    if (!tf_sim_charge(p.physical, p.size)) return CUDA_ERROR_OUT_OF_MEMORY;
+    void *mem = map_bytes(p.size);
+    if (mem == NULL || !add_record((record){(uint64_t)(uintptr_t)mem, p.size, K_DEVICE, p.physical, -1, 0, 0, 0, NULL})) {
+        if (mem != NULL) unmap_bytes(mem, p.size);
+        tf_sim_uncharge(p.physical, p.size);
+        return CUDA_ERROR_OUT_OF_MEMORY;
+    }
+    *dptr = (CUdeviceptr)(uintptr_t)mem;
     return CUDA_SUCCESS;
 }
 

@@ -4,6 +4,7 @@ runtime of cuda-bindings, nothing tensor-fusion specific).  Prints key=value lin
     python -m tests.native.runtime_workload basic
     python -m tests.native.runtime_workload family NAME MIB   (malloc managed pitch 3d async vmm)
     python -m tests.native.runtime_workload graph SECONDS GRID [ITERATIONS]  ("ready=1" first)
+    python -m tests.native.runtime_workload attack NAME MIB   (pool graphmem heap: as runtime_attacks.cu)
 
 The Python runtime binding has no <<<>>>: kernels come from PTX through cudaLibraryLoadData and
 launch as CUDA graphs.
@@ -16,6 +17,7 @@ import sys
 import time
 from typing import Any
 
+from cuda.bindings import driver
 from cuda.bindings import runtime as rt
 
 MIB = 1 << 20
@@ -188,12 +190,64 @@ def basic() -> None:
     print(f"free={code(rt.cudaFree(ptr))}")
 
 
+def count_allocs() -> None:
+    """50 MiB cudaMallocs until refused (at most 64), as runtime_attacks.cu."""
+    got = 0
+    while got < 64 and int(rt.cudaMalloc(50 * MIB)[0]) == 0:
+        got += 1
+    rt.cudaGetLastError()
+    print(f"allocs={got}")
+
+
+def attack(name: str, mib: int) -> None:
+    """The isolation attacks of tests/native/cuda/runtime_attacks.cu through cuda.bindings.runtime."""
+    size = mib * MIB
+    if name == "pool":  # the default pool keeps what is freed: its release threshold raised
+        err, pool = rt.cudaDeviceGetDefaultMemPool(0)
+        keep_all = driver.cuuint64_t((1 << 64) - 1)
+        threshold = rt.cudaMemPoolAttr.cudaMemPoolAttrReleaseThreshold
+        print(f"set_rc={int(err)},{code(rt.cudaMemPoolSetAttribute(pool, threshold, keep_all))}")
+        (ra, a), (rb, b) = rt.cudaMallocAsync(size, 0), rt.cudaMallocAsync(size, 0)
+        print(f"async_rc={int(ra)},{int(rb)}")
+        rt.cudaFreeAsync(a, 0)
+        rt.cudaFreeAsync(b, 0)
+        rt.cudaStreamSynchronize(0)
+        info("info_kept")
+        count_allocs()
+        print(f"trim_rc={code(rt.cudaMemPoolTrimTo(pool, 0))}")
+        info("info_trimmed")
+    elif name == "graphmem":  # a graph memory-allocation node, instantiated and run
+        err, graph = rt.cudaGraphCreate(0)
+        params = rt.cudaMemAllocNodeParams()
+        params.poolProps.allocType = rt.cudaMemAllocationType.cudaMemAllocationTypePinned
+        params.poolProps.location.type = rt.cudaMemLocationType.cudaMemLocationTypeDevice
+        params.poolProps.location.id = 0
+        params.bytesize = size
+        err, _node = rt.cudaGraphAddMemAllocNode(graph, None, 0, params)
+        assert int(err) == 0, err
+        err, exe = rt.cudaGraphInstantiate(graph, 0)
+        print(f"instantiate_rc={int(err)}")
+        print(f"launch_rc={code(rt.cudaGraphLaunch(exe, 0)) if int(err) == 0 else -1}")
+        rt.cudaStreamSynchronize(0)
+        count_allocs()
+        info("info")
+    elif name == "heap":  # the device malloc heap, 8 MiB by default
+        rt.cudaFree(0)
+        print(f"heap_rc={code(rt.cudaDeviceSetLimit(rt.cudaLimit.cudaLimitMallocHeapSize, 8 * MIB + size))}")
+        count_allocs()
+        info("info")
+    else:
+        raise SystemExit(f"attack: unknown NAME {name!r}")
+
+
 def main(argv: list[str]) -> None:
     match argv:
         case ["basic"]:
             basic()
         case ["family", name, mib]:
             family(name, int(mib))
+        case ["attack", name, mib]:
+            attack(name, int(mib))
         case ["graph", seconds, grid]:
             graph(float(seconds), int(grid), 0)
         case ["graph", seconds, grid, iterations]:

@@ -303,3 +303,20 @@ def test_vmm_memory_imported_from_a_descriptor_is_charged_to_the_importer(
     assert out["allocs"] == "1"  # the 200 MiB it maps count against its own 256 MiB
     assert out["info"] == f"rc:0,free:{6 * MIB},total:{LIMIT}"
     assert out["info_released"] == f"rc:0,free:{LIMIT - 50 * MIB},total:{LIMIT}"
+
+
+def test_a_pointer_imported_from_another_processes_pool_is_charged_to_the_importer(
+    libs: dict[str, Path], attacks: Path, tmp_path: Path
+) -> None:
+    exporter_region = make_region(tmp_path / "a.shm", ("0", 4 * LIMIT))
+    importer_region = make_region(tmp_path / "b.shm", ("0", LIMIT))
+    # The exporter allocates from an exportable pool, exports pool and pointer, and runs the
+    # importer (fork and exec, the descriptor inherited) while it holds the allocation.
+    done = run([str(attacks), "poolexport", "200", str(importer_region)], shim_env(libs, exporter_region))
+    out = parse_kv(done.stdout)
+    assert out.get("import_rc") == "0", done.stdout + done.stderr
+    assert out["allocs"] == "1"  # the 200 MiB it imported count against its own 256 MiB
+    assert out["info"] == f"rc:0,free:{6 * MIB},total:{LIMIT}"
+    assert out["free_rc"] == "0"
+    assert out["info_freed"] == f"rc:0,free:{LIMIT - 50 * MIB},total:{LIMIT}"
+    assert used(importer_region) == 0

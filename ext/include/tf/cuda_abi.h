@@ -92,6 +92,11 @@ typedef struct CUipcMemHandle_st {
     char reserved[64];
 } CUipcMemHandle;
 
+/* cuMemPoolExportPointer's opaque description of a pool allocation. */
+typedef struct CUmemPoolPtrExportData_st {
+    unsigned char reserved[64];
+} CUmemPoolPtrExportData;
+
 /* One entry of cuLaunchCooperativeKernelMultiDevice (deprecated since CUDA 11.3). */
 typedef struct CUDA_LAUNCH_PARAMS_st {
     CUfunction function;

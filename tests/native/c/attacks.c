@@ -30,6 +30,12 @@ FN(cuMemExportToShareableHandle, CUresult, (void *, CUmemGenericAllocationHandle
 FN(cuMemImportFromShareableHandle, CUresult, (CUmemGenericAllocationHandle *, void *, int));
 FN(cuIpcOpenMemHandle, CUresult, (CUdeviceptr *, CUipcMemHandle, unsigned int));
 FN(cuIpcCloseMemHandle, CUresult, (CUdeviceptr));
+FN(cuMemPoolCreate, CUresult, (CUmemoryPool *, const CUmemPoolProps *));
+FN(cuMemAllocFromPoolAsync, CUresult, (CUdeviceptr *, size_t, CUmemoryPool, CUstream));
+FN(cuMemPoolExportToShareableHandle, CUresult, (void *, CUmemoryPool, int, unsigned long long));
+FN(cuMemPoolImportFromShareableHandle, CUresult, (CUmemoryPool *, void *, int, unsigned long long));
+FN(cuMemPoolExportPointer, CUresult, (CUmemPoolPtrExportData *, CUdeviceptr));
+FN(cuMemPoolImportPointer, CUresult, (CUdeviceptr *, CUmemoryPool, CUmemPoolPtrExportData *));
 FN(cuGraphAddMemAllocNode, CUresult, (CUgraphNode *, CUgraph, const CUgraphNode *, size_t, CUDA_MEM_ALLOC_NODE_PARAMS *));
 FN(cuGraphInstantiate, CUresult, (CUgraphExec *, CUgraph, unsigned long long));
 FN(cuGraphLaunch, CUresult, (CUgraphExec, CUstream));
@@ -204,6 +210,61 @@ int main(int argc, char **argv) {
         cuMemUnmap(va, bytes);
         cuMemRelease(h);
         print_info("info_released");
+        return 0;
+    }
+    if (strcmp(cmd, "poolexport") == 0 && argc == 4) {
+        /* Allocates mib MiB from a pool made for POSIX descriptors, exports the pool and the
+         * pointer, and starts the importer in another worker (argv[3]: its region): a child
+         * that execs at once, the descriptor inherited; the exporter stays alive meanwhile. */
+        LOAD(cuMemPoolCreate);
+        LOAD(cuMemAllocFromPoolAsync);
+        LOAD(cuStreamSynchronize);
+        LOAD(cuMemPoolExportToShareableHandle);
+        LOAD(cuMemPoolExportPointer);
+        CUmemPoolProps props;
+        memset(&props, 0, sizeof props);
+        props.allocType = CU_MEM_ALLOCATION_TYPE_PINNED;
+        props.handleTypes = 1; /* CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR */
+        props.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+        CUmemoryPool pool;
+        CUdeviceptr p;
+        CUmemPoolPtrExportData data;
+        int fd = -1;
+        if (cuMemPoolCreate(&pool, &props) || cuMemAllocFromPoolAsync(&p, mib * MIB, pool, NULL) ||
+            cuStreamSynchronize(NULL) || cuMemPoolExportToShareableHandle(&fd, pool, 1, 0) ||
+            cuMemPoolExportPointer(&data, p))
+            return printf("error=poolexport\n"), 1;
+        char fd_text[16], hex[2 * sizeof data.reserved + 1];
+        snprintf(fd_text, sizeof fd_text, "%d", fd);
+        for (size_t i = 0; i < sizeof data.reserved; i++) snprintf(hex + 2 * i, 3, "%02x", data.reserved[i]);
+        pid_t child = fork();
+        if (child == 0) {
+            setenv("TF_SHM_PATH", argv[3], 1);
+            execl("/proc/self/exe", argv[0], "poolimport", fd_text, hex, (char *)NULL);
+            _exit(printf("error=exec\n") < 0);
+        }
+        int status = 0;
+        if (child < 0 || waitpid(child, &status, 0) != child) return printf("error=fork\n"), 1;
+        return WIFEXITED(status) ? WEXITSTATUS(status) : 1;
+    }
+    if (strcmp(cmd, "poolimport") == 0 && argc == 4) {
+        LOAD(cuMemPoolImportFromShareableHandle);
+        LOAD(cuMemPoolImportPointer);
+        CUmemoryPool pool;
+        CUmemPoolPtrExportData data;
+        for (size_t i = 0; i < sizeof data.reserved; i++) {
+            unsigned int byte;
+            if (sscanf(argv[3] + 2 * i, "%2x", &byte) != 1) return printf("error=data\n"), 1;
+            data.reserved[i] = (unsigned char)byte;
+        }
+        CUdeviceptr p = 0;
+        if (cuMemPoolImportFromShareableHandle(&pool, (void *)(intptr_t)atoi(argv[2]), 1, 0))
+            return printf("error=poolimport\n"), 1;
+        printf("import_rc=%d\n", cuMemPoolImportPointer(&p, pool, &data));
+        printf("allocs=%d\n", count_allocs(50, 64));
+        print_info("info");
+        printf("free_rc=%d\n", cuMemFree(p));
+        print_info("info_freed");
         return 0;
     }
     if (strcmp(cmd, "export") == 0) {
