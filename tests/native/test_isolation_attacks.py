@@ -19,7 +19,7 @@ import pytest
 
 from tfcore.ipc import DeviceSpec, Region
 
-from .conftest import make_region, parse_kv, run, sim_env
+from .conftest import make_region, parse_kv, run, sim_env, tenant_libs
 from .test_compute import GRID, RATE, finish, launcher, measured_rate, start
 
 __all__ = ["launcher"]  # the fixture, shared with test_compute
@@ -154,6 +154,7 @@ def shared_dir() -> Iterator[Path]:
 def test_another_user_cannot_allocate_against_a_worker(libs: dict[str, Path], attacks: Path, shared_dir: Path) -> None:
     if os.geteuid() != 0 or shutil.which("setpriv") is None:
         pytest.skip("running processes as two other uids needs root and setpriv")
+    libs = tenant_libs(libs, shared_dir)  # the checkout may be private (a 0700 mktemp clone)
     path = shared_dir / "w.shm"
     with Region.create(path, [DeviceSpec("0", LIMIT)], tenant_uid=65534):
         pass  # what `tensor-fusion run` asks for: the state file is 0600 and the workload's uid's
