@@ -247,9 +247,14 @@ async def test_alertmanager_down_and_back_loses_nothing(pipeline: Pipeline) -> N
     await pipeline.receiver.wait_for("GPUHot", "n1-GPU-0", "resolved")
     # AlertManager restarted empty; the WatchDog (still firing) is re-sent at once on recovery,
     # not one resend interval (30 s here) later.
+    # The re-sent alerts may arrive in more than one POST: wait until AlertManager holds both.
+    wanted = {("WatchDog", "tensor-fusion"), ("GPUHot", "n2-GPU-0")}
+    deadline = time.monotonic() + 10.0
     active = await _active_alerts(pipeline.alertmanager.url)
-    assert ("WatchDog", "tensor-fusion") in active, active
-    assert ("GPUHot", "n2-GPU-0") in active, active
+    while not wanted <= active and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+        active = await _active_alerts(pipeline.alertmanager.url)
+    assert wanted <= active, active
     assert pipeline.delivery.healthy
 
 
