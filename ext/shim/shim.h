@@ -17,6 +17,7 @@ typedef struct tf_shim_config {
     int log_level;   /* TF_LOG_LEVEL: error, warn (default), info, debug */
     int fail_closed; /* TF_SHIM_FAIL=closed: without a usable region, allocations fail */
     char shm_path[512]; /* TF_SHM_PATH; empty = not a tensor-fusion worker */
+    char tier_dir[512]; /* TF_TIER_DIR: where frozen memory goes to disk; empty = no disk tier */
 } tf_shim_config;
 
 /* Runs init once (thread-safe) and returns the configuration. */
@@ -129,6 +130,23 @@ void tf_pool_destroyed(CUmemoryPool pool);
 /* The pool cuMemAllocAsync draws from on the current context's device (NULL: unknown). */
 CUmemoryPool tf_pool_current(void);
 
+/* This process's slot in the state file (NULL when it has none). */
+tf_shm_proc *tf_region_self(void);
+
+/* ---- VRAM tiering (tier.c) ---- */
+
+/* Whether the worker's limits enable tiering (read once at region load). */
+extern int tf_tier_flag;
+/* Set once this process has movable memory: launches and copies pass the gate. */
+extern int tf_tier_on;
+/* The gate: waits for (or runs) a resume when the process is frozen; then counts the call in
+ * flight until tf_tier_leave.  Non-zero: the memory could not come back (the call fails). */
+int tf_tier_enter(void);
+void tf_tier_leave(void);
+/* cuMemAlloc_v2 / cuMemFree_v2 of movable memory; *handled = 0 when the pointer is not ours. */
+CUresult tf_tier_alloc(CUdeviceptr *dptr, uint64_t bytes, int dev);
+CUresult tf_tier_free(CUdeviceptr ptr, int *handled);
+
 /* ---- compute admission (compute.c; the bucket itself is tf/compute.h) ---- */
 
 enum { TF_LAUNCH_PASS = 0, TF_LAUNCH_ONE_DEVICE = 1, TF_LAUNCH_MANY_DEVICES = 2 };
@@ -145,7 +163,8 @@ static inline int tf_launch_maybe_limited(void) {
     if (__builtin_expect(!__atomic_load_n(tf_region_loaded_flag, __ATOMIC_ACQUIRE), 0)) return 1;
     int launch_mode = __atomic_load_n(&tf_launch_mode, __ATOMIC_RELAXED);
     if (launch_mode != TF_LAUNCH_ONE_DEVICE) return launch_mode != TF_LAUNCH_PASS;
-    return __atomic_load_n(&tf_compute_limits->devices[0].compute_rate, __ATOMIC_RELAXED) != 0;
+    return (__atomic_load_n(&tf_compute_limits->devices[0].compute_rate, __ATOMIC_RELAXED) |
+            (uint64_t)__atomic_load_n(&tf_tier_on, __ATOMIC_RELAXED)) != 0;
 }
 
 /* Admission of one launch of `cost` (out of line, compute.c): when the launch's device has a

@@ -755,11 +755,24 @@ static int allocation_of(CUdeviceptr ptr, record *out) {
     return found;
 }
 
+static int mapping_of(CUdeviceptr ptr, record *out) {
+    int found = 0;
+    pthread_mutex_lock(&lock);
+    for (size_t i = 0; i < count && !found; i++)
+        if (records[i].kind == K_MAPPED && ptr >= records[i].key && ptr - records[i].key < records[i].size) {
+            *out = records[i];
+            found = 1;
+        }
+    pthread_mutex_unlock(&lock);
+    return found;
+}
+
 TF_SIM_API CUresult cuMemGetAddressRange_v2(CUdeviceptr *base, size_t *size, CUdeviceptr ptr) {
     CUresult rc = tf_need_init();
     if (rc != CUDA_SUCCESS) return rc;
     record r;
-    if (!allocation_of(ptr, &r)) return CUDA_ERROR_NOT_FOUND;
+    /* VMM mappings have a range too (the mapping), though IPC refuses them as on the driver. */
+    if (!allocation_of(ptr, &r) && !mapping_of(ptr, &r)) return CUDA_ERROR_NOT_FOUND;
     if (base != NULL) *base = r.key;
     if (size != NULL) *size = r.size;
     return CUDA_SUCCESS;

@@ -1,0 +1,91 @@
+/* A workload for the tiering tests, driven line by line on stdin (answers on stdout):
+ *   alloc N MIB   N buffers of MIB each (cuMemAlloc), filled with a pattern of their own
+ *   check         launches a kernel, then reads every buffer back (cuMemcpyDtoH):
+ *                 same=1 when all bytes are as written; ptrs= the device pointers
+ *   write SEED    rewrites every buffer with a new pattern (the next check expects it)
+ *   quit
+ * Device pointers are printed at alloc and at check so the test sees they never change. */
+#include <string.h>
+
+#include "driver.h"
+
+#define MIB (1ULL << 20)
+#define MAX_BUFS 64
+
+FN(cuMemcpyHtoD, CUresult, (CUdeviceptr, const void *, size_t));
+FN(cuMemcpyDtoH, CUresult, (void *, CUdeviceptr, size_t));
+FN(cuModuleLoadData, CUresult, (CUmodule *, const void *));
+FN(cuModuleGetFunction, CUresult, (CUfunction *, CUmodule, const char *));
+FN(cuLaunchKernel, CUresult,
+   (CUfunction, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, CUstream, void **, void **));
+
+static CUdeviceptr bufs[MAX_BUFS];
+static size_t nbufs, bytes;
+static unsigned seed = 1;
+static CUfunction busy;
+
+static void fill(unsigned char *p, size_t i) {
+    for (size_t k = 0; k < bytes; k++) p[k] = (unsigned char)((k * 2654435761u) >> 13 ^ (i * 97 + seed));
+}
+
+static void print_ptrs(void) {
+    printf("ptrs=");
+    for (size_t i = 0; i < nbufs; i++) printf("%s%llx", i ? "," : "", (unsigned long long)bufs[i]);
+    printf("\n");
+}
+
+static void write_all(unsigned char *want) {
+    CUresult rc = CUDA_SUCCESS;
+    for (size_t i = 0; i < nbufs && rc == CUDA_SUCCESS; i++) {
+        fill(want, i);
+        rc = cuMemcpyHtoD(bufs[i], want, bytes);
+    }
+    printf("write=%d\n", rc);
+}
+
+int main(void) {
+    open_driver(0);
+    LOAD(cuMemcpyHtoD);
+    LOAD(cuMemcpyDtoH);
+    LOAD(cuModuleLoadData);
+    LOAD(cuModuleGetFunction);
+    LOAD(cuLaunchKernel);
+    CUmodule mod;
+    if (cuModuleLoadData(&mod, BUSY_PTX) != CUDA_SUCCESS || cuModuleGetFunction(&busy, mod, "busy") != CUDA_SUCCESS) {
+        printf("error=module\n");
+        return 2;
+    }
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    char line[128];
+    unsigned char *want = NULL, *got = NULL;
+    while (fgets(line, sizeof line, stdin) != NULL) {
+        unsigned long a = 0, b = 0;
+        if (sscanf(line, "alloc %lu %lu", &a, &b) == 2 && a <= MAX_BUFS) {
+            bytes = b * MIB;
+            want = realloc(want, bytes);
+            got = realloc(got, bytes);
+            CUresult rc = CUDA_SUCCESS;
+            for (nbufs = 0; nbufs < a && rc == CUDA_SUCCESS; nbufs++) rc = cuMemAlloc(&bufs[nbufs], bytes);
+            if (rc != CUDA_SUCCESS) nbufs--;
+            printf("alloc=%d\n", rc);
+            write_all(want);
+            print_ptrs();
+        } else if (sscanf(line, "write %lu", &a) == 1) {
+            seed = (unsigned)a;
+            write_all(want);
+        } else if (strncmp(line, "check", 5) == 0) {
+            int same = 1;
+            CUresult rc = cuLaunchKernel(busy, 1, 1, 1, 32, 1, 1, 0, NULL, NULL, NULL);
+            for (size_t i = 0; i < nbufs && rc == CUDA_SUCCESS; i++) {
+                fill(want, i);
+                rc = cuMemcpyDtoH(got, bufs[i], bytes);
+                same &= rc == CUDA_SUCCESS && memcmp(want, got, bytes) == 0;
+            }
+            printf("check=%d\nsame=%d\n", rc, same);
+            print_ptrs();
+        } else if (strncmp(line, "quit", 4) == 0) {
+            break;
+        }
+    }
+    return 0;
+}
