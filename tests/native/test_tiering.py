@@ -20,7 +20,9 @@ from .conftest import parse_kv, run_python, sim_env
 pytestmark = pytest.mark.simulator_only  # the moves' effects are read from the simulated NVML
 
 MIB = 1 << 20
-NVML_USED = "import pynvml; pynvml.nvmlInit(); print(pynvml.nvmlDeviceGetMemoryInfo(pynvml.nvmlDeviceGetHandleByIndex(0)).used)"
+NVML_USED = (
+    "import pynvml; pynvml.nvmlInit(); print(pynvml.nvmlDeviceGetMemoryInfo(pynvml.nvmlDeviceGetHandleByIndex(0)).used)"
+)
 
 
 @pytest.fixture(scope="module")
@@ -35,14 +37,16 @@ class Worker:
         self.proc = proc
 
     def ask(self, line: str, answers: int) -> dict[str, str]:
-        assert self.proc.stdin is not None and self.proc.stdout is not None
+        assert self.proc.stdin is not None
+        assert self.proc.stdout is not None
         self.proc.stdin.write(line + "\n")
         self.proc.stdin.flush()
         return parse_kv("".join(self.proc.stdout.readline() for _ in range(answers)))
 
     def finish(self) -> int:
         """Asks it to quit (if it still runs), waits, closes the pipes; its exit status."""
-        assert self.proc.stdin is not None and self.proc.stdout is not None
+        assert self.proc.stdin is not None
+        assert self.proc.stdout is not None
         if self.proc.poll() is None:
             self.proc.stdin.write("quit\n")
             self.proc.stdin.flush()
@@ -55,7 +59,12 @@ class Worker:
 def start(libs: dict[str, Path], tierwork: Path, region: Path, tier_dir: Path, **extra: str) -> Worker:
     env = sim_env(libs, shim=True, TF_SHM_PATH=str(region), TF_TIER_DIR=str(tier_dir), **extra)
     proc = subprocess.Popen(
-        [str(tierwork)], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, preexec_fn=_limit_files
+        [str(tierwork)],
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        preexec_fn=_limit_files,  # noqa: PLW1509
     )
     return Worker(proc)
 
@@ -97,13 +106,14 @@ def test_many_freeze_resume_cycles_keep_pointers_and_bytes(
     region, path = worker_region
     worker = start(libs, tierwork, path, tmp_path)
     first = worker.ask("alloc 4 16", 3)
-    assert first["alloc"] == "0" and first["write"] == "0"
+    assert first["alloc"] == "0"
+    assert first["write"] == "0"
     assert nvml_used(libs) == 64 * MIB
     for cycle in range(12):
         to = "disk" if cycle % 3 == 2 else "host"
         region.request_tier(to)
         state = settle(region)
-        assert state.acked and state.where == to and not state.failures, state
+        assert (state.acked, state.where, state.failures) == (True, to, ()), state
         assert (state.host_bytes, state.disk_bytes) == ((64 * MIB, 0) if to == "host" else (0, 64 * MIB))
         assert nvml_used(libs) == 0  # the frozen worker's device memory is back in the pool
         back = worker.ask("check", 3)  # the next call resumes it
@@ -171,7 +181,8 @@ def test_host_memory_running_out_leaves_the_worker_on_the_device(
     first = worker.ask("alloc 4 16", 3)
     region.request_tier("host")
     state = settle(region)
-    assert state.acked and state.failures == ("host memory exhausted",)
+    assert state.acked
+    assert state.failures == ("host memory exhausted",)
     assert state.host_bytes == 32 * MIB  # what fit moved; the rest stayed on the device
     assert worker.ask("check", 3) == {"check": "0", "same": "1", "ptrs": first["ptrs"]}
     worker.finish()
@@ -208,7 +219,8 @@ def test_a_kill_during_a_move_leaves_exact_books(
     while region.tier_state().host_bytes == 0 and time.monotonic() < deadline:
         time.sleep(0.005)
     mid = region.tier_state()
-    assert 0 < mid.host_bytes < 128 * MIB and not mid.acked  # caught in the middle
+    assert 0 < mid.host_bytes < 128 * MIB
+    assert not mid.acked
     os.kill(worker.proc.pid, signal.SIGKILL)
     worker.finish()
     region.sweep()

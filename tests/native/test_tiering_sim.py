@@ -40,7 +40,9 @@ print(child.stdout)
 print("nvml_used_after=%d" % pynvml.nvmlDeviceGetMemoryInfo(h).used)
 """
     out = parse_kv(run_python(code, sim_env(libs)).stdout)
-    assert out["same"] == "1" and int(out["used_device"]) == 32 * MIB and int(out["used_host"]) == 0
+    assert out["same"] == "1"
+    assert int(out["used_device"]) == 32 * MIB
+    assert int(out["used_host"]) == 0
     assert out["nvml_used_after"] == "0"
 
 
