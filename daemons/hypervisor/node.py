@@ -59,6 +59,8 @@ class TierBooks:
     resumes: int = 0  # vram_resumed_cnt
     seen_freezes: int = 0
     seen_resumes: int = 0
+    sampled_freezes: int = 0  # as of the last metrics sample (usage.py writes deltas)
+    sampled_resumes: int = 0
     last_active: float = 0.0  # time.monotonic() of the last launch seen
     last_launches: int = -1
 
@@ -657,8 +659,9 @@ class Node:
             "qos": r.qos,
             "vram_tiering": worker.tiered,
             "tier_dir": self.tiering.tier_dir if worker.tiered else "",
+            "tiers": self._tiers_view(worker, devices),  # first: it reads the region's tier state
             "frozen": worker.tiered and worker.tiers.where != "device",
-            "tiers": self._tiers_view(worker, devices),
+            "tier_pending": not worker.tiers.acked,  # a freeze or resume not yet done by every process
             "pinned_bytes": worker.tiers.pinned_bytes,
             "vram_freezed_cnt": worker.tiers.freezes,
             "vram_resumed_cnt": worker.tiers.resumes,

@@ -208,14 +208,14 @@ def _tier(args: argparse.Namespace) -> int:
         view = _call(node, token, "POST", path, {"to": args.to} if args.verb == "freeze" else {})
         deadline = time.monotonic() + max(0.0, args.wait)
         want = "device" if args.verb == "resume" else args.to
-        while args.wait > 0 and _place(view) != want and time.monotonic() < deadline:
+        while args.wait > 0 and (view["tier_pending"] or _place(view) != want) and time.monotonic() < deadline:
             time.sleep(0.05)
             view = _call(node, token, "GET", f"/api/v1/workers/{args.name}")
     except NodeError as exc:
         print(f"error: {args.verb} {args.name}: {exc}", file=sys.stderr)
         return 1
     print(json.dumps({"name": view["name"], "frozen": view["frozen"], "tiers": view["tiers"]}))
-    if args.wait > 0 and _place(view) != want:
+    if args.wait > 0 and (view["tier_pending"] or _place(view) != want):
         print(f"error: {args.name} is not at {want} yet (a busy or failed move keeps it where it was)", file=sys.stderr)
         return 1
     return 0

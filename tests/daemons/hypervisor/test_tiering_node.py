@@ -94,7 +94,7 @@ def wait_for(node: LocalNode, name: str, key: str, want: Any, timeout: float = 2
     while True:
         got = view(node, name)
         value = got["tiers"][key] > 0 if key in ("host", "disk") else got[key]
-        if value == want or time.monotonic() > deadline:
+        if (value == want and not got["tier_pending"]) or time.monotonic() > deadline:
             return got
         time.sleep(0.1)
 
