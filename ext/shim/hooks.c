@@ -162,7 +162,10 @@ CUresult cuMemAlloc_v2(CUdeviceptr *dptr, size_t bytesize) {
     CUresult rc = CUDA_ERROR_NOT_SUPPORTED;
     /* Movable memory when the worker's limits enable tiering; plain memory otherwise (and
      * when the driver cannot do VMM). */
-    if (admitted == TF_ADMIT_OK && __builtin_expect(tf_tier_flag, 0)) rc = tf_tier_alloc(dptr, bytesize, dev);
+    /* Below the VMM granularity an allocation would take a whole 2 MiB granule: small ones
+     * stay plain (pinned; frameworks' caching allocators ask for large blocks). */
+    if (admitted == TF_ADMIT_OK && __builtin_expect(tf_tier_flag, 0) && bytesize >= TF_TIER_MIN_BYTES)
+        rc = tf_tier_alloc(dptr, bytesize, dev);
     if (rc == CUDA_ERROR_NOT_SUPPORTED) rc = real(dptr, bytesize);
     return finish(rc, admitted, TF_ALLOC_PTR, rc == CUDA_SUCCESS ? *dptr : 0, charged, dev);
 }

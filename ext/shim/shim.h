@@ -135,6 +135,7 @@ tf_shm_proc *tf_region_self(void);
 
 /* ---- VRAM tiering (tier.c) ---- */
 
+#define TF_TIER_MIN_BYTES (2ULL << 20) /* smaller cuMemAlloc requests stay plain (pinned) */
 /* Whether the worker's limits enable tiering (read once at region load). */
 extern int tf_tier_flag;
 /* Set once this process has movable memory: launches and copies pass the gate. */

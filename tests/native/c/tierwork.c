@@ -3,9 +3,13 @@
  *   check         launches a kernel, then reads every buffer back (cuMemcpyDtoH):
  *                 same=1 when all bytes are as written; ptrs= the device pointers
  *   write SEED    rewrites every buffer with a new pattern (the next check expects it)
+ *   copyout       times a plain cuMemcpyDtoH of every buffer: copyout_ns= (wall clock)
+ *   allocfree N MIB  times N cuMemAlloc+cuMemFree pairs of MIB: allocfree_ns= per pair
+ *   launches N    times N launches: launch_ns= per launch
  *   quit
  * Device pointers are printed at alloc and at check so the test sees they never change. */
 #include <string.h>
+#include <time.h>
 
 #include "driver.h"
 
@@ -83,6 +87,33 @@ int main(void) {
             }
             printf("check=%d\nsame=%d\n", rc, same);
             print_ptrs();
+        } else if (strncmp(line, "copyout", 7) == 0) {
+            struct timespec a, b;
+            CUresult rc = CUDA_SUCCESS;
+            clock_gettime(CLOCK_MONOTONIC, &a);
+            for (size_t i = 0; i < nbufs && rc == CUDA_SUCCESS; i++) rc = cuMemcpyDtoH(got, bufs[i], bytes);
+            clock_gettime(CLOCK_MONOTONIC, &b);
+            printf("copyout=%d\ncopyout_ns=%lld\n", rc,
+                   (long long)(b.tv_sec - a.tv_sec) * 1000000000LL + (b.tv_nsec - a.tv_nsec));
+        } else if (sscanf(line, "allocfree %lu %lu", &a, &b) == 2 && a > 0) {
+            struct timespec t0, t1;
+            CUresult rc = CUDA_SUCCESS;
+            CUdeviceptr p;
+            clock_gettime(CLOCK_MONOTONIC, &t0);
+            for (unsigned long i = 0; i < a && rc == CUDA_SUCCESS; i++)
+                if ((rc = cuMemAlloc(&p, b * MIB)) == CUDA_SUCCESS) rc = cuMemFree(p);
+            clock_gettime(CLOCK_MONOTONIC, &t1);
+            printf("allocfree=%d\nallocfree_ns=%lld\n", rc,
+                   ((long long)(t1.tv_sec - t0.tv_sec) * 1000000000LL + (t1.tv_nsec - t0.tv_nsec)) / (long long)a);
+        } else if (sscanf(line, "launches %lu", &a) == 1 && a > 0) {
+            struct timespec t0, t1;
+            CUresult rc = CUDA_SUCCESS;
+            clock_gettime(CLOCK_MONOTONIC, &t0);
+            for (unsigned long i = 0; i < a && rc == CUDA_SUCCESS; i++)
+                rc = cuLaunchKernel(busy, 1, 1, 1, 32, 1, 1, 0, NULL, NULL, NULL);
+            clock_gettime(CLOCK_MONOTONIC, &t1);
+            printf("launches=%d\nlaunch_ns=%lld\n", rc,
+                   ((long long)(t1.tv_sec - t0.tv_sec) * 1000000000LL + (t1.tv_nsec - t0.tv_nsec)) / (long long)a);
         } else if (strncmp(line, "quit", 4) == 0) {
             break;
         }
