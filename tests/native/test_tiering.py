@@ -1,5 +1,6 @@
-"""VRAM tiering under the shim: freeze to host and disk, resume on the next call, same
-pointers and bytes; failures during a move keep the data; a kill mid-move leaves exact books."""
+"""VRAM tiering under the shim: freeze to host and disk, resume on the next call (graph replay
+included), same pointers and bytes; failures during a move keep the data; a kill mid-move
+leaves exact books."""
 
 from __future__ import annotations
 
@@ -116,6 +117,9 @@ def test_many_freeze_resume_cycles_keep_pointers_and_bytes(
         assert (state.acked, state.where, state.failures) == (True, to, ()), state
         assert (state.host_bytes, state.disk_bytes) == ((64 * MIB, 0) if to == "host" else (0, 64 * MIB))
         assert nvml_used(libs) == 0  # the frozen worker's device memory is back in the pool
+        if cycle % 2:  # a graph instantiated before any freeze replays on the same pointers
+            assert worker.ask("replay", 1) == {"replay": "0"}
+            assert region.tier_state().where == "device"  # the graph launch resumed it
         back = worker.ask("check", 3)  # the next call resumes it
         assert back == {"check": "0", "same": "1", "ptrs": first["ptrs"]}, (cycle, back)
         assert region.tier_state().where == "device"

@@ -1,8 +1,10 @@
 /* A workload for the tiering tests, driven line by line on stdin (answers on stdout):
  *   alloc N MIB   N buffers of MIB each (cuMemAlloc), filled with a pattern of their own
- *   check         launches a kernel, then reads every buffer back (cuMemcpyDtoH):
+ *   check         launches a kernel and replays a graph made at alloc (its kernel node holds
+ *                 the first buffer's pointer), then reads every buffer back (cuMemcpyDtoH):
  *                 same=1 when all bytes are as written; ptrs= the device pointers
  *   write SEED    rewrites every buffer with a new pattern (the next check expects it)
+ *   replay        launches that graph only: replay=
  *   copyout       times a plain cuMemcpyDtoH of every buffer: copyout_ns= (wall clock)
  *   allocfree N MIB  times N cuMemAlloc+cuMemFree pairs of MIB: allocfree_ns= per pair
  *   launches N    times N launches: launch_ns= per launch
@@ -20,6 +22,10 @@ FN(cuMemcpyHtoD, CUresult, (CUdeviceptr, const void *, size_t));
 FN(cuMemcpyDtoH, CUresult, (void *, CUdeviceptr, size_t));
 FN(cuModuleLoadData, CUresult, (CUmodule *, const void *));
 FN(cuModuleGetFunction, CUresult, (CUfunction *, CUmodule, const char *));
+FN(cuGraphCreate, CUresult, (CUgraph *, unsigned));
+FN(cuGraphAddKernelNode, CUresult, (CUgraphNode *, CUgraph, const CUgraphNode *, size_t, const CUDA_KERNEL_NODE_PARAMS_v2 *));
+FN(cuGraphInstantiate, CUresult, (CUgraphExec *, CUgraph, unsigned long long));
+FN(cuGraphLaunch, CUresult, (CUgraphExec, CUstream));
 FN(cuLaunchKernel, CUresult,
    (CUfunction, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, CUstream, void **, void **));
 
@@ -27,6 +33,21 @@ static CUdeviceptr bufs[MAX_BUFS];
 static size_t nbufs, bytes;
 static unsigned seed = 1;
 static CUfunction busy;
+static CUgraphExec replay;
+
+/* A graph whose kernel node captured the first buffer's device pointer: it must stay valid. */
+static CUresult make_graph(void) {
+    static void *args[1];
+    args[0] = &bufs[0];
+    CUDA_KERNEL_NODE_PARAMS_v2 p = {.func = busy, .gridDimX = 1, .gridDimY = 1, .gridDimZ = 1, .blockDimX = 32,
+                                    .blockDimY = 1, .blockDimZ = 1, .kernelParams = args};
+    CUgraph g;
+    CUgraphNode node;
+    CUresult rc = cuGraphCreate(&g, 0);
+    if (rc == CUDA_SUCCESS) rc = cuGraphAddKernelNode(&node, g, NULL, 0, &p);
+    if (rc == CUDA_SUCCESS) rc = cuGraphInstantiate(&replay, g, 0);
+    return rc;
+}
 
 static void fill(unsigned char *p, size_t i) {
     for (size_t k = 0; k < bytes; k++) p[k] = (unsigned char)((k * 2654435761u) >> 13 ^ (i * 97 + seed));
@@ -54,6 +75,10 @@ int main(void) {
     LOAD(cuModuleLoadData);
     LOAD(cuModuleGetFunction);
     LOAD(cuLaunchKernel);
+    LOAD(cuGraphCreate);
+    LOAD(cuGraphAddKernelNode);
+    LOAD(cuGraphInstantiate);
+    LOAD(cuGraphLaunch);
     CUmodule mod;
     if (cuModuleLoadData(&mod, BUSY_PTX) != CUDA_SUCCESS || cuModuleGetFunction(&busy, mod, "busy") != CUDA_SUCCESS) {
         printf("error=module\n");
@@ -71,6 +96,7 @@ int main(void) {
             CUresult rc = CUDA_SUCCESS;
             for (nbufs = 0; nbufs < a && rc == CUDA_SUCCESS; nbufs++) rc = cuMemAlloc(&bufs[nbufs], bytes);
             if (rc != CUDA_SUCCESS) nbufs--;
+            if (rc == CUDA_SUCCESS && nbufs > 0) rc = make_graph();
             printf("alloc=%d\n", rc);
             write_all(want);
             print_ptrs();
@@ -80,6 +106,7 @@ int main(void) {
         } else if (strncmp(line, "check", 5) == 0) {
             int same = 1;
             CUresult rc = cuLaunchKernel(busy, 1, 1, 1, 32, 1, 1, 0, NULL, NULL, NULL);
+            if (rc == CUDA_SUCCESS && replay != NULL) rc = cuGraphLaunch(replay, NULL);
             for (size_t i = 0; i < nbufs && rc == CUDA_SUCCESS; i++) {
                 fill(want, i);
                 rc = cuMemcpyDtoH(got, bufs[i], bytes);
@@ -87,6 +114,8 @@ int main(void) {
             }
             printf("check=%d\nsame=%d\n", rc, same);
             print_ptrs();
+        } else if (strncmp(line, "replay", 6) == 0) {
+            printf("replay=%d\n", replay == NULL ? -1 : (int)cuGraphLaunch(replay, NULL));
         } else if (strncmp(line, "copyout", 7) == 0) {
             struct timespec a, b;
             CUresult rc = CUDA_SUCCESS;
