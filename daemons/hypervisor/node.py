@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import os
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -30,7 +31,7 @@ from tfcore.hypervisor import (
 )
 from tfcore.hypervisor.placement import DoesNotFit, LocalGPU, local_allocator, place
 from tfcore.hypervisor.podworkers import check_pod_worker_name, split_pod_worker_name
-from tfcore.hypervisor.tiering import TierCandidate, TierSettings, plan_tiers
+from tfcore.hypervisor.tiering import TierCandidate, TierCapacity, TierSettings, plan_tiers, tier_capacity
 from tfcore.hypervisor.workerspec import WorkerSpec
 from tfcore.ipc import DeviceSpec, Region, RegionError
 from tfcore.model.errors import ValidationError
@@ -39,6 +40,30 @@ from tfcore.sched import PodRequest
 log = logging.getLogger(__name__)
 VRAM_SLACK = 64 * 1024**2  # NVML rounds to its granularity; only report beyond this
 ADOPT_TICKS = 20  # an adopted worker keeps its old rate at most this many ticks while gains are learned
+TIER_CAPACITY_PERIOD = 10.0  # seconds between looks at free RAM and the tier directory's free space
+
+
+def _meminfo() -> tuple[int, int]:
+    """(MemAvailable, MemTotal) in bytes; (0, 0) when /proc/meminfo cannot be read."""
+    fields: dict[str, int] = {}
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                name, _, rest = line.partition(":")
+                fields[name] = int(rest.split()[0]) * 1024
+    except (OSError, ValueError, IndexError):
+        return 0, 0
+    return fields.get("MemAvailable", 0), fields.get("MemTotal", 0)
+
+
+def _disk_free(directory: str) -> int:
+    if not directory:
+        return 0
+    try:
+        st = os.statvfs(directory)
+    except OSError:
+        return 0
+    return st.f_bavail * st.f_frsize
 
 
 class TieringOff(ValueError):
@@ -141,6 +166,8 @@ class Node:
             raise ValidationError.single("--on-isolation-breach", repr(breach_action), " or ".join(BREACH_ACTIONS))
         self.breach_action = breach_action
         self.tiering = tiering or TierSettings()
+        self.tier_capacity: dict[str, TierCapacity] = {}
+        self._tier_measured = float("-inf")
         self.breaches: list[Breach] = []  # not yet acted on: the Kubernetes reporter drains them
         self.gpus = {g.uuid: g for g in gpus}
         self.rated = rated  # uuid -> rated TFLOPS
@@ -151,10 +178,7 @@ class Node:
         self.device_utilization: dict[str, int] = {}
         self.workers: dict[str, Worker] = {}
         self.allocator = local_allocator(
-            [
-                LocalGPU(g.uuid, g.index, g.name, round(rated[g.uuid] * 1000), self.tiering.virtual_vram(g.vram_bytes))
-                for g in gpus
-            ],
+            [LocalGPU(g.uuid, g.index, g.name, round(rated[g.uuid] * 1000), g.vram_bytes) for g in gpus],
             tflops_oversell_percent=oversell_percent,
         )
         self.compute_limiting = True
@@ -163,6 +187,30 @@ class Node:
         self.device_plugin_holders: dict[str, tuple[str, ...]] = {}
         self.unavailable: dict[str, str] = {}  # uuid -> why TensorFusion may not place work on it
         self._listeners: list[Callable[[], None]] = []
+        if self.tiering.enabled:
+            self.measure_tiers(time.monotonic())
+
+    def measure_tiers(self, now: float) -> None:
+        """What the node can really back beyond its GPUs (free RAM, the tier directory's free
+        space): the local allocator sells each GPU plus that, and a disk tier below the free-space
+        guidance is not sold (a warning when that changes)."""
+        self._tier_measured = now
+        available, total = _meminfo()
+        free = _disk_free(self.tiering.tier_dir)
+        for uuid, gpu in self.gpus.items():
+            cap = tier_capacity(
+                self.tiering, gpu.vram_bytes, len(self.gpus), ram_available=available, ram_total=total, disk_free=free
+            )
+            old = self.tier_capacity.get(uuid)
+            if old == cap:
+                continue
+            if not cap.disk_ok and (old is None or old.disk_ok):
+                log.warning("%s", cap.message)
+            self.tier_capacity[uuid] = cap
+            spec = self.allocator.gpus[uuid].spec
+            self.allocator.set_gpu(
+                dataclasses.replace(spec, vram_bytes=gpu.vram_bytes + cap.host_bytes + cap.disk_bytes)
+            )
 
     # ---- who may use the GPUs ------------------------------------------------------------
 
@@ -403,7 +451,10 @@ class Node:
         for uuid in self.gpus:
             self._step_gpu(uuid, dt)
         if self.tiering.enabled:
-            self._step_tiers(time.monotonic())
+            now = time.monotonic()
+            if now - self._tier_measured >= TIER_CAPACITY_PERIOD:
+                self.measure_tiers(now)
+            self._step_tiers(now)
 
     # ---- VRAM tiering -------------------------------------------------------------------
 
@@ -619,9 +670,21 @@ class Node:
                     "offered": g.uuid not in self.unavailable,
                     "unavailable_reason": self.unavailable.get(g.uuid, ""),
                     "device_plugin_holders": list(self.device_plugin_holders.get(g.uuid, ())),
+                    "tiers": self._capacity_view(g.uuid),
                 }
             )
         return out
+
+    def _capacity_view(self, uuid: str) -> dict[str, Any] | None:
+        cap = self.tier_capacity.get(uuid)
+        if cap is None:
+            return None
+        return {
+            "host_bytes": cap.host_bytes,
+            "disk_bytes": cap.disk_bytes,
+            "disk_ok": cap.disk_ok,
+            "message": cap.message,
+        }
 
     def worker_view(self, worker: Worker) -> dict[str, Any]:
         r = worker.record.spec

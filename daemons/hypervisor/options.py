@@ -22,6 +22,7 @@ from tfcore.hypervisor.deviceplugin import check_resource_name
 from tfcore.hypervisor.models import GPUModel
 from tfcore.hypervisor.tiering import DEFAULT_FREEZE_TTLS, TierSettings, parse_freeze_ttl
 from tfcore.model.errors import ValidationError
+from tfcore.model.quantity import parse_quantity
 
 DEFAULT_PORT: Final = 7311
 DEFAULT_POD_RESOURCES_SOCKET: Final = Path("/var/lib/kubelet/pod-resources/kubelet.sock")
@@ -100,6 +101,12 @@ def add_node_arguments(parser: argparse.ArgumentParser, environ: Mapping[str, st
         help="and this percent more, backed by files in --tier-dir (cold tier; default 0)",
     )
     tier.add_argument("--tier-dir", default="", metavar="DIR", help="directory of the disk tier")
+    tier.add_argument(
+        "--tier-min-free-disk",
+        default="100G",
+        metavar="QUANTITY",
+        help="below this much free space in --tier-dir no disk tier is sold (default 100G, the deployment guidance)",
+    )
     tier.add_argument(
         "--freeze-ttl",
         action="append",
@@ -194,6 +201,7 @@ def _tier_argv(args: argparse.Namespace) -> list[str]:
     argv += ["--vram-expand-to-host-disk", str(args.vram_expand_to_host_disk)]
     if args.tier_dir:
         argv += ["--tier-dir", args.tier_dir]
+    argv += ["--tier-min-free-disk", args.tier_min_free_disk]
     for ttl in args.freeze_ttl:
         argv += ["--freeze-ttl", ttl]
     return argv
@@ -231,7 +239,10 @@ def tier_settings(args: argparse.Namespace) -> TierSettings:
     tier_dir = args.tier_dir
     if tier_dir and not Path(tier_dir).is_dir():
         raise ValidationError.single("--tier-dir", f"{tier_dir!r} is not a directory", "an existing directory")
-    return TierSettings(args.vram_expand_to_host_mem, args.vram_expand_to_host_disk, tier_dir, ttls)
+    min_free = parse_quantity(args.tier_min_free_disk, field="--tier-min-free-disk").value
+    if min_free < 0:
+        raise ValidationError.single("--tier-min-free-disk", args.tier_min_free_disk, "a quantity such as 100G")
+    return TierSettings(args.vram_expand_to_host_mem, args.vram_expand_to_host_disk, tier_dir, ttls, int(min_free))
 
 
 def node_options(args: argparse.Namespace, environ: Mapping[str, str]) -> NodeOptions:

@@ -19,6 +19,9 @@ from typing import Final
 from tfcore.model.errors import Problem, ValidationError
 
 QOS_LEVELS: Final = ("low", "medium", "high", "critical")
+# The seed's guidance: "reserve at least 100GB of free disk per GPU node"; below it the node
+# sells no disk tier (and says so).
+MIN_FREE_DISK_BYTES: Final = 100 * 10**9
 NEVER: Final = None
 
 # (freeze to host memory after, freeze to disk after) in seconds of idleness; None = never.
@@ -74,6 +77,7 @@ class TierSettings:
     expand_to_host_disk_percent: int = 0
     tier_dir: str = ""
     freeze_ttls: dict[str, tuple[float | None, float | None]] = field(default_factory=lambda: dict(DEFAULT_FREEZE_TTLS))
+    min_free_disk_bytes: int = MIN_FREE_DISK_BYTES
 
     def __post_init__(self) -> None:
         problems = [
@@ -96,12 +100,45 @@ class TierSettings:
         return self.expand_to_host_mem_percent > 0 or self.expand_to_host_disk_percent > 0
 
     def virtual_vram(self, physical: int) -> int:
-        """What the node sells on a GPU of `physical` bytes."""
+        """What the node would sell on a GPU of `physical` bytes with room for both tiers."""
         pct = self.expand_to_host_mem_percent + (self.expand_to_host_disk_percent if self.tier_dir else 0)
         return physical + physical * pct // 100
 
     def ttls(self, qos: str) -> tuple[float | None, float | None]:
         return self.freeze_ttls.get(qos, DEFAULT_FREEZE_TTLS["medium"])
+
+
+@dataclass(frozen=True)
+class TierCapacity:
+    """What a node can really back beyond its GPUs, per GPU, as of one look at the machine."""
+
+    host_bytes: int  # per GPU, in host memory
+    disk_bytes: int  # per GPU, in the tier directory
+    disk_ok: bool  # the tier directory has the guidance's free space (or there is no disk tier)
+    message: str  # why the disk tier is not sold ('' when it is, or none is configured)
+
+
+def tier_capacity(
+    settings: TierSettings, physical: int, gpus: int, *, ram_available: int, ram_total: int, disk_free: int
+) -> TierCapacity:
+    """The sellable tiers per GPU: the configured percentages, capped by what is really there.
+
+    Host memory: what is available less a tenth of the machine's RAM kept for the node itself,
+    shared by the GPUs.  Disk: the tier directory's free space shared by the GPUs, and none at
+    all below `min_free_disk_bytes`."""
+    gpus = max(1, gpus)
+    room = max(0, ram_available - ram_total // 10) // gpus
+    host = min(physical * settings.expand_to_host_mem_percent // 100, room)
+    if not settings.tier_dir or settings.expand_to_host_disk_percent == 0:
+        return TierCapacity(host, 0, True, "")
+    if disk_free < settings.min_free_disk_bytes:
+        message = (
+            f"tier directory {settings.tier_dir} has {disk_free // 10**9} GB free, below the "
+            f"{settings.min_free_disk_bytes // 10**9} GB a node with a disk tier must keep: no disk tier is sold"
+        )
+        return TierCapacity(host, 0, False, message)
+    disk = min(physical * settings.expand_to_host_disk_percent // 100, disk_free // gpus)
+    return TierCapacity(host, disk, True, "")
 
 
 @dataclass(frozen=True)

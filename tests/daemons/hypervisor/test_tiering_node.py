@@ -51,6 +51,8 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalNode]:
             str(tier_dir),
             "--freeze-ttl",
             "low=1s/3s",
+            "--tier-min-free-disk",
+            "0",
         )
 
 
@@ -102,6 +104,29 @@ def wait_for(node: LocalNode, name: str, key: str, want: Any, timeout: float = 2
 def test_the_node_sells_the_expanded_vram(node: LocalNode) -> None:
     devices = node.get("/api/v1/devices")["devices"]
     assert devices[0]["free"]["vram_bytes"] == 1024 * MIB  # 512 MiB + 50 % host + 50 % disk
+
+
+def test_below_the_free_disk_guidance_no_disk_tier_is_sold(tmp_path: Path) -> None:
+    tier_dir = tmp_path / "tier"
+    tier_dir.mkdir()
+    with LocalNode(tmp_path) as small:
+        small.env["TF_SIM_GPU_VRAM"] = str(512 * MIB)
+        small.start(
+            "--vram-expand-to-host-mem",
+            "50",
+            "--vram-expand-to-host-disk",
+            "50",
+            "--tier-dir",
+            str(tier_dir),
+            "--tier-min-free-disk",
+            "1P",
+        )  # more than any test machine has free
+        device = small.get("/api/v1/devices")["devices"][0]
+        assert device["free"]["vram_bytes"] == 768 * MIB  # the GPU and the host tier only
+        assert device["tiers"]["disk_ok"] is False
+        assert "no disk tier is sold" in device["tiers"]["message"]
+        assert small.stop() == 0
+    assert "no disk tier is sold" in small.log.read_text()
 
 
 def test_freeze_and_resume_from_the_cli(node: LocalNode, tierwork: Path) -> None:

@@ -14,6 +14,7 @@ from tfcore.hypervisor.tiering import (
     parse_duration,
     parse_freeze_ttl,
     plan_tiers,
+    tier_capacity,
 )
 from tfcore.model.errors import ValidationError
 
@@ -178,3 +179,30 @@ def test_plans_never_touch_active_or_critical_workers(
         worker = by_name[action.name]
         assert not worker.active
         assert worker.qos != "critical"
+
+
+def capacity(settings: TierSettings, **machine: int) -> tuple[int, int, bool]:
+    figures = {"ram_available": 512 * GIB, "ram_total": 1024 * GIB, "disk_free": 4000 * 10**9, **machine}
+    cap = tier_capacity(settings, 80 * GIB, 8, **figures)
+    return cap.host_bytes, cap.disk_bytes, cap.disk_ok
+
+
+def test_capacity_sells_the_percentages_when_the_machine_has_room() -> None:
+    assert capacity(TIERED) == (40 * GIB, 56 * GIB, True)
+
+
+def test_host_tier_is_capped_by_available_ram_less_the_nodes_tenth() -> None:
+    # 200 GiB available, 102.4 GiB kept for the node: ~12.2 GiB per GPU of the 8.
+    host, _, _ = capacity(TIERED, ram_available=200 * GIB)
+    assert host == (200 * GIB - 1024 * GIB // 10) // 8
+
+
+def test_disk_tier_is_capped_by_free_space_and_refused_below_the_guidance() -> None:
+    assert capacity(TIERED, disk_free=200 * 10**9)[1:] == (200 * 10**9 // 8, True)
+    cap = tier_capacity(TIERED, 80 * GIB, 8, ram_available=512 * GIB, ram_total=1024 * GIB, disk_free=99 * 10**9)
+    assert (cap.disk_bytes, cap.disk_ok) == (0, False)
+    assert "99 GB free, below the 100 GB" in cap.message
+
+
+def test_no_tier_directory_sells_no_disk_and_raises_nothing() -> None:
+    assert capacity(TierSettings(expand_to_host_mem_percent=50), disk_free=0) == (40 * GIB, 0, True)
