@@ -85,6 +85,16 @@ def host_info(node_name: str, state_dir: Path, gpu_models: list[str]) -> dict[st
 DISK_TIER_CONDITION: Final = "DiskTierAvailable"
 
 
+def _tier_disk_free(node: Node) -> int:
+    if not node.tiering.tier_dir or not node.tiering.expand_to_host_disk_percent:
+        return 0
+    try:
+        st = os.statvfs(node.tiering.tier_dir)
+    except OSError:
+        return 0
+    return st.f_bavail * st.f_frsize
+
+
 def disk_tier_condition(node: Node) -> dict[str, str] | None:
     """The GPUNode condition about the disk tier: None when the node sells no disk tier at all."""
     settings = node.tiering
@@ -330,6 +340,12 @@ class NodeReporter:
         self._gpunode_missing = False
         models = [g.name for g in sorted(self.node.gpus.values(), key=lambda g: g.index)]
         info = host_info(self.node_name, self.state_dir, models)
+        if self.node.tiering.enabled:
+            # The scheduler sells dataDiskSize x vramExpandToHostDisk: on a tiering node that is
+            # the disk the cold tier can really use (none below the free-space guidance).
+            caps = list(self.node.tier_capacity.values())
+            usable = _tier_disk_free(self.node) if caps and all(c.disk_ok for c in caps) else 0
+            info["dataDiskSize"] = bytes_quantity(usable)
         current = _status(gpunode)
         written_info = {k: (current.get("nodeInfo") or {}).get(k) for k in info}
         hypervisor = current.get("hypervisorStatus") or {}

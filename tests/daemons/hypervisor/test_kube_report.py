@@ -218,6 +218,7 @@ async def test_a_disk_tier_below_the_free_space_guidance_is_a_condition_and_an_e
         "FreeDiskBelowGuidance",
     )
     assert "no disk tier is sold" in condition["message"]
+    assert gpunode["status"]["nodeInfo"]["dataDiskSize"] == "0"  # the scheduler sells no disk tier here
     events = await eventually(
         lambda: client.CoreV1Api(kube.api_client()).list_namespaced_event("default"),
         lambda e: any(x.involved_object.kind == "GPUNode" for x in e.items),
