@@ -662,6 +662,17 @@ CUresult cuGraphExecDestroy(CUgraphExec exec) {
     return real(exec);
 }
 
+/* Legacy IPC of movable (VMM) memory is refused by the driver: say once what to do about it. */
+CUresult cuIpcGetMemHandle(CUipcMemHandle *handle, CUdeviceptr dptr) {
+    REAL_OR_FAIL(cuIpcGetMemHandle);
+    CUresult rc = real(handle, dptr);
+    static int told;
+    if (rc != CUDA_SUCCESS && tf_tier_is_movable(dptr) && !__atomic_exchange_n(&told, 1, __ATOMIC_RELAXED))
+        tf_log(TF_LOG_WARN, "cuIpcGetMemHandle: this worker's memory can move (VRAM tiering), which legacy IPC "
+                            "cannot share; annotate the workload tensor-fusion.ai/vram-tiering: \"false\"");
+    return rc;
+}
+
 /* ---- VRAM tiering: calls that touch device memory resume a frozen process first ----
  * Without movable memory: one load and a tail call. */
 #define TF_GATED(symbol, params, args)                                                        \

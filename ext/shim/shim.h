@@ -147,6 +147,8 @@ void tf_tier_leave(void);
 /* cuMemAlloc_v2 / cuMemFree_v2 of movable memory; *handled = 0 when the pointer is not ours. */
 CUresult tf_tier_alloc(CUdeviceptr *dptr, uint64_t bytes, int dev);
 CUresult tf_tier_free(CUdeviceptr ptr, int *handled);
+/* Whether ptr lies in movable memory (the driver refuses legacy IPC handles of it). */
+int tf_tier_is_movable(CUdeviceptr ptr);
 
 /* ---- compute admission (compute.c; the bucket itself is tf/compute.h) ---- */
 

@@ -448,7 +448,12 @@ CUresult tf_tier_alloc(CUdeviceptr *dptr, uint64_t bytes, int dev) {
     pthread_once(&tier_once, start_once);
     if (!tier_ready) return CUDA_ERROR_NOT_SUPPORTED; /* the caller uses cuMemAlloc instead */
     CUdevice ordinal = 0;
-    if (drv.ctx_dev(&ordinal) != CUDA_SUCCESS) return CUDA_ERROR_NOT_SUPPORTED;
+    CUcontext ctx = NULL;
+    if (drv.ctx_dev(&ordinal) != CUDA_SUCCESS || drv.get_ctx(&ctx) != CUDA_SUCCESS) return CUDA_ERROR_NOT_SUPPORTED;
+    /* Moves run in one context (the first to allocate movable memory); memory of other
+     * contexts stays plain rather than be copied where that context's device cannot reach. */
+    CUcontext first = __atomic_load_n(&tier_ctx, __ATOMIC_ACQUIRE);
+    if (first != NULL && first != ctx) return CUDA_ERROR_NOT_SUPPORTED;
     if (tf_tier_enter() != 0) return CUDA_ERROR_OUT_OF_MEMORY;
     uint64_t size = (bytes + granularity - 1) / granularity * granularity, handle = 0;
     CUdeviceptr va = 0;
@@ -468,7 +473,7 @@ CUresult tf_tier_alloc(CUdeviceptr *dptr, uint64_t bytes, int dev) {
         drv.release(handle);
         goto unlock;
     }
-    if (tier_ctx == NULL) drv.get_ctx(&tier_ctx);
+    if (tier_ctx == NULL) __atomic_store_n(&tier_ctx, ctx, __ATOMIC_RELEASE);
     table[table_n++] = (tier_alloc){va, size, bytes, handle, 0, ordinal, dev, TF_TIER_AT_DEVICE, 0};
     __atomic_store_n(&tf_tier_on, 1, __ATOMIC_RELEASE);
     *dptr = va;
@@ -509,4 +514,11 @@ CUresult tf_tier_free(CUdeviceptr ptr, int *handled) {
     set_where(TF_TIER_OK);
     pthread_mutex_unlock(&tier_lock);
     return CUDA_SUCCESS;
+}
+
+int tf_tier_is_movable(CUdeviceptr ptr) {
+    if (!__atomic_load_n(&tf_tier_on, __ATOMIC_ACQUIRE) || !lock_tier()) return 0;
+    int found = find(ptr) >= 0;
+    pthread_mutex_unlock(&tier_lock);
+    return found;
 }

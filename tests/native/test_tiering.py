@@ -54,7 +54,12 @@ class Worker:
         code = self.proc.wait(timeout=30)
         self.proc.stdin.close()
         self.proc.stdout.close()
+        if self.proc.stderr is not None:
+            self.stderr = self.proc.stderr.read()
+            self.proc.stderr.close()
         return code
+
+    stderr = ""
 
 
 def start(libs: dict[str, Path], tierwork: Path, region: Path, tier_dir: Path, **extra: str) -> Worker:
@@ -64,6 +69,7 @@ def start(libs: dict[str, Path], tierwork: Path, region: Path, tier_dir: Path, *
         env=env,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
         preexec_fn=_limit_files,  # noqa: PLW1509
     )
@@ -233,3 +239,21 @@ def test_a_kill_during_a_move_leaves_exact_books(
     assert region.devices()[0].vram_used_bytes == 0
     assert nvml_used(libs) == 0
     assert list(tmp_path.glob("*tier*")) == []  # the unnamed tier file leaves nothing behind
+
+
+@pytest.mark.parametrize("tiered", [True, False])
+def test_legacy_ipc_of_movable_memory_is_refused_with_advice(
+    libs: dict[str, Path], tierwork: Path, worker_region: tuple[Region, Path], tmp_path: Path, tiered: bool
+) -> None:
+    region, path = worker_region
+    region.set_tier_enabled(tiered)
+    worker = start(libs, tierwork, path, tmp_path)
+    worker.ask("alloc 1 4", 3)
+    answer = worker.ask("ipc", 1)["ipc"]
+    assert worker.finish() == 0
+    if tiered:  # the driver refuses IPC handles of VMM memory; the shim says what to do
+        assert answer != "0"
+        assert 'vram-tiering: "false"' in worker.stderr
+    else:
+        assert answer == "0"
+        assert worker.stderr == ""

@@ -5,6 +5,7 @@
  *                 same=1 when all bytes are as written; ptrs= the device pointers
  *   write SEED    rewrites every buffer with a new pattern (the next check expects it)
  *   replay        launches that graph only: replay=
+ *   ipc           asks for a legacy IPC handle of the first buffer: ipc=
  *   copyout       times a plain cuMemcpyDtoH of every buffer: copyout_ns= (wall clock)
  *   allocfree N MIB  times N cuMemAlloc+cuMemFree pairs of MIB: allocfree_ns= per pair
  *   launches N    times N launches: launch_ns= per launch
@@ -23,6 +24,7 @@ FN(cuMemcpyDtoH, CUresult, (void *, CUdeviceptr, size_t));
 FN(cuModuleLoadData, CUresult, (CUmodule *, const void *));
 FN(cuModuleGetFunction, CUresult, (CUfunction *, CUmodule, const char *));
 FN(cuGraphCreate, CUresult, (CUgraph *, unsigned));
+FN(cuIpcGetMemHandle, CUresult, (CUipcMemHandle *, CUdeviceptr));
 FN(cuGraphAddKernelNode, CUresult, (CUgraphNode *, CUgraph, const CUgraphNode *, size_t, const CUDA_KERNEL_NODE_PARAMS_v2 *));
 FN(cuGraphInstantiate, CUresult, (CUgraphExec *, CUgraph, unsigned long long));
 FN(cuGraphLaunch, CUresult, (CUgraphExec, CUstream));
@@ -76,6 +78,7 @@ int main(void) {
     LOAD(cuModuleGetFunction);
     LOAD(cuLaunchKernel);
     LOAD(cuGraphCreate);
+    LOAD(cuIpcGetMemHandle);
     LOAD(cuGraphAddKernelNode);
     LOAD(cuGraphInstantiate);
     LOAD(cuGraphLaunch);
@@ -114,6 +117,9 @@ int main(void) {
             }
             printf("check=%d\nsame=%d\n", rc, same);
             print_ptrs();
+        } else if (strncmp(line, "ipc", 3) == 0) {
+            CUipcMemHandle h;
+            printf("ipc=%d\n", nbufs == 0 ? -1 : (int)cuIpcGetMemHandle(&h, bufs[0]));
         } else if (strncmp(line, "replay", 6) == 0) {
             printf("replay=%d\n", replay == NULL ? -1 : (int)cuGraphLaunch(replay, NULL));
         } else if (strncmp(line, "copyout", 7) == 0) {
