@@ -209,3 +209,28 @@ def test_bad_tiering_flags_exit_2_naming_the_flag(tmp_path: Path, flags: list[st
     )
     assert done.returncode == 2, done.stderr
     assert flag in done.stderr
+
+
+def test_freezes_resumes_and_tier_bytes_reach_tf_worker_usage(tmp_path: Path, tierwork: Path) -> None:
+    import duckdb
+
+    store = tmp_path / "metrics.duckdb"
+    with LocalNode(tmp_path) as running:
+        running.env["TF_SIM_GPU_VRAM"] = str(512 * MIB)
+        running.start("--vram-expand-to-host-mem", "50", "--metrics-store", str(store), "--metrics-interval", "0.2")
+        status, worker = _call(running, "POST", "/api/v1/workers", {"name": "m", "vram": "128Mi", "qos": "high"})
+        assert status == 201, worker
+        work = Workload(running, tierwork, worker)
+        assert work.ask("alloc 2 16", 3)["alloc"] == "0"
+        for _ in range(2):
+            assert cli(running, "freeze", "m").returncode == 0
+            time.sleep(0.5)  # a sample while frozen
+            assert cli(running, "resume", "m").returncode == 0
+        time.sleep(0.5)
+        assert work.finish() == 0
+        assert running.stop() == 0
+    with duckdb.connect(str(store), read_only=True) as con:
+        row = con.execute(
+            "SELECT sum(vram_freezed_cnt), sum(vram_resumed_cnt), max(vram_host_bytes) FROM tf_worker_usage"
+        ).fetchone()
+    assert row == (2, 2, 32 * MIB)  # per-sample counts add up to the totals
