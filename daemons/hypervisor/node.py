@@ -511,11 +511,12 @@ class Node:
                         resident,
                         w.record.spec.booked_vram_bytes,
                         pending=not w.tiers.acked,
+                        moved_bytes=w.tiers.host_bytes + w.tiers.disk_bytes,
                     )
                 )
             for action in plan_tiers(gpu.vram_bytes, candidates, self.tiering):
                 worker = self.workers[action.name]
-                log.info("worker %s: idle, freezing to %s (%s)", action.name, action.to, action.reason)
+                log.info("worker %s: %s (%s)", action.name, f"to {action.to}", action.reason)
                 self.request_tier(worker, action.to)
 
     def _release_dead_owners(self) -> None:

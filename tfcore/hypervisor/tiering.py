@@ -7,7 +7,8 @@ writes the returned requests to the workers' regions; the shim does the moves.  
   freeze-to-disk TTL to disk (defaults below; `critical` never);
 - pressure: the device must hold every active worker's request (or what it holds, when more)
   plus what idle workers keep on it; when that exceeds the GPU, idle workers move to host
-  memory, lowest QoS first, then longest idle, until it fits.  An active worker is never moved.
+  memory, lowest QoS first, then longest idle, until it fits.  An active worker is never moved;
+- room: an active worker left partly on the warm tier is brought back once it fits.
 """
 
 from __future__ import annotations
@@ -153,13 +154,14 @@ class TierCandidate:
     resident_bytes: int  # on this GPU now
     request_bytes: int  # what it is promised on the device while active
     pending: bool = False  # a request is not yet acknowledged: leave it alone this tick
+    moved_bytes: int = 0  # in host memory or on disk now
 
 
 @dataclass(frozen=True)
 class TierAction:
     name: str
-    to: str  # host or disk
-    reason: str  # ttl or pressure
+    to: str  # host, disk, or resume
+    reason: str  # ttl, pressure, or room
 
 
 def plan_tiers(physical_bytes: int, candidates: list[TierCandidate], settings: TierSettings) -> list[TierAction]:
@@ -190,4 +192,15 @@ def plan_tiers(physical_bytes: int, candidates: list[TierCandidate], settings: T
             continue  # never frozen, not even under pressure
         actions[c.name] = TierAction(c.name, "host", "pressure")
         need -= c.resident_bytes
+    _bring_back_active(physical_bytes, candidates, actions)
     return list(actions.values())
+
+
+def _bring_back_active(physical_bytes: int, candidates: list[TierCandidate], actions: dict[str, TierAction]) -> None:
+    """An active worker that resumed only partly (no device memory then) runs on the warm tier;
+    once what stays resident leaves room for the rest of it, it is asked back onto the device."""
+    resident = sum(c.resident_bytes for c in candidates if c.name not in actions)
+    for c in candidates:
+        if c.active and not c.pending and c.moved_bytes > 0 and resident + c.moved_bytes <= physical_bytes:
+            actions[c.name] = TierAction(c.name, "resume", "room")
+            resident += c.moved_bytes

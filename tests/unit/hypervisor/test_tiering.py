@@ -32,8 +32,9 @@ def cand(
     resident: int = 10 * GIB,
     request: int = 10 * GIB,
     pending: bool = False,
+    moved: int = 0,
 ) -> TierCandidate:
-    return TierCandidate(name, qos, idle, active, where, resident, request, pending)
+    return TierCandidate(name, qos, idle, active, where, resident, request, pending, moved)
 
 
 def test_defaults_follow_the_spec() -> None:
@@ -169,7 +170,7 @@ def test_plans_never_touch_active_or_critical_workers(
     rows: list[tuple[str, int, bool, int, int]], physical_gib: int
 ) -> None:
     workers = [
-        cand(f"w{i}", q, idle, active=a, resident=r * GIB, request=rq * GIB)
+        cand(f"w{i}", q, idle, active=a, resident=r * GIB, request=rq * GIB, moved=(r * GIB) // 2 if a else 0)
         for i, (q, idle, a, r, rq) in enumerate(rows)
     ]
     actions = plan_tiers(physical_gib * GIB, workers, TIERED)
@@ -177,8 +178,17 @@ def test_plans_never_touch_active_or_critical_workers(
     assert len({a.name for a in actions}) == len(actions)
     for action in actions:
         worker = by_name[action.name]
-        assert not worker.active
-        assert worker.qos != "critical"
+        if action.to == "resume":  # only active workers are brought back, and only into room
+            assert worker.active
+            assert worker.moved_bytes > 0
+        else:  # freezes never touch an active or a critical worker
+            assert not worker.active
+            assert worker.qos != "critical"
+    kept = sum(
+        w.resident_bytes for w in workers if by_name[w.name].name not in {a.name for a in actions if a.to != "resume"}
+    )
+    back = sum(by_name[a.name].moved_bytes for a in actions if a.to == "resume")
+    assert back == 0 or kept + back <= physical_gib * GIB
 
 
 def capacity(settings: TierSettings, **machine: int) -> tuple[int, int, bool]:
@@ -206,3 +216,19 @@ def test_disk_tier_is_capped_by_free_space_and_refused_below_the_guidance() -> N
 
 def test_no_tier_directory_sells_no_disk_and_raises_nothing() -> None:
     assert capacity(TierSettings(expand_to_host_mem_percent=50), disk_free=0) == (40 * GIB, 0, True)
+
+
+def test_an_active_worker_left_on_the_warm_tier_comes_back_when_there_is_room() -> None:
+    partly = cand("back", active=True, resident=10 * GIB, request=30 * GIB, moved=20 * GIB)
+    idle = cand("idle", "low", 5, resident=40 * GIB)
+    # 10 + 20 moved + 40 idle = 70 <= 80: room now.
+    assert plan_tiers(80 * GIB, [partly, idle], TIERED) == [TierAction("back", "resume", "room")]
+    # A bigger idle neighbour: pressure moves it out first, then there is room.
+    crowded = cand("idle", "low", 5, resident=60 * GIB)
+    assert plan_tiers(80 * GIB, [partly, crowded], TIERED) == [
+        TierAction("idle", "host", "pressure"),
+        TierAction("back", "resume", "room"),
+    ]
+    # No room and nothing to move (critical neighbour): it stays on the warm tier.
+    stuck = cand("idle", "critical", 5, resident=60 * GIB)
+    assert plan_tiers(80 * GIB, [partly, stuck], TIERED) == []
