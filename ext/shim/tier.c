@@ -454,11 +454,14 @@ CUresult tf_tier_alloc(CUdeviceptr *dptr, uint64_t bytes, int dev) {
      * contexts stays plain rather than be copied where that context's device cannot reach. */
     CUcontext first = __atomic_load_n(&tier_ctx, __ATOMIC_ACQUIRE);
     if (first != NULL && first != ctx) return CUDA_ERROR_NOT_SUPPORTED;
+    /* A new allocation needs the GPU: resume first.  Then leave the in-flight count before
+     * taking the lock, which a freeze holds while it waits for that count to drain. */
     if (tf_tier_enter() != 0) return CUDA_ERROR_OUT_OF_MEMORY;
+    tf_tier_leave();
     uint64_t size = (bytes + granularity - 1) / granularity * granularity, handle = 0;
     CUdeviceptr va = 0;
     CUresult rc = CUDA_ERROR_OUT_OF_MEMORY;
-    if (!lock_tier()) goto out;
+    if (!lock_tier()) return rc;
     if (table_n == TIER_MAX) {
         rc = CUDA_ERROR_NOT_SUPPORTED; /* more than the table holds: plain, unmovable memory */
         goto unlock;
@@ -480,8 +483,6 @@ CUresult tf_tier_alloc(CUdeviceptr *dptr, uint64_t bytes, int dev) {
     set_where(TF_TIER_OK);
 unlock:
     pthread_mutex_unlock(&tier_lock);
-out:
-    tf_tier_leave();
     return rc;
 }
 
