@@ -48,13 +48,26 @@ print("nvml_used_after=%d" % pynvml.nvmlDeviceGetMemoryInfo(h).used)
 
 # Sizes where the model's time dwarfs the host's own memmove (the timeline never runs behind
 # the wall clock, so a copy can look slower than modelled, never faster).
-@pytest.mark.parametrize(("mbps", "mib", "ms"), [(1000, 100, 105), (200, 16, 84)])
+@pytest.mark.parametrize(("mbps", "mib", "ms"), [(100, 16, 168), (200, 16, 84)])
 def test_copies_cross_pcie_at_the_configured_bandwidth(
     libs: dict[str, Path], tiering: Path, mbps: int, mib: int, ms: int
 ) -> None:
     env = sim_env(libs, TF_SIM_PCIE_MBPS=str(mbps))
     out = parse_kv(run([str(tiering), "copy", str(mib)], env).stdout)
     assert out["copy"] == f"0,{ms}"  # simulated timeline: MiB x 2^20 / (MB/s x 10^6), in ms
+
+
+@pytest.mark.parametrize("slowdown", [None, "200", "1000"])
+def test_kernels_slow_down_with_the_share_of_memory_on_the_host(
+    libs: dict[str, Path], tiering: Path, slowdown: str | None
+) -> None:
+    extra = {"TF_SIM_HOST_SLOWDOWN": slowdown} if slowdown else {}
+    out = parse_kv(run([str(tiering), "slow", "64"], sim_env(libs, TF_SIM_WAVE_NS="5000", **extra)).stdout)
+    device_only, half = float(out["device_only"]), float(out["half_on_host"])
+    assert device_only > 0
+    # Half of the process's memory on the host: 1 + (slowdown/100 - 1) / 2 times as long.
+    factor = 1 + (int(slowdown or 400) / 100 - 1) / 2
+    assert half == pytest.approx(device_only * factor, rel=0.02)
 
 
 def test_host_placed_memory_is_bounded_by_the_host_budget(libs: dict[str, Path], tiering: Path) -> None:

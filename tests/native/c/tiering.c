@@ -2,7 +2,9 @@
  *   move MIB    device memory at a VA, filled, then moved to host-located memory mapped at the
  *               same VA: prints the data check and the device's used memory at each step
  *   copy MIB    the simulated time of an async device-to-host copy of MIB (event elapsed, ms)
- *   hostoom MIB tries to create MIB of host-located memory (TF_SIM_HOST_MEM caps it) */
+ *   hostoom MIB tries to create MIB of host-located memory (TF_SIM_HOST_MEM caps it)
+ *   slow MIB    simulated time of one kernel with MIB of device memory, then with MIB more of
+ *               host-located memory mapped (ms each) */
 #include <string.h>
 
 #include "driver.h"
@@ -24,6 +26,10 @@ FN(cuEventCreate, CUresult, (CUevent *, unsigned int));
 FN(cuEventRecord, CUresult, (CUevent, CUstream));
 FN(cuEventSynchronize, CUresult, (CUevent));
 FN(cuEventElapsedTime, CUresult, (float *, CUevent, CUevent));
+FN(cuModuleLoadData, CUresult, (CUmodule *, const void *));
+FN(cuModuleGetFunction, CUresult, (CUfunction *, CUmodule, const char *));
+FN(cuLaunchKernel, CUresult,
+   (CUfunction, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, CUstream, void **, void **));
 
 static size_t used_now(void) {
     size_t free_bytes = 0, total = 0;
@@ -86,6 +92,33 @@ static int timed_copy(size_t bytes) {
     return 0;
 }
 
+/* One kernel of 264000 blocks of 1024 threads timed on the simulated timeline. */
+static float kernel_ms(CUfunction f) {
+    CUevent a, b;
+    float ms = -1;
+    cuEventCreate(&a, 0);
+    cuEventCreate(&b, 0);
+    cuEventRecord(a, NULL);
+    if (cuLaunchKernel(f, 132 * 2000, 1, 1, 1024, 1, 1, 0, NULL, NULL, NULL) != CUDA_SUCCESS) return -1;
+    cuEventRecord(b, NULL);
+    cuEventSynchronize(b);
+    cuEventElapsedTime(&ms, a, b);
+    return ms;
+}
+
+static int slow(size_t bytes) {
+    CUmodule mod;
+    CUfunction f;
+    CUdeviceptr d, va;
+    CUmemGenericAllocationHandle h;
+    if (cuModuleLoadData(&mod, BUSY_PTX) || cuModuleGetFunction(&f, mod, "busy") || cuMemAlloc(&d, bytes)) return 2;
+    printf("device_only=%.3f\n", kernel_ms(f));
+    if (cuMemAddressReserve(&va, bytes, 0, 0, 0) || create(&h, bytes, CU_MEM_LOCATION_TYPE_HOST) || map_at(va, bytes, h))
+        return 2;
+    printf("half_on_host=%.3f\n", kernel_ms(f));
+    return 0;
+}
+
 int main(int argc, char **argv) {
     if (argc != 3) return 2;
     open_driver(0);
@@ -104,9 +137,13 @@ int main(int argc, char **argv) {
     LOAD(cuEventRecord);
     LOAD(cuEventSynchronize);
     LOAD(cuEventElapsedTime);
+    LOAD(cuModuleLoadData);
+    LOAD(cuModuleGetFunction);
+    LOAD(cuLaunchKernel);
     size_t bytes = strtoull(argv[2], NULL, 10) * MIB;
     if (strcmp(argv[1], "move") == 0) return move(bytes);
     if (strcmp(argv[1], "copy") == 0) return timed_copy(bytes);
+    if (strcmp(argv[1], "slow") == 0) return slow(bytes);
     if (strcmp(argv[1], "hostoom") == 0) {
         CUmemGenericAllocationHandle h;
         printf("create_host=%d\n", create(&h, bytes, CU_MEM_LOCATION_TYPE_HOST));
