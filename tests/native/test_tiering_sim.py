@@ -61,8 +61,10 @@ def test_copies_cross_pcie_at_the_configured_bandwidth(
 def test_kernels_slow_down_with_the_share_of_memory_on_the_host(
     libs: dict[str, Path], tiering: Path, slowdown: str | None
 ) -> None:
-    extra = {"TF_SIM_HOST_SLOWDOWN": slowdown} if slowdown else {}
-    out = parse_kv(run([str(tiering), "slow", "64"], sim_env(libs, TF_SIM_WAVE_NS="5000", **extra)).stdout)
+    env = sim_env(libs, TF_SIM_WAVE_NS="5000")
+    if slowdown:
+        env["TF_SIM_HOST_SLOWDOWN"] = slowdown
+    out = parse_kv(run([str(tiering), "slow", "64"], env).stdout)
     device_only, half = float(out["device_only"]), float(out["half_on_host"])
     assert device_only > 0
     # Half of the process's memory on the host: 1 + (slowdown/100 - 1) / 2 times as long.
