@@ -295,7 +295,7 @@ static void set_where(uint16_t result) {
      * export, pools, arrays, imports); a snapshot taken at every tier event. */
     for (int d = 0; d < TF_SHM_MAX_DEVICES; d++) charged += __atomic_load_n(&p->used_bytes[d], __ATOMIC_RELAXED);
     __atomic_store_n(&p->tier_pinned_bytes, charged > movable ? charged - movable : 0, __ATOMIC_RELAXED);
-    __atomic_store_n(&p->tier_where, (uint16_t)worst, __ATOMIC_RELEASE);
+    __atomic_store_n(&p->tier_where, (uint16_t)(worst | TF_TIER_WATCHING), __ATOMIC_RELEASE);
     __atomic_store_n(&p->tier_result, result, __ATOMIC_RELEASE);
 }
 
@@ -397,7 +397,10 @@ static void *watch(void *arg) {
 }
 
 static void after_fork_child(void) {
-    /* The child has no watcher and its own (new) slot; CUDA does not survive fork. */
+    /* The child has no watcher and its own (new) slot; CUDA does not survive fork.  Its first
+     * movable allocation starts a watcher of its own (the once-block runs again). */
+    tier_once = (pthread_once_t)PTHREAD_ONCE_INIT;
+    tier_ctx = NULL;
     table_n = 0;
     disk_fd = -1;
     __atomic_store_n(&tf_tier_on, 0, __ATOMIC_RELAXED);
@@ -412,6 +415,7 @@ static void start_once(void) {
     last_seq = __atomic_load_n(&tf_compute_limits->header.tier_request_seq, __ATOMIC_ACQUIRE);
     tf_shm_proc *p = tf_region_self();
     if (p != NULL) __atomic_store_n(&p->tier_ack_seq, (uint32_t)last_seq, __ATOMIC_RELEASE);
+    if (p != NULL) __atomic_store_n(&p->tier_where, (uint16_t)TF_TIER_WATCHING, __ATOMIC_RELEASE);
     pthread_t t;
     pthread_attr_t attr;
     pthread_attr_init(&attr);

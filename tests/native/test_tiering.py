@@ -257,3 +257,21 @@ def test_legacy_ipc_of_movable_memory_is_refused_with_advice(
     else:
         assert answer == "0"
         assert worker.stderr == ""
+
+
+def test_a_forked_child_without_cuda_does_not_hold_up_requests(
+    libs: dict[str, Path], tierwork: Path, worker_region: tuple[Region, Path], tmp_path: Path
+) -> None:
+    region, path = worker_region
+    worker = start(libs, tierwork, path, tmp_path)
+    first = worker.ask("alloc 2 8", 3)
+    assert worker.ask("fork", 1) == {"forked": "1"}
+    deadline = time.monotonic() + 10
+    while len([p for p in region.processes() if p.alive]) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)  # the child claims a slot of its own right after the fork
+    assert len([p for p in region.processes() if p.alive]) == 2
+    region.request_tier("host")
+    state = settle(region)
+    assert (state.acked, state.where, state.host_bytes) == (True, "host", 16 * MIB)
+    assert worker.ask("check", 3) == {"check": "0", "same": "1", "ptrs": first["ptrs"]}
+    assert worker.finish() == 0

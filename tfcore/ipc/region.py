@@ -69,6 +69,7 @@ class ComputeStats:
 
 
 TIER_REQUESTS = {"resume": 1, "host": 2, "disk": 3}
+WATCHING = 0x100  # tier_where: the process answers requests (TF_TIER_WATCHING)
 TIER_PLACES = ("device", "host", "disk")
 TIER_RESULTS = ("ok", "busy", "host memory exhausted", "tier directory refused", "no device memory")
 
@@ -192,8 +193,10 @@ class Region:
         with _errors(self.path):
             seq = int(self._limits.tier()[2]) & 0xFFFFFFFF
             rows = [(self._state.process(i), self._state.process_tier(i)) for i in range(_shm.MAX_PROCS)]
-        live = [tier for (pid, _b, _u, alive), tier in rows if pid != 0 and alive]
-        worst = max((int(t[6]) for t in live), default=0)
+        # Only processes that answer requests count (a watcher: they made movable memory); a
+        # forked data-loader child that never touches CUDA holds a slot but no tiers.
+        live = [tier for (pid, _b, _u, alive), tier in rows if pid != 0 and alive and int(tier[6]) & WATCHING]
+        worst = max((int(t[6]) & 0xFF for t in live), default=0)
         return TierState(
             host_bytes=sum(int(t[0]) for t in live),
             disk_bytes=sum(int(t[1]) for t in live),

@@ -110,7 +110,7 @@
     F(uint32_t, tier_freezes, )      /* atomic: freezes done (cumulative) */                 \
     F(uint32_t, tier_resumes, )      /* atomic: resumes done (cumulative) */                 \
     F(uint32_t, tier_ack_seq, )      /* atomic: low 32 bits of the last request handled */   \
-    F(uint16_t, tier_where, )        /* atomic: TF_TIER_AT_* of the whole process */         \
+    F(uint16_t, tier_where, )        /* atomic: TF_TIER_AT_* | TF_TIER_WATCHING */           \
     F(uint16_t, tier_result, )       /* atomic: TF_TIER_OK or why the last request failed */ \
     F(uint8_t, reserved1, [8])
 
@@ -124,6 +124,7 @@
 #define TF_TIER_AT_DEVICE 0u
 #define TF_TIER_AT_HOST 1u
 #define TF_TIER_AT_DISK 2u
+#define TF_TIER_WATCHING 0x100u /* tier_where: this process answers requests (has movable memory) */
 #define TF_TIER_OK 0u
 #define TF_TIER_ERR_BUSY 1u     /* work did not drain in time */
 #define TF_TIER_ERR_HOST 2u     /* host memory ran out: nothing moved past what fit */

@@ -6,13 +6,17 @@
  *   write SEED    rewrites every buffer with a new pattern (the next check expects it)
  *   replay        launches that graph only: replay=
  *   ipc           asks for a legacy IPC handle of the first buffer: ipc=
+ *   fork          starts a child that never touches CUDA (a data loader): forked=1
  *   copyout       times a plain cuMemcpyDtoH of every buffer: copyout_ns= (wall clock)
  *   allocfree N MIB  times N cuMemAlloc+cuMemFree pairs of MIB: allocfree_ns= per pair
  *   launches N    times N launches: launch_ns= per launch
  *   quit
  * Device pointers are printed at alloc and at check so the test sees they never change. */
+#include <signal.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "driver.h"
 
@@ -36,6 +40,7 @@ static size_t nbufs, bytes;
 static unsigned seed = 1;
 static CUfunction busy;
 static CUgraphExec replay;
+static pid_t loader;
 
 /* A graph whose kernel node captured the first buffer's device pointer: it must stay valid. */
 static CUresult make_graph(void) {
@@ -117,6 +122,13 @@ int main(void) {
             }
             printf("check=%d\nsame=%d\n", rc, same);
             print_ptrs();
+        } else if (strncmp(line, "fork", 4) == 0) {
+            loader = fork();
+            if (loader == 0) {
+                sleep(60);
+                _exit(0);
+            }
+            printf("forked=%d\n", loader > 0);
         } else if (strncmp(line, "ipc", 3) == 0) {
             CUipcMemHandle h;
             printf("ipc=%d\n", nbufs == 0 ? -1 : (int)cuIpcGetMemHandle(&h, bufs[0]));
@@ -152,6 +164,10 @@ int main(void) {
         } else if (strncmp(line, "quit", 4) == 0) {
             break;
         }
+    }
+    if (loader > 0) {
+        kill(loader, SIGKILL);
+        waitpid(loader, NULL, 0);
     }
     return 0;
 }
