@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -32,6 +33,7 @@ PCIE_MBPS = 500
 BUFFERS, MIB_EACH = 4, 64
 ROUNDS = 5
 LAUNCHES = 200_000
+CALLGRIND_LAUNCHES = 20_000
 ALLOC_PAIRS, ALLOC_MIB = 200, 64  # a movable size: what a framework's caching allocator asks for
 
 
@@ -97,6 +99,28 @@ def _untiered(tierwork: Path, base: dict[str, str], shim: Path, work: Path) -> t
     return float(dict(rows)["allocfree_ns"]), launch
 
 
+def _launch_instructions(tierwork: Path, env: dict[str, str], work: Path) -> float:
+    """Instructions per launch of a process holding movable (or, untiered, plain) memory, by
+    callgrind: the difference between runs of n and 2n launches, so start-up cancels out."""
+    counts = []
+    for launches in (CALLGRIND_LAUNCHES, 2 * CALLGRIND_LAUNCHES):
+        out = work / "callgrind.out"
+        done = subprocess.run(
+            ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", str(tierwork)],
+            env=env,
+            input=f"alloc 2 4\nlaunches {launches}\nquit\n",
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=True,
+        )
+        found = re.search(r"Collected : (\d+)", done.stderr)
+        if found is None:
+            raise RuntimeError(f"no instruction count from callgrind: {done.stderr[-500:]}")
+        counts.append(int(found.group(1)))
+    return (counts[1] - counts[0]) / CALLGRIND_LAUNCHES
+
+
 def _small_calls(binary: Path, base: dict[str, str], shim: Path, work: Path) -> dict[str, tuple[float, float]]:
     """bench_shim's program (1 MiB allocations: below the movable size) with tiering off and on."""
     off, on = work / "off.shm", work / "on.shm"
@@ -136,6 +160,16 @@ def main() -> None:
         )
         plain_pair, plain_launch = _untiered(tierwork, dict(base, TF_SIM_STATE=str(work / "s2")), libs["shim"], work)
         costs = _small_calls(calls, dict(base, TF_SIM_STATE=str(work / "s3")), libs["shim"], work)
+        instructions: tuple[float, float] | None = None
+        if shutil.which("valgrind") is not None:
+            regions = []
+            for name, tiered_region in (("i-off.shm", False), ("i-on.shm", True)):
+                with Region.create(work / name, [DeviceSpec("0", 64 << 30)]) as r:
+                    r.set_tier_enabled(tiered_region)
+                env = dict(base, TF_SIM_STATE=str(work / "s4"), LD_PRELOAD=str(libs["shim"]))
+                regions.append(dict(env, TF_SHM_PATH=str(work / name), TF_TIER_DIR=str(work)))
+            off_i, on_i = (_launch_instructions(tierwork, env, work) for env in regions)
+            instructions = (off_i, on_i)
     moved = BUFFERS * MIB_EACH << 20
     for figure, seconds in (("freeze to host", tiered["freeze_s"]), ("resume from host", tiered["resume_s"])):
         print(
@@ -156,6 +190,19 @@ def main() -> None:
         )
     costs[f"cuMemAlloc+cuMemFree {ALLOC_MIB} MiB (movable)"] = (plain_pair, tiered["pair_ns"])
     costs["cuLaunchKernel with movable memory (the gate)"] = (plain_launch, tiered["launch_ns"])
+    if instructions is not None:
+        print(
+            json.dumps(
+                {
+                    "bench": "tiering",
+                    "figure": "cuLaunchKernel with movable memory (the gate): instructions",
+                    "driver": "simulated",
+                    "shim_instructions_per_call": round(instructions[0], 1),
+                    "tiered_instructions_per_call": round(instructions[1], 1),
+                    "added_instructions_per_call": round(instructions[1] - instructions[0], 1),
+                }
+            )
+        )
     for figure, (off, on) in costs.items():
         print(
             json.dumps(

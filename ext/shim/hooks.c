@@ -539,10 +539,19 @@ CUresult cuIpcCloseMemHandle(CUdeviceptr dptr) {
         }                                                                          \
         return real args;                                                          \
     }                                                                              \
+    /* Movable memory and no rate: only the gate, no launch cost to compute. */    \
+    static __attribute__((noinline)) CUresult symbol##_gate params {               \
+        tf_pfn_##symbol real = TF_REAL(symbol);                                    \
+        if (tf_tier_enter() != 0) return CUDA_ERROR_OUT_OF_MEMORY;                 \
+        CUresult rc = real args;                                                   \
+        tf_tier_leave();                                                           \
+        return rc;                                                                 \
+    }                                                                              \
     CUresult symbol params {                                                       \
         tf_pfn_##symbol real =                                                     \
             (tf_pfn_##symbol)__atomic_load_n(&tf_hooks[TF_HOOK_IDX_##symbol].real, __ATOMIC_ACQUIRE); \
         if (__builtin_expect(real == NULL || tf_launch_maybe_limited(), 0)) return symbol##_admit args; \
+        if (__builtin_expect(__atomic_load_n(&tf_tier_on, __ATOMIC_RELAXED), 0)) return symbol##_gate args; \
         return real args;                                                          \
     }
 

@@ -166,8 +166,7 @@ static inline int tf_launch_maybe_limited(void) {
     if (__builtin_expect(!__atomic_load_n(tf_region_loaded_flag, __ATOMIC_ACQUIRE), 0)) return 1;
     int launch_mode = __atomic_load_n(&tf_launch_mode, __ATOMIC_RELAXED);
     if (launch_mode != TF_LAUNCH_ONE_DEVICE) return launch_mode != TF_LAUNCH_PASS;
-    return (__atomic_load_n(&tf_compute_limits->devices[0].compute_rate, __ATOMIC_RELAXED) |
-            (uint64_t)__atomic_load_n(&tf_tier_on, __ATOMIC_RELAXED)) != 0;
+    return __atomic_load_n(&tf_compute_limits->devices[0].compute_rate, __ATOMIC_RELAXED) != 0;
 }
 
 /* Admission of one launch of `cost` (out of line, compute.c): when the launch's device has a

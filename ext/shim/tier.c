@@ -25,6 +25,8 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/membarrier.h>
+#include <sys/syscall.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -93,6 +95,37 @@ static int disk_fd = -1;
 static uint64_t disk_end;
 static uint64_t granularity = 2ULL << 20;
 static uint64_t last_seq; /* request the watcher handled last */
+
+/* Calls in flight, cheaply: each thread has a flag it sets around a gated call with plain
+ * stores (no atomic read-modify-write, no fence on the hot path); a freeze sets `frozen`, then
+ * membarrier(PRIVATE_EXPEDITED) makes every running thread pass a full barrier, after which a
+ * thread either sees `frozen` or its flag is visible (the asymmetric Dekker pattern).  Without
+ * membarrier (old kernel, seccomp), or past TIER_THREADS threads, the shared counter is used. */
+#define TIER_THREADS 1024
+static int thread_flags[TIER_THREADS];
+static int thread_count;      /* atomic: flags handed out */
+static int use_membarrier;    /* registered for PRIVATE_EXPEDITED in this process */
+static __thread int *my_flag __attribute__((tls_model("initial-exec"))); /* this thread's flag; NULL: not yet, or none left */
+static __thread int no_flag __attribute__((tls_model("initial-exec")));  /* none left for this thread: use the counter */
+
+static int *thread_flag(void) {
+    if (my_flag != NULL || no_flag || !use_membarrier) return my_flag;
+    int i = __atomic_fetch_add(&thread_count, 1, __ATOMIC_RELAXED);
+    if (i >= TIER_THREADS) {
+        no_flag = 1;
+        return NULL;
+    }
+    my_flag = &thread_flags[i];
+    return my_flag;
+}
+
+static int any_in_flight(void) {
+    if (__atomic_load_n(&inflight, __ATOMIC_SEQ_CST) != 0) return 1;
+    int n = __atomic_load_n(&thread_count, __ATOMIC_ACQUIRE);
+    for (int i = 0; i < n && i < TIER_THREADS; i++)
+        if (__atomic_load_n(&thread_flags[i], __ATOMIC_ACQUIRE)) return 1;
+    return 0;
+}
 
 static void *helper(const char *name) { return tf_driver_helper(name); }
 
@@ -337,8 +370,9 @@ static uint16_t resume_locked(void) {
 /* Blocks new work, drains it, moves out; with tier_lock held. */
 static uint16_t freeze_locked(int to) {
     __atomic_store_n(&frozen, 1, __ATOMIC_SEQ_CST);
+    if (use_membarrier) syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0);
     uint64_t deadline = now_ns() + TIER_DRAIN_NS;
-    while (__atomic_load_n(&inflight, __ATOMIC_SEQ_CST) != 0) {
+    while (any_in_flight()) {
         if (now_ns() > deadline) {
             set_where(TF_TIER_ERR_BUSY);
             return TF_TIER_ERR_BUSY;
@@ -401,6 +435,11 @@ static void after_fork_child(void) {
      * movable allocation starts a watcher of its own (the once-block runs again). */
     tier_once = (pthread_once_t)PTHREAD_ONCE_INIT;
     tier_ctx = NULL;
+    use_membarrier = 0; /* registration is per address space: the child registers again */
+    memset(thread_flags, 0, sizeof thread_flags);
+    thread_count = 0;
+    my_flag = NULL; /* the forking thread's flag belonged to the parent's table */
+    no_flag = 0;
     table_n = 0;
     disk_fd = -1;
     __atomic_store_n(&tf_tier_on, 0, __ATOMIC_RELAXED);
@@ -412,6 +451,9 @@ static void after_fork_child(void) {
 static void start_once(void) {
     tier_init();
     if (!tier_ready) return;
+    long cmds = syscall(SYS_membarrier, MEMBARRIER_CMD_QUERY, 0, 0);
+    use_membarrier = cmds > 0 && (cmds & MEMBARRIER_CMD_PRIVATE_EXPEDITED) &&
+                     syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0;
     last_seq = __atomic_load_n(&tf_compute_limits->header.tier_request_seq, __ATOMIC_ACQUIRE);
     tf_shm_proc *p = tf_region_self();
     if (p != NULL) __atomic_store_n(&p->tier_ack_seq, (uint32_t)last_seq, __ATOMIC_RELEASE);
@@ -429,10 +471,18 @@ static void start_once(void) {
 }
 
 int tf_tier_enter(void) {
+    int *flag = thread_flag();
     for (;;) {
-        __atomic_add_fetch(&inflight, 1, __ATOMIC_SEQ_CST);
-        if (!__atomic_load_n(&frozen, __ATOMIC_SEQ_CST)) return 0;
-        __atomic_sub_fetch(&inflight, 1, __ATOMIC_SEQ_CST);
+        if (flag != NULL) {
+            __atomic_store_n(flag, 1, __ATOMIC_RELAXED);
+            __atomic_signal_fence(__ATOMIC_SEQ_CST); /* the freeze's membarrier is the CPU fence */
+            if (!__atomic_load_n(&frozen, __ATOMIC_RELAXED)) return 0;
+            __atomic_store_n(flag, 0, __ATOMIC_RELEASE);
+        } else {
+            __atomic_add_fetch(&inflight, 1, __ATOMIC_SEQ_CST);
+            if (!__atomic_load_n(&frozen, __ATOMIC_SEQ_CST)) return 0;
+            __atomic_sub_fetch(&inflight, 1, __ATOMIC_SEQ_CST);
+        }
         if (!lock_tier()) return 1;
         int on_disk = 0;
         if (__atomic_load_n(&frozen, __ATOMIC_SEQ_CST)) {
@@ -446,7 +496,12 @@ int tf_tier_enter(void) {
     }
 }
 
-void tf_tier_leave(void) { __atomic_sub_fetch(&inflight, 1, __ATOMIC_SEQ_CST); }
+void tf_tier_leave(void) {
+    if (my_flag != NULL)
+        __atomic_store_n(my_flag, 0, __ATOMIC_RELEASE);
+    else
+        __atomic_sub_fetch(&inflight, 1, __ATOMIC_SEQ_CST);
+}
 
 CUresult tf_tier_alloc(CUdeviceptr *dptr, uint64_t bytes, int dev) {
     pthread_once(&tier_once, start_once);
