@@ -26,6 +26,9 @@ cdef extern from "tf/shm_layout.h" nogil:
         uint32_t max_procs
         uint32_t kind
         uint64_t generation
+        uint32_t tier_flags
+        uint32_t tier_request
+        uint64_t tier_request_seq
 
     ctypedef struct tf_shm_limit:
         char uuid[48]
@@ -49,6 +52,14 @@ cdef extern from "tf/shm_layout.h" nogil:
         int32_t pid
         uint64_t heartbeat_ns
         uint64_t used_bytes[16]
+        uint64_t tier_host_bytes
+        uint64_t tier_disk_bytes
+        uint64_t tier_pinned_bytes
+        uint32_t tier_freezes
+        uint32_t tier_resumes
+        uint32_t tier_ack_seq
+        uint16_t tier_where
+        uint16_t tier_result
 
     ctypedef struct tf_shm_limits:
         tf_shm_header header

@@ -268,6 +268,25 @@ cdef class LimitsFile(_Mapped):
         cdef tf_shm_limit *d = &(<tf_shm_limits *>self.base).devices[self._device(index)]
         return (tf_shm_load_u64(&d.compute_rate), tf_shm_load_u64(&d.compute_burst))
 
+    def tier(self):
+        """(tier_flags, tier_request, tier_request_seq)"""
+        cdef tf_shm_header *h = self._header()
+        return (h.tier_flags, h.tier_request, tf_shm_load_u64(&h.tier_request_seq))
+
+    def set_tier_flags(self, uint32_t flags):
+        """Hypervisor only: TF_TIER_* bits (read by each process when it loads the region)."""
+        self._need_write()
+        self._header().tier_flags = flags
+
+    def request_tier(self, uint32_t request):
+        """Hypervisor only: asks every process of the worker to move; returns the new seq."""
+        self._need_write()
+        cdef tf_shm_header *h = self._header()
+        h.tier_request = request
+        cdef uint64_t seq = tf_shm_load_u64(&h.tier_request_seq) + 1
+        tf_shm_store_u64(&h.tier_request_seq, seq)  # release: the request is visible first
+        return seq
+
 
 cdef class StateFile(_Mapped):
     """PATH: per-device usage and process slots."""
@@ -307,6 +326,13 @@ cdef class StateFile(_Mapped):
         pid = tf_shm_load_i32(&p.pid)
         alive = pid != 0 and ((self.owned >> slot) & 1 or tf_shm_slot_alive(self.fd, slot))
         return (pid, tf_shm_load_u64(&p.heartbeat_ns), used, bool(alive))
+
+    def process_tier(self, int slot):
+        """(host bytes, disk bytes, pinned bytes, freezes, resumes, ack seq, where, result)"""
+        cdef tf_shm_proc *p = &self._state().procs[self._slot(slot)]
+        return (tf_shm_load_u64(&p.tier_host_bytes), tf_shm_load_u64(&p.tier_disk_bytes),
+                tf_shm_load_u64(&p.tier_pinned_bytes), p.tier_freezes, p.tier_resumes, p.tier_ack_seq,
+                p.tier_where, p.tier_result)
 
     def add_vram_used(self, int index, int64_t delta):
         """Atomically adds delta (saturating at 0) to the bytes held outside any process slot;

@@ -117,6 +117,7 @@ def main(args: argparse.Namespace) -> int:
             settings=ControllerSettings(),
             oversell_percent=options.tflops_oversell,
             breach_action=options.on_isolation_breach,
+            tiering=options.tiering,
         )
         adopted = node.adopt()
         for gpu in found:

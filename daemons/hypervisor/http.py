@@ -17,8 +17,9 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from daemons.hypervisor.node import Node
+from daemons.hypervisor.node import Node, TieringOff
 from tfcore.hypervisor.placement import DoesNotFit
+from tfcore.hypervisor.tiering import QOS_LEVELS
 from tfcore.hypervisor.workerspec import WorkerSpec
 from tfcore.model.body import decode_json
 from tfcore.model.errors import Problem, ValidationError
@@ -40,6 +41,12 @@ class CreateWorker(msgspec.Struct, forbid_unknown_fields=True):
     gpus: list[str] = msgspec.field(default_factory=list)
     owner_pid: int = 0
     tenant_uid: int = -1  # who runs the workload: owner of the state file (mode 0600); -1 = the node's uid
+    qos: str = "medium"
+    vram_tiering: bool = True  # False: never frozen, plain allocations (the workload's opt-out)
+
+
+class Freeze(msgspec.Struct, forbid_unknown_fields=True):
+    to: str = "host"  # host or disk
 
 
 _create_decoder = msgspec.json.Decoder(CreateWorker)
@@ -95,11 +102,49 @@ async def _create(request: web.Request) -> web.Response:
                 gpus=tuple(spec.gpus),
                 owner_pid=spec.owner_pid,
                 tenant_uid=_tenant_uid(spec.tenant_uid),
+                qos=_qos(spec.qos),
+                vram_tiering=spec.vram_tiering,
             )
         )
     except DoesNotFit as exc:
         raise HTTPProblem(409, str(exc)) from exc
     return json_response(node.worker_view(worker), status=201)
+
+
+def _qos(qos: str) -> str:
+    if qos not in QOS_LEVELS:
+        raise ValidationError([Problem("qos", repr(qos), " or ".join(QOS_LEVELS))])
+    return qos
+
+
+async def _freeze(request: web.Request) -> web.Response:
+    _authorize(request)
+    body = await read_body(request, limit=1024)
+    try:
+        ask = msgspec.json.decode(body or b"{}", type=Freeze)
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        raise ValidationError([Problem("body", str(exc), 'a JSON object like {"to": "host"}')]) from exc
+    if ask.to not in ("host", "disk"):
+        raise ValidationError([Problem("to", repr(ask.to), "host or disk")])
+    return _tier_request(request, ask.to)
+
+
+async def _resume(request: web.Request) -> web.Response:
+    _authorize(request)
+    return _tier_request(request, "resume")
+
+
+def _tier_request(request: web.Request, to: str) -> web.Response:
+    node = request.app[NODE_KEY]
+    name = request.match_info["name"]
+    worker = node.workers.get(name)
+    if worker is None:
+        raise HTTPProblem(404, f"no worker {name!r}")
+    try:
+        node.request_tier(worker, to)
+    except TieringOff as exc:
+        raise HTTPProblem(409, str(exc)) from exc
+    return json_response(node.worker_view(worker), status=202)
 
 
 def _tenant_uid(asked: int) -> int:
@@ -180,6 +225,8 @@ def build_app(node: Node, token: str, *, reads_need_token: bool = False) -> web.
     app.router.add_get("/api/v1/devices", _devices)
     app.router.add_get("/api/v1/workers", _workers)
     # A pod worker's name is NAMESPACE/POD: the route takes the rest of the path.
+    app.router.add_post("/api/v1/workers/{name:.+}/freeze", _freeze)
+    app.router.add_post("/api/v1/workers/{name:.+}/resume", _resume)
     app.router.add_get("/api/v1/workers/{name:.+}", _worker)
     app.router.add_post("/api/v1/workers", _create)
     app.router.add_delete("/api/v1/workers/{name:.+}", _delete)

@@ -82,6 +82,50 @@ def host_info(node_name: str, state_dir: Path, gpu_models: list[str]) -> dict[st
     return info
 
 
+DISK_TIER_CONDITION: Final = "DiskTierAvailable"
+
+
+def _tier_disk_free(node: Node) -> int:
+    if not node.tiering.tier_dir or not node.tiering.expand_to_host_disk_percent:
+        return 0
+    try:
+        st = os.statvfs(node.tiering.tier_dir)
+    except OSError:
+        return 0
+    return st.f_bavail * st.f_frsize
+
+
+def disk_tier_condition(node: Node) -> dict[str, str] | None:
+    """The GPUNode condition about the disk tier: None when the node sells no disk tier at all."""
+    settings = node.tiering
+    caps = list(node.tier_capacity.values())
+    if not (settings.tier_dir and settings.expand_to_host_disk_percent and caps):
+        return None
+    short = next((c for c in caps if not c.disk_ok), None)
+    if short is not None:
+        return {
+            "type": DISK_TIER_CONDITION,
+            "status": "False",
+            "reason": "FreeDiskBelowGuidance",
+            "message": short.message,
+        }
+    message = f"tier directory {settings.tier_dir} has the free space the disk tier needs"
+    return {"type": DISK_TIER_CONDITION, "status": "True", "reason": "FreeDiskAvailable", "message": message}
+
+
+def merge_condition(current: list[dict[str, Any]], wanted: dict[str, str]) -> tuple[list[dict[str, Any]], bool]:
+    """current with wanted in place of its type (transition time kept unless the status moved);
+    and whether anything changed."""
+    old = next((c for c in current if c.get("type") == wanted["type"]), None)
+    if old is not None and all(old.get(k) == v for k, v in wanted.items()):
+        return current, False
+    since = (
+        _now() if old is None or old.get("status") != wanted["status"] else str(old.get("lastTransitionTime") or _now())
+    )
+    condition = dict(wanted, lastTransitionTime=since)
+    return [c for c in current if c.get("type") != wanted["type"]] + [condition], True
+
+
 class NodeReporter:
     def __init__(
         self,
@@ -296,6 +340,12 @@ class NodeReporter:
         self._gpunode_missing = False
         models = [g.name for g in sorted(self.node.gpus.values(), key=lambda g: g.index)]
         info = host_info(self.node_name, self.state_dir, models)
+        if self.node.tiering.enabled:
+            # The scheduler sells dataDiskSize x vramExpandToHostDisk: on a tiering node that is
+            # the disk the cold tier can really use (none below the free-space guidance).
+            caps = list(self.node.tier_capacity.values())
+            usable = _tier_disk_free(self.node) if caps and all(c.disk_ok for c in caps) else 0
+            info["dataDiskSize"] = bytes_quantity(usable)
         current = _status(gpunode)
         written_info = {k: (current.get("nodeInfo") or {}).get(k) for k in info}
         hypervisor = current.get("hypervisorStatus") or {}
@@ -304,9 +354,11 @@ class NodeReporter:
             and hypervisor.get("hypervisorState") == "Running"
             and hypervisor.get("hypervisorVersion") == tfcore.__version__
         )
-        if same and time.monotonic() - self._heartbeat_at < HEARTBEAT_PERIOD:
+        wanted = disk_tier_condition(self.node)
+        conditions, moved = merge_condition(list(current.get("conditions") or []), wanted) if wanted else ([], False)
+        if same and not moved and time.monotonic() - self._heartbeat_at < HEARTBEAT_PERIOD:
             return
-        status = {
+        status: dict[str, Any] = {
             "nodeInfo": info,
             "hypervisorStatus": {
                 "hypervisorState": "Running",
@@ -314,5 +366,9 @@ class NodeReporter:
                 "lastHeartbeatTime": _now(),
             },
         }
-        await self._patch_status("GPUNode", self.node_name, status)
+        if moved:
+            status["conditions"] = conditions
+        updated = await self._patch_status("GPUNode", self.node_name, status)
         self._heartbeat_at = time.monotonic()
+        if moved and wanted is not None and wanted["status"] == "False":
+            await self.recorder.emit(updated, "Warning", wanted["reason"], wanted["message"])

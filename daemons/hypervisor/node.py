@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import os
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ from tfcore.hypervisor import (
 )
 from tfcore.hypervisor.placement import DoesNotFit, LocalGPU, local_allocator, place
 from tfcore.hypervisor.podworkers import check_pod_worker_name, split_pod_worker_name
+from tfcore.hypervisor.tiering import TierCandidate, TierCapacity, TierSettings, plan_tiers, tier_capacity
 from tfcore.hypervisor.workerspec import WorkerSpec
 from tfcore.ipc import DeviceSpec, Region, RegionError
 from tfcore.model.errors import ValidationError
@@ -38,6 +40,54 @@ from tfcore.sched import PodRequest
 log = logging.getLogger(__name__)
 VRAM_SLACK = 64 * 1024**2  # NVML rounds to its granularity; only report beyond this
 ADOPT_TICKS = 20  # an adopted worker keeps its old rate at most this many ticks while gains are learned
+TIER_CAPACITY_PERIOD = 10.0  # seconds between looks at free RAM and the tier directory's free space
+
+
+def _meminfo() -> tuple[int, int]:
+    """(MemAvailable, MemTotal) in bytes; (0, 0) when /proc/meminfo cannot be read."""
+    fields: dict[str, int] = {}
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                name, _, rest = line.partition(":")
+                fields[name] = int(rest.split()[0]) * 1024
+    except (OSError, ValueError, IndexError):
+        return 0, 0
+    return fields.get("MemAvailable", 0), fields.get("MemTotal", 0)
+
+
+def _disk_free(directory: str) -> int:
+    if not directory:
+        return 0
+    try:
+        st = os.statvfs(directory)
+    except OSError:
+        return 0
+    return st.f_bavail * st.f_frsize
+
+
+class TieringOff(ValueError):
+    """A freeze or resume asked of a worker that cannot move (tiering off, or it opted out)."""
+
+
+@dataclass
+class TierBooks:
+    """A worker's tiering as the node sees it: the last state read and its own counters
+    (monotonic: the processes' counts vanish with them)."""
+
+    where: str = "device"
+    host_bytes: int = 0
+    disk_bytes: int = 0
+    pinned_bytes: int = 0
+    acked: bool = True
+    freezes: int = 0  # vram_freezed_cnt
+    resumes: int = 0  # vram_resumed_cnt
+    seen_freezes: int = 0
+    seen_resumes: int = 0
+    sampled_freezes: int = 0  # as of the last metrics sample (usage.py writes deltas)
+    sampled_resumes: int = 0
+    last_active: float = 0.0  # time.monotonic() of the last launch seen
+    last_launches: int = -1
 
 
 class GPUUnavailable(DoesNotFit):
@@ -87,6 +137,8 @@ class Worker:
     adopted_ticks: int = 0
     overcommitted: str = ""  # placed beyond this node's capacity (a pod the scheduler bound): why
     breaches: int = 0  # tampering or NVML overuse found so far (a metric)
+    tiers: TierBooks = field(default_factory=TierBooks)
+    tiered: bool = False  # its limits enable tiering (the node's pool expands VRAM, no opt-out)
 
     @property
     def pod(self) -> tuple[str, str] | None:
@@ -108,10 +160,14 @@ class Node:
         settings: ControllerSettings | None = None,
         oversell_percent: int = 100,
         breach_action: str = "warn",
+        tiering: TierSettings | None = None,
     ) -> None:
         if breach_action not in BREACH_ACTIONS:
             raise ValidationError.single("--on-isolation-breach", repr(breach_action), " or ".join(BREACH_ACTIONS))
         self.breach_action = breach_action
+        self.tiering = tiering or TierSettings()
+        self.tier_capacity: dict[str, TierCapacity] = {}
+        self._tier_measured = float("-inf")
         self.breaches: list[Breach] = []  # not yet acted on: the Kubernetes reporter drains them
         self.gpus = {g.uuid: g for g in gpus}
         self.rated = rated  # uuid -> rated TFLOPS
@@ -131,6 +187,30 @@ class Node:
         self.device_plugin_holders: dict[str, tuple[str, ...]] = {}
         self.unavailable: dict[str, str] = {}  # uuid -> why TensorFusion may not place work on it
         self._listeners: list[Callable[[], None]] = []
+        if self.tiering.enabled:
+            self.measure_tiers(time.monotonic())
+
+    def measure_tiers(self, now: float) -> None:
+        """What the node can really back beyond its GPUs (free RAM, the tier directory's free
+        space): the local allocator sells each GPU plus that, and a disk tier below the free-space
+        guidance is not sold (a warning when that changes)."""
+        self._tier_measured = now
+        available, total = _meminfo()
+        free = _disk_free(self.tiering.tier_dir)
+        for uuid, gpu in self.gpus.items():
+            cap = tier_capacity(
+                self.tiering, gpu.vram_bytes, len(self.gpus), ram_available=available, ram_total=total, disk_free=free
+            )
+            old = self.tier_capacity.get(uuid)
+            if old == cap:
+                continue
+            if not cap.disk_ok and (old is None or old.disk_ok):
+                log.warning("%s", cap.message)
+            self.tier_capacity[uuid] = cap
+            spec = self.allocator.gpus[uuid].spec
+            self.allocator.set_gpu(
+                dataclasses.replace(spec, vram_bytes=gpu.vram_bytes + cap.host_bytes + cap.disk_bytes)
+            )
 
     # ---- who may use the GPUs ------------------------------------------------------------
 
@@ -169,7 +249,9 @@ class Node:
                 continue
             self._restore_limits(record, region)
             self._record_adopted(record)
-            self.workers[record.name] = Worker(record, region, {u: DeviceUsage() for u in record.gpus}, adopted=True)
+            worker = Worker(record, region, {u: DeviceUsage() for u in record.gpus}, adopted=True)
+            worker.tiered = region.tier_enabled()
+            self.workers[record.name] = worker
             log.info("re-adopted worker %s on %s", record.name, ", ".join(record.gpus))
         return len(self.workers)
 
@@ -257,11 +339,20 @@ class Node:
             self.allocator.release(name)
             raise
         worker = Worker(record, region, {u: DeviceUsage() for u in record.gpus}, overcommitted=overcommitted)
+        self._enable_tiering(worker)
         self.workers[name] = worker
         self._apply_initial_rates(worker)
         log.info("worker %s created on %s", name, ", ".join(record.gpus))
         self._changed()
         return worker
+
+    def _enable_tiering(self, worker: Worker) -> None:
+        """Before the workload starts (its processes read the bit once): movable memory when
+        this node expands VRAM and the workload did not opt out."""
+        if self.tiering.enabled and worker.record.spec.vram_tiering:
+            worker.region.set_tier_enabled(True)
+            worker.tiered = True
+        worker.tiers.last_active = time.monotonic()
 
     def _apply_initial_rates(self, worker: Worker) -> None:
         """Before the first tick: the request's worth at the controller's current gain."""
@@ -359,6 +450,74 @@ class Node:
         self._release_dead_owners()
         for uuid in self.gpus:
             self._step_gpu(uuid, dt)
+        if self.tiering.enabled:
+            now = time.monotonic()
+            if now - self._tier_measured >= TIER_CAPACITY_PERIOD:
+                self.measure_tiers(now)
+            self._step_tiers(now)
+
+    # ---- VRAM tiering -------------------------------------------------------------------
+
+    def request_tier(self, worker: Worker, to: str) -> None:
+        """Asks the worker's processes to move (host, disk) or come back (resume)."""
+        if not worker.tiered:
+            why = "this node does not expand VRAM" if not self.tiering.enabled else "the workload opted out"
+            raise TieringOff(f"worker {worker.record.name!r} cannot be frozen: {why}")
+        if to == "disk" and not self.tiering.tier_dir:
+            raise TieringOff("this node has no disk tier (--tier-dir)")
+        worker.region.request_tier(to)
+        worker.tiers.acked = False
+        log.info("worker %s: %s requested", worker.record.name, "resume" if to == "resume" else f"freeze to {to}")
+
+    def _read_tiers(self, worker: Worker) -> None:
+        books, state = worker.tiers, worker.region.tier_state()
+        books.where, books.host_bytes, books.disk_bytes = state.where, state.host_bytes, state.disk_bytes
+        books.pinned_bytes, books.acked = state.pinned_bytes, state.acked
+        # Count what the live processes did since the last look (a dead one's counts vanish).
+        books.freezes += max(0, state.freezes - books.seen_freezes)
+        books.resumes += max(0, state.resumes - books.seen_resumes)
+        books.seen_freezes, books.seen_resumes = state.freezes, state.resumes
+        if state.acked and state.failures:
+            log.debug("worker %s: last move failed (%s); data stayed put", worker.record.name, state.failures)
+
+    @staticmethod
+    def _note_activity(worker: Worker, now: float) -> None:
+        books = worker.tiers
+        launches = sum(u.launches for u in worker.usage.values())
+        if launches != books.last_launches or any(u.utilization > 0 for u in worker.usage.values()):
+            books.last_active = now
+        books.last_launches = launches
+
+    def _step_tiers(self, now: float) -> None:
+        tiered = [w for w in self.workers.values() if w.tiered]
+        for worker in tiered:
+            self._read_tiers(worker)
+            self._note_activity(worker, now)
+        for uuid, gpu in self.gpus.items():
+            candidates = []
+            for w in tiered:
+                if uuid not in w.usage:
+                    continue
+                used = w.region.devices()[w.record.gpus.index(uuid)].vram_used_bytes
+                idle = now - w.tiers.last_active
+                resident = max(0, used - w.tiers.host_bytes - w.tiers.disk_bytes)
+                candidates.append(
+                    TierCandidate(
+                        w.record.name,
+                        w.record.spec.qos,
+                        idle,
+                        idle < 2 * self.tick,  # launched within the last ticks
+                        w.tiers.where,
+                        resident,
+                        w.record.spec.booked_vram_bytes,
+                        pending=not w.tiers.acked,
+                        moved_bytes=w.tiers.host_bytes + w.tiers.disk_bytes,
+                    )
+                )
+            for action in plan_tiers(gpu.vram_bytes, candidates, self.tiering):
+                worker = self.workers[action.name]
+                log.info("worker %s: %s (%s)", action.name, f"to {action.to}", action.reason)
+                self.request_tier(worker, action.to)
 
     def _release_dead_owners(self) -> None:
         for name, worker in list(self.workers.items()):
@@ -512,9 +671,21 @@ class Node:
                     "offered": g.uuid not in self.unavailable,
                     "unavailable_reason": self.unavailable.get(g.uuid, ""),
                     "device_plugin_holders": list(self.device_plugin_holders.get(g.uuid, ())),
+                    "tiers": self._capacity_view(g.uuid),
                 }
             )
         return out
+
+    def _capacity_view(self, uuid: str) -> dict[str, Any] | None:
+        cap = self.tier_capacity.get(uuid)
+        if cap is None:
+            return None
+        return {
+            "host_bytes": cap.host_bytes,
+            "disk_bytes": cap.disk_bytes,
+            "disk_ok": cap.disk_ok,
+            "message": cap.message,
+        }
 
     def worker_view(self, worker: Worker) -> dict[str, Any]:
         r = worker.record.spec
@@ -549,4 +720,20 @@ class Node:
                 }
                 for i, (uuid, u) in enumerate(worker.usage.items())
             ],
+            "qos": r.qos,
+            "vram_tiering": worker.tiered,
+            "tier_dir": self.tiering.tier_dir if worker.tiered else "",
+            "tiers": self._tiers_view(worker, devices),  # first: it reads the region's tier state
+            "frozen": worker.tiered and worker.tiers.where != "device",
+            "tier_pending": not worker.tiers.acked,  # a freeze or resume not yet done by every process
+            "pinned_bytes": worker.tiers.pinned_bytes,
+            "vram_freezed_cnt": worker.tiers.freezes,
+            "vram_resumed_cnt": worker.tiers.resumes,
         }
+
+    def _tiers_view(self, worker: Worker, devices: list[Any]) -> dict[str, int]:
+        if worker.tiered:
+            self._read_tiers(worker)
+        used = sum(d.vram_used_bytes for d in devices)
+        host, disk = worker.tiers.host_bytes, worker.tiers.disk_bytes
+        return {"device": max(0, used - host - disk), "host": host, "disk": disk}

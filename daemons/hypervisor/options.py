@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
@@ -20,7 +20,9 @@ from tfcore.config.env import (
 from tfcore.hypervisor import parse_tflops_overrides
 from tfcore.hypervisor.deviceplugin import check_resource_name
 from tfcore.hypervisor.models import GPUModel
+from tfcore.hypervisor.tiering import DEFAULT_FREEZE_TTLS, TierSettings, parse_freeze_ttl
 from tfcore.model.errors import ValidationError
+from tfcore.model.quantity import parse_quantity
 
 DEFAULT_PORT: Final = 7311
 DEFAULT_POD_RESOURCES_SOCKET: Final = Path("/var/lib/kubelet/pod-resources/kubelet.sock")
@@ -82,6 +84,36 @@ def add_node_arguments(parser: argparse.ArgumentParser, environ: Mapping[str, st
         default=5.0,
         metavar="SECONDS",
         help="how often usage is written to the metrics store (default 5)",
+    )
+    tier = parser.add_argument_group("VRAM tiering (sell VRAM beyond the GPU; idle workers move out)")
+    tier.add_argument(
+        "--vram-expand-to-host-mem",
+        type=int,
+        default=0,
+        metavar="PCT",
+        help="sell this percent of each GPU's memory more, backed by host memory (warm tier; default 0: off)",
+    )
+    tier.add_argument(
+        "--vram-expand-to-host-disk",
+        type=int,
+        default=0,
+        metavar="PCT",
+        help="and this percent more, backed by files in --tier-dir (cold tier; default 0)",
+    )
+    tier.add_argument("--tier-dir", default="", metavar="DIR", help="directory of the disk tier")
+    tier.add_argument(
+        "--tier-min-free-disk",
+        default="100G",
+        metavar="QUANTITY",
+        help="below this much free space in --tier-dir no disk tier is sold (default 100G, the deployment guidance)",
+    )
+    tier.add_argument(
+        "--freeze-ttl",
+        action="append",
+        default=[],
+        metavar="QOS=MEM/DISK",
+        help="idle time after which a worker of QOS is frozen to host memory and to disk "
+        "(repeatable; defaults low=1m/1h medium=2m/2h high=1d/1w critical=never/never)",
     )
     kube = parser.add_argument_group("Kubernetes reporting (on when a node name and a cluster are known)")
     kube.add_argument(
@@ -161,6 +193,17 @@ def node_argv(args: argparse.Namespace) -> list[str]:
     argv += ["--kubelet-pod-resources-socket", str(args.kubelet_pod_resources_socket)]
     for resource in args.device_plugin_resource:
         argv += ["--device-plugin-resource", resource]
+    return argv + _tier_argv(args)
+
+
+def _tier_argv(args: argparse.Namespace) -> list[str]:
+    argv = ["--vram-expand-to-host-mem", str(args.vram_expand_to_host_mem)]
+    argv += ["--vram-expand-to-host-disk", str(args.vram_expand_to_host_disk)]
+    if args.tier_dir:
+        argv += ["--tier-dir", args.tier_dir]
+    argv += ["--tier-min-free-disk", args.tier_min_free_disk]
+    for ttl in args.freeze_ttl:
+        argv += ["--freeze-ttl", ttl]
     return argv
 
 
@@ -185,6 +228,21 @@ class NodeOptions:
     kubelet_pod_resources_socket: Path
     device_plugin_resources: tuple[str, ...]
     on_isolation_breach: str = "warn"  # warn or evict
+    tiering: TierSettings = field(default_factory=TierSettings)
+
+
+def tier_settings(args: argparse.Namespace) -> TierSettings:
+    ttls = dict(DEFAULT_FREEZE_TTLS)
+    for text in args.freeze_ttl:
+        qos, mem, disk = parse_freeze_ttl(text)
+        ttls[qos] = (mem, disk)
+    tier_dir = args.tier_dir
+    if tier_dir and not Path(tier_dir).is_dir():
+        raise ValidationError.single("--tier-dir", f"{tier_dir!r} is not a directory", "an existing directory")
+    min_free = parse_quantity(args.tier_min_free_disk, field="--tier-min-free-disk").value
+    if min_free < 0:
+        raise ValidationError.single("--tier-min-free-disk", args.tier_min_free_disk, "a quantity such as 100G")
+    return TierSettings(args.vram_expand_to_host_mem, args.vram_expand_to_host_disk, tier_dir, ttls, int(min_free))
 
 
 def node_options(args: argparse.Namespace, environ: Mapping[str, str]) -> NodeOptions:
@@ -215,6 +273,7 @@ def node_options(args: argparse.Namespace, environ: Mapping[str, str]) -> NodeOp
         kubelet_pod_resources_socket=args.kubelet_pod_resources_socket,
         device_plugin_resources=tuple(args.device_plugin_resource),
         on_isolation_breach=args.on_isolation_breach or ON_ISOLATION_BREACH.read(environ),
+        tiering=tier_settings(args),
     )
 
 

@@ -38,6 +38,11 @@ def usage_points(node: Node, time_ns: int) -> list[Point]:
         )
     for worker in node.workers.values():
         devices = worker.region.devices()
+        # Freezes and resumes since the last sample (the built-in rule sums them per interval);
+        # tier bytes are the worker's, put on its first GPU (moves are per process, not per GPU).
+        books = worker.tiers
+        freezes, resumes = books.freezes - books.sampled_freezes, books.resumes - books.sampled_resumes
+        books.sampled_freezes, books.sampled_resumes = books.freezes, books.resumes
         for device, (uuid, usage) in enumerate(worker.usage.items()):
             used = devices[device].vram_used_bytes
             limit = worker.record.spec.vram_limit_bytes
@@ -59,8 +64,10 @@ def usage_points(node: Node, time_ns: int) -> list[Point]:
                         "memory_bytes": used,
                         "memory_percentage": 100.0 * used / limit if limit else 0.0,
                         "compute_throttled_cnt": usage.throttled,
-                        "vram_freezed_cnt": 0,
-                        "vram_resumed_cnt": 0,
+                        "vram_freezed_cnt": freezes if device == 0 else 0,
+                        "vram_resumed_cnt": resumes if device == 0 else 0,
+                        "vram_host_bytes": books.host_bytes if device == 0 else 0,
+                        "vram_disk_bytes": books.disk_bytes if device == 0 else 0,
                     },
                     time_ns,
                 )

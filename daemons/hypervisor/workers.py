@@ -78,6 +78,8 @@ class WorkerRecord:
             "pod_uid": s.pod_uid,
             "vram_request_bytes": s.vram_request_bytes,
             "workload": s.workload,
+            "qos": s.qos,
+            "vram_tiering": s.vram_tiering,
             "made_dirs": list(self.made_dirs),
         }
 
@@ -95,6 +97,8 @@ class WorkerRecord:
             owner_pid=data.get("owner_pid", 0),
             pod_uid=data.get("pod_uid", ""),
             workload=data.get("workload", ""),
+            qos=data.get("qos", "medium"),
+            vram_tiering=bool(data.get("vram_tiering", True)),
         )
         return cls(spec, data.get("owner_start", 0), data.get("created", 0.0), tuple(data.get("made_dirs") or ()))
 

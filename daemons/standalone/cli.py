@@ -16,6 +16,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -51,6 +52,21 @@ def register(commands: Any) -> None:
     run.add_argument("--token-file", type=Path, default=None, help="the node's token (default STATE_DIR/token)")
     run.add_argument("command", nargs=argparse.REMAINDER, metavar="-- CMD", help="the command to run")
     run.set_defaults(handler=_run)
+
+    for verb, text in (
+        ("freeze", "move an idle worker's GPU memory out (host memory, or disk with --to disk)"),
+        ("resume", "bring a frozen worker's memory back to the GPU now (its next CUDA call would)"),
+    ):
+        tier = commands.add_parser(verb, help=text)
+        tier.add_argument("name", help="the worker (NAME, or NAMESPACE/POD for a pod worker)")
+        if verb == "freeze":
+            tier.add_argument("--to", choices=("host", "disk"), default="host", help="where to (default host)")
+        tier.add_argument("--state-dir", type=Path, default=None, help="the node's state directory (as given to `up`)")
+        tier.add_argument("--token-file", type=Path, default=None, help="the node's token (default STATE_DIR/token)")
+        tier.add_argument(
+            "--wait", type=float, default=30.0, help="seconds to wait for the move (default 30; 0: do not)"
+        )
+        tier.set_defaults(handler=_tier, verb=verb)
 
 
 def _up(args: argparse.Namespace) -> int:
@@ -162,6 +178,8 @@ def _run(args: argparse.Namespace) -> int:
     # whether the node simulates its GPUs.
     libs = library_paths()
     env = dict(os.environ, LD_PRELOAD=str(libs["shim"]), TF_SHM_PATH=worker["region"])
+    if worker.get("tier_dir"):
+        env["TF_TIER_DIR"] = worker["tier_dir"]  # where its memory goes when frozen to disk
     if node.simulated:
         simulated = str(libs["simcuda"].parent)
         env["LD_LIBRARY_PATH"] = ":".join(x for x in (simulated, env.get("LD_LIBRARY_PATH", "")) if x)
@@ -195,3 +213,36 @@ def _run(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
     return 128 - code if code < 0 else code
+
+
+def _tier(args: argparse.Namespace) -> int:
+    """`tensor-fusion freeze NAME [--to disk]` / `resume NAME`: asks the node, then waits
+    (bounded) until every process of the worker has handled it; prints the worker's tiers."""
+    state_dir = args.state_dir or default_state_dir(os.environ)
+    try:
+        node = decode_node_file((state_dir / NODE_FILE).read_bytes())
+        token = (args.token_file or state_dir / "token").read_text().strip()
+    except (OSError, ValidationError) as exc:
+        print(f"error: no node running at {state_dir} ({exc}); start one with `tensor-fusion up`", file=sys.stderr)
+        return 1
+    path = f"/api/v1/workers/{args.name}/{args.verb}"
+    try:
+        view = _call(node, token, "POST", path, {"to": args.to} if args.verb == "freeze" else {})
+        deadline = time.monotonic() + max(0.0, args.wait)
+        want = "device" if args.verb == "resume" else args.to
+        while args.wait > 0 and (view["tier_pending"] or _place(view) != want) and time.monotonic() < deadline:
+            time.sleep(0.05)
+            view = _call(node, token, "GET", f"/api/v1/workers/{args.name}")
+    except NodeError as exc:
+        print(f"error: {args.verb} {args.name}: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps({"name": view["name"], "frozen": view["frozen"], "tiers": view["tiers"]}))
+    if args.wait > 0 and (view["tier_pending"] or _place(view) != want):
+        print(f"error: {args.name} is not at {want} yet (a busy or failed move keeps it where it was)", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _place(view: dict[str, Any]) -> str:
+    tiers = view["tiers"]
+    return "disk" if tiers["disk"] else "host" if tiers["host"] else "device"

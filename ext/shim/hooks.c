@@ -159,7 +159,14 @@ CUresult cuMemAlloc_v2(CUdeviceptr *dptr, size_t bytesize) {
     REAL_OR_FAIL(cuMemAlloc_v2);
     if (dptr == NULL || bytesize == 0) return real(dptr, bytesize);
     ADMIT(bytesize);
-    CUresult rc = real(dptr, bytesize);
+    CUresult rc = CUDA_ERROR_NOT_SUPPORTED;
+    /* Movable memory when the worker's limits enable tiering; plain memory otherwise (and
+     * when the driver cannot do VMM). */
+    /* Below the VMM granularity an allocation would take a whole 2 MiB granule: small ones
+     * stay plain (pinned; frameworks' caching allocators ask for large blocks). */
+    if (admitted == TF_ADMIT_OK && __builtin_expect(tf_tier_flag, 0) && bytesize >= TF_TIER_MIN_BYTES)
+        rc = tf_tier_alloc(dptr, bytesize, dev);
+    if (rc == CUDA_ERROR_NOT_SUPPORTED) rc = real(dptr, bytesize);
     return finish(rc, admitted, TF_ALLOC_PTR, rc == CUDA_SUCCESS ? *dptr : 0, charged, dev);
 }
 
@@ -436,9 +443,16 @@ CUresult cuMemFree(unsigned int dptr) {
     }                                                                  \
     return rc
 
+static CUresult tiered_free(tf_pfn_cuMemFree_v2 real, CUdeviceptr dptr) {
+    int handled = 0;
+    CUresult rc = tf_tier_free(dptr, &handled);
+    return handled ? rc : real(dptr);
+}
+
 CUresult cuMemFree_v2(CUdeviceptr dptr) {
     REAL_OR_FAIL(cuMemFree_v2);
-    FREE_BODY(TF_ALLOC_PTR, dptr, real(dptr));
+    FREE_BODY(TF_ALLOC_PTR, dptr,
+              __builtin_expect(__atomic_load_n(&tf_tier_on, __ATOMIC_RELAXED), 0) ? tiered_free(real, dptr) : real(dptr));
 }
 
 /* Returned to the worker when the free is issued, not when the stream reaches it. */
@@ -523,12 +537,27 @@ CUresult cuMemPoolImportPointer(CUdeviceptr *dptr, CUmemoryPool pool, CUmemPoolP
         tf_pfn_##symbol real = TF_REAL(symbol);                                    \
         if (real == NULL) return CUDA_ERROR_NOT_INITIALIZED;                       \
         tf_launch_admit(cost);                                                     \
+        if (__atomic_load_n(&tf_tier_on, __ATOMIC_RELAXED)) {                      \
+            if (tf_tier_enter() != 0) return CUDA_ERROR_OUT_OF_MEMORY;             \
+            CUresult rc = real args;                                               \
+            tf_tier_leave();                                                       \
+            return rc;                                                             \
+        }                                                                          \
         return real args;                                                          \
+    }                                                                              \
+    /* Movable memory and no rate: only the gate, no launch cost to compute. */    \
+    static __attribute__((noinline)) CUresult symbol##_gate params {               \
+        tf_pfn_##symbol real = TF_REAL(symbol);                                    \
+        if (tf_tier_enter() != 0) return CUDA_ERROR_OUT_OF_MEMORY;                 \
+        CUresult rc = real args;                                                   \
+        tf_tier_leave();                                                           \
+        return rc;                                                                 \
     }                                                                              \
     CUresult symbol params {                                                       \
         tf_pfn_##symbol real =                                                     \
             (tf_pfn_##symbol)__atomic_load_n(&tf_hooks[TF_HOOK_IDX_##symbol].real, __ATOMIC_ACQUIRE); \
         if (__builtin_expect(real == NULL || tf_launch_maybe_limited(), 0)) return symbol##_admit args; \
+        if (__builtin_expect(__atomic_load_n(&tf_tier_on, __ATOMIC_RELAXED), 0)) return symbol##_gate args; \
         return real args;                                                          \
     }
 
@@ -647,3 +676,65 @@ CUresult cuGraphExecDestroy(CUgraphExec exec) {
     tf_graph_destroyed(exec);
     return real(exec);
 }
+
+/* Legacy IPC of movable (VMM) memory is refused by the driver: say once what to do about it. */
+CUresult cuIpcGetMemHandle(CUipcMemHandle *handle, CUdeviceptr dptr) {
+    REAL_OR_FAIL(cuIpcGetMemHandle);
+    CUresult rc = real(handle, dptr);
+    static int told;
+    if (rc != CUDA_SUCCESS && tf_tier_is_movable(dptr) && !__atomic_exchange_n(&told, 1, __ATOMIC_RELAXED))
+        tf_log(TF_LOG_WARN, "cuIpcGetMemHandle: this worker's memory can move (VRAM tiering), which legacy IPC "
+                            "cannot share; annotate the workload tensor-fusion.ai/vram-tiering: \"false\"");
+    return rc;
+}
+
+/* ---- VRAM tiering: calls that touch device memory resume a frozen process first ----
+ * Without movable memory: one load and a tail call. */
+#define TF_GATED(symbol, params, args)                                                        \
+    static __attribute__((noinline)) CUresult symbol##_gated params {                        \
+        tf_pfn_##symbol real = TF_REAL(symbol);                                              \
+        if (real == NULL) return CUDA_ERROR_NOT_INITIALIZED;                                 \
+        if (tf_tier_enter() != 0) return CUDA_ERROR_OUT_OF_MEMORY;                           \
+        CUresult rc = real args;                                                             \
+        tf_tier_leave();                                                                     \
+        return rc;                                                                           \
+    }                                                                                        \
+    CUresult symbol params {                                                                 \
+        tf_pfn_##symbol real =                                                               \
+            (tf_pfn_##symbol)__atomic_load_n(&tf_hooks[TF_HOOK_IDX_##symbol].real, __ATOMIC_ACQUIRE); \
+        if (__builtin_expect(real == NULL || __atomic_load_n(&tf_tier_on, __ATOMIC_RELAXED), 0)) \
+            return symbol##_gated args;                                                      \
+        return real args;                                                                    \
+    }
+TF_GATED(cuMemcpyHtoD, (unsigned int dst, const void *src, size_t n), (dst, src, n))
+TF_GATED(cuMemcpyDtoH, (void *dst, unsigned int src, size_t n), (dst, src, n))
+TF_GATED(cuMemcpyDtoD, (unsigned int dst, unsigned int src, size_t n), (dst, src, n))
+TF_GATED(cuMemsetD8, (unsigned int dst, unsigned char v, size_t n), (dst, v, n))
+TF_GATED(cuMemsetD32, (unsigned int dst, unsigned int v, size_t n), (dst, v, n))
+TF_GATED(cuMemcpyHtoD_v2, (CUdeviceptr dst, const void *src, size_t n), (dst, src, n))
+TF_GATED(cuMemcpyDtoH_v2, (void *dst, CUdeviceptr src, size_t n), (dst, src, n))
+TF_GATED(cuMemcpyDtoD_v2, (CUdeviceptr dst, CUdeviceptr src, size_t n), (dst, src, n))
+TF_GATED(cuMemsetD8_v2, (CUdeviceptr dst, unsigned char v, size_t n), (dst, v, n))
+TF_GATED(cuMemsetD32_v2, (CUdeviceptr dst, unsigned int v, size_t n), (dst, v, n))
+TF_GATED(cuMemcpyHtoD_v2_ptds, (CUdeviceptr dst, const void *src, size_t n), (dst, src, n))
+TF_GATED(cuMemcpyDtoH_v2_ptds, (void *dst, CUdeviceptr src, size_t n), (dst, src, n))
+TF_GATED(cuMemcpyDtoD_v2_ptds, (CUdeviceptr dst, CUdeviceptr src, size_t n), (dst, src, n))
+TF_GATED(cuMemsetD8_v2_ptds, (CUdeviceptr dst, unsigned char v, size_t n), (dst, v, n))
+TF_GATED(cuMemsetD32_v2_ptds, (CUdeviceptr dst, unsigned int v, size_t n), (dst, v, n))
+TF_GATED(cuMemcpyHtoDAsync, (unsigned int dst, const void *src, size_t n, CUstream s), (dst, src, n, s))
+TF_GATED(cuMemcpyDtoHAsync, (void *dst, unsigned int src, size_t n, CUstream s), (dst, src, n, s))
+TF_GATED(cuMemcpyDtoDAsync, (unsigned int dst, unsigned int src, size_t n, CUstream s), (dst, src, n, s))
+TF_GATED(cuMemcpyHtoDAsync_v2, (CUdeviceptr dst, const void *src, size_t n, CUstream s), (dst, src, n, s))
+TF_GATED(cuMemcpyDtoHAsync_v2, (void *dst, CUdeviceptr src, size_t n, CUstream s), (dst, src, n, s))
+TF_GATED(cuMemcpyDtoDAsync_v2, (CUdeviceptr dst, CUdeviceptr src, size_t n, CUstream s), (dst, src, n, s))
+TF_GATED(cuMemcpyHtoDAsync_v2_ptsz, (CUdeviceptr dst, const void *src, size_t n, CUstream s), (dst, src, n, s))
+TF_GATED(cuMemcpyDtoHAsync_v2_ptsz, (void *dst, CUdeviceptr src, size_t n, CUstream s), (dst, src, n, s))
+TF_GATED(cuMemcpyDtoDAsync_v2_ptsz, (CUdeviceptr dst, CUdeviceptr src, size_t n, CUstream s), (dst, src, n, s))
+TF_GATED(cuMemcpy, (CUdeviceptr dst, CUdeviceptr src, size_t n), (dst, src, n))
+TF_GATED(cuMemcpy_ptds, (CUdeviceptr dst, CUdeviceptr src, size_t n), (dst, src, n))
+TF_GATED(cuMemcpyAsync, (CUdeviceptr dst, CUdeviceptr src, size_t n, CUstream s), (dst, src, n, s))
+TF_GATED(cuMemcpyAsync_ptsz, (CUdeviceptr dst, CUdeviceptr src, size_t n, CUstream s), (dst, src, n, s))
+TF_GATED(cuMemsetD8Async, (CUdeviceptr dst, unsigned char v, size_t n, CUstream s), (dst, v, n, s))
+TF_GATED(cuMemsetD8Async_ptsz, (CUdeviceptr dst, unsigned char v, size_t n, CUstream s), (dst, v, n, s))
+TF_GATED(cuMemsetD32Async, (CUdeviceptr dst, unsigned int v, size_t n, CUstream s), (dst, v, n, s))
+TF_GATED(cuMemsetD32Async_ptsz, (CUdeviceptr dst, unsigned int v, size_t n, CUstream s), (dst, v, n, s))

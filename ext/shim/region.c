@@ -164,9 +164,17 @@ static void load_once(void) {
         tf_compute_limits = limits;
         tf_compute_state = state;
         tf_launch_mode = limits->header.device_count == 1 ? TF_LAUNCH_ONE_DEVICE : TF_LAUNCH_MANY_DEVICES;
+        tf_tier_flag = (__atomic_load_n(&limits->header.tier_flags, __ATOMIC_ACQUIRE) & TF_TIER_ENABLED) != 0;
     }
     __atomic_store_n(&loaded, 1, __ATOMIC_RELEASE);
 }
+
+tf_shm_proc *tf_region_self(void) {
+    int slot = __atomic_load_n(&self_slot, __ATOMIC_ACQUIRE);
+    return state == NULL || slot < 0 ? NULL : &state->procs[slot];
+}
+
+int tf_tier_flag; /* TF_TIER_ENABLED in the limits file when the region was loaded */
 
 int tf_region_active(void) {
     if (__builtin_expect(!__atomic_load_n(&loaded, __ATOMIC_ACQUIRE), 0)) pthread_once(&region_once, load_once);

@@ -68,6 +68,8 @@ static void read_config(void) {
         tf_log(TF_LOG_WARN, "ignoring TF_SHIM_FAIL=\"%s\" (want open or closed); failing open", fail);
     const char *path = getenv("TF_SHM_PATH");
     if (path != NULL) snprintf(config.shm_path, sizeof config.shm_path, "%s", path);
+    const char *tier_dir = getenv("TF_TIER_DIR");
+    if (tier_dir != NULL) snprintf(config.tier_dir, sizeof config.tier_dir, "%s", tier_dir);
 }
 
 TF_EARLY static void init(void) {

@@ -17,6 +17,7 @@ typedef struct tf_shim_config {
     int log_level;   /* TF_LOG_LEVEL: error, warn (default), info, debug */
     int fail_closed; /* TF_SHIM_FAIL=closed: without a usable region, allocations fail */
     char shm_path[512]; /* TF_SHM_PATH; empty = not a tensor-fusion worker */
+    char tier_dir[512]; /* TF_TIER_DIR: where frozen memory goes to disk; empty = no disk tier */
 } tf_shim_config;
 
 /* Runs init once (thread-safe) and returns the configuration. */
@@ -128,6 +129,26 @@ void tf_pool_trim(CUmemoryPool pool, uint64_t keep);
 void tf_pool_destroyed(CUmemoryPool pool);
 /* The pool cuMemAllocAsync draws from on the current context's device (NULL: unknown). */
 CUmemoryPool tf_pool_current(void);
+
+/* This process's slot in the state file (NULL when it has none). */
+tf_shm_proc *tf_region_self(void);
+
+/* ---- VRAM tiering (tier.c) ---- */
+
+#define TF_TIER_MIN_BYTES (2ULL << 20) /* smaller cuMemAlloc requests stay plain (pinned) */
+/* Whether the worker's limits enable tiering (read once at region load). */
+extern int tf_tier_flag;
+/* Set once this process has movable memory: launches and copies pass the gate. */
+extern int tf_tier_on;
+/* The gate: waits for (or runs) a resume when the process is frozen; then counts the call in
+ * flight until tf_tier_leave.  Non-zero: the memory could not come back (the call fails). */
+int tf_tier_enter(void);
+void tf_tier_leave(void);
+/* cuMemAlloc_v2 / cuMemFree_v2 of movable memory; *handled = 0 when the pointer is not ours. */
+CUresult tf_tier_alloc(CUdeviceptr *dptr, uint64_t bytes, int dev);
+CUresult tf_tier_free(CUdeviceptr ptr, int *handled);
+/* Whether ptr lies in movable memory (the driver refuses legacy IPC handles of it). */
+int tf_tier_is_movable(CUdeviceptr ptr);
 
 /* ---- compute admission (compute.c; the bucket itself is tf/compute.h) ---- */
 

@@ -17,7 +17,7 @@ typedef struct setting {
     uint64_t lo, hi;
 } setting;
 
-enum { S_COUNT, S_VRAM, S_SMS, S_TFLOPS, S_SPEED, S_WAVE, S_DRIVER, S_NAME, S_COUNT_ALL };
+enum { S_COUNT, S_VRAM, S_SMS, S_TFLOPS, S_SPEED, S_WAVE, S_DRIVER, S_PCIE, S_SLOW, S_HOST_MEM, S_NAME, S_COUNT_ALL };
 static const setting settings[S_COUNT_ALL] = {
     [S_COUNT] = {"count", "TF_SIM_GPU_COUNT", 0, TF_SIM_MAX_DEVICES},
     [S_VRAM] = {"vram", "TF_SIM_GPU_VRAM", 1ULL << 20, 1ULL << 50},
@@ -26,6 +26,9 @@ static const setting settings[S_COUNT_ALL] = {
     [S_SPEED] = {"speed", "TF_SIM_GPU_SPEED", 1, 100000000},
     [S_WAVE] = {"wave_ns", "TF_SIM_WAVE_NS", 0, 1000000000},
     [S_DRIVER] = {"driver_version", "TF_SIM_DRIVER_VERSION", 2000, 99990},
+    [S_PCIE] = {"pcie_mbps", "TF_SIM_PCIE_MBPS", 1, 100000000},
+    [S_SLOW] = {"host_slowdown", "TF_SIM_HOST_SLOWDOWN", 100, 100000},
+    [S_HOST_MEM] = {"host_mem", "TF_SIM_HOST_MEM", 0, 1ULL << 60},
     [S_NAME] = {"name", "TF_SIM_GPU_NAME", 0, 0},
 };
 
@@ -99,6 +102,7 @@ static void load_config(void) {
         [S_COUNT] = 1, [S_VRAM] = TF_SIM_DEFAULT_VRAM, [S_SMS] = TF_SIM_DEFAULT_SMS,
         [S_TFLOPS] = TF_SIM_DEFAULT_TFLOPS_MILLI / 1000, [S_SPEED] = 100,
         [S_WAVE] = TF_SIM_DEFAULT_WAVE_NS, [S_DRIVER] = TF_SIM_DEFAULT_DRIVER_VERSION,
+        [S_PCIE] = TF_SIM_DEFAULT_PCIE_MBPS, [S_SLOW] = TF_SIM_DEFAULT_HOST_SLOWDOWN, [S_HOST_MEM] = 1ULL << 60,
     };
     set_name(TF_SIM_DEFAULT_NAME);
     const char *file = getenv("TF_SIM_CONFIG");
@@ -118,6 +122,9 @@ static void load_config(void) {
     config.speed_percent = (uint32_t)values[S_SPEED];
     config.wave_ns = values[S_WAVE];
     config.driver_version = (int)values[S_DRIVER];
+    config.pcie_mbps = values[S_PCIE];
+    config.host_slowdown = (uint32_t)values[S_SLOW];
+    config.host_mem = values[S_HOST_MEM];
     const char *state = getenv("TF_SIM_STATE");
     snprintf(config.state_path, sizeof config.state_path, "%s",
              state != NULL && *state != '\0' ? state : TF_SIM_DEFAULT_STATE);

@@ -22,6 +22,8 @@
 #define TF_SIM_DEFAULT_WAVE_NS 5000ULL
 #define TF_SIM_DEFAULT_STATE "/dev/shm/tensor-fusion-simgpu-v3.state"
 #define TF_SIM_GRANULARITY (2ULL << 20) /* physical allocation granularity */
+#define TF_SIM_DEFAULT_PCIE_MBPS 55000ULL   /* PCIe Gen5 x16, pinned, measured (H800) */
+#define TF_SIM_DEFAULT_HOST_SLOWDOWN 400ULL /* percent: kernels on host-placed memory, 4x */
 
 typedef struct tf_sim_config {
     int device_count;        /* count / TF_SIM_GPU_COUNT, 0..16, default 1 */
@@ -32,6 +34,9 @@ typedef struct tf_sim_config {
     uint32_t speed_percent;  /* speed / TF_SIM_GPU_SPEED: scales kernel durations, 100 = model */
     uint64_t wave_ns;        /* wave_ns / TF_SIM_WAVE_NS: duration of one full wave */
     int driver_version;      /* driver_version / TF_SIM_DRIVER_VERSION, default 13000 */
+    uint64_t pcie_mbps;      /* pcie_mbps / TF_SIM_PCIE_MBPS: host<->device copies, MB/s */
+    uint32_t host_slowdown;  /* host_slowdown / TF_SIM_HOST_SLOWDOWN: percent, >= 100 */
+    uint64_t host_mem;       /* host_mem / TF_SIM_HOST_MEM: host-located VMM bytes per process */
     char state_path[512];    /* TF_SIM_STATE, default /dev/shm/tensor-fusion-simgpu-v3.state */
 } tf_sim_config;
 

@@ -440,6 +440,17 @@ uint64_t tf_kernel_ns(CUcontext ctx, uint64_t threads) {
     unsigned __int128 per_wave = (unsigned __int128)(d->sm_count ? d->sm_count : 1) * 2048u;
     unsigned __int128 ns = (unsigned __int128)threads * d->wave_ns * 100u /
                            (per_wave * (d->speed_percent ? d->speed_percent : 100));
+    /* Kernels do not touch memory on the simulator, so which one reads host-placed memory is
+     * unknown: a process with a fraction f of its memory host-placed runs every kernel
+     * (1 + (slowdown - 1) * f) times longer (reads over PCIe instead of HBM). */
+    uint64_t host = tf_host_mapped_bytes();
+    if (host > 0) {
+        int slot = tf_sim_self_slot();
+        uint64_t device = slot < 0 ? 0 : __atomic_load_n(&tf_sim_state_get()->procs[slot].used[ctx->physical],
+                                                         __ATOMIC_ACQUIRE);
+        uint64_t extra = tf_sim_config_get()->host_slowdown - 100;
+        ns += ns * extra * host / (100u * (unsigned __int128)(host + device));
+    }
     return ns > TF_MAX_KERNEL_NS ? TF_MAX_KERNEL_NS : (uint64_t)ns;
 }
 

@@ -68,6 +68,10 @@ typedef struct tf_mem_range {
     int physical; /* -1 for host memory */
 } tf_mem_range;
 int tf_mem_find(CUdeviceptr ptr, tf_mem_range *out);
+/* Simulated time of a copy of n bytes from src to dst (PCIe bandwidth when it crosses). */
+uint64_t tf_copy_ns(const void *dst, const void *src, uint64_t n);
+/* Bytes of host-located VMM memory this process has mapped. */
+uint64_t tf_host_mapped_bytes(void);
 /* The registered host range holding p (sim_host.c); 0 when none. */
 int tf_host_registered(uintptr_t p, uintptr_t *start, size_t *size);
 CUresult cuMemAlloc_v2(CUdeviceptr *dptr, size_t size);

@@ -31,7 +31,12 @@ typedef struct record {
     int maps;         /* K_PHYS: live mappings of it */
     int released;     /* K_PHYS: cuMemRelease was called; it lives on while mapped */
     struct CUmemPoolHandle_st *pool; /* K_DEVICE from a stream-ordered pool: it goes back there */
+    int host;         /* K_PHYS / K_MAPPED: host-located physical memory (not device VRAM) */
 } record;
+
+/* Host-located VMM memory of this process: bytes, against TF_SIM_HOST_MEM, and the bytes of it
+ * mapped (the kernel slowdown model reads the share of this process's memory on the host). */
+static uint64_t host_created, host_mapped;
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER; /* process-local only */
 static record *records;
@@ -101,7 +106,7 @@ int tf_mem_find(CUdeviceptr ptr, tf_mem_range *out) {
         const record *r = &records[i];
         if (r->kind != K_DEVICE && r->kind != K_MANAGED && r->kind != K_HOST && r->kind != K_MAPPED) continue;
         if (ptr < r->key || ptr - r->key >= r->size) continue;
-        *out = (tf_mem_range){r->key, r->size, r->kind == K_HOST, r->kind == K_MANAGED, r->physical};
+        *out = (tf_mem_range){r->key, r->size, r->kind == K_HOST || r->host, r->kind == K_MANAGED, r->physical};
         found = 1;
     }
     pthread_mutex_unlock(&lock);
@@ -152,7 +157,7 @@ static CUresult alloc(CUdeviceptr *dptr, uint64_t size, int kind) {
     if (dptr == NULL || size == 0) return CUDA_ERROR_INVALID_VALUE;
     if (!tf_sim_charge(c->physical, size)) return CUDA_ERROR_OUT_OF_MEMORY;
     void *p = map_bytes(size);
-    if (p == NULL || !add_record((record){(uint64_t)(uintptr_t)p, size, kind, c->physical, -1, 0, 0, 0, NULL})) {
+    if (p == NULL || !add_record((record){(uint64_t)(uintptr_t)p, size, kind, c->physical, -1, 0, 0, 0, NULL, 0})) {
         if (p != NULL) unmap_bytes(p, size);
         tf_sim_uncharge(c->physical, size);
         return CUDA_ERROR_OUT_OF_MEMORY;
@@ -342,7 +347,7 @@ static CUresult pool_alloc(CUdeviceptr *dptr, size_t size, CUmemoryPool pool, CU
         return CUDA_ERROR_OUT_OF_MEMORY;
     }
     void *p = map_bytes(size);
-    if (p == NULL || !add_record((record){(uint64_t)(uintptr_t)p, size, K_DEVICE, pool->physical, -1, 0, 0, 0, pool})) {
+    if (p == NULL || !add_record((record){(uint64_t)(uintptr_t)p, size, K_DEVICE, pool->physical, -1, 0, 0, 0, pool, 0})) {
         if (p != NULL) unmap_bytes(p, size);
         tf_sim_uncharge(pool->physical, size - reuse);
         pthread_mutex_lock(&lock);
@@ -386,7 +391,7 @@ TF_SIM_API CUresult cuMemHostAlloc(void **pp, size_t size, unsigned int flags) {
     if (rc != CUDA_SUCCESS) return rc;
     if (pp == NULL || size == 0) return CUDA_ERROR_INVALID_VALUE;
     void *p = map_bytes(size);
-    if (p == NULL || !add_record((record){(uint64_t)(uintptr_t)p, size, K_HOST, -1, -1, 0, 0, 0, NULL})) {
+    if (p == NULL || !add_record((record){(uint64_t)(uintptr_t)p, size, K_HOST, -1, -1, 0, 0, 0, NULL, 0})) {
         if (p != NULL) unmap_bytes(p, size);
         return CUDA_ERROR_OUT_OF_MEMORY;
     }
@@ -419,29 +424,63 @@ TF_SIM_API CUresult cuMemGetAllocationGranularity(size_t *granularity, const CUm
     return CUDA_SUCCESS;
 }
 
+/* Host-located physical memory (CUDA 12.2+: HOST, HOST_NUMA, HOST_NUMA_CURRENT) is charged
+ * to no device, so NVML and cuMemGetInfo do not count it; this process's host budget
+ * (TF_SIM_HOST_MEM) stands in for the machine's RAM, so tests can run it out. */
+static int host_charge(uint64_t size) {
+    uint64_t cap = tf_sim_config_get()->host_mem, old = __atomic_load_n(&host_created, __ATOMIC_ACQUIRE);
+    do {
+        if (old > cap || size > cap - old) return 0;
+    } while (!__atomic_compare_exchange_n(&host_created, &old, old + size, 1, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE));
+    return 1;
+}
+
+static void vram_or_host_uncharge(int physical, uint64_t size) {
+    if (physical >= 0)
+        tf_sim_uncharge(physical, size);
+    else
+        __atomic_sub_fetch(&host_created, size, __ATOMIC_ACQ_REL);
+}
+
+static int host_location(int type) {
+    return type == CU_MEM_LOCATION_TYPE_HOST || type == CU_MEM_LOCATION_TYPE_HOST_NUMA ||
+           type == CU_MEM_LOCATION_TYPE_HOST_NUMA_CURRENT;
+}
+
 TF_SIM_API CUresult cuMemCreate(CUmemGenericAllocationHandle *handle, size_t size, const CUmemAllocationProp *prop,
                                 unsigned long long flags) {
     CUresult rc = tf_need_init();
     if (rc != CUDA_SUCCESS) return rc;
     if (handle == NULL || prop == NULL || flags != 0 || size == 0 || size % TF_SIM_GRANULARITY != 0 ||
-        prop->type != CU_MEM_ALLOCATION_TYPE_PINNED || prop->location.type != CU_MEM_LOCATION_TYPE_DEVICE)
+        prop->type != CU_MEM_ALLOCATION_TYPE_PINNED ||
+        (prop->location.type != CU_MEM_LOCATION_TYPE_DEVICE && !host_location(prop->location.type)))
         return CUDA_ERROR_INVALID_VALUE;
-    int physical = tf_physical(prop->location.id);
-    if (physical < 0) return CUDA_ERROR_INVALID_DEVICE;
-    if (!tf_sim_charge(physical, size)) return CUDA_ERROR_OUT_OF_MEMORY;
+    int on_host = host_location(prop->location.type), physical = -1;
+    if (on_host) {
+        if (prop->location.type == CU_MEM_LOCATION_TYPE_HOST_NUMA && prop->location.id != 0)
+            return CUDA_ERROR_INVALID_VALUE; /* one simulated NUMA node */
+        if (!host_charge(size)) return CUDA_ERROR_OUT_OF_MEMORY;
+    } else {
+        physical = tf_physical(prop->location.id);
+        if (physical < 0) return CUDA_ERROR_INVALID_DEVICE;
+        if (!tf_sim_charge(physical, size)) return CUDA_ERROR_OUT_OF_MEMORY;
+    }
     char name[32];
-    snprintf(name, sizeof name, "tf-sim-vmm-%d", physical); /* an importer learns the device from it */
+    if (on_host)
+        snprintf(name, sizeof name, "tf-sim-vmm-host");
+    else
+        snprintf(name, sizeof name, "tf-sim-vmm-%d", physical); /* an importer learns the device from it */
     int fd = memfd_create(name, MFD_CLOEXEC);
     if (fd < 0 || ftruncate(fd, (off_t)size) != 0) {
         if (fd >= 0) close(fd);
-        tf_sim_uncharge(physical, size);
+        vram_or_host_uncharge(physical, size);
         return CUDA_ERROR_OUT_OF_MEMORY;
     }
     /* The handle is the memfd number plus one: unique while the handle lives, never 0. */
     uint64_t key = (uint64_t)fd + 1;
-    if (!add_record((record){key, size, K_PHYS, physical, fd, 0, 0, 0, NULL})) {
+    if (!add_record((record){key, size, K_PHYS, physical, fd, 0, 0, 0, NULL, on_host})) {
         close(fd);
-        tf_sim_uncharge(physical, size);
+        vram_or_host_uncharge(physical, size);
         return CUDA_ERROR_OUT_OF_MEMORY;
     }
     *handle = key;
@@ -453,7 +492,7 @@ TF_SIM_API CUresult cuMemCreate(CUmemGenericAllocationHandle *handle, size_t siz
  * open, so its handle number cannot be handed out again meanwhile). */
 static void phys_free(const record *r) {
     close(r->fd);
-    tf_sim_uncharge(r->physical, r->size);
+    vram_or_host_uncharge(r->physical, r->size);
 }
 
 /* Adjusts the mapping count of physical allocation handle (delta +1/-1) or marks it released
@@ -495,7 +534,7 @@ TF_SIM_API CUresult cuMemAddressReserve(CUdeviceptr *ptr, size_t size, size_t al
     if (ptr == NULL || size == 0 || size % TF_SIM_GRANULARITY != 0) return CUDA_ERROR_INVALID_VALUE;
     void *p = mmap((void *)(uintptr_t)addr, size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (p == MAP_FAILED) return CUDA_ERROR_OUT_OF_MEMORY;
-    if (!add_record((record){(uint64_t)(uintptr_t)p, size, K_RESERVE, -1, -1, 0, 0, 0, NULL})) {
+    if (!add_record((record){(uint64_t)(uintptr_t)p, size, K_RESERVE, -1, -1, 0, 0, 0, NULL, 0})) {
         munmap(p, size);
         return CUDA_ERROR_OUT_OF_MEMORY;
     }
@@ -521,7 +560,8 @@ TF_SIM_API CUresult cuMemMap(CUdeviceptr ptr, size_t size, size_t offset, CUmemG
         return CUDA_ERROR_INVALID_VALUE;
     void *p = mmap((void *)(uintptr_t)ptr, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, phys.fd, (off_t)offset);
     if (p == MAP_FAILED) return CUDA_ERROR_INVALID_VALUE;
-    if (!add_record((record){ptr, size, K_MAPPED, -1, -1, handle, 0, 0, NULL})) return CUDA_ERROR_OUT_OF_MEMORY;
+    if (!add_record((record){ptr, size, K_MAPPED, -1, -1, handle, 0, 0, NULL, phys.host})) return CUDA_ERROR_OUT_OF_MEMORY;
+    if (phys.host) __atomic_add_fetch(&host_mapped, size, __ATOMIC_ACQ_REL);
     phys_update(handle, +1);
     return CUDA_SUCCESS;
 }
@@ -533,6 +573,7 @@ TF_SIM_API CUresult cuMemUnmap(CUdeviceptr ptr, size_t size) {
     if (!take_record(ptr, K_MAPPED, &r) || r.size != size) return CUDA_ERROR_INVALID_VALUE;
     /* Back to a reserved, inaccessible range. */
     mmap((void *)(uintptr_t)ptr, size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
+    if (r.host) __atomic_sub_fetch(&host_mapped, size, __ATOMIC_ACQ_REL);
     phys_update(r.handle, -1);
     return CUDA_SUCCESS;
 }
@@ -553,7 +594,7 @@ static CUresult array_create(void **handle, uint64_t bytes, int kind) {
     if (handle == NULL || bytes == 0) return CUDA_ERROR_INVALID_VALUE;
     if (!tf_sim_charge(c->physical, bytes)) return CUDA_ERROR_OUT_OF_MEMORY;
     void *h = malloc(16);
-    if (h == NULL || !add_record((record){(uint64_t)(uintptr_t)h, bytes, kind, c->physical, -1, 0, 0, 0, NULL})) {
+    if (h == NULL || !add_record((record){(uint64_t)(uintptr_t)h, bytes, kind, c->physical, -1, 0, 0, 0, NULL, 0})) {
         free(h);
         tf_sim_uncharge(c->physical, bytes);
         return CUDA_ERROR_OUT_OF_MEMORY;
@@ -598,6 +639,23 @@ TF_SIM_API CUresult cuMipmappedArrayDestroy(CUmipmappedArray array) { return arr
 
 /* ---- copies and memsets ---- */
 
+/* Whether p is host memory: pageable or pinned host memory, or host-located VMM memory. */
+static int on_host(const void *p) {
+    tf_mem_range r;
+    return !tf_mem_find((CUdeviceptr)(uintptr_t)p, &r) || r.host;
+}
+
+/* Copies that cross PCIe (one side on the host, the other on the device) take n bytes at the
+ * configured PCIe bandwidth on the stream's timeline; device-to-device and host-to-host copies
+ * take no simulated time (HBM is ~50x faster than PCIe, below the model's resolution). */
+uint64_t tf_copy_ns(const void *dst, const void *src, uint64_t n) {
+    if (on_host(dst) == on_host(src)) return 0;
+    return (uint64_t)((unsigned __int128)n * 1000u / tf_sim_config_get()->pcie_mbps);
+}
+
+/* Bytes of this process's mapped memory that are host-located (kernel slowdown model). */
+uint64_t tf_host_mapped_bytes(void) { return __atomic_load_n(&host_mapped, __ATOMIC_ACQUIRE); }
+
 static CUresult copy(void *dst, const void *src, size_t n, int dst_dev, int src_dev, CUstream stream, int async) {
     CUresult rc;
     CUcontext c = tf_current(&rc);
@@ -610,8 +668,10 @@ static CUresult copy(void *dst, const void *src, size_t n, int dst_dev, int src_
     uint64_t *tail = tf_stream_tail(async ? stream : NULL, c, &rc);
     if (tail == NULL) return rc;
     if (!async) tf_wait_until(__atomic_load_n(tail, __ATOMIC_ACQUIRE)); /* sync copies wait for prior work */
+    /* On the timeline from now: the host's own memmove time is not the modelled copy's. */
+    uint64_t end = tf_enqueue(c, tail, tf_copy_ns(dst, src, n), 0);
     memmove(dst, src, n);
-    tf_enqueue(c, tail, 0, 0);
+    if (!async) tf_wait_until(end); /* a synchronous copy returns when the bytes have crossed */
     return CUDA_SUCCESS;
 }
 
@@ -697,11 +757,24 @@ static int allocation_of(CUdeviceptr ptr, record *out) {
     return found;
 }
 
+static int mapping_of(CUdeviceptr ptr, record *out) {
+    int found = 0;
+    pthread_mutex_lock(&lock);
+    for (size_t i = 0; i < count && !found; i++)
+        if (records[i].kind == K_MAPPED && ptr >= records[i].key && ptr - records[i].key < records[i].size) {
+            *out = records[i];
+            found = 1;
+        }
+    pthread_mutex_unlock(&lock);
+    return found;
+}
+
 TF_SIM_API CUresult cuMemGetAddressRange_v2(CUdeviceptr *base, size_t *size, CUdeviceptr ptr) {
     CUresult rc = tf_need_init();
     if (rc != CUDA_SUCCESS) return rc;
     record r;
-    if (!allocation_of(ptr, &r)) return CUDA_ERROR_NOT_FOUND;
+    /* VMM mappings have a range too (the mapping), though IPC refuses them as on the driver. */
+    if (!allocation_of(ptr, &r) && !mapping_of(ptr, &r)) return CUDA_ERROR_NOT_FOUND;
     if (base != NULL) *base = r.key;
     if (size != NULL) *size = r.size;
     return CUDA_SUCCESS;
@@ -729,7 +802,7 @@ TF_SIM_API CUresult cuIpcOpenMemHandle_v2(CUdeviceptr *dptr, CUipcMemHandle hand
     if (p.physical < 0 || p.physical >= (int32_t)tf_sim_state_get()->device_count) return CUDA_ERROR_INVALID_VALUE;
     if (!tf_sim_charge(p.physical, p.size)) return CUDA_ERROR_OUT_OF_MEMORY;
     void *mem = map_bytes(p.size);
-    if (mem == NULL || !add_record((record){(uint64_t)(uintptr_t)mem, p.size, K_IPC, p.physical, -1, 0, 0, 0, NULL})) {
+    if (mem == NULL || !add_record((record){(uint64_t)(uintptr_t)mem, p.size, K_IPC, p.physical, -1, 0, 0, 0, NULL, 0})) {
         if (mem != NULL) unmap_bytes(mem, p.size);
         tf_sim_uncharge(p.physical, p.size);
         return CUDA_ERROR_OUT_OF_MEMORY;
@@ -870,7 +943,7 @@ TF_SIM_API CUresult cuMemImportFromShareableHandle(CUmemGenericAllocationHandle 
     if (size <= 0) return CUDA_ERROR_INVALID_VALUE;
     if (!tf_sim_charge(physical, (uint64_t)size)) return CUDA_ERROR_OUT_OF_MEMORY;
     int fd = fcntl(source, F_DUPFD_CLOEXEC, 0);
-    if (fd < 0 || !add_record((record){(uint64_t)fd + 1, (uint64_t)size, K_PHYS, physical, fd, 0, 0, 0, NULL})) {
+    if (fd < 0 || !add_record((record){(uint64_t)fd + 1, (uint64_t)size, K_PHYS, physical, fd, 0, 0, 0, NULL, 0})) {
         if (fd >= 0) close(fd);
         tf_sim_uncharge(physical, (uint64_t)size);
         return CUDA_ERROR_OUT_OF_MEMORY;

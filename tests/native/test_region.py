@@ -166,6 +166,9 @@ def _header(kind: int, **fields: int) -> bytes:
         "max_procs": layout.MAX_PROCS,
         "kind": kind,
         "generation": 0,
+        "tier_flags": 0,
+        "tier_request": 0,
+        "tier_request_seq": 0,
         "reserved1": b"",
     }
     values.update(fields)

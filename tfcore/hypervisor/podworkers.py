@@ -20,7 +20,15 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from tfcore.hypervisor.workerspec import WorkerSpec
-from tfcore.model.annotations import GPU_IDS, LABEL_ENABLED, VRAM_LIMIT, VRAM_REQUEST, WorkloadRequest, parse_request
+from tfcore.model.annotations import (
+    GPU_IDS,
+    LABEL_ENABLED,
+    VRAM_LIMIT,
+    VRAM_REQUEST,
+    VRAM_TIERING,
+    WorkloadRequest,
+    parse_request,
+)
 from tfcore.model.errors import ValidationError
 from tfcore.sched.units import asked_amounts, gpu_amounts
 
@@ -148,6 +156,9 @@ def decide(pod: Mapping[str, Any], node_name: str, gpus: Sequence[NodeGPU]) -> D
         return none(f"bad TensorFusion annotations, no region made: {text}", "InvalidGPURequest")
     if not request.gpu_ids:
         return none(f"bound to {node_name} without {GPU_IDS}; no region made", "NoGPUAssigned")
+    tiering = _mapping(metadata.get("annotations")).get(VRAM_TIERING, "true")
+    if tiering not in ("true", "false"):
+        return none(f"{VRAM_TIERING}: {tiering!r} (expected true or false); no region made", "InvalidGPURequest")
     chosen, problem = _gpus(request.gpu_ids, node_name, gpus)
     if problem:
         return none(problem, "UnknownGPU")
@@ -166,6 +177,8 @@ def decide(pod: Mapping[str, Any], node_name: str, gpus: Sequence[NodeGPU]) -> D
         tenant_uid=_tenant_uid(spec, containers, request.inject_container),
         pod_uid=uid,
         workload=request.workload or "",
+        qos=request.qos or "medium",
+        vram_tiering=tiering == "true",
     )
     return PodWorker(namespace, name, uid, worker)
 

@@ -23,6 +23,8 @@ class WorkerSpec:
     tenant_uid: int | None = None  # owner of the region's state file (the pod's runAsUser)
     pod_uid: str = ""  # set for a pod worker: the pod its region is made for
     workload: str = ""
+    qos: str = "medium"  # low, medium, high, critical: how soon it is frozen when idle
+    vram_tiering: bool = True  # False: the workload opted out (tensor-fusion.ai/vram-tiering: "false")
 
     @property
     def booked_vram_bytes(self) -> int:

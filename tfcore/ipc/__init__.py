@@ -9,6 +9,7 @@ from tfcore.ipc.region import (
     ProcessSlot,
     Region,
     SweepResult,
+    TierState,
     limits_path,
     repair_state,
 )
@@ -22,6 +23,7 @@ __all__ = [
     "Region",
     "RegionError",
     "SweepResult",
+    "TierState",
     "limits_path",
     "repair_state",
 ]

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 MAGIC = 0x4D485354  # bytes "TSHM"
 VERSION_MAJOR = 3
-VERSION_MINOR = 1
+VERSION_MINOR = 2
 MAX_DEVICES = 16
 MAX_PROCS = 64
 UUID_LEN = 48
@@ -63,7 +63,10 @@ HEADER = StructLayout(
         ("max_procs", "I"),
         ("kind", "I"),
         ("generation", "Q"),
-        ("reserved1", "24s"),
+        ("tier_flags", "I"),
+        ("tier_request", "I"),
+        ("tier_request_seq", "Q"),
+        ("reserved1", "8s"),
     ),
 )
 
@@ -106,7 +109,15 @@ PROC = StructLayout(
         ("reserved0", "I"),
         ("heartbeat_ns", "Q"),
         ("used_bytes", f"{MAX_DEVICES}Q"),
-        ("reserved1", "48s"),
+        ("tier_host_bytes", "Q"),
+        ("tier_disk_bytes", "Q"),
+        ("tier_pinned_bytes", "Q"),
+        ("tier_freezes", "I"),
+        ("tier_resumes", "I"),
+        ("tier_ack_seq", "I"),
+        ("tier_where", "H"),
+        ("tier_result", "H"),
+        ("reserved1", "8s"),
     ),
 )
 

@@ -68,6 +68,26 @@ class ComputeStats:
     waited_ns: int  # total time launches spent waiting
 
 
+TIER_REQUESTS = {"resume": 1, "host": 2, "disk": 3}
+WATCHING = 0x100  # tier_where: the process answers requests (TF_TIER_WATCHING)
+TIER_PLACES = ("device", "host", "disk")
+TIER_RESULTS = ("ok", "busy", "host memory exhausted", "tier directory refused", "no device memory")
+
+
+@dataclass(frozen=True)
+class TierState:
+    """Where a worker's movable memory is (all its live processes together)."""
+
+    host_bytes: int
+    disk_bytes: int
+    pinned_bytes: int
+    freezes: int
+    resumes: int
+    acked: bool  # every live process has handled the latest request
+    where: str  # the coldest place any process is at: device, host or disk
+    failures: tuple[str, ...]  # why processes' last requests failed (empty when none did)
+
+
 @dataclass(frozen=True)
 class SweepResult:
     reclaimed_slots: int
@@ -149,6 +169,44 @@ class Region:
         with _errors(self.path):
             rows = [(i, *self._state.process(i)) for i in range(_shm.MAX_PROCS)]
         return [ProcessSlot(i, pid, beat, used, alive) for i, pid, beat, used, alive in rows if pid != 0]
+
+    def tier_enabled(self) -> bool:
+        with _errors(limits_path(self.path)):
+            return bool(self._limits.tier()[0] & 1)
+
+    def set_tier_enabled(self, enabled: bool) -> None:
+        """Whether this worker's cuMemAlloc memory may move (hypervisor only; processes read
+        it when they load the region, so set it before the workload starts)."""
+        with _errors(limits_path(self.path)):
+            self._limits.set_tier_flags(1 if enabled else 0)
+
+    def request_tier(self, request: str) -> int:
+        """Asks every process of the worker to move: resume, host or disk (hypervisor only);
+        returns the request's sequence number."""
+        if request not in TIER_REQUESTS:
+            raise ValueError(f"tier request: expected one of {', '.join(TIER_REQUESTS)}, got {request!r}")
+        with _errors(limits_path(self.path)):
+            return int(self._limits.request_tier(TIER_REQUESTS[request]))
+
+    def tier_state(self) -> TierState:
+        """Tier books of the live processes, and whether they all handled the last request."""
+        with _errors(self.path):
+            seq = int(self._limits.tier()[2]) & 0xFFFFFFFF
+            rows = [(self._state.process(i), self._state.process_tier(i)) for i in range(_shm.MAX_PROCS)]
+        # Only processes that answer requests count (a watcher: they made movable memory); a
+        # forked data-loader child that never touches CUDA holds a slot but no tiers.
+        live = [tier for (pid, _b, _u, alive), tier in rows if pid != 0 and alive and int(tier[6]) & WATCHING]
+        worst = max((int(t[6]) & 0xFF for t in live), default=0)
+        return TierState(
+            host_bytes=sum(int(t[0]) for t in live),
+            disk_bytes=sum(int(t[1]) for t in live),
+            pinned_bytes=sum(int(t[2]) for t in live),
+            freezes=sum(int(t[3]) for t in live),
+            resumes=sum(int(t[4]) for t in live),
+            acked=all(int(t[5]) == seq for t in live),
+            where=TIER_PLACES[min(worst, 2)],
+            failures=tuple(TIER_RESULTS[min(int(t[7]), 4)] for t in live if int(t[7]) != 0),
+        )
 
     def add_vram_used(self, device: int, delta: int) -> int:
         """Counts delta bytes held outside any process slot (negative frees; never below 0);

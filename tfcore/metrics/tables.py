@@ -55,6 +55,8 @@ TABLES: dict[str, Table] = {
                 "compute_throttled_cnt": "int",
                 "vram_freezed_cnt": "int",
                 "vram_resumed_cnt": "int",
+                "vram_host_bytes": "int",
+                "vram_disk_bytes": "int",
             },
             "What each worker uses on each GPU, sampled by the hypervisor.",
         ),

@@ -34,6 +34,8 @@ GPU_MODEL: Final = PREFIX + "gpu-model"
 VENDOR: Final = PREFIX + "vendor"
 GPU_POOL: Final = PREFIX + "gpupool"
 QOS: Final = PREFIX + "qos"
+# "false": the workload's memory never moves off the GPU (VRAM tiering off), read by the node.
+VRAM_TIERING: Final = PREFIX + "vram-tiering"
 IS_LOCAL_GPU: Final = PREFIX + "is-local-gpu"
 WORKLOAD_PROFILE: Final = PREFIX + "workload-profile"
 INJECT_CONTAINER: Final = PREFIX + "inject-container"

@@ -38,6 +38,9 @@ typedef int CUdevice_attribute;
 #define CU_MEM_ATTACH_HOST 0x2
 #define CU_MEM_ALLOCATION_TYPE_PINNED 0x1
 #define CU_MEM_LOCATION_TYPE_DEVICE 0x1
+#define CU_MEM_LOCATION_TYPE_HOST 0x2              /* CUDA 12.2+ */
+#define CU_MEM_LOCATION_TYPE_HOST_NUMA 0x3
+#define CU_MEM_LOCATION_TYPE_HOST_NUMA_CURRENT 0x4
 
 typedef struct CUmemLocation_st {
     int type; /* CUmemLocationType */

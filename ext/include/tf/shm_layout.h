@@ -47,7 +47,7 @@
 
 #define TF_SHM_MAGIC 0x4D485354u /* bytes "TSHM" in little-endian order */
 #define TF_SHM_VERSION_MAJOR 3
-#define TF_SHM_VERSION_MINOR 1
+#define TF_SHM_VERSION_MINOR 2
 #define TF_SHM_MAX_DEVICES 16
 #define TF_SHM_MAX_PROCS 64
 #define TF_SHM_UUID_LEN 48 /* "GPU-" + 36-char UUID + NUL fits with room to spare */
@@ -66,7 +66,10 @@
     F(uint32_t, max_procs, )        /* TF_SHM_MAX_PROCS of the writer */                   \
     F(uint32_t, kind, )             /* TF_SHM_KIND_LIMITS or TF_SHM_KIND_STATE */          \
     F(uint64_t, generation, )       /* atomic: bumped when limits change (LIMITS) */       \
-    F(uint8_t, reserved1, [24])
+    F(uint32_t, tier_flags, )       /* LIMITS: TF_TIER_* bits, set by the hypervisor */     \
+    F(uint32_t, tier_request, )     /* LIMITS, atomic: TF_TIER_REQ_* the hypervisor asks */ \
+    F(uint64_t, tier_request_seq, ) /* LIMITS, atomic: bumped with every request */         \
+    F(uint8_t, reserved1, [8])
 
 /* What the worker is granted on one device (LIMITS file). */
 #define TF_SHM_LIMIT_FIELDS(F)                                                             \
@@ -101,7 +104,32 @@
     F(uint32_t, reserved0, )                                                               \
     F(uint64_t, heartbeat_ns, )      /* atomic: CLOCK_MONOTONIC at claim (or last beat) */  \
     F(uint64_t, used_bytes, [TF_SHM_MAX_DEVICES]) /* atomic each: per device */            \
-    F(uint8_t, reserved1, [48])
+    F(uint64_t, tier_host_bytes, )   /* atomic: of used_bytes, held in host memory (warm) */ \
+    F(uint64_t, tier_disk_bytes, )   /* atomic: of used_bytes, held on disk (cold) */        \
+    F(uint64_t, tier_pinned_bytes, ) /* atomic: exported memory that never moves */          \
+    F(uint32_t, tier_freezes, )      /* atomic: freezes done (cumulative) */                 \
+    F(uint32_t, tier_resumes, )      /* atomic: resumes done (cumulative) */                 \
+    F(uint32_t, tier_ack_seq, )      /* atomic: low 32 bits of the last request handled */   \
+    F(uint16_t, tier_where, )        /* atomic: TF_TIER_AT_* | TF_TIER_WATCHING */           \
+    F(uint16_t, tier_result, )       /* atomic: TF_TIER_OK or why the last request failed */ \
+    F(uint8_t, reserved1, [8])
+
+/* VRAM tiering (layout 3.2).  The hypervisor writes the request in the limits file (the
+ * tenant cannot), the shim acknowledges in its process slot of the state file. */
+#define TF_TIER_ENABLED 1u      /* tier_flags: this worker's cuMemAlloc memory may move */
+#define TF_TIER_REQ_NONE 0u
+#define TF_TIER_REQ_RESUME 1u   /* bring everything back to the device */
+#define TF_TIER_REQ_HOST 2u     /* freeze: device memory to host memory */
+#define TF_TIER_REQ_DISK 3u     /* freeze: to host, then to the tier directory */
+#define TF_TIER_AT_DEVICE 0u
+#define TF_TIER_AT_HOST 1u
+#define TF_TIER_AT_DISK 2u
+#define TF_TIER_WATCHING 0x100u /* tier_where: this process answers requests (has movable memory) */
+#define TF_TIER_OK 0u
+#define TF_TIER_ERR_BUSY 1u     /* work did not drain in time */
+#define TF_TIER_ERR_HOST 2u     /* host memory ran out: nothing moved past what fit */
+#define TF_TIER_ERR_DISK 3u     /* the tier directory refused (full, missing): stayed on host */
+#define TF_TIER_ERR_DEVICE 4u   /* no device memory to resume into: stayed where it was */
 
 #define TF_SHM_DECLARE_FIELD(type, name, suffix) type name suffix;
 
@@ -137,6 +165,8 @@ _Static_assert(offsetof(tf_shm_limit, compute_rate) == 72, "limit layout");
 _Static_assert(offsetof(tf_shm_usage, compute_futex) == 56, "usage layout");
 _Static_assert(offsetof(tf_shm_proc, heartbeat_ns) == 8, "proc layout");
 _Static_assert(offsetof(tf_shm_proc, used_bytes) == 16, "proc layout");
+_Static_assert(offsetof(tf_shm_proc, tier_host_bytes) == 144, "proc layout");
+_Static_assert(offsetof(tf_shm_header, tier_request_seq) == 48, "header layout");
 _Static_assert(offsetof(tf_shm_limits, devices) == 64, "limits file layout");
 _Static_assert(offsetof(tf_shm_state, usage) == 64, "state file layout");
 _Static_assert(offsetof(tf_shm_state, procs) == 64 + 64 * TF_SHM_MAX_DEVICES, "state file layout");

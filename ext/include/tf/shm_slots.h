@@ -55,6 +55,15 @@ static inline void tf_shm_slot_reclaim(tf_shm_state *s, int slot, uint64_t *recl
         if (reclaimed != NULL) reclaimed[d] += bytes;
     }
     tf_shm_store_u64(&p->heartbeat_ns, 0);
+    /* Tier books are per process too: a process killed mid-move leaves nothing behind. */
+    tf_shm_store_u64(&p->tier_host_bytes, 0);
+    tf_shm_store_u64(&p->tier_disk_bytes, 0);
+    tf_shm_store_u64(&p->tier_pinned_bytes, 0);
+    __atomic_store_n(&p->tier_where, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&p->tier_result, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&p->tier_ack_seq, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&p->tier_freezes, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&p->tier_resumes, 0, __ATOMIC_RELAXED);
     __atomic_store_n(&p->pid, 0, __ATOMIC_RELEASE);
 }
 

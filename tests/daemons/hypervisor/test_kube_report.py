@@ -195,6 +195,38 @@ async def test_without_progressive_mode_the_kubelet_is_never_asked_and_lost_gpus
     assert "no GPUNode node-a yet" in hypervisor.log.read_text()
 
 
+async def test_a_disk_tier_below_the_free_space_guidance_is_a_condition_and_an_event(
+    kube: KubeEmulator, hypervisors: list[Hypervisor], tmp_path: Path
+) -> None:
+    custom = client.CustomObjectsApi(kube.api_client())
+    body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "GPUNode", "metadata": {"name": NODE}}
+    await custom.create_cluster_custom_object(GROUP, VERSION, "gpunodes", body)
+    tier_dir = tmp_path / "tier"
+    tier_dir.mkdir()
+    flags = ("--vram-expand-to-host-mem", "40", "--vram-expand-to-host-disk", "20", "--tier-dir", str(tier_dir))
+    hypervisor = Hypervisor(tmp_path, kube, *flags, "--tier-min-free-disk", "1P")  # more than any disk has
+    hypervisors.append(hypervisor)
+    await hypervisor.start()
+    gpunode = await eventually(
+        lambda: custom.get_cluster_custom_object(GROUP, VERSION, "gpunodes", NODE),
+        lambda g: bool(g.get("status", {}).get("conditions")),
+    )
+    (condition,) = gpunode["status"]["conditions"]
+    assert (condition["type"], condition["status"], condition["reason"]) == (
+        "DiskTierAvailable",
+        "False",
+        "FreeDiskBelowGuidance",
+    )
+    assert "no disk tier is sold" in condition["message"]
+    assert gpunode["status"]["nodeInfo"]["dataDiskSize"] == "0"  # the scheduler sells no disk tier here
+    events = await eventually(
+        lambda: client.CoreV1Api(kube.api_client()).list_namespaced_event("default"),
+        lambda e: any(x.involved_object.kind == "GPUNode" for x in e.items),
+    )
+    (event,) = [e for e in events.items if e.involved_object.kind == "GPUNode"]
+    assert (event.type, event.reason) == ("Warning", "FreeDiskBelowGuidance")
+
+
 @pytest.mark.parametrize(
     ("argv", "field"),
     [

@@ -265,3 +265,21 @@ def test_changed_limit_annotations_resize_the_live_region_in_place() -> None:
     assert plan({"ml/train-0": "uid-1"}, [broken], complete=True, granted={"ml/train-0": smaller}).resize == ()
     successor = plan({"ml/train-0": "uid-0"}, [wanted], complete=True, granted={"ml/train-0": smaller})
     assert (successor.remove, successor.create, successor.resize) == (("ml/train-0",), (wanted,), ())
+
+
+@pytest.mark.parametrize(
+    ("extra", "qos", "tiering"),
+    [({}, "medium", True), ({"tensor-fusion.ai/vram-tiering": "false", "tensor-fusion.ai/qos": "low"}, "low", False)],
+)
+def test_qos_and_the_tiering_opt_out_reach_the_worker(extra: dict[str, str], qos: str, tiering: bool) -> None:
+    annotations = {"tensor-fusion.ai/vram-limit": "1Gi", "tensor-fusion.ai/gpu-ids": UUID0.lower(), **extra}
+    decision = decide(tf_pod(annotations), NODE, GPUS)
+    assert isinstance(decision, PodWorker)
+    assert (decision.spec.qos, decision.spec.vram_tiering) == (qos, tiering)
+
+
+def test_a_bad_tiering_annotation_is_explained() -> None:
+    annotations = {"tensor-fusion.ai/vram-limit": "1Gi", "tensor-fusion.ai/gpu-ids": UUID0.lower()}
+    decision = decide(tf_pod({**annotations, "tensor-fusion.ai/vram-tiering": "no"}), NODE, GPUS)
+    assert not isinstance(decision, PodWorker)
+    assert "vram-tiering" in decision.message

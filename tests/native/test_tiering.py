@@ -1,0 +1,277 @@
+"""VRAM tiering under the shim: freeze to host and disk, resume on the next call (graph replay
+included), same pointers and bytes; failures during a move keep the data; a kill mid-move
+leaves exact books."""
+
+from __future__ import annotations
+
+import os
+import resource
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tfcore.ipc import DeviceSpec, Region, TierState
+
+from .conftest import parse_kv, run_python, sim_env
+
+pytestmark = pytest.mark.simulator_only  # the moves' effects are read from the simulated NVML
+
+MIB = 1 << 20
+NVML_USED = (
+    "import pynvml; pynvml.nvmlInit(); print(pynvml.nvmlDeviceGetMemoryInfo(pynvml.nvmlDeviceGetHandleByIndex(0)).used)"
+)
+
+
+@pytest.fixture(scope="module")
+def tierwork(cc: Callable[..., Path]) -> Path:
+    return cc("tierwork", "tierwork.c", flags=("-ldl",))
+
+
+class Worker:
+    """A tierwork process under the shim, spoken to line by line."""
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        self.proc = proc
+
+    def ask(self, line: str, answers: int) -> dict[str, str]:
+        assert self.proc.stdin is not None
+        assert self.proc.stdout is not None
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+        return parse_kv("".join(self.proc.stdout.readline() for _ in range(answers)))
+
+    def finish(self) -> int:
+        """Asks it to quit (if it still runs), waits, closes the pipes; its exit status."""
+        assert self.proc.stdin is not None
+        assert self.proc.stdout is not None
+        if self.proc.poll() is None:
+            self.proc.stdin.write("quit\n")
+            self.proc.stdin.flush()
+        code = self.proc.wait(timeout=30)
+        self.proc.stdin.close()
+        self.proc.stdout.close()
+        if self.proc.stderr is not None:
+            self.stderr = self.proc.stderr.read()
+            self.proc.stderr.close()
+        return code
+
+    stderr = ""
+
+
+def start(libs: dict[str, Path], tierwork: Path, region: Path, tier_dir: Path, **extra: str) -> Worker:
+    env = sim_env(libs, shim=True, TF_SHM_PATH=str(region), TF_TIER_DIR=str(tier_dir), **extra)
+    proc = subprocess.Popen(
+        [str(tierwork)],
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=_limit_files,  # noqa: PLW1509
+    )
+    return Worker(proc)
+
+
+FILE_LIMIT: list[int] = []  # set by a test to make the tier directory "full"
+
+
+def _limit_files() -> None:
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # an over-limit write fails with EFBIG instead
+    if FILE_LIMIT:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (FILE_LIMIT[0], FILE_LIMIT[0]))
+
+
+def settle(region: Region, timeout: float = 20.0) -> TierState:
+    """Waits (bounded) until every live process has handled the latest request."""
+    deadline = time.monotonic() + timeout
+    while True:
+        state = region.tier_state()
+        if state.acked or time.monotonic() > deadline:
+            return state
+        time.sleep(0.01)
+
+
+def nvml_used(libs: dict[str, Path]) -> int:
+    return int(run_python(NVML_USED, sim_env(libs)).stdout)
+
+
+@pytest.fixture
+def worker_region(tmp_path: Path) -> Iterator[tuple[Region, Path]]:
+    path = tmp_path / "worker.shm"
+    with Region.create(path, [DeviceSpec("0", 8 << 30)]) as region:
+        region.set_tier_enabled(True)
+        yield region, path
+
+
+def test_many_freeze_resume_cycles_keep_pointers_and_bytes(
+    libs: dict[str, Path], tierwork: Path, worker_region: tuple[Region, Path], tmp_path: Path
+) -> None:
+    region, path = worker_region
+    worker = start(libs, tierwork, path, tmp_path)
+    first = worker.ask("alloc 4 16", 3)
+    assert first["alloc"] == "0"
+    assert first["write"] == "0"
+    assert nvml_used(libs) == 64 * MIB
+    for cycle in range(12):
+        to = "disk" if cycle % 3 == 2 else "host"
+        region.request_tier(to)
+        state = settle(region)
+        assert (state.acked, state.where, state.failures) == (True, to, ()), state
+        assert (state.host_bytes, state.disk_bytes) == ((64 * MIB, 0) if to == "host" else (0, 64 * MIB))
+        assert nvml_used(libs) == 0  # the frozen worker's device memory is back in the pool
+        if cycle % 2:  # a graph instantiated before any freeze replays on the same pointers
+            assert worker.ask("replay", 1) == {"replay": "0"}
+            assert region.tier_state().where == "device"  # the graph launch resumed it
+        back = worker.ask("check", 3)  # the next call resumes it
+        assert back == {"check": "0", "same": "1", "ptrs": first["ptrs"]}, (cycle, back)
+        assert region.tier_state().where == "device"
+        assert nvml_used(libs) == 64 * MIB
+        assert worker.ask(f"write {cycle + 7}", 1)["write"] == "0"  # new bytes survive the next move
+    state = region.tier_state()
+    assert (state.freezes, state.resumes) == (12, 12)
+    assert worker.finish() == 0
+
+
+def test_opted_out_worker_keeps_plain_allocations(
+    libs: dict[str, Path], tierwork: Path, worker_region: tuple[Region, Path], tmp_path: Path
+) -> None:
+    region, path = worker_region
+    region.set_tier_enabled(False)  # the workload's annotation vram-tiering: "false"
+    worker = start(libs, tierwork, path, tmp_path)
+    assert worker.ask("alloc 2 8", 3)["alloc"] == "0"
+    region.request_tier("host")
+    time.sleep(0.2)  # nothing watches for requests: there must be no effect to wait for
+    assert region.tier_state().host_bytes == 0
+    assert nvml_used(libs) == 16 * MIB
+    assert worker.ask("check", 3)["same"] == "1"
+    worker.finish()
+
+
+def test_two_tenants_past_the_gpu_both_finish_with_their_data(
+    libs: dict[str, Path], tierwork: Path, tmp_path: Path
+) -> None:
+    """Limits summing to 1.5x the simulated GPU: the idle one is frozen for the other."""
+    gpu = 256 * MIB
+    extra = {"TF_SIM_GPU_VRAM": str(gpu)}
+    regions = []
+    for name in ("a", "b"):
+        r = Region.create(tmp_path / f"{name}.shm", [DeviceSpec("0", 192 * MIB)])
+        r.set_tier_enabled(True)
+        regions.append(r)
+    a = start(libs, tierwork, tmp_path / "a.shm", tmp_path, **extra)
+    a_first = a.ask("alloc 6 32", 3)
+    assert a_first["alloc"] == "0"  # 192 MiB of 256
+    b = start(libs, tierwork, tmp_path / "b.shm", tmp_path, **extra)
+    assert b.ask("alloc 6 32", 3)["alloc"] != "0"  # does not fit beside a
+    b.finish()
+    regions[0].request_tier("host")  # the hypervisor's choice: a is idle
+    assert settle(regions[0]).where == "host"
+    b = start(libs, tierwork, tmp_path / "b.shm", tmp_path, **extra)
+    assert b.ask("alloc 6 32", 3)["alloc"] == "0"
+    assert b.ask("check", 3)["same"] == "1"
+    assert b.finish() == 0
+    regions[0].request_tier("resume")  # b is gone: a comes back (it would on its next call too)
+    assert settle(regions[0]).where == "device"
+    assert a.ask("check", 3) == {"check": "0", "same": "1", "ptrs": a_first["ptrs"]}
+    assert regions[0].tier_state().where == "device"
+    assert a.finish() == 0
+    for r in regions:
+        r.close()
+
+
+def test_host_memory_running_out_leaves_the_worker_on_the_device(
+    libs: dict[str, Path], tierwork: Path, worker_region: tuple[Region, Path], tmp_path: Path
+) -> None:
+    region, path = worker_region
+    worker = start(libs, tierwork, path, tmp_path, TF_SIM_HOST_MEM=str(40 * MIB))
+    first = worker.ask("alloc 4 16", 3)
+    region.request_tier("host")
+    state = settle(region)
+    assert state.acked
+    assert state.failures == ("host memory exhausted",)
+    assert state.host_bytes == 32 * MIB  # what fit moved; the rest stayed on the device
+    assert worker.ask("check", 3) == {"check": "0", "same": "1", "ptrs": first["ptrs"]}
+    worker.finish()
+
+
+def test_a_full_tier_directory_leaves_the_worker_on_the_host(
+    libs: dict[str, Path], tierwork: Path, worker_region: tuple[Region, Path], tmp_path: Path
+) -> None:
+    region, path = worker_region
+    FILE_LIMIT.append(20 * MIB)  # the tier file cannot grow past 20 MiB
+    try:
+        worker = start(libs, tierwork, path, tmp_path)
+    finally:
+        FILE_LIMIT.clear()
+    first = worker.ask("alloc 2 16", 3)
+    region.request_tier("disk")
+    state = settle(region)
+    assert state.failures == ("tier directory refused",)
+    assert (state.host_bytes, state.disk_bytes) == (16 * MIB, 16 * MIB)  # the second stayed on the host
+    assert worker.ask("check", 3) == {"check": "0", "same": "1", "ptrs": first["ptrs"]}
+    assert region.tier_state().where == "device"
+    worker.finish()
+
+
+def test_a_kill_during_a_move_leaves_exact_books(
+    libs: dict[str, Path], tierwork: Path, worker_region: tuple[Region, Path], tmp_path: Path
+) -> None:
+    region, path = worker_region
+    # A slow PCIe makes the move long enough to kill the process in the middle of it.
+    worker = start(libs, tierwork, path, tmp_path, TF_SIM_PCIE_MBPS="200")
+    worker.ask("alloc 8 16", 3)
+    region.request_tier("host")
+    deadline = time.monotonic() + 20
+    while region.tier_state().host_bytes == 0 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    mid = region.tier_state()
+    assert 0 < mid.host_bytes < 128 * MIB
+    assert not mid.acked
+    os.kill(worker.proc.pid, signal.SIGKILL)
+    worker.finish()
+    region.sweep()
+    state = region.tier_state()
+    assert (state.host_bytes, state.disk_bytes, state.pinned_bytes) == (0, 0, 0)
+    assert region.devices()[0].vram_used_bytes == 0
+    assert nvml_used(libs) == 0
+    assert list(tmp_path.glob("*tier*")) == []  # the unnamed tier file leaves nothing behind
+
+
+@pytest.mark.parametrize("tiered", [True, False])
+def test_legacy_ipc_of_movable_memory_is_refused_with_advice(
+    libs: dict[str, Path], tierwork: Path, worker_region: tuple[Region, Path], tmp_path: Path, tiered: bool
+) -> None:
+    region, path = worker_region
+    region.set_tier_enabled(tiered)
+    worker = start(libs, tierwork, path, tmp_path)
+    worker.ask("alloc 1 4", 3)
+    answer = worker.ask("ipc", 1)["ipc"]
+    assert worker.finish() == 0
+    if tiered:  # the driver refuses IPC handles of VMM memory; the shim says what to do
+        assert answer != "0"
+        assert 'vram-tiering: "false"' in worker.stderr
+    else:
+        assert answer == "0"
+        assert worker.stderr == ""
+
+
+def test_a_forked_child_without_cuda_does_not_hold_up_requests(
+    libs: dict[str, Path], tierwork: Path, worker_region: tuple[Region, Path], tmp_path: Path
+) -> None:
+    region, path = worker_region
+    worker = start(libs, tierwork, path, tmp_path)
+    first = worker.ask("alloc 2 8", 3)
+    assert worker.ask("fork", 1) == {"forked": "1"}
+    deadline = time.monotonic() + 10
+    while len([p for p in region.processes() if p.alive]) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)  # the child claims a slot of its own right after the fork
+    assert len([p for p in region.processes() if p.alive]) == 2
+    region.request_tier("host")
+    state = settle(region)
+    assert (state.acked, state.where, state.host_bytes) == (True, "host", 16 * MIB)
+    assert worker.ask("check", 3) == {"check": "0", "same": "1", "ptrs": first["ptrs"]}
+    assert worker.finish() == 0
