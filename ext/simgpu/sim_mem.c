@@ -896,7 +896,7 @@ TF_SIM_API CUresult cuMemPoolImportPointer(CUdeviceptr *dptr, CUmemoryPool pool,
     if (p.magic != TF_POOL_PTR_MAGIC || p.size == 0 || p.physical != pool->physical) return CUDA_ERROR_INVALID_VALUE;
     if (!tf_sim_charge(p.physical, p.size)) return CUDA_ERROR_OUT_OF_MEMORY;
     void *mem = map_bytes(p.size);
-    if (mem == NULL || !add_record((record){(uint64_t)(uintptr_t)mem, p.size, K_DEVICE, p.physical, -1, 0, 0, 0, NULL})) {
+    if (mem == NULL || !add_record((record){(uint64_t)(uintptr_t)mem, p.size, K_DEVICE, p.physical, -1, 0, 0, 0, NULL, 0})) {
         if (mem != NULL) unmap_bytes(mem, p.size);
         tf_sim_uncharge(p.physical, p.size);
         return CUDA_ERROR_OUT_OF_MEMORY;
