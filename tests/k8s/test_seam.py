@@ -89,6 +89,19 @@ def test_store_keeps_the_newest_copy_and_reports_each_change() -> None:
     assert store.view()["Pod"] == {}
 
 
+def test_store_reports_each_relist_whole_even_an_empty_one() -> None:
+    store = Store(["Pod"])
+    relists: list[tuple[str, tuple[dict[str, Any], ...], int]] = []
+    seen: list[Change] = []
+    store.subscribe_relists(lambda kind, listed: relists.append((kind, listed, len(store.of_kind(kind)))))
+    store.subscribe(seen.append)
+    store.apply(Event("SYNC", "Pod", objects=(pod("a", 1), pod("b", 1))))
+    store.apply(Event("DELETED", "Pod", pod("a", 2)))
+    store.apply(Event("SYNC", "Pod", objects=()))  # b was deleted while the watch was down
+    assert relists == [("Pod", (pod("a", 1), pod("b", 1)), 2), ("Pod", (), 0)]  # the store already holds it
+    assert [(c.type, c.relist) for c in seen] == [("SYNC", True), ("SYNC", True), ("DELETED", False), ("DELETED", True)]
+
+
 @given(st.lists(st.tuples(st.sampled_from(["ADDED", "MODIFIED"]), st.sampled_from("ab"), st.integers(0, 20))))
 def test_store_never_goes_back_in_time(events: list[tuple[Any, str, int]]) -> None:
     store = Store(["Pod"])

@@ -34,26 +34,36 @@ class Change:
     """What one event did to the store.
 
     `type` is the event's; a relist reports every listed object as SYNC and every object it
-    no longer has as DELETED. `previous` is the copy held before a MODIFIED, else None.
+    no longer has as DELETED, with `relist` set. `previous` is the copy held before a MODIFIED,
+    else None.
     """
 
     type: EventType
     kind: str
     obj: Raw
     previous: Raw | None = None
+    relist: bool = False  # one of the changes a relist (SYNC event) reports
 
 
 Listener = Callable[[Change], None]
+RelistListener = Callable[[str, tuple[Raw, ...]], None]
 
 
 class Store:
     def __init__(self, kinds: Iterable[str] = ()) -> None:
         self._objects: dict[str, dict[str, Raw]] = {kind: {} for kind in kinds}
         self._listeners: list[Listener] = []
+        self._relist_listeners: list[RelistListener] = []
         self.changes = 0  # bumped on every applied change: a cheap "anything new?" for memos
 
     def subscribe(self, listener: Listener) -> None:
         self._listeners.append(listener)
+
+    def subscribe_relists(self, listener: RelistListener) -> None:
+        """Also hear each relist whole: `listener(kind, listed)`, once per list (an empty one
+        included), after the store holds it and before its per-object changes. For a reader
+        that replaces what it knew of a kind at once (and skips the changes with `relist` set)."""
+        self._relist_listeners.append(listener)
 
     # ---- reading -------------------------------------------------------------------------
 
@@ -88,8 +98,10 @@ class Store:
             held.clear()
             held.update(listed)
             self.changes += 1
-            self._notify([Change("SYNC", event.kind, o) for o in event.objects])
-            self._notify([Change("DELETED", event.kind, o) for o in gone])
+            for relisted in self._relist_listeners:
+                relisted(event.kind, event.objects)
+            self._notify([Change("SYNC", event.kind, o, relist=True) for o in event.objects])
+            self._notify([Change("DELETED", event.kind, o, relist=True) for o in gone])
             return
         key = key_of(event.obj)
         previous = held.get(key)
