@@ -1,8 +1,11 @@
-"""The cluster through the Kubernetes API: informers into the mirror, bind through the API.
+"""The cluster through the Kubernetes API: informers into one Store, the Store into the mirror,
+bind through the API.
 
 Inventory (TensorFusionClusters, GPUPools, GPUNodes, Nodes, GPUs, GPUResourceQuotas) is listed
 first; pods only once it is in, so a restarted scheduler records every pod's allocation against
-known GPUs. Bind writes the allocation annotations with a merge patch, then creates the pods/binding subresource.
+known GPUs. The mirror hears each list (first one, relist after 410) whole, as `sync`, so what
+was deleted while the watch was down is dropped, and each watch event as `upsert`/`delete`.
+Bind writes the allocation annotations with a merge patch, then creates the pods/binding subresource.
 """
 
 from __future__ import annotations
@@ -11,20 +14,12 @@ import asyncio
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
-from daemons.scheduler.mirror import ClusterMirror
+from daemons.scheduler.mirror import INVENTORY_KINDS, ClusterMirror
 from daemons.scheduler.service import BindError
-from tfcore.k8s import Event, Informer, KubeClient, KubeError, Resource, request_json
+from tfcore.k8s import Change, Informers, KubeClient, KubeError, Resource, Store, request_json
 
-GROUP: Final = "/apis/tensor-fusion.ai/v1"
-INVENTORY: Final = (
-    Resource(f"{GROUP}/tensorfusionclusters", "TensorFusionCluster"),
-    Resource(f"{GROUP}/gpupools", "GPUPool"),
-    Resource(f"{GROUP}/gpunodes", "GPUNode"),
-    Resource("/api/v1/nodes", "Node"),
-    Resource(f"{GROUP}/gpus", "GPU"),
-    Resource(f"{GROUP}/gpuresourcequotas", "GPUResourceQuota"),
-)
-PODS: Final = Resource("/api/v1/pods", "Pod")
+INVENTORY: Final = tuple(Resource.of(kind) for kind in INVENTORY_KINDS)
+PODS: Final = Resource.of("Pod")
 
 
 class KubeCluster:
@@ -39,28 +34,31 @@ class KubeCluster:
         self.api = api
         self.on_synced = on_synced  # once everything, pods included, is first listed
         self.mirror = mirror
-        self.informers = [Informer(api, r, self._handle, watch_timeout=watch_timeout) for r in INVENTORY]
-        self.pods = Informer(api, PODS, self._handle, watch_timeout=watch_timeout)
+        self.store = Store()
+        self.store.subscribe_relists(mirror.sync)
+        self.store.subscribe(self._route)
+        # Two sets of informers into the one store: pods are started once the inventory is in.
+        self.inventory = Informers(api, self.store, INVENTORY, watch_timeout=watch_timeout)
+        self.pods = Informers(api, self.store, [PODS], watch_timeout=watch_timeout)
 
-    def _handle(self, event: Event) -> None:
-        if event.type == "SYNC":
-            self.mirror.sync(event.kind, event.objects)
-        elif event.type == "DELETED":
-            self.mirror.delete(event.kind, event.obj)
+    def _route(self, change: Change) -> None:
+        if change.relist:
+            return  # the mirror had the whole list through sync
+        if change.type == "DELETED":
+            self.mirror.delete(change.kind, change.obj)
         else:
-            self.mirror.upsert(event.kind, event.obj)
+            self.mirror.upsert(change.kind, change.obj)
 
     def not_ready(self) -> str | None:
-        waiting = [i.resource.kind for i in [*self.informers, self.pods] if not i.synced.is_set()]
+        waiting = [*self.inventory.unsynced(), *self.pods.unsynced()]
         return f"waiting for the first list of {', '.join(waiting)}" if waiting else None
 
     async def run(self) -> None:
         async with asyncio.TaskGroup() as group:
-            for informer in self.informers:
-                group.create_task(informer.run())
-            await asyncio.gather(*(i.synced.wait() for i in self.informers))
+            group.create_task(self.inventory.run())
+            await self.inventory.wait_synced()
             group.create_task(self.pods.run())
-            await self.pods.synced.wait()
+            await self.pods.wait_synced()
             if self.on_synced is not None:
                 self.on_synced()
 
