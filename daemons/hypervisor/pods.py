@@ -1,8 +1,9 @@
 """The regions of this node's TensorFusion pods, kept in step with the pods (docs/hypervisor.md).
 
 Pods labelled tensor-fusion.ai/enabled=true and bound to this node (a field selector, and the
-same check again here) are listed and watched. Each event is decided at once, in the informer's
-callback, so a region exists moments after the bind (the pod's init container waits for it).
+same check again here) are listed and watched into a Store (tfcore.k8s.store). Each change
+is decided at once, in the store's notification, so a region exists moments after the bind
+(the pod's init container waits for it).
 A listing (the first one, a relist, and every RESYNC_PERIOD over the pods known) reconciles
 everything: regions of pods that are gone are removed, missing ones made. Nothing is removed
 before the first listing, so a restart leaves every running pod's region as it was.
@@ -32,7 +33,7 @@ from tfcore.hypervisor.podworkers import (
     pod_worker_name,
 )
 from tfcore.ipc import RegionError
-from tfcore.k8s import Event, Informer, KubeClient, Resource
+from tfcore.k8s import Change, Informers, KubeClient, Resource, Store
 from tfcore.k8s.events import EventRecorder, EventType
 from tfcore.model.annotations import LABEL_ENABLED
 from tfcore.model.errors import ValidationError
@@ -60,37 +61,46 @@ class PodWorkers:
         self.node = node
         self.node_name = node_name
         self.resync = resync
-        self.informer = Informer(api, pods_resource(node_name), self._on_event, watch_timeout=watch_timeout)
+        self.store = Store()  # this node's pods: the latest copy of each
+        self.store.subscribe_relists(self._on_list)
+        self.store.subscribe(self._on_change)
+        self.informers = Informers(api, self.store, [pods_resource(node_name)], watch_timeout=watch_timeout)
         self.recorder = EventRecorder(api, COMPONENT, host=node_name)
-        self.pods: dict[str, dict[str, Any]] = {}  # by pod worker name: the latest object seen
         self.listed = False
         self._gpus = [NodeGPU(u, node.rated[u], g.vram_bytes) for u, g in node.gpus.items()]
         self._events: asyncio.Queue[tuple[dict[str, Any], EventType, str, str]] = asyncio.Queue(MAX_PENDING_EVENTS)
         self._reported: set[tuple[str, str, str]] = set()  # (pod uid, reason, message) already sent
 
     async def run(self) -> None:
-        await asyncio.gather(self.informer.run(), self._send_events(), self._resync())
+        await asyncio.gather(self.informers.run(), self._send_events(), self._resync())
 
-    # ---- events from the informer ---------------------------------------------------------
+    def pods(self) -> list[dict[str, Any]]:
+        """The pods known: the store's latest copy of each."""
+        return list(self.store.objects("Pod"))
 
-    def _on_event(self, event: Event) -> None:
+    # ---- changes from the store -----------------------------------------------------------
+
+    def _on_list(self, kind: str, listed: tuple[dict[str, Any], ...]) -> None:
+        """A listing (first one or relist): the store holds exactly the listed pods now."""
         try:
-            if event.type == "SYNC":
-                self.pods = {_name(p): p for p in event.objects}
-                self.listed = True
-                self.reconcile()
-                return
-            name = _name(event.obj)
-            if event.type == "DELETED":
-                self.pods.pop(name, None)
-                if self.node.pod_workers().get(name) == _uid(event.obj):  # not a successor's region
+            self.listed = True
+            self.reconcile()
+        except Exception:  # a bad object or a bug must not stop the informer (or the node daemon)
+            log.exception("pod listing not handled; the next resync retries")
+
+    def _on_change(self, change: Change) -> None:
+        if change.relist:
+            return  # the listing as a whole is reconciled by _on_list
+        try:
+            name = _name(change.obj)
+            if change.type == "DELETED":
+                if self.node.pod_workers().get(name) == _uid(change.obj):  # not a successor's region
                     log.info("pod worker %s: its pod was deleted; removing its region", name)
                     self.node.remove_worker(name)
             else:
-                self.pods[name] = event.obj
-                self._apply([self._decide(event.obj)], complete=False)
+                self._apply([self._decide(change.obj)], complete=False)
         except Exception:  # a bad object or a bug must not stop the informer (or the node daemon)
-            log.exception("pod %s event not handled; the next resync retries", event.type)
+            log.exception("pod %s event not handled; the next resync retries", change.type)
 
     async def _resync(self) -> None:
         while True:
@@ -106,8 +116,9 @@ class PodWorkers:
         known pods are not all the pods there are)."""
         if not self.listed:
             return
-        self._apply([self._decide(p) for p in self.pods.values()], complete=True)
-        uids = {_uid(p) for p in self.pods.values()}
+        pods = self.pods()
+        self._apply([self._decide(p) for p in pods], complete=True)
+        uids = {_uid(p) for p in pods}
         self._reported = {r for r in self._reported if r[0] in uids}
 
     # ---- acting ---------------------------------------------------------------------------
@@ -158,8 +169,8 @@ class PodWorkers:
             return
         self._reported.add((uid, reason, message))
         log.warning("pod %s: %s", name, message)
-        pod = self.pods.get(name)
-        if pod is None or _uid(pod) != uid:
+        pod = next((p for p in self.store.objects("Pod") if _uid(p) == uid and _name(p) == name), None)
+        if pod is None:
             return
         try:
             self._events.put_nowait(({"apiVersion": "v1", **pod, "kind": "Pod"}, "Warning", reason, message))
