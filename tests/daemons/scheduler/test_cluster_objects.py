@@ -22,7 +22,7 @@ from daemons.scheduler.service import SchedulerService
 from tests.daemons.scheduler.cluster import binding_args, extender_args, fleet, gpu, gpu_pod, gpunode, node, pool
 from tests.daemons.scheduler.conftest import Setup
 from tests.kubeapi.emulator import KubeEmulator
-from tfcore.k8s import request_json
+from tfcore.k8s import Event, request_json
 from tfcore.sched import Allocator
 from tfcore.sched.allocator import Usage
 
@@ -172,6 +172,20 @@ async def test_quotas_and_default_pool_come_from_the_kubernetes_api(kube: KubeEm
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+async def test_a_relist_reaches_the_mirror_whole_so_what_went_while_the_watch_was_down_is_dropped(
+    kube: KubeEmulator,
+) -> None:
+    service = SchedulerService(Allocator())
+    mirror = ClusterMirror(service)
+    cluster = KubeCluster(kube.api_client(), mirror, watch_timeout=5)
+    cluster.store.apply(Event("SYNC", "GPUResourceQuota", objects=(quota(),)))
+    cluster.store.apply(Event("ADDED", "GPUResourceQuota", quota(name="second")))
+    assert set(mirror.quotas) == {"team-a/gpu-quota", "team-a/second"}
+    cluster.store.apply(Event("SYNC", "GPUResourceQuota", objects=()))  # both deleted while the watch was down
+    assert mirror.quotas == {}
+    assert mirror.quota.check("team-a", _empty(), _tflops(150)) is None
 
 
 async def _eventually(check: Callable[[], bool]) -> None:
