@@ -60,8 +60,8 @@ class Hypervisor:
     async def stop(self) -> None:
         if self.process is not None and self.process.returncode is None:
             self.process.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(self.process.wait(), 15)
+            try:  # generous: a loaded CI host can take seconds to run the graceful shutdown
+                await asyncio.wait_for(self.process.wait(), 30)
             except TimeoutError:
                 self.process.kill()
                 await self.process.wait()
