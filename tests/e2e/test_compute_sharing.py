@@ -29,16 +29,19 @@ def node(tmp_path: Path) -> Iterator[LocalNode]:
 
 
 @pytest.mark.parametrize(
-    "split",
+    ("split", "settle"),
     [
-        pytest.param([0.1, 0.9], id="10/90"),
-        pytest.param([0.25, 0.25, 0.25, 0.25], id="25x4"),
+        pytest.param([0.1, 0.9], SETTLE, id="10/90"),
+        # Four controllers learning at once settle in up to ~4 s (bench_hypervisor's 25x4 figure):
+        # measured after that, as the other cases are after theirs.
+        pytest.param([0.25, 0.25, 0.25, 0.25], 4.0, id="25x4"),
     ],
 )
-def test_busy_tenants_get_their_shares(node: LocalNode, split: list[float]) -> None:
-    tenants = node.run_together([(f"t{i}", share, share, "busy:4") for i, share in enumerate(split)])
+def test_busy_tenants_get_their_shares(node: LocalNode, split: list[float], settle: float) -> None:
+    busy = settle + 2.0
+    tenants = node.run_together([(f"t{i}", share, share, f"busy:{busy}") for i, share in enumerate(split)])
     for tenant, share in zip(tenants, split, strict=True):
-        assert tenant.share(SETTLE, 3.9) == pytest.approx(share, abs=TOLERANCE), tenant.name
+        assert tenant.share(settle, busy - 0.1) == pytest.approx(share, abs=TOLERANCE), tenant.name
 
 
 def test_a_tenant_alone_is_held_to_its_limit(node: LocalNode) -> None:
