@@ -178,8 +178,9 @@ class NodeReporter:
                 self.failures += 1
                 log.exception("Kubernetes report failed; retrying")
             delay = min(MAX_BACKOFF, self.interval * 2 ** min(failures, 16)) if failures else self.interval
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), delay)
+            with contextlib.suppress(TimeoutError):  # asyncio.timeout: a cancel is never swallowed
+                async with asyncio.timeout(delay):
+                    await self._wake.wait()
 
     async def report_once(self) -> None:
         await self._act_on_breaches()

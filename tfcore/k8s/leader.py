@@ -125,8 +125,11 @@ class LeaderElector:
             remaining = self._leading_until - self.clock()
             if remaining <= 0:
                 return
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel that lands as the
+            # renewal completes, and this loop then renews forever under a cancelled task.
             try:
-                renewed = await asyncio.wait_for(self.try_acquire_or_renew(), timeout=remaining)
+                async with asyncio.timeout(remaining):
+                    renewed = await self.try_acquire_or_renew()
             except TimeoutError:
                 return
             if not renewed and self.holder not in (None, "", self.config.identity):

@@ -107,8 +107,9 @@ class BatchingWriter:
         while True:
             if not self._buffer:
                 self._idle.set()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self._flush_interval)
+            with contextlib.suppress(TimeoutError):  # asyncio.timeout: a cancel is never swallowed
+                async with asyncio.timeout(self._flush_interval):
+                    await self._wake.wait()
             self._wake.clear()
             while self._buffer:
                 if not await self._write_one_batch():
