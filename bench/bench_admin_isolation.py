@@ -24,32 +24,13 @@ from typing import Any
 import msgspec
 
 from bench.bench_extender import Connection
+from bench.bench_extender import fleet as extender_fleet
 
 NODES, GPUS, ADMIN_THREADS, SAMPLES = 100, 2, 8, 60
 
 
 def fleet() -> list[dict[str, Any]]:
-    objects: list[dict[str, Any]] = [
-        {"apiVersion": "tensor-fusion.ai/v1", "kind": "GPUPool", "metadata": {"name": "p"}}
-    ]
-    labels = {"tensor-fusion.ai/gpupool": "p"}
-    for i in range(NODES):
-        name = f"node-{i:03d}"
-        objects.append(
-            {"apiVersion": "tensor-fusion.ai/v1", "kind": "GPUNode", "metadata": {"name": name, "labels": labels}}
-        )
-        for j in range(GPUS):
-            status = {
-                "phase": "Running",
-                "gpuModel": "NVIDIA A100",
-                "vendor": "NVIDIA",
-                "index": j,
-                "capacity": {"tflops": "312", "vram": "80Gi"},
-                "nodeSelector": {"kubernetes.io/hostname": name},
-            }
-            meta = {"name": f"{name}-gpu-{j}", "labels": labels}
-            objects.append({"apiVersion": "tensor-fusion.ai/v1", "kind": "GPU", "metadata": meta, "status": status})
-    return objects
+    return extender_fleet(NODES, GPUS)
 
 
 def big_pod_yaml(size: int = 1024**2 - 4096) -> bytes:
@@ -98,7 +79,7 @@ async def _serve(mode: str) -> None:
 
 
 def _filter_latencies(port: int, samples: int) -> list[float]:
-    names = [f"node-{i:03d}" for i in range(NODES)]
+    names = [f"node-{i:04d}" for i in range(NODES)]
     pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "q", "namespace": "b", "uid": "u"}, "spec": {}}
     body = msgspec.json.encode({"Pod": pod, "Nodes": None, "NodeNames": names})
     connection = Connection(port)

@@ -38,7 +38,8 @@ from tfcore.web.app import Listener, start
 NODES, GPUS, PODS, WARMUP = 1000, 8, 1000, 50
 
 
-def fleet() -> list[dict[str, Any]]:
+def fleet(nodes: int = NODES, gpus: int = GPUS) -> list[dict[str, Any]]:
+    """One pool of `nodes` GPUNodes with `gpus` A100s each (node-0000, node-0000-gpu-0, ...)."""
     over = {"tflopsOversellRatio": 300, "vramExpandToHostMem": 0, "vramExpandToHostDisk": 0}
     objects: list[dict[str, Any]] = [
         {
@@ -48,13 +49,13 @@ def fleet() -> list[dict[str, Any]]:
             "spec": {"capacityConfig": {"oversubscription": over}},
         }
     ]
-    for i in range(NODES):
+    for i in range(nodes):
         name = f"node-{i:04d}"
         labels = {"tensor-fusion.ai/gpupool": "shared"}
         objects.append(
             {"apiVersion": "tensor-fusion.ai/v1", "kind": "GPUNode", "metadata": {"name": name, "labels": labels}}
         )
-        for j in range(GPUS):
+        for j in range(gpus):
             status = {
                 "phase": "Running",
                 "gpuModel": "NVIDIA A100",
