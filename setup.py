@@ -131,6 +131,7 @@ def extensions() -> list[Extension]:
                         "sim_pointer",
                         "sim_legacy",
                         "sim_limits",
+                        "sim_capture",
                     )
                 ),
                 procs,

@@ -283,6 +283,7 @@ TF_SIM_API CUresult cuCtxSynchronize(void) {
     CUresult rc;
     CUcontext c = tf_current(&rc);
     if (c == NULL) return rc;
+    if ((rc = tf_capture_ctx_sync(c)) != CUDA_SUCCESS) return rc;
     tf_wait_until(__atomic_load_n(&c->tail_ns, __ATOMIC_ACQUIRE));
     return CUDA_SUCCESS;
 }
@@ -292,6 +293,7 @@ TF_SIM_API CUresult cuCtxSynchronize_v2(CUcontext ctx) {
     CUresult rc = tf_need_init();
     if (rc != CUDA_SUCCESS) return rc;
     if (!valid_ctx(ctx)) return CUDA_ERROR_INVALID_CONTEXT;
+    if ((rc = tf_capture_ctx_sync(ctx)) != CUDA_SUCCESS) return rc;
     tf_wait_until(__atomic_load_n(&ctx->tail_ns, __ATOMIC_ACQUIRE));
     return CUDA_SUCCESS;
 }
@@ -301,12 +303,12 @@ TF_SIM_API CUresult cuCtxSynchronize_v2(CUcontext ctx) {
 TF_SIM_API CUresult cuStreamCreate(CUstream *phStream, unsigned int flags) {
     CUresult rc;
     CUcontext c = tf_current(&rc);
-    (void)flags;
     if (c == NULL) return rc;
-    if (phStream == NULL) return CUDA_ERROR_INVALID_VALUE;
+    if (phStream == NULL || (flags & ~(unsigned int)CU_STREAM_NON_BLOCKING) != 0) return CUDA_ERROR_INVALID_VALUE;
     CUstream s = calloc(1, sizeof *s);
     if (s == NULL) return CUDA_ERROR_OUT_OF_MEMORY;
     s->ctx = c;
+    s->flags = flags;
     s->magic = TF_STREAM_MAGIC;
     *phStream = s;
     return CUDA_SUCCESS;
@@ -321,6 +323,7 @@ TF_SIM_API CUresult cuStreamDestroy_v2(CUstream stream) {
     CUresult rc = tf_need_init();
     if (rc != CUDA_SUCCESS) return rc;
     if (stream == NULL || stream->magic != TF_STREAM_MAGIC) return CUDA_ERROR_INVALID_HANDLE;
+    tf_capture_stream_gone(stream);
     stream->magic = 0; /* pending work still completes: it lives on the context's tail */
     free(stream);
     return CUDA_SUCCESS;
@@ -332,6 +335,7 @@ TF_SIM_API CUresult cuStreamSynchronize(CUstream stream) {
     if (c == NULL) return rc;
     uint64_t *tail = tf_stream_tail(stream, c, &rc);
     if (tail == NULL) return rc;
+    if ((rc = tf_capture_stream_sync(stream)) != CUDA_SUCCESS) return rc;
     tf_wait_until(__atomic_load_n(tail, __ATOMIC_ACQUIRE));
     return CUDA_SUCCESS;
 }
@@ -342,6 +346,7 @@ TF_SIM_API CUresult cuStreamQuery(CUstream stream) {
     if (c == NULL) return rc;
     uint64_t *tail = tf_stream_tail(stream, c, &rc);
     if (tail == NULL) return rc;
+    if ((rc = tf_capture_stream_sync(stream)) != CUDA_SUCCESS) return rc;
     return tf_sim_now_ns() >= __atomic_load_n(tail, __ATOMIC_ACQUIRE) ? CUDA_SUCCESS : CUDA_ERROR_NOT_READY;
 }
 
@@ -378,7 +383,9 @@ TF_SIM_API CUresult cuEventRecord(CUevent e, CUstream stream) {
     if (!valid_event(e)) return CUDA_ERROR_INVALID_HANDLE;
     uint64_t *tail = tf_stream_tail(stream, c, &rc);
     if (tail == NULL) return rc;
+    if (tf_capture_event_record(e, stream, &rc)) return rc; /* recorded inside a capture */
     uint64_t now = tf_sim_now_ns(), t = __atomic_load_n(tail, __ATOMIC_ACQUIRE);
+    e->capture_id = 0;
     e->time_ns = t > now ? t : now;
     __atomic_store_n(&e->recorded, 1, __ATOMIC_RELEASE);
     return CUDA_SUCCESS;
@@ -393,6 +400,7 @@ TF_SIM_API CUresult cuEventQuery(CUevent e) {
     CUresult rc = tf_need_init();
     if (rc != CUDA_SUCCESS) return rc;
     if (!valid_event(e)) return CUDA_ERROR_INVALID_HANDLE;
+    if ((rc = tf_capture_event_check(e)) != CUDA_SUCCESS) return rc;
     if (!__atomic_load_n(&e->recorded, __ATOMIC_ACQUIRE)) return CUDA_SUCCESS;
     return tf_sim_now_ns() >= e->time_ns ? CUDA_SUCCESS : CUDA_ERROR_NOT_READY;
 }
@@ -401,6 +409,7 @@ TF_SIM_API CUresult cuEventSynchronize(CUevent e) {
     CUresult rc = tf_need_init();
     if (rc != CUDA_SUCCESS) return rc;
     if (!valid_event(e)) return CUDA_ERROR_INVALID_HANDLE;
+    if ((rc = tf_capture_event_check(e)) != CUDA_SUCCESS) return rc;
     if (__atomic_load_n(&e->recorded, __ATOMIC_ACQUIRE)) tf_wait_until(e->time_ns);
     return CUDA_SUCCESS;
 }
@@ -428,6 +437,7 @@ TF_SIM_API CUresult cuStreamWaitEvent(CUstream stream, CUevent e, unsigned int f
     if (!valid_event(e)) return CUDA_ERROR_INVALID_HANDLE;
     uint64_t *tail = tf_stream_tail(stream, c, &rc);
     if (tail == NULL) return rc;
+    if (tf_capture_wait_event(stream, e, &rc)) return rc; /* fork, join, or refused */
     if (e->recorded) atomic_max(tail, e->time_ns);
     return CUDA_SUCCESS;
 }
@@ -465,6 +475,12 @@ static CUresult launch(CUfunction f, unsigned int gx, unsigned int gy, unsigned 
     if (block > 1024 || bz > 64 || gy > 65535 || gz > 65535) return CUDA_ERROR_INVALID_VALUE;
     uint64_t *tail = tf_stream_tail(stream, c, &rc);
     if (tail == NULL) return rc;
+    if (tf_capture_maybe(stream)) {
+        tf_graph_op op = {.type = CU_GRAPH_NODE_TYPE_KERNEL,
+                          .kernel = {.func = f, .gridDimX = gx, .gridDimY = gy, .gridDimZ = gz,
+                                     .blockDimX = bx, .blockDimY = by, .blockDimZ = bz}};
+        if (tf_capture_op(stream, &op, &rc)) return rc;
+    }
     uint64_t threads = (uint64_t)gx * gy * gz * block;
     tf_enqueue(c, tail, tf_kernel_ns(c, threads), 1);
     return CUDA_SUCCESS;

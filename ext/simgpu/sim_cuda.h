@@ -21,17 +21,76 @@ struct CUctx_st {
     uint64_t tail_ns;   /* atomic: completion time of the last work on any of its streams */
 };
 
+typedef struct tf_capture tf_capture; /* a stream-capture sequence (sim_capture.c) */
+
 struct CUstream_st {
     uint32_t magic;
     CUcontext ctx;
     uint64_t tail_ns; /* atomic: completion time of the stream's last work */
+    unsigned int flags;  /* CU_STREAM_NON_BLOCKING: no implicit sync with the legacy stream */
+    tf_capture *capture; /* capture sequence it takes part in (capture lock) */
+    uint64_t cap_work;   /* nodes it added to that capture */
+    uint64_t cap_joined; /* of which the origin stream has waited for (joined back) */
+    CUgraphNode cap_last; /* its last captured node: the next one's dependency */
 };
 
 struct CUevent_st {
     uint32_t magic;
     int recorded;
     uint64_t time_ns; /* timeline point the event completes at */
+    uint64_t capture_id; /* last recorded inside this capture sequence (0: none) */
+    CUstream cap_stream; /* in this stream of it, */
+    uint64_t cap_work;   /* after this many of its nodes */
 };
+
+/* A captured operation, as a graph node records it and an executable performs it. */
+typedef struct tf_graph_op {
+    int type; /* CU_GRAPH_NODE_TYPE_* */
+    CUDA_KERNEL_NODE_PARAMS_v2 kernel;    /* KERNEL */
+    CUDA_MEM_ALLOC_NODE_PARAMS alloc;     /* MEM_ALLOC (dptr set by the graph) */
+    CUdeviceptr *dptr_out;                /* MEM_ALLOC: where the caller wants the address */
+    CUdeviceptr dptr;                     /* MEM_FREE: the graph allocation freed */
+    void *dst;                            /* MEMCPY, MEMSET */
+    const void *src;                      /* MEMCPY */
+    uint64_t width, height, dst_pitch, src_pitch; /* MEMCPY, MEMSET: rows of width bytes (elements for memsets) */
+    uint32_t value, element;              /* MEMSET: value, element size 1/2/4 */
+    void (*host_fn)(void *);              /* HOST */
+    void *host_data;
+    const struct CUgraphExec_st *exec;    /* GRAPH: an executable launched into the capture */
+} tf_graph_op;
+
+/* ---- stream capture (sim_capture.c) ---- */
+
+/* Cheap test whether an operation on stream may have to be captured or refused (some capture
+ * is active and the stream is a capturing one or the legacy stream).  Then tf_capture_op
+ * decides: 1 = handled (recorded, or refused), its result in *rc; 0 = run it as usual. */
+int tf_capture_maybe(CUstream stream);
+int tf_capture_op(CUstream stream, const tf_graph_op *op, CUresult *rc);
+/* Synchronous work on the legacy stream, and calls unsafe during capture (cuMemAlloc): the
+ * error to return (and the captures it invalidates), or CUDA_SUCCESS. */
+CUresult tf_capture_sync_guard(CUcontext ctx);
+/* Synchronizing a stream (cuStreamSynchronize, cuStreamQuery) or a whole context. */
+CUresult tf_capture_stream_sync(CUstream stream);
+CUresult tf_capture_ctx_sync(CUcontext ctx);
+/* Events recorded in / waited for by capturing streams; 1 = handled, result in *rc. */
+int tf_capture_event_record(CUevent e, CUstream stream, CUresult *rc);
+int tf_capture_wait_event(CUstream stream, CUevent e, CUresult *rc);
+/* CUDA_ERROR_CAPTURED_EVENT while e's last record is in a capture still in progress. */
+CUresult tf_capture_event_check(CUevent e);
+/* A stream being destroyed leaves its capture. */
+void tf_capture_stream_gone(CUstream stream);
+
+/* ---- graphs (sim_graph.c) ---- */
+CUresult tf_graph_add_captured(CUgraph g, const tf_graph_op *op, CUgraphNode *out);
+/* Whether ptr is an address a memory-allocation node handed out (exact), or lies in one. */
+int tf_graph_allocation(CUdeviceptr ptr, int exact);
+CUresult cuGraphGetNodes(CUgraph g, CUgraphNode *nodes, size_t *count);
+void tf_graph_run_op(CUcontext ctx, uint64_t *tail, const tf_graph_op *op); /* sim_capture.c */
+CUresult cuGraphCreate(CUgraph *graph, unsigned int flags);
+CUresult cuGraphDestroy(CUgraph g);
+CUresult cuGraphAddMemAllocNode(CUgraphNode *node, CUgraph g, const CUgraphNode *deps, size_t ndeps,
+                                CUDA_MEM_ALLOC_NODE_PARAMS *p);
+CUresult cuGraphAddChildGraphNode(CUgraphNode *node, CUgraph g, const CUgraphNode *deps, size_t ndeps, CUgraph child);
 
 /* CUDA_SUCCESS after cuInit, CUDA_ERROR_NOT_INITIALIZED before. */
 CUresult tf_need_init(void);

@@ -69,7 +69,10 @@
     X(cuMemGetAddressRange_v2) X(cuIpcGetMemHandle) X(cuIpcOpenMemHandle) X(cuIpcOpenMemHandle_v2)    \
     X(cuIpcCloseMemHandle) X(cuMemExportToShareableHandle) X(cuMemImportFromShareableHandle)          \
     X(cuMemPoolExportToShareableHandle) X(cuMemPoolImportFromShareableHandle) X(cuMemPoolExportPointer) \
-    X(cuMemPoolImportPointer)
+    X(cuMemPoolImportPointer)                                                                        \
+    X(cuStreamBeginCapture) X(cuStreamBeginCapture_v2) X(cuStreamBeginCaptureToGraph) X(cuStreamEndCapture) \
+    X(cuStreamIsCapturing) X(cuStreamGetCaptureInfo) X(cuStreamGetCaptureInfo_v2)                   \
+    X(cuStreamGetCaptureInfo_v3) X(cuThreadExchangeStreamCaptureMode)
 
 /* Only their addresses are taken here; the definitions (with their real types) are elsewhere. */
 #define TF_DECLARE(name) extern void name(void);

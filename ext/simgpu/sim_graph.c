@@ -7,10 +7,16 @@
  *
  * Memory-allocation nodes (cuGraphAddMemAllocNode) get their address when added and their
  * memory when the executable first runs, from the device's graph memory pool, which keeps it
- * until the executable is destroyed.  SIMULATED: no free nodes and no cuDeviceGraphMemTrim;
- * the address is reserved, not readable through the simulator's copies.
+ * until the executable is destroyed.  SIMULATED: no cuDeviceGraphMemTrim; the address is
+ * reserved, not readable through the simulator's copies (a captured copy or memset that
+ * touches it moves no bytes).
+ *
+ * Stream capture (sim_capture.c) adds nodes here too: kernels, copies, memsets, host
+ * functions, memory allocation and free nodes, child graphs (a graph launched into a
+ * capturing stream).  An executable runs them in insertion order on the launch stream.
  */
 #define _GNU_SOURCE
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -28,6 +34,7 @@ struct CUgraphNode_st {
     CUDA_KERNEL_NODE_PARAMS_v2 kernel;
     CUgraph child; /* the node's own copy (CUDA clones the child graph) */
     CUDA_MEM_ALLOC_NODE_PARAMS alloc; /* a memory-allocation node's parameters, dptr set */
+    tf_graph_op op; /* a captured copy, memset, host function or free */
 };
 
 struct CUgraph_st {
@@ -36,17 +43,21 @@ struct CUgraph_st {
     CUgraphNode *nodes;
 };
 
-typedef struct tf_graph_kernel {
+/* One step of an executable: a kernel (its dimensions) or a captured operation. */
+typedef struct tf_graph_step {
+    int type;
     unsigned int grid[3], block[3];
-} tf_graph_kernel;
+    tf_graph_op op;
+} tf_graph_step;
 
 struct CUgraphExec_st {
     uint32_t magic;
     size_t count, cap;
-    tf_graph_kernel *kernels;
+    tf_graph_step *steps;
     uint64_t memory;   /* bytes its memory-allocation nodes make when it runs */
     int physical;      /* device they are made on */
     int memory_made;   /* it ran: the memory is charged until it is destroyed */
+    CUgraph source;    /* a copy of the graph it came from (launched into a capture: a child node) */
 };
 
 static int valid_graph(CUgraph g) { return g != NULL && g->magic == TF_GRAPH_MAGIC; }
@@ -64,6 +75,8 @@ TF_SIM_API CUresult cuGraphCreate(CUgraph *graph, unsigned int flags) {
 }
 
 static CUresult add_node(CUgraphNode *out, CUgraph g, int type, const CUDA_KERNEL_NODE_PARAMS_v2 *k, CUgraph child) {
+    CUgraphNode spare;
+    if (out == NULL) out = &spare;
     CUresult rc = tf_need_init();
     if (rc != CUDA_SUCCESS) return rc;
     if (out == NULL || !valid_graph(g)) return CUDA_ERROR_INVALID_VALUE;
@@ -113,6 +126,38 @@ TF_SIM_API CUresult cuGraphAddKernelNode_v2(CUgraphNode *node, CUgraph g, const 
     return add_kernel(node, g, p);
 }
 
+/* Addresses handed out by memory-allocation nodes (their VA stays reserved for the process's
+ * life): a free node, or a free outside any graph, must name one of them. */
+static pthread_mutex_t allocations_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct graph_allocation {
+    CUdeviceptr start;
+    uint64_t size;
+} *allocations;
+static size_t allocation_count, allocation_cap;
+
+static int remember_allocation(CUdeviceptr start, uint64_t size) {
+    pthread_mutex_lock(&allocations_lock);
+    int ok = 1;
+    if (allocation_count == allocation_cap) {
+        size_t cap = allocation_cap ? allocation_cap * 2 : 16;
+        struct graph_allocation *grown = realloc(allocations, cap * sizeof *grown);
+        if (grown == NULL) ok = 0;
+        else allocations = grown, allocation_cap = cap;
+    }
+    if (ok) allocations[allocation_count++] = (struct graph_allocation){start, size};
+    pthread_mutex_unlock(&allocations_lock);
+    return ok;
+}
+
+int tf_graph_allocation(CUdeviceptr ptr, int exact) {
+    int found = 0;
+    pthread_mutex_lock(&allocations_lock);
+    for (size_t i = 0; i < allocation_count && !found; i++)
+        found = exact ? allocations[i].start == ptr : ptr >= allocations[i].start && ptr - allocations[i].start < allocations[i].size;
+    pthread_mutex_unlock(&allocations_lock);
+    return found;
+}
+
 TF_SIM_API CUresult cuGraphAddMemAllocNode(CUgraphNode *node, CUgraph g, const CUgraphNode *deps, size_t ndeps,
                                            CUDA_MEM_ALLOC_NODE_PARAMS *p) {
     (void)deps;
@@ -122,13 +167,43 @@ TF_SIM_API CUresult cuGraphAddMemAllocNode(CUgraphNode *node, CUgraph g, const C
     if (tf_physical(p->poolProps.location.id) < 0) return CUDA_ERROR_INVALID_DEVICE;
     void *va = mmap(NULL, p->bytesize, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (va == MAP_FAILED) return CUDA_ERROR_OUT_OF_MEMORY;
-    CUresult rc = add_node(node, g, CU_GRAPH_NODE_TYPE_MEM_ALLOC, NULL, NULL);
+    CUgraphNode n = NULL;
+    CUresult rc = add_node(&n, g, CU_GRAPH_NODE_TYPE_MEM_ALLOC, NULL, NULL);
+    if (rc == CUDA_SUCCESS && !remember_allocation((CUdeviceptr)(uintptr_t)va, p->bytesize)) rc = CUDA_ERROR_OUT_OF_MEMORY;
     if (rc != CUDA_SUCCESS) {
         munmap(va, p->bytesize);
+        if (n != NULL) g->count--, free(n);
         return rc;
     }
     p->dptr = (CUdeviceptr)(uintptr_t)va;
-    (*node)->alloc = *p;
+    n->alloc = *p;
+    if (node != NULL) *node = n;
+    return CUDA_SUCCESS;
+}
+
+/* A node recorded by stream capture (sim_capture.c): kernels, allocations and child graphs
+ * through the same paths as the explicit API; copies, memsets, host functions and frees as
+ * operations the executable performs. */
+CUresult tf_graph_add_captured(CUgraph g, const tf_graph_op *op, CUgraphNode *out) {
+    if (op->type == CU_GRAPH_NODE_TYPE_KERNEL) return add_kernel(out, g, &op->kernel);
+    if (op->type == CU_GRAPH_NODE_TYPE_MEM_ALLOC) {
+        CUDA_MEM_ALLOC_NODE_PARAMS p = op->alloc;
+        CUresult rc = cuGraphAddMemAllocNode(out, g, NULL, 0, &p);
+        if (rc == CUDA_SUCCESS && op->dptr_out != NULL) *op->dptr_out = p.dptr;
+        return rc;
+    }
+    if (op->type == CU_GRAPH_NODE_TYPE_GRAPH) {
+        const struct CUgraphExec_st *e = op->exec;
+        if (e == NULL || e->magic != TF_EXEC_MAGIC || e->source == NULL) return CUDA_ERROR_INVALID_VALUE;
+        return cuGraphAddChildGraphNode(out, g, NULL, 0, e->source);
+    }
+    if (op->type == CU_GRAPH_NODE_TYPE_MEM_FREE && !tf_graph_allocation(op->dptr, 1)) return CUDA_ERROR_INVALID_VALUE;
+    CUgraphNode n = NULL;
+    CUresult rc = add_node(&n, g, op->type, NULL, NULL);
+    if (rc != CUDA_SUCCESS) return rc;
+    n->op = *op;
+    n->op.dptr_out = NULL;
+    if (out != NULL) *out = n;
     return CUDA_SUCCESS;
 }
 
@@ -214,7 +289,7 @@ static CUresult clone_graph(CUgraph src, CUgraph *out, int depth) {
         CUgraph child = NULL;
         if (n->child != NULL) rc = clone_graph(n->child, &child, depth + 1);
         if (rc == CUDA_SUCCESS) rc = add_node(&copy, g, n->type, &n->kernel, child);
-        if (rc == CUDA_SUCCESS) copy->alloc = n->alloc;
+        if (rc == CUDA_SUCCESS) copy->alloc = n->alloc, copy->op = n->op;
     }
     if (rc != CUDA_SUCCESS && g != NULL) free_graph(g);
     if (rc == CUDA_SUCCESS) *out = g;
@@ -241,16 +316,20 @@ static CUresult flatten(CUgraphExec e, CUgraph g, int depth) {
             e->memory += n->alloc.bytesize;
             continue;
         }
-        if (n->type != CU_GRAPH_NODE_TYPE_KERNEL) continue;
+        if (n->type != CU_GRAPH_NODE_TYPE_KERNEL && n->type != CU_GRAPH_NODE_TYPE_MEMCPY &&
+            n->type != CU_GRAPH_NODE_TYPE_MEMSET && n->type != CU_GRAPH_NODE_TYPE_HOST)
+            continue; /* empty nodes; free nodes (the memory stays in the graph pool until destroyed) */
         if (e->count == e->cap) {
             size_t cap = e->cap ? e->cap * 2 : 8;
-            tf_graph_kernel *k = realloc(e->kernels, cap * sizeof *k);
+            tf_graph_step *k = realloc(e->steps, cap * sizeof *k);
             if (k == NULL) return CUDA_ERROR_OUT_OF_MEMORY;
-            e->kernels = k;
+            e->steps = k;
             e->cap = cap;
         }
-        e->kernels[e->count++] = (tf_graph_kernel){{n->kernel.gridDimX, n->kernel.gridDimY, n->kernel.gridDimZ},
-                                                   {n->kernel.blockDimX, n->kernel.blockDimY, n->kernel.blockDimZ}};
+        e->steps[e->count++] = (tf_graph_step){n->type,
+                                               {n->kernel.gridDimX, n->kernel.gridDimY, n->kernel.gridDimZ},
+                                               {n->kernel.blockDimX, n->kernel.blockDimY, n->kernel.blockDimZ},
+                                               n->op};
     }
     return CUDA_SUCCESS;
 }
@@ -263,8 +342,9 @@ static CUresult instantiate(CUgraphExec *out, CUgraph g) {
     if (e == NULL) return CUDA_ERROR_OUT_OF_MEMORY;
     e->magic = TF_EXEC_MAGIC;
     rc = flatten(e, g, 0);
+    if (rc == CUDA_SUCCESS) rc = clone_graph(g, &e->source, 0);
     if (rc != CUDA_SUCCESS) {
-        free(e->kernels);
+        free(e->steps);
         free(e);
         return rc;
     }
@@ -300,7 +380,8 @@ TF_SIM_API CUresult cuGraphExecDestroy(CUgraphExec e) {
     if (e == NULL || e->magic != TF_EXEC_MAGIC) return CUDA_ERROR_INVALID_VALUE;
     e->magic = 0;
     if (e->memory_made) tf_sim_uncharge(e->physical, e->memory);
-    free(e->kernels);
+    if (e->source != NULL) free_graph(e->source);
+    free(e->steps);
     free(e);
     return CUDA_SUCCESS;
 }
@@ -310,6 +391,10 @@ TF_SIM_API CUresult cuGraphLaunch(CUgraphExec e, CUstream stream) {
     CUcontext c = tf_current(&rc);
     if (c == NULL) return rc;
     if (e == NULL || e->magic != TF_EXEC_MAGIC) return CUDA_ERROR_INVALID_VALUE;
+    if (tf_capture_maybe(stream)) { /* launched into a capturing stream: a child-graph node */
+        tf_graph_op op = {.type = CU_GRAPH_NODE_TYPE_GRAPH, .exec = e};
+        if (tf_capture_op(stream, &op, &rc)) return rc;
+    }
     uint64_t *tail = tf_stream_tail(stream, c, &rc);
     if (tail == NULL) return rc;
     if (e->memory != 0 && !__atomic_load_n(&e->memory_made, __ATOMIC_ACQUIRE)) {
@@ -317,9 +402,13 @@ TF_SIM_API CUresult cuGraphLaunch(CUgraphExec e, CUstream stream) {
         __atomic_store_n(&e->memory_made, 1, __ATOMIC_RELEASE);
     }
     for (size_t i = 0; i < e->count; i++) {
-        const tf_graph_kernel *k = &e->kernels[i];
-        uint64_t threads = (uint64_t)k->grid[0] * k->grid[1] * k->grid[2] * k->block[0] * k->block[1] * k->block[2];
-        tf_enqueue(c, tail, tf_kernel_ns(c, threads), 1);
+        const tf_graph_step *k = &e->steps[i];
+        if (k->type == CU_GRAPH_NODE_TYPE_KERNEL) {
+            uint64_t threads = (uint64_t)k->grid[0] * k->grid[1] * k->grid[2] * k->block[0] * k->block[1] * k->block[2];
+            tf_enqueue(c, tail, tf_kernel_ns(c, threads), 1);
+        } else {
+            tf_graph_run_op(c, tail, &k->op);
+        }
     }
     return CUDA_SUCCESS;
 }

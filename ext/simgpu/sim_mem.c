@@ -185,7 +185,11 @@ static CUresult release(uint64_t key, int kind) {
     return CUDA_SUCCESS;
 }
 
-TF_SIM_API CUresult cuMemAlloc_v2(CUdeviceptr *dptr, size_t size) { return alloc(dptr, size, K_DEVICE); }
+/* Unsafe during capture: a capture that prohibits it is invalidated (sim_capture.c). */
+TF_SIM_API CUresult cuMemAlloc_v2(CUdeviceptr *dptr, size_t size) {
+    CUresult rc = tf_capture_sync_guard(NULL);
+    return rc != CUDA_SUCCESS ? rc : alloc(dptr, size, K_DEVICE);
+}
 
 TF_SIM_API CUresult cuMemAllocPitch_v2(CUdeviceptr *dptr, size_t *pitch, size_t width, size_t height,
                                        unsigned int element) {
@@ -336,6 +340,14 @@ static CUresult pool_alloc(CUdeviceptr *dptr, size_t size, CUmemoryPool pool, CU
     if (c == NULL) return rc;
     if (tf_stream_tail(stream, c, &rc) == NULL) return rc;
     if (dptr == NULL || size == 0 || pool->imported) return CUDA_ERROR_INVALID_VALUE;
+    if (tf_capture_maybe(stream)) { /* captured: an allocation node, made when the graph runs */
+        tf_graph_op op = {.type = CU_GRAPH_NODE_TYPE_MEM_ALLOC, .dptr_out = dptr};
+        op.alloc.poolProps.allocType = CU_MEM_ALLOCATION_TYPE_PINNED;
+        op.alloc.poolProps.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+        op.alloc.poolProps.location.id = pool->ordinal;
+        op.alloc.bytesize = size;
+        if (tf_capture_op(stream, &op, &rc)) return rc;
+    }
     pthread_mutex_lock(&lock);
     uint64_t reuse = pool->kept < size ? pool->kept : size;
     pool->kept -= reuse;
@@ -381,6 +393,12 @@ TF_SIM_API CUresult cuMemFreeAsync(CUdeviceptr ptr, CUstream stream) {
     CUcontext c = tf_current(&rc);
     if (c == NULL) return rc;
     if (tf_stream_tail(stream, c, &rc) == NULL) return rc;
+    if (tf_capture_maybe(stream)) { /* captured: a free node, which must name a graph allocation */
+        tf_graph_op op = {.type = CU_GRAPH_NODE_TYPE_MEM_FREE, .dptr = ptr};
+        if (tf_capture_op(stream, &op, &rc)) return rc;
+    }
+    /* A graph's memory freed outside it stays in the graph pool until the executable goes. */
+    if (ptr != 0 && tf_graph_allocation(ptr, 1)) return CUDA_SUCCESS;
     return cuMemFree_v2(ptr);
 }
 
@@ -662,6 +680,11 @@ static CUresult copy(void *dst, const void *src, size_t n, int dst_dev, int src_
     if (c == NULL) return rc;
     if (n == 0) return CUDA_SUCCESS;
     if (dst == NULL || src == NULL) return CUDA_ERROR_INVALID_VALUE;
+    if (async && tf_capture_maybe(stream)) { /* captured: a copy node (graph allocations may not exist yet) */
+        tf_graph_op op = {.type = CU_GRAPH_NODE_TYPE_MEMCPY, .dst = dst, .src = src, .width = n, .height = 1};
+        if (tf_capture_op(stream, &op, &rc)) return rc;
+    }
+    if (!async && (rc = tf_capture_sync_guard(c)) != CUDA_SUCCESS) return rc;
     if ((dst_dev && !tf_mem_contains((CUdeviceptr)(uintptr_t)dst, n)) ||
         (src_dev && !tf_mem_contains((CUdeviceptr)(uintptr_t)src, n)))
         return CUDA_ERROR_INVALID_VALUE;
@@ -698,7 +721,14 @@ static CUresult memset_n(CUdeviceptr dst, uint32_t value, size_t width, size_t n
     CUcontext c = tf_current(&rc);
     if (c == NULL) return rc;
     if (n == 0) return CUDA_SUCCESS;
-    if (n > SIZE_MAX / width || !tf_mem_contains(dst, n * width) || dst % width != 0) return CUDA_ERROR_INVALID_VALUE;
+    if (n > SIZE_MAX / width || dst % width != 0) return CUDA_ERROR_INVALID_VALUE;
+    if (async && tf_capture_maybe(stream)) {
+        tf_graph_op op = {.type = CU_GRAPH_NODE_TYPE_MEMSET, .dst = DP(dst), .width = n, .height = 1,
+                          .value = value, .element = (uint32_t)width};
+        if (tf_capture_op(stream, &op, &rc)) return rc;
+    }
+    if (!async && (rc = tf_capture_sync_guard(c)) != CUDA_SUCCESS) return rc;
+    if (!tf_mem_contains(dst, n * width)) return CUDA_ERROR_INVALID_VALUE;
     uint64_t *tail = tf_stream_tail(async ? stream : NULL, c, &rc);
     if (tail == NULL) return rc;
     if (!async) tf_wait_until(__atomic_load_n(tail, __ATOMIC_ACQUIRE));

@@ -60,6 +60,12 @@ static CUresult copy_2d(const CUDA_MEMCPY2D *p, CUstream stream, int async) {
         side(p->srcMemoryType, p->srcHost, p->srcDevice, p->srcXInBytes, p->srcY, p->srcPitch, &src_dev);
     unsigned char *dst = side(p->dstMemoryType, p->dstHost, p->dstDevice, p->dstXInBytes, p->dstY, p->dstPitch, &dst_dev);
     if (src == NULL || dst == NULL) return CUDA_ERROR_INVALID_VALUE;
+    if (async && tf_capture_maybe(stream)) {
+        tf_graph_op op = {.type = CU_GRAPH_NODE_TYPE_MEMCPY, .dst = dst, .src = src, .width = p->WidthInBytes,
+                          .height = p->Height, .dst_pitch = p->dstPitch, .src_pitch = p->srcPitch};
+        if (tf_capture_op(stream, &op, &rc)) return rc;
+    }
+    if (!async && (rc = tf_capture_sync_guard(c)) != CUDA_SUCCESS) return rc;
     size_t src_span = (p->Height - 1) * p->srcPitch + p->WidthInBytes;
     size_t dst_span = (p->Height - 1) * p->dstPitch + p->WidthInBytes;
     if ((src_dev && !tf_mem_contains((CUdeviceptr)(uintptr_t)src, src_span)) ||
@@ -125,6 +131,12 @@ static CUresult memset_2d(CUdeviceptr dst, size_t pitch, uint32_t value, size_t 
     if (c == NULL) return rc;
     if (w == 0 || h == 0) return CUDA_SUCCESS;
     if (dst == 0 || dst % width != 0 || (h > 1 && pitch < w * width)) return CUDA_ERROR_INVALID_VALUE;
+    if (async && tf_capture_maybe(stream)) {
+        tf_graph_op op = {.type = CU_GRAPH_NODE_TYPE_MEMSET, .dst = (void *)(uintptr_t)dst, .width = w, .height = h,
+                          .dst_pitch = pitch, .value = value, .element = (uint32_t)width};
+        if (tf_capture_op(stream, &op, &rc)) return rc;
+    }
+    if (!async && (rc = tf_capture_sync_guard(c)) != CUDA_SUCCESS) return rc;
     if (!tf_mem_contains(dst, (h - 1) * pitch + w * width)) return CUDA_ERROR_INVALID_VALUE;
     uint64_t *tail = tf_stream_tail(async ? stream : NULL, c, &rc);
     if (tail == NULL) return rc;
@@ -204,6 +216,10 @@ TF_SIM_API CUresult cuLaunchHostFunc(CUstream stream, host_fn fn, void *data) {
     if (fn == NULL) return CUDA_ERROR_INVALID_VALUE;
     uint64_t *tail = tf_stream_tail(stream, c, &rc);
     if (tail == NULL) return rc;
+    if (tf_capture_maybe(stream)) {
+        tf_graph_op op = {.type = CU_GRAPH_NODE_TYPE_HOST, .host_fn = fn, .host_data = data};
+        if (tf_capture_op(stream, &op, &rc)) return rc;
+    }
     tf_wait_until(__atomic_load_n(tail, __ATOMIC_ACQUIRE));
     fn(data);
     tf_enqueue(c, tail, 0, 0);
