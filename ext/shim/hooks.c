@@ -223,10 +223,13 @@ static CUresult pool_finish(CUresult rc, int admitted, CUmemoryPool pool, CUdevi
     return rc;
 }
 
-#define ASYNC_ALLOC(symbol)                                                                    \
+/* Captured into a graph (the stream captures): a memory-allocation node that allocates nothing
+ * until the graph runs, charged with the graph at instantiation (capture.c); never here too. */
+#define ASYNC_ALLOC(symbol, per_thread)                                                        \
     CUresult symbol(CUdeviceptr *dptr, size_t bytesize, CUstream stream) {                     \
         REAL_OR_FAIL(symbol);                                                                  \
-        if (dptr == NULL || bytesize == 0) return real(dptr, bytesize, stream);                \
+        if (dptr == NULL || bytesize == 0 || tf_stream_maybe_capturing(stream, per_thread))    \
+            return real(dptr, bytesize, stream);                                               \
         CUmemoryPool pool = tf_region_active() == TF_ADMIT_OK ? tf_pool_current() : NULL;      \
         int dev;                                                                               \
         uint64_t reused;                                                                       \
@@ -234,21 +237,22 @@ static CUresult pool_finish(CUresult rc, int admitted, CUmemoryPool pool, CUdevi
         if (admitted == TF_ADMIT_DENY) return CUDA_ERROR_OUT_OF_MEMORY;                        \
         return pool_finish(real(dptr, bytesize, stream), admitted, pool, dptr, bytesize, dev, reused); \
     }
-ASYNC_ALLOC(cuMemAllocAsync)
-ASYNC_ALLOC(cuMemAllocAsync_ptsz)
+ASYNC_ALLOC(cuMemAllocAsync, 0)
+ASYNC_ALLOC(cuMemAllocAsync_ptsz, 1)
 
-#define POOL_ALLOC(symbol)                                                                     \
+#define POOL_ALLOC(symbol, per_thread)                                                         \
     CUresult symbol(CUdeviceptr *dptr, size_t bytesize, CUmemoryPool pool, CUstream stream) {  \
         REAL_OR_FAIL(symbol);                                                                  \
-        if (dptr == NULL || bytesize == 0 || pool == NULL) return real(dptr, bytesize, pool, stream); \
+        if (dptr == NULL || bytesize == 0 || pool == NULL || tf_stream_maybe_capturing(stream, per_thread)) \
+            return real(dptr, bytesize, pool, stream);                                         \
         int dev;                                                                               \
         uint64_t reused;                                                                       \
         int admitted = pool_admit(pool, bytesize, &dev, &reused);                              \
         if (admitted == TF_ADMIT_DENY) return CUDA_ERROR_OUT_OF_MEMORY;                        \
         return pool_finish(real(dptr, bytesize, pool, stream), admitted, pool, dptr, bytesize, dev, reused); \
     }
-POOL_ALLOC(cuMemAllocFromPoolAsync)
-POOL_ALLOC(cuMemAllocFromPoolAsync_ptsz)
+POOL_ALLOC(cuMemAllocFromPoolAsync, 0)
+POOL_ALLOC(cuMemAllocFromPoolAsync_ptsz, 1)
 
 CUresult cuMemPoolSetAttribute(CUmemoryPool pool, int attr, void *value) {
     REAL_OR_FAIL(cuMemPoolSetAttribute);
@@ -530,13 +534,15 @@ CUresult cuMemPoolImportPointer(CUdeviceptr *dptr, CUmemoryPool pool, CUmemPoolP
  * (inline) and a tail jump to the driver.  Under a rate, and on the first call (before the
  * real pointer is known), an out-of-line function admits the launch (one fetch-add on the
  * bucket) and then calls the driver.  Both paths are tail calls, so the hook spills nothing.  The cost is charged before the driver sees the
- * launch: a launch the driver then rejects has still spent its tokens (it was asked for). */
+ * launch: a launch the driver then rejects has still spent its tokens (it was asked for).
+ * A launch into a capturing stream only records a graph node: the graph's launch pays for it
+ * (the admission path asks the driver only while a capture is in progress, capture.c). */
 
-#define TF_ADMITTED(symbol, params, args, cost)                                    \
+#define TF_ADMITTED(symbol, params, args, cost, stream, per_thread)               \
     static __attribute__((noinline)) CUresult symbol##_admit params {              \
         tf_pfn_##symbol real = TF_REAL(symbol);                                    \
         if (real == NULL) return CUDA_ERROR_NOT_INITIALIZED;                       \
-        tf_launch_admit(cost);                                                     \
+        if (!tf_stream_maybe_capturing(stream, per_thread)) tf_launch_admit(cost); \
         if (__atomic_load_n(&tf_tier_on, __ATOMIC_RELAXED)) {                      \
             if (tf_tier_enter() != 0) return CUDA_ERROR_OUT_OF_MEMORY;             \
             CUresult rc = real args;                                               \
@@ -577,13 +583,17 @@ CUresult cuMemPoolImportPointer(CUdeviceptr *dptr, CUmemoryPool pool, CUmemPoolP
                     : tf_launch_cost(config->gridDimX, config->gridDimY, config->gridDimZ, config->blockDimX, \
                                      config->blockDimY, config->blockDimZ))
 
-TF_ADMITTED(cuLaunchKernel, LAUNCH_PARAMS, LAUNCH_ARGS, GRID_COST)
-TF_ADMITTED(cuLaunchKernel_ptsz, LAUNCH_PARAMS, LAUNCH_ARGS, GRID_COST)
-TF_ADMITTED(cuLaunchCooperativeKernel, COOP_PARAMS, COOP_ARGS, GRID_COST)
-TF_ADMITTED(cuLaunchCooperativeKernel_ptsz, COOP_PARAMS, COOP_ARGS, GRID_COST)
-TF_ADMITTED(cuLaunchKernelEx, EX_PARAMS, EX_ARGS, EX_COST)
-TF_ADMITTED(cuLaunchKernelEx_ptsz, EX_PARAMS, EX_ARGS, EX_COST)
-TF_ADMITTED(cuGraphLaunch, (CUgraphExec exec, CUstream stream), (exec, stream), tf_graph_cost(exec))
+#define EX_STREAM (config == NULL ? CU_STREAM_LEGACY : config->hStream)
+
+TF_ADMITTED(cuLaunchKernel, LAUNCH_PARAMS, LAUNCH_ARGS, GRID_COST, stream, 0)
+TF_ADMITTED(cuLaunchKernel_ptsz, LAUNCH_PARAMS, LAUNCH_ARGS, GRID_COST, stream, 1)
+TF_ADMITTED(cuLaunchCooperativeKernel, COOP_PARAMS, COOP_ARGS, GRID_COST, stream, 0)
+TF_ADMITTED(cuLaunchCooperativeKernel_ptsz, COOP_PARAMS, COOP_ARGS, GRID_COST, stream, 1)
+TF_ADMITTED(cuLaunchKernelEx, EX_PARAMS, EX_ARGS, EX_COST, EX_STREAM, 0)
+TF_ADMITTED(cuLaunchKernelEx_ptsz, EX_PARAMS, EX_ARGS, EX_COST, EX_STREAM, 1)
+/* A graph launched into a capturing stream becomes a child-graph node of the captured graph,
+ * whose cost walk includes it. */
+TF_ADMITTED(cuGraphLaunch, (CUgraphExec exec, CUstream stream), (exec, stream), tf_graph_cost(exec), stream, 0)
 
 /* ---- the CUDA 2.x launch calls: grid from the call, block shape from cuFuncSetBlockShape ---- */
 
@@ -620,13 +630,45 @@ static uint64_t multi_device_cost(const CUDA_LAUNCH_PARAMS *list, unsigned int c
     return total;
 }
 
-TF_ADMITTED(cuLaunch, (CUfunction f), (f), legacy_cost(f, 1, 1))
-TF_ADMITTED(cuLaunchGrid, (CUfunction f, int gw, int gh), (f, gw, gh), legacy_cost(f, gw, gh))
+TF_ADMITTED(cuLaunch, (CUfunction f), (f), legacy_cost(f, 1, 1), CU_STREAM_LEGACY, 0)
+TF_ADMITTED(cuLaunchGrid, (CUfunction f, int gw, int gh), (f, gw, gh), legacy_cost(f, gw, gh), CU_STREAM_LEGACY, 0)
 TF_ADMITTED(cuLaunchGridAsync, (CUfunction f, int gw, int gh, CUstream stream), (f, gw, gh, stream),
-            legacy_cost(f, gw, gh))
+            legacy_cost(f, gw, gh), stream, 0)
+/* Per-device streams in the list: a capture of one of them is rare; charged (never free). */
 TF_ADMITTED(cuLaunchCooperativeKernelMultiDevice, (CUDA_LAUNCH_PARAMS * list, unsigned int count, unsigned int flags),
-            (list, count, flags), multi_device_cost(list, count))
-TF_ADMITTED(cuGraphLaunch_ptsz, (CUgraphExec exec, CUstream stream), (exec, stream), tf_graph_cost(exec))
+            (list, count, flags), multi_device_cost(list, count), CU_STREAM_LEGACY, 0)
+TF_ADMITTED(cuGraphLaunch_ptsz, (CUgraphExec exec, CUstream stream), (exec, stream), tf_graph_cost(exec), stream, 1)
+
+/* ---- stream capture: the count of captures in progress gates the hooks' capture checks ---- */
+
+#define BEGIN_CAPTURE(symbol, params, args)                                        \
+    CUresult symbol params {                                                       \
+        REAL_OR_FAIL(symbol);                                                      \
+        CUresult rc = real args;                                                   \
+        tf_capture_begun(rc);                                                      \
+        return rc;                                                                 \
+    }
+BEGIN_CAPTURE(cuStreamBeginCapture, (CUstream stream), (stream))
+BEGIN_CAPTURE(cuStreamBeginCapture_ptsz, (CUstream stream), (stream))
+BEGIN_CAPTURE(cuStreamBeginCapture_v2, (CUstream stream, int mode), (stream, mode))
+BEGIN_CAPTURE(cuStreamBeginCapture_v2_ptsz, (CUstream stream, int mode), (stream, mode))
+#define TO_GRAPH_PARAMS \
+    (CUstream stream, CUgraph graph, const CUgraphNode *deps, const CUgraphEdgeData *edges, size_t ndeps, int mode)
+BEGIN_CAPTURE(cuStreamBeginCaptureToGraph, TO_GRAPH_PARAMS, (stream, graph, deps, edges, ndeps, mode))
+BEGIN_CAPTURE(cuStreamBeginCaptureToGraph_ptsz, TO_GRAPH_PARAMS, (stream, graph, deps, edges, ndeps, mode))
+
+/* Ended when the stream captured before the call and does not after it (a refused end, from
+ * the wrong thread say, leaves the capture going). */
+#define END_CAPTURE(symbol, per_thread)                                            \
+    CUresult symbol(CUstream stream, CUgraph *graph) {                             \
+        REAL_OR_FAIL(symbol);                                                      \
+        int was = tf_stream_maybe_capturing(stream, per_thread);                   \
+        CUresult rc = real(stream, graph);                                         \
+        tf_capture_ended(was, stream, per_thread);                                 \
+        return rc;                                                                 \
+    }
+END_CAPTURE(cuStreamEndCapture, 0)
+END_CAPTURE(cuStreamEndCapture_ptsz, 1)
 
 /* ---- graph executables: their launch cost is computed once, when instantiated, and the
  * memory their allocation nodes make is charged then (worst case, until destroyed) ---- */

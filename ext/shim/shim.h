@@ -174,6 +174,21 @@ static inline int tf_launch_maybe_limited(void) {
  * tokens granted runs at once, others wait (bounded sleeps on the bucket's futex). */
 void tf_launch_admit(uint64_t cost);
 
+/* ---- stream capture (capture.c): captured allocations and launches run with their graph ---- */
+
+/* Captures begun by this process and not seen ending (atomic). */
+extern int tf_capture_count;
+/* Whether stream captures (asks the driver; NULL is the per-thread stream for _ptsz hooks).
+ * Call only when tf_capture_count is non-zero: it costs a driver call. */
+int tf_stream_capturing(CUstream stream, int per_thread);
+static inline int tf_stream_maybe_capturing(CUstream stream, int per_thread) {
+    return __builtin_expect(__atomic_load_n(&tf_capture_count, __ATOMIC_RELAXED) != 0, 0) &&
+           tf_stream_capturing(stream, per_thread);
+}
+/* Bookkeeping of the begin and end hooks. */
+void tf_capture_begun(CUresult rc);
+void tf_capture_ended(int was_capturing, CUstream stream, int per_thread);
+
 /* Cost of a graph executable (sum of its kernel nodes), recorded at instantiation. */
 uint64_t tf_graph_cost(CUgraphExec exec);
 /* TF_ADMIT_DENY: its memory nodes do not fit; the caller destroys exec and fails. */

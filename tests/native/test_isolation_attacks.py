@@ -321,3 +321,29 @@ def test_a_pointer_imported_from_another_processes_pool_is_charged_to_the_import
     assert out["free_rc"] == "0"
     assert out["info_freed"] == f"rc:0,free:{LIMIT - 50 * MIB},total:{LIMIT}"
     assert used(importer_region) == 0
+
+
+@pytest.mark.parametrize("free_in_graph", [False, True], ids=["kept", "freed-in-graph"])
+def test_a_captured_stream_allocation_is_charged_once(
+    libs: dict[str, Path], attacks: Path, tmp_path: Path, free_in_graph: bool
+) -> None:
+    path = tmp_path / "w.shm"
+    with Region.create(path, [DeviceSpec("0", LIMIT)]) as region:
+        region.set_compute_rate(0, 1 << 40, 1 << 40)  # a rate that never makes a launch wait
+    args = [str(attacks), "capture", "200", *(["free"] if free_in_graph else [])]
+    done = run(args, shim_env(libs, path))
+    out = parse_kv(done.stdout)
+    assert (out.get("begin_rc"), out.get("status")) == ("0", "1"), done.stdout + done.stderr
+    assert (out["alloc_rc"], out["memset_rc"], out["kernel_rc"], out["end_rc"]) == ("0", "0", "0", "0")
+    # Captured work allocates and runs nothing: nothing is charged while capturing.
+    assert out["info_capturing"] == f"rc:0,free:{LIMIT},total:{LIMIT}"
+    # Charged once, when instantiated (the graph memory-node rule), not also when captured.
+    assert (out["instantiate_rc"], out["launch_rc"]) == ("0", "0")
+    assert out["allocs"] == "1"  # the graph's 200 MiB count: 50 MiB more fit, 100 do not
+    assert out["info"] == f"rc:0,free:{6 * MIB},total:{LIMIT}"
+    assert out["info_destroyed"] == f"rc:0,free:{LIMIT - 50 * MIB},total:{LIMIT}"
+    with Region.open(path) as r:  # the captured kernel is paid when the graph runs, once
+        assert r.compute_stats(0).cost_admitted == int(out["cost_each"])
+    over = parse_kv(run([str(attacks), "capture", "300"], shim_env(libs, path)).stdout)
+    assert over["alloc_rc"] == "0"  # capturing allocates nothing, so the driver says yes
+    assert over["instantiate_rc"] == "2"  # and the graph that would make 300 MiB never instantiates

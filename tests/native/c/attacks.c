@@ -40,6 +40,15 @@ FN(cuGraphAddMemAllocNode, CUresult, (CUgraphNode *, CUgraph, const CUgraphNode 
 FN(cuGraphInstantiate, CUresult, (CUgraphExec *, CUgraph, unsigned long long));
 FN(cuGraphLaunch, CUresult, (CUgraphExec, CUstream));
 FN(cuGraphExecDestroy, CUresult, (CUgraphExec));
+FN(cuStreamCreate, CUresult, (CUstream *, unsigned int));
+FN(cuStreamBeginCapture, CUresult, (CUstream, int));
+FN(cuStreamIsCapturing, CUresult, (CUstream, CUstreamCaptureStatus *));
+FN(cuStreamEndCapture, CUresult, (CUstream, CUgraph *));
+FN(cuMemsetD8Async, CUresult, (CUdeviceptr, unsigned char, size_t, CUstream));
+FN(cuModuleLoadData, CUresult, (CUmodule *, const void *));
+FN(cuModuleGetFunction, CUresult, (CUfunction *, CUmodule, const char *));
+FN(cuLaunchKernel, CUresult, (CUfunction, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, CUstream,
+                              void **, void **));
 
 static void print_info(const char *key) {
     size_t free_bytes = 0, total = 0;
@@ -320,6 +329,53 @@ int main(int argc, char **argv) {
         printf("instantiate_rc=%d\n", cuGraphInstantiate(&exec, g, 0));
         printf("launch_rc=%d\n", exec != NULL ? (int)cuGraphLaunch(exec, NULL) : -1);
         cuStreamSynchronize(NULL);
+        printf("allocs=%d\n", count_allocs(50, 64));
+        print_info("info");
+        if (exec != NULL) cuGraphExecDestroy(exec);
+        print_info("info_destroyed");
+        return 0;
+    }
+    if (strcmp(cmd, "capture") == 0) {
+        /* A cuMemAllocAsync of mib MiB captured from a stream into a graph, with a memset and a
+         * kernel on it (argv[3] "free": its cuMemFreeAsync captured too), then the graph
+         * instantiated and launched: the driver makes the memory when the graph runs. */
+        LOAD(cuStreamCreate);
+        LOAD(cuStreamBeginCapture);
+        LOAD(cuStreamIsCapturing);
+        LOAD(cuStreamEndCapture);
+        LOAD(cuMemAllocAsync);
+        LOAD(cuMemFreeAsync);
+        LOAD(cuMemsetD8Async);
+        LOAD(cuModuleLoadData);
+        LOAD(cuModuleGetFunction);
+        LOAD(cuLaunchKernel);
+        LOAD(cuGraphInstantiate);
+        LOAD(cuGraphLaunch);
+        LOAD(cuGraphExecDestroy);
+        LOAD(cuStreamSynchronize);
+        int free_too = argc > 3 && strcmp(argv[3], "free") == 0;
+        CUstream s;
+        CUmodule module;
+        CUfunction busy;
+        CUdeviceptr p = 0;
+        CUgraph g = NULL;
+        CUgraphExec exec = NULL;
+        CUstreamCaptureStatus status = CU_STREAM_CAPTURE_STATUS_NONE;
+        if (cuStreamCreate(&s, CU_STREAM_NON_BLOCKING) || cuModuleLoadData(&module, BUSY_PTX) ||
+            cuModuleGetFunction(&busy, module, "busy"))
+            return printf("error=setup\n"), 1;
+        printf("begin_rc=%d\n", cuStreamBeginCapture(s, CU_STREAM_CAPTURE_MODE_GLOBAL));
+        cuStreamIsCapturing(s, &status);
+        printf("status=%d\n", status);
+        printf("alloc_rc=%d\n", cuMemAllocAsync(&p, mib * MIB, s));
+        printf("memset_rc=%d\n", cuMemsetD8Async(p, 1, mib * MIB, s));
+        printf("kernel_rc=%d\ncost_each=%d\n", cuLaunchKernel(busy, 64, 1, 1, 256, 1, 1, 0, s, NULL, NULL), 64 * 256);
+        if (free_too) printf("free_rc=%d\n", cuMemFreeAsync(p, s));
+        print_info("info_capturing");
+        printf("end_rc=%d\n", cuStreamEndCapture(s, &g));
+        printf("instantiate_rc=%d\n", g != NULL ? (int)cuGraphInstantiate(&exec, g, 0) : -1);
+        printf("launch_rc=%d\n", exec != NULL ? (int)cuGraphLaunch(exec, s) : -1);
+        cuStreamSynchronize(s);
         printf("allocs=%d\n", count_allocs(50, 64));
         print_info("info");
         if (exec != NULL) cuGraphExecDestroy(exec);
