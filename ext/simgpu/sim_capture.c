@@ -8,7 +8,7 @@
  *
  * The driver's rules that programs meet, as documented in cuda.h:
  * - capture starts on a created stream (not the legacy stream: CUDA_ERROR_INVALID_VALUE) that
- *   is not capturing, and ends on that stream (another stream of it: ..._UNMATCHED), from the
+ *   is not capturing, and ends on that stream (a stream that joined it: ..._UNMATCHED), from the
  *   same thread unless the mode is RELAXED (..._WRONG_THREAD);
  * - an event recorded in a capturing stream and waited for by another stream makes that
  *   stream join the capture (fork); the origin must wait for an event recorded after the
@@ -345,8 +345,7 @@ TF_SIM_API CUresult cuStreamEndCapture(CUstream stream, CUgraph *graph) {
     if (c == NULL) {
         rc = CUDA_ERROR_INVALID_VALUE;
     } else if (c->streams[0] != stream) {
-        rc = CUDA_ERROR_STREAM_CAPTURE_UNMATCHED;
-        c->invalidated = 1;
+        rc = CUDA_ERROR_STREAM_CAPTURE_UNMATCHED; /* the capture goes on */
     } else if (c->mode != CU_STREAM_CAPTURE_MODE_RELAXED && !pthread_equal(c->thread, pthread_self())) {
         rc = CUDA_ERROR_STREAM_CAPTURE_WRONG_THREAD;
     } else {
