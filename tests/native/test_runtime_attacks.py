@@ -2,8 +2,7 @@
 with a 256 MiB limit, each asserting the limit holds: an nvcc-built program
 (tests/native/cuda/runtime_attacks.cu, cudart static, built once and cached like
 test_runtime.py's; skipped when nvcc is absent) and cuda.bindings.runtime
-(tests/native/runtime_workload.py `attack`, always run).  Not covered here: stream capture (the simulator has none, so
-cudaMallocAsync captured into a graph cannot run; docs/native.md)."""
+(tests/native/runtime_workload.py `attack`, always run)."""
 
 from __future__ import annotations
 
@@ -67,6 +66,19 @@ def test_a_graph_memory_allocation_node_is_charged(libs: dict[str, Path], progra
     assert out["info_destroyed"] == info(LIMIT - 50 * MIB)
     over = attack(libs, program, region, "graphmem", "300")
     assert over["instantiate_rc"] == "2"  # cudaErrorMemoryAllocation: more than the limit never instantiates
+
+
+def test_a_captured_cuda_malloc_async_is_charged_once(libs: dict[str, Path], program: Path, tmp_path: Path) -> None:
+    region = make_region(tmp_path / "w.shm", ("0", LIMIT))
+    out = attack(libs, program, region, "capture", "200")
+    assert (out["begin_rc"], out["status"], out["alloc_rc"], out["memset_rc"], out["kernel_rc"]) == ("0", "1", "0", "0", "0")
+    assert out["info_capturing"] == info(LIMIT)  # captured: nothing allocated yet, nothing charged
+    assert (out["end_rc"], out["instantiate_rc"], out["launch_rc"]) == ("0", "0", "0")
+    assert out["allocs"] == "1"  # charged once (at instantiation): 50 MiB more fit beside it, 100 do not
+    assert out["info"] == info(6 * MIB)
+    assert out["info_destroyed"] == info(LIMIT - 50 * MIB)
+    over = attack(libs, program, region, "capture", "300")
+    assert over["instantiate_rc"] == "2"  # cudaErrorMemoryAllocation: the graph would pass the limit
 
 
 def test_vmm_through_driver_entry_points_stays_charged_while_mapped(

@@ -7,6 +7,8 @@
 //   heap MIB          cudaDeviceSetLimit(cudaLimitMallocHeapSize) to 8 + MIB MiB
 //   export MIB        cudaMalloc + cudaIpcGetMemHandle, prints the handle, frees on a line
 //   import 0 HANDLE   cudaIpcOpenMemHandle; after a line on stdin, allocates on top
+//   capture MIB       cudaMallocAsync of MIB MiB (a memset and a kernel on it) captured from a
+//                     stream (cudaStreamBeginCapture) into a graph, instantiated and launched
 // After each attack, 50 MiB cudaMallocs until refused ("allocs=N") and cudaMemGetInfo.
 #include <cuda.h>
 #include <cuda_runtime.h>
@@ -117,6 +119,35 @@ static int vmm(size_t bytes) {
     return 0;
 }
 
+__global__ void busy() {}
+
+static int capture(size_t bytes) {
+    cudaStream_t s;
+    void *p = NULL;
+    cudaGraph_t g = NULL;
+    cudaGraphExec_t exec = NULL;
+    cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;
+    if (cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking)) return printf("error=stream\n"), 1;
+    printf("begin_rc=%d\n", (int)cudaStreamBeginCapture(s, cudaStreamCaptureModeGlobal));
+    cudaStreamIsCapturing(s, &status);
+    printf("status=%d\n", (int)status);
+    printf("alloc_rc=%d\n", (int)cudaMallocAsync(&p, bytes, s));
+    printf("memset_rc=%d\n", (int)cudaMemsetAsync(p, 1, bytes, s));
+    busy<<<64, 256, 0, s>>>();
+    printf("kernel_rc=%d\n", (int)cudaGetLastError());
+    print_info("info_capturing");
+    printf("end_rc=%d\n", (int)cudaStreamEndCapture(s, &g));
+    printf("instantiate_rc=%d\n", g != NULL ? (int)cudaGraphInstantiate(&exec, g, 0) : -1);
+    cudaGetLastError();
+    printf("launch_rc=%d\n", exec != NULL ? (int)cudaGraphLaunch(exec, s) : -1);
+    cudaStreamSynchronize(s);
+    count_allocs();
+    print_info("info");
+    if (exec != NULL) cudaGraphExecDestroy(exec);
+    print_info("info_destroyed");
+    return 0;
+}
+
 static int heap(size_t bytes) {
     cudaFree(0);
     printf("heap_rc=%d\n", (int)cudaDeviceSetLimit(cudaLimitMallocHeapSize, 8 * MIB + bytes));
@@ -167,6 +198,7 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "graphmem") == 0) return graphmem(bytes);
     if (strcmp(cmd, "vmm") == 0) return vmm(bytes);
     if (strcmp(cmd, "heap") == 0) return heap(bytes);
+    if (strcmp(cmd, "capture") == 0) return capture(bytes);
     if (strcmp(cmd, "export") == 0) return ipc_export(bytes);
     if (strcmp(cmd, "import") == 0 && argc == 4) return ipc_import(argv[3]);
     printf("error=unknown command %s\n", cmd);
