@@ -4,7 +4,7 @@ runtime of cuda-bindings, nothing tensor-fusion specific).  Prints key=value lin
     python -m tests.native.runtime_workload basic
     python -m tests.native.runtime_workload family NAME MIB   (malloc managed pitch 3d async vmm)
     python -m tests.native.runtime_workload graph SECONDS GRID [ITERATIONS]  ("ready=1" first)
-    python -m tests.native.runtime_workload attack NAME MIB   (pool graphmem heap: as runtime_attacks.cu)
+    python -m tests.native.runtime_workload attack NAME MIB   (pool graphmem heap capture: as runtime_attacks.cu)
 
 The Python runtime binding has no <<<>>>: kernels come from PTX through cudaLibraryLoadData and
 launch as CUDA graphs.
@@ -229,6 +229,21 @@ def attack(name: str, mib: int) -> None:
         print(f"instantiate_rc={int(err)}")
         print(f"launch_rc={code(rt.cudaGraphLaunch(exe, 0)) if int(err) == 0 else -1}")
         rt.cudaStreamSynchronize(0)
+        count_allocs()
+        info("info")
+    elif name == "capture":  # cudaMallocAsync captured from a stream into a graph, then run
+        err, stream = rt.cudaStreamCreateWithFlags(rt.cudaStreamNonBlocking)
+        mode = rt.cudaStreamCaptureMode.cudaStreamCaptureModeGlobal
+        print(f"begin_rc={int(err)},{code(rt.cudaStreamBeginCapture(stream, mode))}")
+        err, ptr = rt.cudaMallocAsync(size, stream)
+        print(f"alloc_rc={int(err)},{code(rt.cudaMemsetAsync(ptr, 1, size, stream))}")
+        info("info_capturing")
+        err, graph = rt.cudaStreamEndCapture(stream)
+        print(f"end_rc={int(err)}")
+        err, exe = rt.cudaGraphInstantiate(graph, 0)
+        print(f"instantiate_rc={int(err)}")
+        print(f"launch_rc={code(rt.cudaGraphLaunch(exe, stream)) if int(err) == 0 else -1}")
+        rt.cudaStreamSynchronize(stream)
         count_allocs()
         info("info")
     elif name == "heap":  # the device malloc heap, 8 MiB by default

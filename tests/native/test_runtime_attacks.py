@@ -165,6 +165,17 @@ def test_cuda_python_graph_memory_node_is_charged(libs: dict[str, Path], tmp_pat
     assert python_attack(libs, region, "graphmem", 300)["instantiate_rc"] == "2"
 
 
+def test_cuda_python_captured_malloc_async_is_charged_once(libs: dict[str, Path], tmp_path: Path) -> None:
+    region = make_region(tmp_path / "w.shm", ("0", LIMIT))
+    out = python_attack(libs, region, "capture", 200)
+    assert (out["begin_rc"], out["alloc_rc"], out["end_rc"]) == ("0,0", "0,0", "0")
+    assert out["info_capturing"] == info(LIMIT)  # nothing allocated while capturing
+    assert (out["instantiate_rc"], out["launch_rc"]) == ("0", "0")
+    assert out["allocs"] == "1"
+    assert out["info"] == info(6 * MIB)
+    assert python_attack(libs, region, "capture", 300)["instantiate_rc"] == "2"
+
+
 def test_cuda_python_malloc_heap_limit_is_charged(libs: dict[str, Path], tmp_path: Path) -> None:
     region = make_region(tmp_path / "w.shm", ("0", LIMIT))
     out = python_attack(libs, region, "heap", 100)
