@@ -199,6 +199,24 @@ def count_allocs() -> None:
     print(f"allocs={got}")
 
 
+def attack_capture(size: int) -> None:
+    """cudaMallocAsync (and a memset on it) captured from a stream into a graph, then run."""
+    err, stream = rt.cudaStreamCreateWithFlags(rt.cudaStreamNonBlocking)
+    mode = rt.cudaStreamCaptureMode.cudaStreamCaptureModeGlobal
+    print(f"begin_rc={int(err)},{code(rt.cudaStreamBeginCapture(stream, mode))}")
+    err, ptr = rt.cudaMallocAsync(size, stream)
+    print(f"alloc_rc={int(err)},{code(rt.cudaMemsetAsync(ptr, 1, size, stream))}")
+    info("info_capturing")
+    err, graph = rt.cudaStreamEndCapture(stream)
+    print(f"end_rc={int(err)}")
+    err, exe = rt.cudaGraphInstantiate(graph, 0)
+    print(f"instantiate_rc={int(err)}")
+    print(f"launch_rc={code(rt.cudaGraphLaunch(exe, stream)) if int(err) == 0 else -1}")
+    rt.cudaStreamSynchronize(stream)
+    count_allocs()
+    info("info")
+
+
 def attack(name: str, mib: int) -> None:
     """The isolation attacks of tests/native/cuda/runtime_attacks.cu through cuda.bindings.runtime."""
     size = mib * MIB
@@ -231,21 +249,8 @@ def attack(name: str, mib: int) -> None:
         rt.cudaStreamSynchronize(0)
         count_allocs()
         info("info")
-    elif name == "capture":  # cudaMallocAsync captured from a stream into a graph, then run
-        err, stream = rt.cudaStreamCreateWithFlags(rt.cudaStreamNonBlocking)
-        mode = rt.cudaStreamCaptureMode.cudaStreamCaptureModeGlobal
-        print(f"begin_rc={int(err)},{code(rt.cudaStreamBeginCapture(stream, mode))}")
-        err, ptr = rt.cudaMallocAsync(size, stream)
-        print(f"alloc_rc={int(err)},{code(rt.cudaMemsetAsync(ptr, 1, size, stream))}")
-        info("info_capturing")
-        err, graph = rt.cudaStreamEndCapture(stream)
-        print(f"end_rc={int(err)}")
-        err, exe = rt.cudaGraphInstantiate(graph, 0)
-        print(f"instantiate_rc={int(err)}")
-        print(f"launch_rc={code(rt.cudaGraphLaunch(exe, stream)) if int(err) == 0 else -1}")
-        rt.cudaStreamSynchronize(stream)
-        count_allocs()
-        info("info")
+    elif name == "capture":
+        attack_capture(size)
     elif name == "heap":  # the device malloc heap, 8 MiB by default
         rt.cudaFree(0)
         print(f"heap_rc={code(rt.cudaDeviceSetLimit(rt.cudaLimit.cudaLimitMallocHeapSize, 8 * MIB + size))}")

@@ -82,5 +82,5 @@ def test_stream_capture_follows_the_documented_rules(
     extra = {"TF_SHM_PATH": str(make_region(tmp_path / "w.shm", ("0", 1 << 30)))} if shim else {}
     done = run([str(capture)], sim_env(libs, shim=shim, **extra))
     out = parse_kv(done.stdout)
-    assert "error" not in out and done.returncode == 0, done.stdout + done.stderr
+    assert done.returncode == 0, done.stdout + done.stderr
     assert out == EXPECTED

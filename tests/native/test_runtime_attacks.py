@@ -71,7 +71,8 @@ def test_a_graph_memory_allocation_node_is_charged(libs: dict[str, Path], progra
 def test_a_captured_cuda_malloc_async_is_charged_once(libs: dict[str, Path], program: Path, tmp_path: Path) -> None:
     region = make_region(tmp_path / "w.shm", ("0", LIMIT))
     out = attack(libs, program, region, "capture", "200")
-    assert (out["begin_rc"], out["status"], out["alloc_rc"], out["memset_rc"], out["kernel_rc"]) == ("0", "1", "0", "0", "0")
+    assert (out["begin_rc"], out["status"]) == ("0", "1")
+    assert (out["alloc_rc"], out["memset_rc"], out["kernel_rc"]) == ("0", "0", "0")
     assert out["info_capturing"] == info(LIMIT)  # captured: nothing allocated yet, nothing charged
     assert (out["end_rc"], out["instantiate_rc"], out["launch_rc"]) == ("0", "0", "0")
     assert out["allocs"] == "1"  # charged once (at instantiation): 50 MiB more fit beside it, 100 do not
