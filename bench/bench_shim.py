@@ -28,7 +28,7 @@ from tfcore.native import library_paths
 REPO = Path(__file__).resolve().parents[1]
 SOURCE = REPO / "ext" / "bench" / "shim_calls.c"
 ROUNDS = 7
-TARGET_ADDED_NS = {"cuLaunchKernel": 50.0, "cuMemAlloc+cuMemFree": 200.0}
+TARGET_ADDED_NS = {"cuLaunchKernel": 50.0, "cuMemAlloc+cuMemFree": 200.0, "cuMemAllocAsync+cuMemFreeAsync": 200.0}
 ADMISSION = "cuLaunchKernel+admission"  # the launch figure with a rate in force
 NEVER_WAITS = 1 << 50  # cost units per second (and bucket depth): far beyond any launch loop
 WAKES = 300
@@ -39,8 +39,8 @@ WAKE_CAP_US = 10_000.0  # what a waiter that only slept out its capped timeout w
 CALLS_PER_UNIT = 41.25
 
 
-def _instructions(binary: Path, env: dict[str, str], launches: int, allocs: int, out: Path) -> int:
-    cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", str(binary), str(launches), str(allocs)]
+def _instructions(binary: Path, env: dict[str, str], counts: tuple[int, int, int], out: Path) -> int:
+    cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", str(binary), *map(str, counts)]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, check=True)
     found = re.search(r"Collected : (\d+)", done.stderr)
     if found is None:
@@ -55,8 +55,8 @@ def _instructions_per_call(binary: Path, env: dict[str, str], figure: str, work:
     n = 2000 if launch else 400
     counts = []
     for calls in (n, 2 * n):
-        args = (calls, 0) if launch else (0, calls)
-        counts.append(_instructions(binary, env, *args, work / "callgrind.out"))
+        args = (calls, 0, 0) if launch else (0, calls, 0) if figure == "cuMemAlloc+cuMemFree" else (0, 0, calls)
+        counts.append(_instructions(binary, env, args, work / "callgrind.out"))
     return (counts[1] - counts[0]) / (n * CALLS_PER_UNIT)
 
 

@@ -45,6 +45,8 @@ static CUresult (*cuLaunchKernel)(CUfunction, unsigned int, unsigned int, unsign
                                   unsigned int, unsigned int, CUstream, void **, void **);
 static CUresult (*cuMemAlloc)(CUdeviceptr *, size_t);
 static CUresult (*cuMemFree)(CUdeviceptr);
+static CUresult (*cuMemAllocAsync)(CUdeviceptr *, size_t, CUstream);
+static CUresult (*cuMemFreeAsync)(CUdeviceptr, CUstream);
 static CUfunction fn;
 static CUstream stream;
 
@@ -136,9 +138,19 @@ static int wake_latency(long n, const char *region) {
     return 0;
 }
 
+/* Stream-ordered: the hooks also decide whether the stream captures (one load outside capture). */
+static int async_batch(long n) {
+    for (long i = 0; i < n; i++) {
+        CUdeviceptr p;
+        if (cuMemAllocAsync(&p, 1 << 20, stream) != CUDA_SUCCESS || cuMemFreeAsync(p, stream) != CUDA_SUCCESS) return 1;
+    }
+    return 0;
+}
+
 int main(int argc, char **argv) {
     int wake = argc > 3 && strcmp(argv[1], "wake") == 0;
     long launches = argc > 1 && !wake ? atol(argv[1]) : 20000, allocs = argc > 2 && !wake ? atol(argv[2]) : 2000;
+    long asyncs = argc > 3 && !wake ? atol(argv[3]) : allocs;
     void *lib = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
     if (lib == NULL) return 2;
     gpa = (PFN_cuGetProcAddress_v12000)dlsym(lib, "cuGetProcAddress_v2");
@@ -151,6 +163,8 @@ int main(int argc, char **argv) {
     *(void **)&cuLaunchKernel = sym("cuLaunchKernel");
     *(void **)&cuMemAlloc = sym("cuMemAlloc");
     *(void **)&cuMemFree = sym("cuMemFree");
+    *(void **)&cuMemAllocAsync = sym("cuMemAllocAsync");
+    *(void **)&cuMemFreeAsync = sym("cuMemFreeAsync");
     CUcontext ctx;
     CUmodule mod;
     if (init(0) || retain(&ctx, 0) || set_current(ctx) || load(&mod, ".version 7.0\n.target sm_50\n.address_size 64\n.visible .entry k()\n{\n\tret;\n}\n") ||
@@ -158,7 +172,8 @@ int main(int argc, char **argv) {
         stream_create(&stream, 0))
         return 4;
     if (wake) return wake_latency(atol(argv[2]), argv[3]);
-    if (measure("cuLaunchKernel", launch_batch, launches) || measure("cuMemAlloc+cuMemFree", alloc_batch, allocs))
+    if (measure("cuLaunchKernel", launch_batch, launches) || measure("cuMemAlloc+cuMemFree", alloc_batch, allocs) ||
+        measure("cuMemAllocAsync+cuMemFreeAsync", async_batch, asyncs))
         return 5;
     return 0;
 }
