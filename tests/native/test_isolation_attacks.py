@@ -323,14 +323,22 @@ def test_a_pointer_imported_from_another_processes_pool_is_charged_to_the_import
     assert used(importer_region) == 0
 
 
-@pytest.mark.parametrize("free_in_graph", [False, True], ids=["kept", "freed-in-graph"])
+@pytest.mark.parametrize(
+    "variant",
+    [
+        "kept",  # the captured allocation outlives the graph
+        "free",  # its cuMemFreeAsync captured too
+        "forked",  # issued on a stream forked into the capture by an event, then joined back
+        "graph",  # the kernel launched as a graph of its own, captured as a child graph
+    ],
+)
 def test_a_captured_stream_allocation_is_charged_once(
-    libs: dict[str, Path], attacks: Path, tmp_path: Path, free_in_graph: bool
+    libs: dict[str, Path], attacks: Path, tmp_path: Path, variant: str
 ) -> None:
     path = tmp_path / "w.shm"
     with Region.create(path, [DeviceSpec("0", LIMIT)]) as region:
         region.set_compute_rate(0, 1 << 40, 1 << 40)  # a rate that never makes a launch wait
-    args = [str(attacks), "capture", "200", *(["free"] if free_in_graph else [])]
+    args = [str(attacks), "capture", "200", variant]
     done = run(args, shim_env(libs, path))
     out = parse_kv(done.stdout)
     assert (out.get("begin_rc"), out.get("status")) == ("0", "1"), done.stdout + done.stderr

@@ -45,6 +45,9 @@ FN(cuStreamBeginCapture, CUresult, (CUstream, int));
 FN(cuStreamIsCapturing, CUresult, (CUstream, CUstreamCaptureStatus *));
 FN(cuStreamEndCapture, CUresult, (CUstream, CUgraph *));
 FN(cuMemsetD8Async, CUresult, (CUdeviceptr, unsigned char, size_t, CUstream));
+FN(cuEventCreate, CUresult, (CUevent *, unsigned int));
+FN(cuEventRecord, CUresult, (CUevent, CUstream));
+FN(cuStreamWaitEvent, CUresult, (CUstream, CUevent, unsigned int));
 FN(cuModuleLoadData, CUresult, (CUmodule *, const void *));
 FN(cuModuleGetFunction, CUresult, (CUfunction *, CUmodule, const char *));
 FN(cuLaunchKernel, CUresult, (CUfunction, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, CUstream,
@@ -337,8 +340,10 @@ int main(int argc, char **argv) {
     }
     if (strcmp(cmd, "capture") == 0) {
         /* A cuMemAllocAsync of mib MiB captured from a stream into a graph, with a memset and a
-         * kernel on it (argv[3] "free": its cuMemFreeAsync captured too), then the graph
-         * instantiated and launched: the driver makes the memory when the graph runs. */
+         * kernel on it, then the graph instantiated and launched: the driver makes the memory
+         * when the graph runs.  argv[3]: "free" captures its cuMemFreeAsync too; "forked" issues
+         * all of it on a second stream forked into the capture by an event and joined back;
+         * "graph" launches the kernel as a graph of its own, captured as a child graph. */
         LOAD(cuStreamCreate);
         LOAD(cuStreamBeginCapture);
         LOAD(cuStreamIsCapturing);
@@ -353,24 +358,49 @@ int main(int argc, char **argv) {
         LOAD(cuGraphLaunch);
         LOAD(cuGraphExecDestroy);
         LOAD(cuStreamSynchronize);
-        int free_too = argc > 3 && strcmp(argv[3], "free") == 0;
-        CUstream s;
+        LOAD(cuEventCreate);
+        LOAD(cuEventRecord);
+        LOAD(cuStreamWaitEvent);
+        LOAD(cuGraphCreate);
+        const char *variant = argc > 3 ? argv[3] : "";
+        int free_too = strcmp(variant, "free") == 0, forked = strcmp(variant, "forked") == 0;
+        int as_graph = strcmp(variant, "graph") == 0;
+        CUstream s, t;
+        CUevent fork_event, join_event;
+        CUgraphExec inner = NULL;
         CUmodule module;
         CUfunction busy;
         CUdeviceptr p = 0;
         CUgraph g = NULL;
         CUgraphExec exec = NULL;
         CUstreamCaptureStatus status = CU_STREAM_CAPTURE_STATUS_NONE;
-        if (cuStreamCreate(&s, CU_STREAM_NON_BLOCKING) || cuModuleLoadData(&module, BUSY_PTX) ||
-            cuModuleGetFunction(&busy, module, "busy"))
+        if (cuStreamCreate(&s, CU_STREAM_NON_BLOCKING) || cuStreamCreate(&t, CU_STREAM_NON_BLOCKING) ||
+            cuModuleLoadData(&module, BUSY_PTX) || cuModuleGetFunction(&busy, module, "busy") ||
+            cuEventCreate(&fork_event, 0) || cuEventCreate(&join_event, 0))
             return printf("error=setup\n"), 1;
+        if (as_graph) { /* the kernel alone, captured and instantiated first (uncharged: not launched) */
+            CUgraph kg = NULL;
+            if (cuStreamBeginCapture(s, CU_STREAM_CAPTURE_MODE_GLOBAL) ||
+                cuLaunchKernel(busy, 64, 1, 1, 256, 1, 1, 0, s, NULL, NULL) || cuStreamEndCapture(s, &kg) ||
+                cuGraphInstantiate(&inner, kg, 0))
+                return printf("error=inner graph\n"), 1;
+        }
         printf("begin_rc=%d\n", cuStreamBeginCapture(s, CU_STREAM_CAPTURE_MODE_GLOBAL));
         cuStreamIsCapturing(s, &status);
         printf("status=%d\n", status);
-        printf("alloc_rc=%d\n", cuMemAllocAsync(&p, mib * MIB, s));
-        printf("memset_rc=%d\n", cuMemsetD8Async(p, 1, mib * MIB, s));
-        printf("kernel_rc=%d\ncost_each=%d\n", cuLaunchKernel(busy, 64, 1, 1, 256, 1, 1, 0, s, NULL, NULL), 64 * 256);
+        CUstream work = s;
+        if (forked) { /* t joins the capture by waiting for an event recorded in it */
+            work = t;
+            if (cuEventRecord(fork_event, s) || cuStreamWaitEvent(t, fork_event, 0)) return printf("error=fork\n"), 1;
+        }
+        printf("alloc_rc=%d\n", cuMemAllocAsync(&p, mib * MIB, work));
+        printf("memset_rc=%d\n", cuMemsetD8Async(p, 1, mib * MIB, work));
+        CUresult kernel_rc = as_graph ? cuGraphLaunch(inner, work)
+                                      : cuLaunchKernel(busy, 64, 1, 1, 256, 1, 1, 0, work, NULL, NULL);
+        printf("kernel_rc=%d\ncost_each=%d\n", kernel_rc, 64 * 256);
         if (free_too) printf("free_rc=%d\n", cuMemFreeAsync(p, s));
+        if (forked && (cuEventRecord(join_event, t) || cuStreamWaitEvent(s, join_event, 0)))
+            return printf("error=join\n"), 1;
         print_info("info_capturing");
         printf("end_rc=%d\n", cuStreamEndCapture(s, &g));
         printf("instantiate_rc=%d\n", g != NULL ? (int)cuGraphInstantiate(&exec, g, 0) : -1);
@@ -379,6 +409,7 @@ int main(int argc, char **argv) {
         printf("allocs=%d\n", count_allocs(50, 64));
         print_info("info");
         if (exec != NULL) cuGraphExecDestroy(exec);
+        if (inner != NULL) cuGraphExecDestroy(inner);
         print_info("info_destroyed");
         return 0;
     }
