@@ -5,7 +5,7 @@
  * every call below goes through its hook.  Prints one JSON line per figure: the median over
  * batches of the per-call time, and the spread.
  *
- *   shim_calls [LAUNCHES [ALLOCS]]     per-call times
+ *   shim_calls [LAUNCHES [ALLOCS [ASYNCS]]]   per-call times (ASYNCS: stream-ordered pairs, default ALLOCS)
  *   shim_calls wake N REGION           futex wake latency: a launch waits on an empty bucket
  *                                      of REGION (run under the shim); another thread sets
  *                                      the rate to unlimited with the hypervisor's call
