@@ -75,8 +75,6 @@ TF_SIM_API CUresult cuGraphCreate(CUgraph *graph, unsigned int flags) {
 }
 
 static CUresult add_node(CUgraphNode *out, CUgraph g, int type, const CUDA_KERNEL_NODE_PARAMS_v2 *k, CUgraph child) {
-    CUgraphNode spare;
-    if (out == NULL) out = &spare;
     CUresult rc = tf_need_init();
     if (rc != CUDA_SUCCESS) return rc;
     if (out == NULL || !valid_graph(g)) return CUDA_ERROR_INVALID_VALUE;
@@ -162,7 +160,7 @@ TF_SIM_API CUresult cuGraphAddMemAllocNode(CUgraphNode *node, CUgraph g, const C
                                            CUDA_MEM_ALLOC_NODE_PARAMS *p) {
     (void)deps;
     (void)ndeps;
-    if (p == NULL || p->bytesize == 0 || p->poolProps.location.type != CU_MEM_LOCATION_TYPE_DEVICE)
+    if (node == NULL || p == NULL || p->bytesize == 0 || p->poolProps.location.type != CU_MEM_LOCATION_TYPE_DEVICE)
         return CUDA_ERROR_INVALID_VALUE;
     if (tf_physical(p->poolProps.location.id) < 0) return CUDA_ERROR_INVALID_DEVICE;
     void *va = mmap(NULL, p->bytesize, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
@@ -177,13 +175,13 @@ TF_SIM_API CUresult cuGraphAddMemAllocNode(CUgraphNode *node, CUgraph g, const C
     }
     p->dptr = (CUdeviceptr)(uintptr_t)va;
     n->alloc = *p;
-    if (node != NULL) *node = n;
+    *node = n;
     return CUDA_SUCCESS;
 }
 
-/* A node recorded by stream capture (sim_capture.c): kernels, allocations and child graphs
- * through the same paths as the explicit API; copies, memsets, host functions and frees as
- * operations the executable performs. */
+/* A node recorded by stream capture (sim_capture.c) into *out: kernels, allocations and child
+ * graphs through the same paths as the explicit API; copies, memsets, host functions and frees
+ * as operations the executable performs. */
 CUresult tf_graph_add_captured(CUgraph g, const tf_graph_op *op, CUgraphNode *out) {
     if (op->type == CU_GRAPH_NODE_TYPE_KERNEL) return add_kernel(out, g, &op->kernel);
     if (op->type == CU_GRAPH_NODE_TYPE_MEM_ALLOC) {
@@ -203,7 +201,7 @@ CUresult tf_graph_add_captured(CUgraph g, const tf_graph_op *op, CUgraphNode *ou
     if (rc != CUDA_SUCCESS) return rc;
     n->op = *op;
     n->op.dptr_out = NULL;
-    if (out != NULL) *out = n;
+    *out = n;
     return CUDA_SUCCESS;
 }
 
