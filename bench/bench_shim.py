@@ -1,7 +1,8 @@
 """Shim overhead: per-call cost of cuLaunchKernel (region without a compute rate, and with
 compute admission under a rate high enough never to wait), of a cuMemAlloc/cuMemFree pair
-and of a cuMemAllocAsync/cuMemFreeAsync pair, on the simulated driver, without and with the shim, in the same run; and the futex
-wake latency of a launch waiting for tokens when the hypervisor changes the rate.
+and of a cuMemAllocAsync/cuMemFreeAsync pair, on the simulated driver, without and with the
+shim, in the same run; and the futex wake latency of a launch waiting for tokens when the
+hypervisor changes the rate.
 
 A small C driver program (ext/bench/shim_calls.c, compiled here with gcc) times the calls
 with clock_gettime; it runs alternately plain and under LD_PRELOAD of the shim with a region

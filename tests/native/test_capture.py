@@ -2,7 +2,10 @@
 where capture may begin, that captured work (kernels, copies, host functions, stream-ordered
 allocations and frees) runs only when the graph is launched, the errors of unsafe or
 synchronizing calls and the invalidation they cause, thread modes, fork and join through
-events.  The same under the shim with a region: it passes capture through unchanged."""
+events.  The same under the shim with a region: it passes capture through unchanged.
+
+Not marked simulator_only: on a GPU (`make gpu-check`) it checks that the simulator's
+expectations are the real driver's."""
 
 from __future__ import annotations
 
@@ -74,7 +77,6 @@ def capture(cc: Callable[..., Path]) -> Path:
     return cc("capture", "capture.c", flags=("-ldl", "-lpthread"))
 
 
-@pytest.mark.simulator_only
 @pytest.mark.parametrize("shim", [False, True], ids=["driver", "under-shim"])
 def test_stream_capture_follows_the_documented_rules(
     libs: dict[str, Path], capture: Path, tmp_path: Path, shim: bool

@@ -34,6 +34,7 @@ FN(cuGraphInstantiate, CUresult, (CUgraphExec *, CUgraph, unsigned long long));
 FN(cuGraphLaunch, CUresult, (CUgraphExec, CUstream));
 FN(cuGraphExecDestroy, CUresult, (CUgraphExec));
 FN(cuCtxGetCurrent, CUresult, (CUcontext *));
+FN(cuMemAllocHost, CUresult, (void **, size_t));
 
 static CUfunction busy;
 static CUcontext ctx;
@@ -98,14 +99,15 @@ int main(void) {
     LOAD(cuStreamWaitEvent); LOAD(cuEventCreate); LOAD(cuEventRecord); LOAD(cuEventQuery); LOAD(cuMemcpyHtoDAsync);
     LOAD(cuMemcpyDtoH); LOAD(cuMemsetD8); LOAD(cuMemAllocAsync); LOAD(cuMemFreeAsync); LOAD(cuLaunchHostFunc);
     LOAD(cuModuleLoadData); LOAD(cuModuleGetFunction); LOAD(cuLaunchKernel); LOAD(cuGraphGetNodes);
-    LOAD(cuGraphInstantiate); LOAD(cuGraphLaunch); LOAD(cuGraphExecDestroy); LOAD(cuCtxGetCurrent);
+    LOAD(cuGraphInstantiate); LOAD(cuGraphLaunch); LOAD(cuGraphExecDestroy); LOAD(cuCtxGetCurrent); LOAD(cuMemAllocHost);
     CUmodule module;
     CUdeviceptr buf;
     CUevent e1, e2;
+    char *pinned = NULL; /* a captured copy's host side: pinned, as stream-ordered copies want */
     cuCtxGetCurrent(&ctx);
     if (cuStreamCreate(&s, 0) || cuStreamCreate(&t, CU_STREAM_NON_BLOCKING) || cuModuleLoadData(&module, BUSY_PTX) ||
         cuModuleGetFunction(&busy, module, "busy") || cuMemAlloc(&buf, 4096) || cuMemsetD8(buf, 0, 4096) ||
-        cuEventCreate(&e1, 0) || cuEventCreate(&e2, 0))
+        cuEventCreate(&e1, 0) || cuEventCreate(&e2, 0) || cuMemAllocHost((void **)&pinned, 4096))
         return printf("error=setup\n"), 1;
     CUstreamCaptureStatus st;
     cuuint64_t id = 0, id2 = 0;
@@ -129,7 +131,8 @@ int main(void) {
     printf("kernel=%d\n", launch(s));
     cuStreamGetCaptureInfo(s, &st, &id2, NULL, &deps, NULL, &ndeps);
     printf("info_after_kernel=%d,%zu\n", id2 == id, ndeps);
-    printf("copy=%d\n", cuMemcpyHtoDAsync(buf, "xyz", 3, s));
+    memcpy(pinned, "xyz", 4);
+    printf("copy=%d\n", cuMemcpyHtoDAsync(buf, pinned, 3, s));
     printf("host=%d\n", cuLaunchHostFunc(s, count_run, NULL));
     size_t before = free_now();
     CUdeviceptr p = 0;
