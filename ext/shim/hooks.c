@@ -532,27 +532,36 @@ CUresult cuMemPoolImportPointer(CUdeviceptr *dptr, CUmemoryPool pool, CUmemPoolP
  * bucket) and then calls the driver.  Both paths are tail calls, so the hook spills nothing.  The cost is charged before the driver sees the
  * launch: a launch the driver then rejects has still spent its tokens (it was asked for). */
 
+/* The tiering gate around a driver call (tf_tier_flag_up): inline fast path; the first call
+ * of a thread, a frozen process and an unknown real pointer go to symbol##_gate_slow. */
+#define TF_GATE(symbol, params, args)                                                          \
+    static __attribute__((noinline)) CUresult symbol##_gate_slow params {                     \
+        tf_pfn_##symbol real = TF_REAL(symbol);                                               \
+        if (real == NULL) return CUDA_ERROR_NOT_INITIALIZED;                                  \
+        if (tf_tier_enter() != 0) return CUDA_ERROR_OUT_OF_MEMORY;                            \
+        CUresult rc = real args;                                                              \
+        tf_tier_leave();                                                                      \
+        return rc;                                                                            \
+    }                                                                                         \
+    static __attribute__((noinline)) CUresult symbol##_gate params {                          \
+        tf_pfn_##symbol real =                                                                \
+            (tf_pfn_##symbol)__atomic_load_n(&tf_hooks[TF_HOOK_IDX_##symbol].real, __ATOMIC_ACQUIRE); \
+        if (__builtin_expect(real == NULL || !tf_tier_flag_up(), 0)) return symbol##_gate_slow args; \
+        CUresult rc = real args;                                                              \
+        tf_tier_flag_down();                                                                  \
+        return rc;                                                                            \
+    }
+
 #define TF_ADMITTED(symbol, params, args, cost)                                    \
+    TF_GATE(symbol, params, args)                                                  \
     static __attribute__((noinline)) CUresult symbol##_admit params {              \
         tf_pfn_##symbol real = TF_REAL(symbol);                                    \
         if (real == NULL) return CUDA_ERROR_NOT_INITIALIZED;                       \
         tf_launch_admit(cost);                                                     \
-        if (__atomic_load_n(&tf_tier_on, __ATOMIC_RELAXED)) {                      \
-            if (tf_tier_enter() != 0) return CUDA_ERROR_OUT_OF_MEMORY;             \
-            CUresult rc = real args;                                               \
-            tf_tier_leave();                                                       \
-            return rc;                                                             \
-        }                                                                          \
+        if (__atomic_load_n(&tf_tier_on, __ATOMIC_RELAXED)) return symbol##_gate args; \
         return real args;                                                          \
     }                                                                              \
     /* Movable memory and no rate: only the gate, no launch cost to compute. */    \
-    static __attribute__((noinline)) CUresult symbol##_gate params {               \
-        tf_pfn_##symbol real = TF_REAL(symbol);                                    \
-        if (tf_tier_enter() != 0) return CUDA_ERROR_OUT_OF_MEMORY;                 \
-        CUresult rc = real args;                                                   \
-        tf_tier_leave();                                                           \
-        return rc;                                                                 \
-    }                                                                              \
     CUresult symbol params {                                                       \
         tf_pfn_##symbol real =                                                     \
             (tf_pfn_##symbol)__atomic_load_n(&tf_hooks[TF_HOOK_IDX_##symbol].real, __ATOMIC_ACQUIRE); \
@@ -691,19 +700,12 @@ CUresult cuIpcGetMemHandle(CUipcMemHandle *handle, CUdeviceptr dptr) {
 /* ---- VRAM tiering: calls that touch device memory resume a frozen process first ----
  * Without movable memory: one load and a tail call. */
 #define TF_GATED(symbol, params, args)                                                        \
-    static __attribute__((noinline)) CUresult symbol##_gated params {                        \
-        tf_pfn_##symbol real = TF_REAL(symbol);                                              \
-        if (real == NULL) return CUDA_ERROR_NOT_INITIALIZED;                                 \
-        if (tf_tier_enter() != 0) return CUDA_ERROR_OUT_OF_MEMORY;                           \
-        CUresult rc = real args;                                                             \
-        tf_tier_leave();                                                                     \
-        return rc;                                                                           \
-    }                                                                                        \
+    TF_GATE(symbol, params, args)                                                            \
     CUresult symbol params {                                                                 \
         tf_pfn_##symbol real =                                                               \
             (tf_pfn_##symbol)__atomic_load_n(&tf_hooks[TF_HOOK_IDX_##symbol].real, __ATOMIC_ACQUIRE); \
         if (__builtin_expect(real == NULL || __atomic_load_n(&tf_tier_on, __ATOMIC_RELAXED), 0)) \
-            return symbol##_gated args;                                                      \
+            return symbol##_gate args;                                                       \
         return real args;                                                                    \
     }
 TF_GATED(cuMemcpyHtoD, (unsigned int dst, const void *src, size_t n), (dst, src, n))

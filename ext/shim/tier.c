@@ -88,7 +88,7 @@ static pthread_mutex_t tier_lock = PTHREAD_MUTEX_INITIALIZER; /* process-local *
 static pthread_once_t tier_once = PTHREAD_ONCE_INIT;
 static int tier_ready;   /* the driver functions were found */
 int tf_tier_on;          /* atomic: movable memory exists; launches/copies take the gate */
-static int frozen;       /* atomic: some memory is off the device by a freeze */
+int tf_tier_frozen;      /* atomic: some memory is off the device by a freeze (read inline by the gate) */
 static int inflight;     /* atomic: gated calls inside the driver */
 static CUcontext tier_ctx;
 static int disk_fd = -1;
@@ -97,26 +97,26 @@ static uint64_t granularity = 2ULL << 20;
 static uint64_t last_seq; /* request the watcher handled last */
 
 /* Calls in flight, cheaply: each thread has a flag it sets around a gated call with plain
- * stores (no atomic read-modify-write, no fence on the hot path); a freeze sets `frozen`, then
+ * stores (no atomic read-modify-write, no fence on the hot path); a freeze sets `tf_tier_frozen`, then
  * membarrier(PRIVATE_EXPEDITED) makes every running thread pass a full barrier, after which a
- * thread either sees `frozen` or its flag is visible (the asymmetric Dekker pattern).  Without
+ * thread either sees `tf_tier_frozen` or its flag is visible (the asymmetric Dekker pattern).  Without
  * membarrier (old kernel, seccomp), or past TIER_THREADS threads, the shared counter is used. */
 #define TIER_THREADS 1024
 static int thread_flags[TIER_THREADS];
 static int thread_count;      /* atomic: flags handed out */
 static int use_membarrier;    /* registered for PRIVATE_EXPEDITED in this process */
-static __thread int *my_flag __attribute__((tls_model("initial-exec"))); /* this thread's flag; NULL: not yet, or none left */
+__thread int *tf_tier_my_flag __attribute__((tls_model("initial-exec"))); /* this thread's flag; NULL: not yet, or none left */
 static __thread int no_flag __attribute__((tls_model("initial-exec")));  /* none left for this thread: use the counter */
 
 static int *thread_flag(void) {
-    if (my_flag != NULL || no_flag || !use_membarrier) return my_flag;
+    if (tf_tier_my_flag != NULL || no_flag || !use_membarrier) return tf_tier_my_flag;
     int i = __atomic_fetch_add(&thread_count, 1, __ATOMIC_RELAXED);
     if (i >= TIER_THREADS) {
         no_flag = 1;
         return NULL;
     }
-    my_flag = &thread_flags[i];
-    return my_flag;
+    tf_tier_my_flag = &thread_flags[i];
+    return tf_tier_my_flag;
 }
 
 static int any_in_flight(void) {
@@ -322,7 +322,7 @@ static void set_where(uint16_t result) {
         if (table[i].where > worst) worst = table[i].where;
         movable += table[i].asked;
     }
-    __atomic_store_n(&frozen, worst != TF_TIER_AT_DEVICE, __ATOMIC_SEQ_CST);
+    __atomic_store_n(&tf_tier_frozen, worst != TF_TIER_AT_DEVICE, __ATOMIC_SEQ_CST);
     if (p == NULL) return;
     /* Pinned: what this process holds that never moves (its own VMM memory, which it may
      * export, pools, arrays, imports); a snapshot taken at every tier event. */
@@ -369,7 +369,7 @@ static uint16_t resume_locked(void) {
 
 /* Blocks new work, drains it, moves out; with tier_lock held. */
 static uint16_t freeze_locked(int to) {
-    __atomic_store_n(&frozen, 1, __ATOMIC_SEQ_CST);
+    __atomic_store_n(&tf_tier_frozen, 1, __ATOMIC_SEQ_CST);
     if (use_membarrier) syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0);
     uint64_t deadline = now_ns() + TIER_DRAIN_NS;
     while (any_in_flight()) {
@@ -438,12 +438,12 @@ static void after_fork_child(void) {
     use_membarrier = 0; /* registration is per address space: the child registers again */
     memset(thread_flags, 0, sizeof thread_flags);
     thread_count = 0;
-    my_flag = NULL; /* the forking thread's flag belonged to the parent's table */
+    tf_tier_my_flag = NULL; /* the forking thread's flag belonged to the parent's table */
     no_flag = 0;
     table_n = 0;
     disk_fd = -1;
     __atomic_store_n(&tf_tier_on, 0, __ATOMIC_RELAXED);
-    __atomic_store_n(&frozen, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&tf_tier_frozen, 0, __ATOMIC_RELAXED);
     __atomic_store_n(&inflight, 0, __ATOMIC_RELAXED);
 }
 
@@ -476,20 +476,20 @@ int tf_tier_enter(void) {
         if (flag != NULL) {
             __atomic_store_n(flag, 1, __ATOMIC_RELAXED);
             __atomic_signal_fence(__ATOMIC_SEQ_CST); /* the freeze's membarrier is the CPU fence */
-            if (!__atomic_load_n(&frozen, __ATOMIC_RELAXED)) return 0;
+            if (!__atomic_load_n(&tf_tier_frozen, __ATOMIC_RELAXED)) return 0;
             __atomic_store_n(flag, 0, __ATOMIC_RELEASE);
         } else {
             __atomic_add_fetch(&inflight, 1, __ATOMIC_SEQ_CST);
-            if (!__atomic_load_n(&frozen, __ATOMIC_SEQ_CST)) return 0;
+            if (!__atomic_load_n(&tf_tier_frozen, __ATOMIC_SEQ_CST)) return 0;
             __atomic_sub_fetch(&inflight, 1, __ATOMIC_SEQ_CST);
         }
         if (!lock_tier()) return 1;
         int on_disk = 0;
-        if (__atomic_load_n(&frozen, __ATOMIC_SEQ_CST)) {
+        if (__atomic_load_n(&tf_tier_frozen, __ATOMIC_SEQ_CST)) {
             resume_locked();
             for (int i = 0; i < table_n; i++) on_disk |= table[i].where == TF_TIER_AT_DISK;
             /* Memory left on the host is usable as it is (warm tier): run on it. */
-            if (!on_disk) __atomic_store_n(&frozen, 0, __ATOMIC_SEQ_CST);
+            if (!on_disk) __atomic_store_n(&tf_tier_frozen, 0, __ATOMIC_SEQ_CST);
         }
         pthread_mutex_unlock(&tier_lock);
         if (on_disk) return 1; /* no host memory to bring it back into: the call fails */
@@ -497,8 +497,8 @@ int tf_tier_enter(void) {
 }
 
 void tf_tier_leave(void) {
-    if (my_flag != NULL)
-        __atomic_store_n(my_flag, 0, __ATOMIC_RELEASE);
+    if (tf_tier_my_flag != NULL)
+        __atomic_store_n(tf_tier_my_flag, 0, __ATOMIC_RELEASE);
     else
         __atomic_sub_fetch(&inflight, 1, __ATOMIC_SEQ_CST);
 }
