@@ -169,9 +169,23 @@ static inline int tf_tier_flag_up(void) {
 /* After a call that tf_tier_flag_up let through (the flag was set, so it is not NULL). */
 static inline void tf_tier_flag_down(void) { __atomic_store_n(tf_tier_my_flag, 0, __ATOMIC_RELEASE); }
 
-/* cuMemAlloc_v2 / cuMemFree_v2 of movable memory; *handled = 0 when the pointer is not ours. */
+/* cuMemAlloc_v2 of movable memory, first from the cache of freed allocations: an entry that
+ * fits (at most 1/8 larger) is handed out without a VMM call and without a new charge (the
+ * entry's charge is settled to `bytes`; *dev: where it is charged).  CUDA_ERROR_NOT_FOUND:
+ * none fits, or the difference does not fit the limit; the caller admits and allocates. */
+CUresult tf_tier_reuse(CUdeviceptr *dptr, uint64_t bytes, int *dev);
+/* A new VMM allocation; the caller has charged `bytes` on dev. */
 CUresult tf_tier_alloc(CUdeviceptr *dptr, uint64_t bytes, int dev);
-CUresult tf_tier_free(CUdeviceptr ptr, int *handled);
+/* cuMemFree_v2 of movable memory, whose charge (bytes on dev) the caller took back:
+ * *handled is TF_TIER_NOT_OURS (the caller calls the driver), TF_TIER_FREED (the caller
+ * returns the charge) or TF_TIER_CACHED (the cache keeps the memory and its charge). */
+enum { TF_TIER_NOT_OURS = 0, TF_TIER_FREED = 1, TF_TIER_CACHED = 2 };
+CUresult tf_tier_free(CUdeviceptr ptr, uint64_t charged, int dev, int *handled);
+/* Releases the cache to the driver (and its charge to the worker): 1 when it held anything.
+ * Called when an allocation is refused (the limit, or the device is full), then retried. */
+int tf_tier_cache_flush(void);
+/* Charge the cache holds on region device dev (cuMemGetInfo counts it as free). */
+uint64_t tf_tier_cached(int dev);
 /* Whether ptr lies in movable memory (the driver refuses legacy IPC handles of it). */
 int tf_tier_is_movable(CUdeviceptr ptr);
 
