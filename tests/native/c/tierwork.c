@@ -10,6 +10,10 @@
  *   copyout       times a plain cuMemcpyDtoH of every buffer: copyout_ns= (wall clock)
  *   allocfree N MIB  times N cuMemAlloc+cuMemFree pairs of MIB: allocfree_ns= per pair
  *   launches N    times N launches: launch_ns= per launch
+ *   one MIB       one more allocation of MIB (not a buffer of the check): one= ptr=
+ *   free PTR      cuMemFree of a pointer (hex): free=
+ *   meminfo       cuMemGetInfo: info= free_bytes= total_bytes=
+ *   range PTR     cuMemGetAddressRange of a pointer (hex): range= base= size=
  *   quit
  * Device pointers are printed at alloc and at check so the test sees they never change. */
 #include <signal.h>
@@ -32,6 +36,7 @@ FN(cuIpcGetMemHandle, CUresult, (CUipcMemHandle *, CUdeviceptr));
 FN(cuGraphAddKernelNode, CUresult, (CUgraphNode *, CUgraph, const CUgraphNode *, size_t, const CUDA_KERNEL_NODE_PARAMS_v2 *));
 FN(cuGraphInstantiate, CUresult, (CUgraphExec *, CUgraph, unsigned long long));
 FN(cuGraphLaunch, CUresult, (CUgraphExec, CUstream));
+FN(cuMemGetAddressRange, CUresult, (CUdeviceptr *, size_t *, CUdeviceptr));
 FN(cuLaunchKernel, CUresult,
    (CUfunction, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, CUstream, void **, void **));
 
@@ -87,6 +92,7 @@ int main(void) {
     LOAD(cuGraphAddKernelNode);
     LOAD(cuGraphInstantiate);
     LOAD(cuGraphLaunch);
+    LOAD(cuMemGetAddressRange);
     CUmodule mod;
     if (cuModuleLoadData(&mod, BUSY_PTX) != CUDA_SUCCESS || cuModuleGetFunction(&busy, mod, "busy") != CUDA_SUCCESS) {
         printf("error=module\n");
@@ -161,6 +167,21 @@ int main(void) {
             clock_gettime(CLOCK_MONOTONIC, &t1);
             printf("launches=%d\nlaunch_ns=%lld\n", rc,
                    ((long long)(t1.tv_sec - t0.tv_sec) * 1000000000LL + (t1.tv_nsec - t0.tv_nsec)) / (long long)a);
+        } else if (sscanf(line, "one %lu", &a) == 1) {
+            CUdeviceptr p = 0;
+            CUresult rc = cuMemAlloc(&p, a * MIB);
+            printf("one=%d\nptr=%llx\n", rc, (unsigned long long)p);
+        } else if (sscanf(line, "free %lx", &a) == 1) {
+            printf("free=%d\n", cuMemFree((CUdeviceptr)a));
+        } else if (strncmp(line, "meminfo", 7) == 0) {
+            size_t free_bytes = 0, total = 0;
+            CUresult rc = cuMemGetInfo(&free_bytes, &total);
+            printf("info=%d\nfree_bytes=%zu\ntotal_bytes=%zu\n", rc, free_bytes, total);
+        } else if (sscanf(line, "range %lx", &a) == 1) {
+            CUdeviceptr base = 0;
+            size_t size = 0;
+            CUresult rc = cuMemGetAddressRange(&base, &size, (CUdeviceptr)a);
+            printf("range=%d\nbase=%llx\nsize=%zu\n", rc, (unsigned long long)base, size);
         } else if (strncmp(line, "quit", 4) == 0) {
             break;
         }
