@@ -167,3 +167,20 @@ def test_a_kill_with_a_full_cache_leaves_exact_books(
     assert (state.host_bytes, state.disk_bytes, state.pinned_bytes) == (0, 0, 0)
     assert used(r) == 0
     assert nvml_used(libs) == 0
+
+
+def test_a_full_device_releases_the_cache_and_retries(spawn: Callable[..., Worker], tmp_path: Path) -> None:
+    """The worker's limit has room but the GPU does not: the driver's refusal releases the cache."""
+    path = tmp_path / "roomy.shm"
+    with Region.create(path, [DeviceSpec("0", 256 * MIB)]) as r:
+        r.set_tier_enabled(True)
+        worker = spawn(path, TF_SIM_GPU_VRAM=str(64 * MIB))
+        live = one(worker, 32)
+        spare = one(worker, 24)
+        assert worker.ask(f"free {spare}", 1) == {"free": "0"}
+        assert used(r) == 56 * MIB
+        big = one(worker, 30)  # 32 + 24 cached + 30 > 64 on the device; 32 + 30 fits
+        assert used(r) == 62 * MIB
+        for ptr in (live, big):
+            assert worker.ask(f"free {ptr}", 1) == {"free": "0"}
+        assert worker.finish() == 0
