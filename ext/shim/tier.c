@@ -389,13 +389,14 @@ static int cache_put(const tier_alloc *a) {
     return 1;
 }
 
-/* The smallest cached entry that serves `size` mapped bytes (-1: none).  All are of tier_ctx. */
+/* The smallest cached entry that serves `size` mapped bytes, the newest of equals (its memory
+ * is the most likely still warm, and taking the last entry moves nothing); -1: none. */
 static int cache_find(uint64_t size) {
     int best = -1;
     for (int i = 0; i < cache_n; i++) {
         const tier_alloc *e = &cache[i];
         if (e->size < size || e->size - size > size / TIER_CACHE_SLACK) continue;
-        if (best < 0 || e->size < cache[best].size) best = i;
+        if (best < 0 || e->size <= cache[best].size) best = i; /* ties: the newest, at the end */
     }
     return best;
 }

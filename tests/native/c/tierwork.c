@@ -9,6 +9,7 @@
  *   fork          starts a child that never touches CUDA (a data loader): forked=1
  *   copyout       times a plain cuMemcpyDtoH of every buffer: copyout_ns= (wall clock)
  *   allocfree N MIB  times N cuMemAlloc+cuMemFree pairs of MIB: allocfree_ns= per pair
+ *   allocmany N MIB  times N cuMemAlloc of MIB, then their N cuMemFree: alloc_ns= free_ns= per call
  *   launches N    times N launches: launch_ns= per launch
  *   one MIB       one more allocation of MIB (not a buffer of the check): one= ptr=
  *   free PTR      cuMemFree of a pointer (hex): free=
@@ -158,6 +159,20 @@ int main(void) {
             clock_gettime(CLOCK_MONOTONIC, &t1);
             printf("allocfree=%d\nallocfree_ns=%lld\n", rc,
                    ((long long)(t1.tv_sec - t0.tv_sec) * 1000000000LL + (t1.tv_nsec - t0.tv_nsec)) / (long long)a);
+        } else if (sscanf(line, "allocmany %lu %lu", &a, &b) == 2 && a > 0 && a <= 4096) {
+            static CUdeviceptr many[4096];
+            struct timespec t0, t1, t2;
+            CUresult rc = CUDA_SUCCESS;
+            unsigned long made = 0;
+            clock_gettime(CLOCK_MONOTONIC, &t0);
+            for (; made < a && rc == CUDA_SUCCESS; made++) rc = cuMemAlloc(&many[made], b * MIB);
+            if (rc != CUDA_SUCCESS) made--;
+            clock_gettime(CLOCK_MONOTONIC, &t1);
+            for (unsigned long i = 0; i < made; i++) cuMemFree(many[i]);
+            clock_gettime(CLOCK_MONOTONIC, &t2);
+            printf("allocmany=%d\nalloc_ns=%lld\nfree_ns=%lld\n", rc,
+                   ((long long)(t1.tv_sec - t0.tv_sec) * 1000000000LL + (t1.tv_nsec - t0.tv_nsec)) / (long long)a,
+                   ((long long)(t2.tv_sec - t1.tv_sec) * 1000000000LL + (t2.tv_nsec - t1.tv_nsec)) / (long long)a);
         } else if (sscanf(line, "launches %lu", &a) == 1 && a > 0) {
             struct timespec t0, t1;
             CUresult rc = CUDA_SUCCESS;
