@@ -582,13 +582,18 @@ CUresult cuMemPoolImportPointer(CUdeviceptr *dptr, CUmemoryPool pool, CUmemPoolP
         tf_tier_leave();                                                                      \
         return rc;                                                                            \
     }                                                                                         \
-    static __attribute__((noinline)) CUresult symbol##_gate params {                          \
+    /* Called with this thread's flag up: the driver, then the flag's clearing store. */       \
+    static __attribute__((noinline)) CUresult symbol##_flagged params {                       \
         tf_pfn_##symbol real =                                                                \
-            (tf_pfn_##symbol)__atomic_load_n(&tf_hooks[TF_HOOK_IDX_##symbol].real, __ATOMIC_ACQUIRE); \
-        if (__builtin_expect(real == NULL || !tf_tier_flag_up(), 0)) return symbol##_gate_slow args; \
+            (tf_pfn_##symbol)__atomic_load_n(&tf_hooks[TF_HOOK_IDX_##symbol].real, __ATOMIC_RELAXED); \
         CUresult rc = real args;                                                              \
         tf_tier_flag_down();                                                                  \
         return rc;                                                                            \
+    }                                                                                         \
+    /* Inline in the hook, whose real pointer is known: only tail calls, so it saves nothing. */ \
+    static inline CUresult symbol##_gate params {                                             \
+        if (__builtin_expect(tf_tier_flag_up(), 1)) return symbol##_flagged args;             \
+        return symbol##_gate_slow args;                                                       \
     }
 
 #define TF_ADMITTED(symbol, params, args, cost)                                    \
@@ -743,7 +748,8 @@ CUresult cuIpcGetMemHandle(CUipcMemHandle *handle, CUdeviceptr dptr) {
     CUresult symbol params {                                                                 \
         tf_pfn_##symbol real =                                                               \
             (tf_pfn_##symbol)__atomic_load_n(&tf_hooks[TF_HOOK_IDX_##symbol].real, __ATOMIC_ACQUIRE); \
-        if (__builtin_expect(real == NULL || __atomic_load_n(&tf_tier_on, __ATOMIC_RELAXED), 0)) \
+        if (__builtin_expect(real == NULL, 0)) return symbol##_gate_slow args;                \
+        if (__builtin_expect(__atomic_load_n(&tf_tier_on, __ATOMIC_RELAXED), 0))              \
             return symbol##_gate args;                                                       \
         return real args;                                                                    \
     }
