@@ -380,8 +380,9 @@ static uint64_t cache_cap(int dev) {
 /* Keeps a freed device-resident allocation (charge included), evicting the oldest entries to
  * stay within bounds; 0 when it is too large to keep (the caller frees it).  tier_lock held. */
 static int cache_put(const tier_alloc *a) {
-    uint64_t cap = cache_cap(a->dev);
-    if (a->where != TF_TIER_AT_DEVICE || a->handle == 0 || a->size > cap) return 0;
+    uint64_t cap = a->dev < 0 ? 0 : cache_cap(a->dev);
+    /* dev < 0: an allocation whose charge was not recorded has no charge to keep */
+    if (a->dev < 0 || a->where != TF_TIER_AT_DEVICE || a->handle == 0 || a->size > cap) return 0;
     while (cache_n > 0 && (cache_n == TIER_CACHE_MAX || cache_bytes + a->size > cap)) cache_drop(0);
     cache[cache_n] = *a;
     cache_bytes += a->size;
