@@ -642,9 +642,9 @@ unlock:
 
 CUresult tf_tier_reuse(CUdeviceptr *dptr, uint64_t bytes, int *dev) {
     CUcontext ctx = NULL;
-    /* Frozen (tf_tier_flag_up says no): tf_tier_alloc's path resumes first. */
-    if (!tf_tier_flag_up()) return CUDA_ERROR_NOT_FOUND;
-    tf_tier_flag_down();
+    /* A reuse touches no device memory, so it needs no gate; a frozen process goes the way of
+     * tf_tier_alloc, which resumes it first (an allocation means it is active again). */
+    if (__atomic_load_n(&tf_tier_frozen, __ATOMIC_RELAXED)) return CUDA_ERROR_NOT_FOUND;
     if (drv.get_ctx(&ctx) != CUDA_SUCCESS || ctx != __atomic_load_n(&tier_ctx, __ATOMIC_ACQUIRE) || ctx == NULL)
         return CUDA_ERROR_NOT_FOUND;
     if (!lock_tier()) return CUDA_ERROR_NOT_FOUND;
