@@ -184,3 +184,25 @@ def test_a_full_device_releases_the_cache_and_retries(spawn: Callable[..., Worke
         for ptr in (live, big):
             assert worker.ask(f"free {ptr}", 1) == {"free": "0"}
         assert worker.finish() == 0
+
+
+def test_freezes_racing_a_free_and_allocate_loop_keep_books_and_data(
+    spawn: Callable[..., Worker], region: tuple[Region, Path]
+) -> None:
+    """Freezes land while the program frees into and takes from the cache in a loop."""
+    r, path = region
+    worker = spawn(path)
+    first = worker.ask("alloc 2 8", 3)
+    assert worker.proc.stdin is not None
+    worker.proc.stdin.write("allocfree 3000000 16\n")  # ~0.3-1 s; answered when the loop ends
+    worker.proc.stdin.flush()
+    for to in ("host", "resume", "host"):
+        r.request_tier(to)
+        assert settle(r).acked
+    assert worker.ask("", 2)["allocfree"] == "0"  # every allocation of the loop succeeded
+    assert r.tier_state().freezes >= 1  # a freeze found memory to move while the loop ran
+    assert worker.ask("check", 3) == {"check": "0", "same": "1", "ptrs": first["ptrs"]}
+    assert used(r) in (16 * MIB, 32 * MIB)  # the live buffers, and the loop's last entry if cached
+    assert worker.finish() == 0
+    r.sweep()
+    assert used(r) == 0
