@@ -605,7 +605,7 @@ CUresult cuMemPoolImportPointer(CUdeviceptr *dptr, CUmemoryPool pool, CUmemPoolP
         if (__atomic_load_n(&tf_tier_on, __ATOMIC_RELAXED)) return symbol##_gate args; \
         return real args;                                                          \
     }                                                                              \
-    /* Movable memory and no rate: only the gate, no launch cost to compute. */    \
+    /* No rate: the driver by a tail jump, through the gate with movable memory. */ \
     CUresult symbol params {                                                       \
         tf_pfn_##symbol real =                                                     \
             (tf_pfn_##symbol)__atomic_load_n(&tf_hooks[TF_HOOK_IDX_##symbol].real, __ATOMIC_ACQUIRE); \
