@@ -40,11 +40,17 @@ static uint64_t visible_total(int dev, uint64_t physical) {
     return limit != 0 && limit < physical ? limit : physical;
 }
 
-static void virtual_info(int dev, uint64_t *free_bytes, uint64_t *total) {
+/* `cached`: what this process's cache of freed movable allocations holds on dev.  It stays
+ * charged (and NVML shows it used: it is on the device), but the program freed it and gets it
+ * back on its next allocation (the cache is released when an allocation would not fit), so the
+ * program's own view counts it as free, as after a plain cuMemFree. */
+static void virtual_info(int dev, uint64_t *free_bytes, uint64_t *total, uint64_t cached) {
     uint64_t visible = visible_total(dev, *total);
     uint64_t used = dev < 0 ? 0 : tf_region_used(dev);
+    used = used > cached ? used - cached : 0;
     uint64_t room = used >= visible ? 0 : visible - used;
     *total = visible;
+    *free_bytes += cached;
     if (room < *free_bytes) *free_bytes = room; /* never more than the device really has */
 }
 
@@ -54,7 +60,7 @@ static void virtualize_current(uint64_t *free_bytes, uint64_t *total) {
     int ok;
     if (tf_region_active() != TF_ADMIT_OK) return;
     int dev = tf_region_current_device(&ok);
-    if (ok > 0) virtual_info(dev, free_bytes, total);
+    if (ok > 0) virtual_info(dev, free_bytes, total, tf_tier_cached(dev));
     if (ok < 0) *free_bytes = 0; /* device unknown: nothing to offer */
 }
 
@@ -100,7 +106,7 @@ CUresult cuDeviceTotalMem(unsigned int *bytes, CUdevice dev) {
 static void virtual_nvml_memory(nvmlDevice_t device, unsigned long long *total, unsigned long long *free,
                                 unsigned long long *used) {
     uint64_t f = *free, t = *total;
-    virtual_info(tf_region_nvml_device(device), &f, &t);
+    virtual_info(tf_region_nvml_device(device), &f, &t, 0); /* the device's view: cached memory is used */
     *total = t;
     *free = f;
     *used = t - f;
@@ -155,18 +161,38 @@ static CUresult finish(CUresult rc, int admitted, int kind, uint64_t key, uint64
     int admitted = admit_current(charged, &dev);                       \
     if (admitted == TF_ADMIT_DENY) return CUDA_ERROR_OUT_OF_MEMORY
 
-CUresult cuMemAlloc_v2(CUdeviceptr *dptr, size_t bytesize) {
-    REAL_OR_FAIL(cuMemAlloc_v2);
-    if (dptr == NULL || bytesize == 0) return real(dptr, bytesize);
-    ADMIT(bytesize);
+/* Movable memory when the worker's limits enable tiering; plain memory otherwise (and when
+ * the driver cannot do VMM).  Below the VMM granularity an allocation would take a whole
+ * 2 MiB granule: small ones stay plain (pinned; frameworks' caching allocators ask for large
+ * blocks). */
+static CUresult alloc_movable_or_plain(tf_pfn_cuMemAlloc_v2 real, CUdeviceptr *dptr, size_t bytesize, int admitted,
+                                       int dev) {
     CUresult rc = CUDA_ERROR_NOT_SUPPORTED;
-    /* Movable memory when the worker's limits enable tiering; plain memory otherwise (and
-     * when the driver cannot do VMM). */
-    /* Below the VMM granularity an allocation would take a whole 2 MiB granule: small ones
-     * stay plain (pinned; frameworks' caching allocators ask for large blocks). */
     if (admitted == TF_ADMIT_OK && __builtin_expect(tf_tier_flag, 0) && bytesize >= TF_TIER_MIN_BYTES)
         rc = tf_tier_alloc(dptr, bytesize, dev);
     if (rc == CUDA_ERROR_NOT_SUPPORTED) rc = real(dptr, bytesize);
+    return rc;
+}
+
+CUresult cuMemAlloc_v2(CUdeviceptr *dptr, size_t bytesize) {
+    REAL_OR_FAIL(cuMemAlloc_v2);
+    if (dptr == NULL || bytesize == 0) return real(dptr, bytesize);
+    int dev;
+    uint64_t charged = bytesize;
+    if (__atomic_load_n(&tf_tier_on, __ATOMIC_RELAXED) && bytesize >= TF_TIER_MIN_BYTES &&
+        tf_tier_reuse(dptr, bytesize, &dev) == CUDA_SUCCESS) {
+        tf_track(TF_ALLOC_PTR, *dptr, charged, dev);
+        return CUDA_SUCCESS;
+    }
+    int admitted = admit_current(charged, &dev);
+    /* Memory the cache of freed movable allocations holds never costs the program capacity:
+     * refused for want of room (the worker's limit), it is released and the request asked
+     * again; the same when the device itself is full. */
+    if (__builtin_expect(admitted == TF_ADMIT_DENY, 0) && tf_tier_cache_flush()) admitted = admit_current(charged, &dev);
+    if (admitted == TF_ADMIT_DENY) return CUDA_ERROR_OUT_OF_MEMORY;
+    CUresult rc = alloc_movable_or_plain(real, dptr, bytesize, admitted, dev);
+    if (__builtin_expect(rc == CUDA_ERROR_OUT_OF_MEMORY, 0) && tf_tier_cache_flush())
+        rc = alloc_movable_or_plain(real, dptr, bytesize, admitted, dev);
     return finish(rc, admitted, TF_ALLOC_PTR, rc == CUDA_SUCCESS ? *dptr : 0, charged, dev);
 }
 
@@ -447,16 +473,29 @@ CUresult cuMemFree(unsigned int dptr) {
     }                                                                  \
     return rc
 
+/* FREE_BODY for a process with movable memory: a movable allocation may go to the cache of
+ * freed allocations, which then keeps its charge (tier.c). */
 static CUresult tiered_free(tf_pfn_cuMemFree_v2 real, CUdeviceptr dptr) {
-    int handled = 0;
-    CUresult rc = tf_tier_free(dptr, &handled);
-    return handled ? rc : real(dptr);
+    uint64_t bytes = 0, pool = 0;
+    int dev = -1, handled;
+    int tracked = tf_untrack_aux(TF_ALLOC_PTR, dptr, &bytes, &dev, &pool);
+    CUresult rc = tf_tier_free(dptr, tracked ? bytes : 0, dev, &handled);
+    if (handled == TF_TIER_NOT_OURS) rc = real(dptr);
+    if (tracked) {
+        if (rc != CUDA_SUCCESS)
+            tf_track_aux(TF_ALLOC_PTR, dptr, bytes, dev, pool);
+        else if (pool != 0)
+            tf_pool_freed((CUmemoryPool)(uintptr_t)pool, dev, bytes);
+        else if (handled != TF_TIER_CACHED)
+            tf_release(dev, bytes);
+    }
+    return rc;
 }
 
 CUresult cuMemFree_v2(CUdeviceptr dptr) {
     REAL_OR_FAIL(cuMemFree_v2);
-    FREE_BODY(TF_ALLOC_PTR, dptr,
-              __builtin_expect(__atomic_load_n(&tf_tier_on, __ATOMIC_RELAXED), 0) ? tiered_free(real, dptr) : real(dptr));
+    if (__builtin_expect(__atomic_load_n(&tf_tier_on, __ATOMIC_RELAXED), 0)) return tiered_free(real, dptr);
+    FREE_BODY(TF_ALLOC_PTR, dptr, real(dptr));
 }
 
 /* Returned to the worker when the free is issued, not when the stream reaches it. */
@@ -538,27 +577,41 @@ CUresult cuMemPoolImportPointer(CUdeviceptr *dptr, CUmemoryPool pool, CUmemPoolP
  * A launch into a capturing stream only records a graph node: the graph's launch pays for it
  * (the admission path asks the driver only while a capture is in progress, capture.c). */
 
+/* The tiering gate around a driver call (tf_tier_flag_up): inline fast path; the first call
+ * of a thread, a frozen process and an unknown real pointer go to symbol##_gate_slow. */
+#define TF_GATE(symbol, params, args)                                                          \
+    static __attribute__((noinline)) CUresult symbol##_gate_slow params {                     \
+        tf_pfn_##symbol real = TF_REAL(symbol);                                               \
+        if (real == NULL) return CUDA_ERROR_NOT_INITIALIZED;                                  \
+        if (tf_tier_enter() != 0) return CUDA_ERROR_OUT_OF_MEMORY;                            \
+        CUresult rc = real args;                                                              \
+        tf_tier_leave();                                                                      \
+        return rc;                                                                            \
+    }                                                                                         \
+    /* Called with this thread's flag up: the driver, then the flag's clearing store. */       \
+    static __attribute__((noinline)) CUresult symbol##_flagged params {                       \
+        tf_pfn_##symbol real =                                                                \
+            (tf_pfn_##symbol)__atomic_load_n(&tf_hooks[TF_HOOK_IDX_##symbol].real, __ATOMIC_RELAXED); \
+        CUresult rc = real args;                                                              \
+        tf_tier_flag_down();                                                                  \
+        return rc;                                                                            \
+    }                                                                                         \
+    /* Inline in the hook, whose real pointer is known: only tail calls, so it saves nothing. */ \
+    static inline CUresult symbol##_gate params {                                             \
+        if (__builtin_expect(tf_tier_flag_up(), 1)) return symbol##_flagged args;             \
+        return symbol##_gate_slow args;                                                       \
+    }
+
 #define TF_ADMITTED(symbol, params, args, cost, stream, per_thread)               \
+    TF_GATE(symbol, params, args)                                                  \
     static __attribute__((noinline)) CUresult symbol##_admit params {              \
         tf_pfn_##symbol real = TF_REAL(symbol);                                    \
         if (real == NULL) return CUDA_ERROR_NOT_INITIALIZED;                       \
         if (!tf_stream_maybe_capturing(stream, per_thread)) tf_launch_admit(cost); \
-        if (__atomic_load_n(&tf_tier_on, __ATOMIC_RELAXED)) {                      \
-            if (tf_tier_enter() != 0) return CUDA_ERROR_OUT_OF_MEMORY;             \
-            CUresult rc = real args;                                               \
-            tf_tier_leave();                                                       \
-            return rc;                                                             \
-        }                                                                          \
+        if (__atomic_load_n(&tf_tier_on, __ATOMIC_RELAXED)) return symbol##_gate args; \
         return real args;                                                          \
     }                                                                              \
-    /* Movable memory and no rate: only the gate, no launch cost to compute. */    \
-    static __attribute__((noinline)) CUresult symbol##_gate params {               \
-        tf_pfn_##symbol real = TF_REAL(symbol);                                    \
-        if (tf_tier_enter() != 0) return CUDA_ERROR_OUT_OF_MEMORY;                 \
-        CUresult rc = real args;                                                   \
-        tf_tier_leave();                                                           \
-        return rc;                                                                 \
-    }                                                                              \
+    /* No rate: the driver by a tail jump, through the gate with movable memory. */ \
     CUresult symbol params {                                                       \
         tf_pfn_##symbol real =                                                     \
             (tf_pfn_##symbol)__atomic_load_n(&tf_hooks[TF_HOOK_IDX_##symbol].real, __ATOMIC_ACQUIRE); \
@@ -733,19 +786,13 @@ CUresult cuIpcGetMemHandle(CUipcMemHandle *handle, CUdeviceptr dptr) {
 /* ---- VRAM tiering: calls that touch device memory resume a frozen process first ----
  * Without movable memory: one load and a tail call. */
 #define TF_GATED(symbol, params, args)                                                        \
-    static __attribute__((noinline)) CUresult symbol##_gated params {                        \
-        tf_pfn_##symbol real = TF_REAL(symbol);                                              \
-        if (real == NULL) return CUDA_ERROR_NOT_INITIALIZED;                                 \
-        if (tf_tier_enter() != 0) return CUDA_ERROR_OUT_OF_MEMORY;                           \
-        CUresult rc = real args;                                                             \
-        tf_tier_leave();                                                                     \
-        return rc;                                                                           \
-    }                                                                                        \
+    TF_GATE(symbol, params, args)                                                            \
     CUresult symbol params {                                                                 \
         tf_pfn_##symbol real =                                                               \
             (tf_pfn_##symbol)__atomic_load_n(&tf_hooks[TF_HOOK_IDX_##symbol].real, __ATOMIC_ACQUIRE); \
-        if (__builtin_expect(real == NULL || __atomic_load_n(&tf_tier_on, __ATOMIC_RELAXED), 0)) \
-            return symbol##_gated args;                                                      \
+        if (__builtin_expect(real == NULL, 0)) return symbol##_gate_slow args;                \
+        if (__builtin_expect(__atomic_load_n(&tf_tier_on, __ATOMIC_RELAXED), 0))              \
+            return symbol##_gate args;                                                       \
         return real args;                                                                    \
     }
 TF_GATED(cuMemcpyHtoD, (unsigned int dst, const void *src, size_t n), (dst, src, n))

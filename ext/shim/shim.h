@@ -141,12 +141,51 @@ extern int tf_tier_flag;
 /* Set once this process has movable memory: launches and copies pass the gate. */
 extern int tf_tier_on;
 /* The gate: waits for (or runs) a resume when the process is frozen; then counts the call in
- * flight until tf_tier_leave.  Non-zero: the memory could not come back (the call fails). */
+ * flight until tf_tier_leave.  Non-zero: the memory could not come back (the call fails).
+ * Out of line: the first call of a thread, a frozen process, the counter fallback. */
 int tf_tier_enter(void);
 void tf_tier_leave(void);
-/* cuMemAlloc_v2 / cuMemFree_v2 of movable memory; *handled = 0 when the pointer is not ours. */
+/* Atomic: some memory is off the device (set by a freeze, cleared by a resume). */
+extern int tf_tier_frozen;
+/* This thread's in-flight flag (NULL: none yet, or the shared counter is used instead). */
+extern __thread int *tf_tier_my_flag __attribute__((tls_model("initial-exec")));
+
+/* The gate's hot path, inline in the gated hooks: 1 when this thread's flag is now up and
+ * nothing is frozen (the caller calls the driver, then tf_tier_flag_down); 0: take the slow
+ * path (tf_tier_enter/tf_tier_leave).  One TLS load, one store, one load, and no fence: a
+ * freeze sets tf_tier_frozen and then runs membarrier(PRIVATE_EXPEDITED), a full barrier on
+ * every running thread, so each thread either sees the freeze or has its flag seen
+ * (asymmetric Dekker; tier.c). */
+static inline int tf_tier_flag_up(void) {
+    int *flag = tf_tier_my_flag;
+    if (__builtin_expect(flag == NULL, 0)) return 0; /* first gated call of this thread, or the counter */
+    __atomic_store_n(flag, 1, __ATOMIC_RELAXED);
+    __atomic_signal_fence(__ATOMIC_SEQ_CST); /* the compiler keeps the store before the load */
+    if (__builtin_expect(!__atomic_load_n(&tf_tier_frozen, __ATOMIC_RELAXED), 1)) return 1;
+    __atomic_store_n(flag, 0, __ATOMIC_RELEASE);
+    return 0;
+}
+
+/* After a call that tf_tier_flag_up let through (the flag was set, so it is not NULL). */
+static inline void tf_tier_flag_down(void) { __atomic_store_n(tf_tier_my_flag, 0, __ATOMIC_RELEASE); }
+
+/* cuMemAlloc_v2 of movable memory, first from the cache of freed allocations: an entry that
+ * fits (at most 1/8 larger) is handed out without a VMM call and without a new charge (the
+ * entry's charge is settled to `bytes`; *dev: where it is charged).  CUDA_ERROR_NOT_FOUND:
+ * none fits, or the difference does not fit the limit; the caller admits and allocates. */
+CUresult tf_tier_reuse(CUdeviceptr *dptr, uint64_t bytes, int *dev);
+/* A new VMM allocation; the caller has charged `bytes` on dev. */
 CUresult tf_tier_alloc(CUdeviceptr *dptr, uint64_t bytes, int dev);
-CUresult tf_tier_free(CUdeviceptr ptr, int *handled);
+/* cuMemFree_v2 of movable memory, whose charge (bytes on dev) the caller took back:
+ * *handled is TF_TIER_NOT_OURS (the caller calls the driver), TF_TIER_FREED (the caller
+ * returns the charge) or TF_TIER_CACHED (the cache keeps the memory and its charge). */
+enum { TF_TIER_NOT_OURS = 0, TF_TIER_FREED = 1, TF_TIER_CACHED = 2 };
+CUresult tf_tier_free(CUdeviceptr ptr, uint64_t charged, int dev, int *handled);
+/* Releases the cache to the driver (and its charge to the worker): 1 when it held anything.
+ * Called when an allocation is refused (the limit, or the device is full), then retried. */
+int tf_tier_cache_flush(void);
+/* Charge the cache holds on region device dev (cuMemGetInfo counts it as free). */
+uint64_t tf_tier_cached(int dev);
 /* Whether ptr lies in movable memory (the driver refuses legacy IPC handles of it). */
 int tf_tier_is_movable(CUdeviceptr ptr);
 

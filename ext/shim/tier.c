@@ -84,11 +84,27 @@ static struct {
 
 static tier_alloc table[TIER_MAX];
 static int table_n;
+
+/* The cache of freed movable allocations (a caching allocator, like PyTorch's): cuMemFree
+ * keeps the VA mapped to its device memory and the next cuMemAlloc that fits takes it back
+ * without a VMM call.  Its memory is still on the device, so it stays charged to the worker
+ * (entry.asked: the charge of the allocation freed into it); an allocation refused for want
+ * of room (the worker's limit or the device) flushes it and asks again, and a freeze releases
+ * it first.  Bounded by TIER_CACHE_MAX entries and 1/TIER_CACHE_SHARE of the worker's limit;
+ * an entry serves a request at most 1/TIER_CACHE_SLACK larger than the request (rounded to
+ * the granularity), like cudaMallocAsync's pools. */
+#define TIER_CACHE_MAX 16
+#define TIER_CACHE_SHARE 4
+#define TIER_CACHE_SLACK 8
+#define TIER_CACHE_NO_LIMIT (8ULL << 30) /* the cap when the worker has no limit */
+static tier_alloc cache[TIER_CACHE_MAX]; /* oldest first */
+static int cache_n;                      /* atomic for the unlocked "anything cached?" look */
+static uint64_t cache_bytes;             /* mapped bytes the cache holds */
 static pthread_mutex_t tier_lock = PTHREAD_MUTEX_INITIALIZER; /* process-local */
 static pthread_once_t tier_once = PTHREAD_ONCE_INIT;
 static int tier_ready;   /* the driver functions were found */
 int tf_tier_on;          /* atomic: movable memory exists; launches/copies take the gate */
-static int frozen;       /* atomic: some memory is off the device by a freeze */
+int tf_tier_frozen;      /* atomic: some memory is off the device by a freeze (read inline by the gate) */
 static int inflight;     /* atomic: gated calls inside the driver */
 static CUcontext tier_ctx;
 static int disk_fd = -1;
@@ -97,26 +113,26 @@ static uint64_t granularity = 2ULL << 20;
 static uint64_t last_seq; /* request the watcher handled last */
 
 /* Calls in flight, cheaply: each thread has a flag it sets around a gated call with plain
- * stores (no atomic read-modify-write, no fence on the hot path); a freeze sets `frozen`, then
+ * stores (no atomic read-modify-write, no fence on the hot path); a freeze sets `tf_tier_frozen`, then
  * membarrier(PRIVATE_EXPEDITED) makes every running thread pass a full barrier, after which a
- * thread either sees `frozen` or its flag is visible (the asymmetric Dekker pattern).  Without
+ * thread either sees `tf_tier_frozen` or its flag is visible (the asymmetric Dekker pattern).  Without
  * membarrier (old kernel, seccomp), or past TIER_THREADS threads, the shared counter is used. */
 #define TIER_THREADS 1024
 static int thread_flags[TIER_THREADS];
 static int thread_count;      /* atomic: flags handed out */
 static int use_membarrier;    /* registered for PRIVATE_EXPEDITED in this process */
-static __thread int *my_flag __attribute__((tls_model("initial-exec"))); /* this thread's flag; NULL: not yet, or none left */
+__thread int *tf_tier_my_flag __attribute__((tls_model("initial-exec"))); /* this thread's flag; NULL: not yet, or none left */
 static __thread int no_flag __attribute__((tls_model("initial-exec")));  /* none left for this thread: use the counter */
 
 static int *thread_flag(void) {
-    if (my_flag != NULL || no_flag || !use_membarrier) return my_flag;
+    if (tf_tier_my_flag != NULL || no_flag || !use_membarrier) return tf_tier_my_flag;
     int i = __atomic_fetch_add(&thread_count, 1, __ATOMIC_RELAXED);
     if (i >= TIER_THREADS) {
         no_flag = 1;
         return NULL;
     }
-    my_flag = &thread_flags[i];
-    return my_flag;
+    tf_tier_my_flag = &thread_flags[i];
+    return tf_tier_my_flag;
 }
 
 static int any_in_flight(void) {
@@ -165,6 +181,7 @@ static void nap(uint64_t ns) {
 
 /* Bounded: a move in progress finishes well within TIER_LOCK_S or the caller gives up. */
 static int lock_tier(void) {
+    if (pthread_mutex_trylock(&tier_lock) == 0) return 1; /* uncontended: no clock read */
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     ts.tv_sec += TIER_LOCK_S;
@@ -322,7 +339,8 @@ static void set_where(uint16_t result) {
         if (table[i].where > worst) worst = table[i].where;
         movable += table[i].asked;
     }
-    __atomic_store_n(&frozen, worst != TF_TIER_AT_DEVICE, __ATOMIC_SEQ_CST);
+    for (int i = 0; i < cache_n; i++) movable += cache[i].asked; /* charged, released at a freeze */
+    __atomic_store_n(&tf_tier_frozen, worst != TF_TIER_AT_DEVICE, __ATOMIC_SEQ_CST);
     if (p == NULL) return;
     /* Pinned: what this process holds that never moves (its own VMM memory, which it may
      * export, pools, arrays, imports); a snapshot taken at every tier event. */
@@ -330,6 +348,76 @@ static void set_where(uint16_t result) {
     __atomic_store_n(&p->tier_pinned_bytes, charged > movable ? charged - movable : 0, __ATOMIC_RELAXED);
     __atomic_store_n(&p->tier_where, (uint16_t)(worst | TF_TIER_WATCHING), __ATOMIC_RELEASE);
     __atomic_store_n(&p->tier_result, result, __ATOMIC_RELEASE);
+}
+
+/* Gives cache entry i back to the driver and its charge back to the worker; tier_lock held. */
+static void cache_drop(int i) {
+    tier_alloc e = cache[i];
+    memmove(&cache[i], &cache[i + 1], (size_t)(cache_n - i - 1) * sizeof cache[0]);
+    __atomic_store_n(&cache_n, cache_n - 1, __ATOMIC_RELAXED);
+    cache_bytes -= e.size;
+    drv.unmap(e.va, e.size);
+    drv.release(e.handle);
+    drv.addr_free(e.va, e.size);
+    tf_release(e.dev, e.asked);
+}
+
+/* Releases everything cached; with tier_lock held.  Bytes of charge returned. */
+static uint64_t cache_flush_locked(void) {
+    uint64_t charged = 0;
+    while (cache_n > 0) {
+        charged += cache[0].asked;
+        cache_drop(0);
+    }
+    return charged;
+}
+
+static uint64_t cache_cap(int dev) {
+    uint64_t limit = tf_region_limit(dev);
+    return limit == 0 ? TIER_CACHE_NO_LIMIT : limit / TIER_CACHE_SHARE;
+}
+
+/* Keeps a freed device-resident allocation (charge included), evicting the oldest entries to
+ * stay within bounds; 0 when it is too large to keep (the caller frees it).  tier_lock held. */
+static int cache_put(const tier_alloc *a) {
+    uint64_t cap = a->dev < 0 ? 0 : cache_cap(a->dev);
+    /* dev < 0: an allocation whose charge was not recorded has no charge to keep */
+    if (a->dev < 0 || a->where != TF_TIER_AT_DEVICE || a->handle == 0 || a->size > cap) return 0;
+    while (cache_n > 0 && (cache_n == TIER_CACHE_MAX || cache_bytes + a->size > cap)) cache_drop(0);
+    cache[cache_n] = *a;
+    cache_bytes += a->size;
+    __atomic_store_n(&cache_n, cache_n + 1, __ATOMIC_RELAXED);
+    return 1;
+}
+
+/* The smallest cached entry that serves `size` mapped bytes, the newest of equals (its memory
+ * is the most likely still warm, and taking the last entry moves nothing); -1: none. */
+static int cache_find(uint64_t size) {
+    int best = -1;
+    for (int i = 0; i < cache_n; i++) {
+        const tier_alloc *e = &cache[i];
+        if (e->size < size || e->size - size > size / TIER_CACHE_SLACK) continue;
+        if (best < 0 || e->size <= cache[best].size) best = i; /* ties: the newest, at the end */
+    }
+    return best;
+}
+
+int tf_tier_cache_flush(void) {
+    if (__atomic_load_n(&cache_n, __ATOMIC_RELAXED) == 0 || !lock_tier()) return 0;
+    int had = cache_n > 0;
+    cache_flush_locked();
+    set_where(TF_TIER_OK);
+    pthread_mutex_unlock(&tier_lock);
+    return had;
+}
+
+uint64_t tf_tier_cached(int dev) {
+    if (__atomic_load_n(&cache_n, __ATOMIC_RELAXED) == 0 || !lock_tier()) return 0;
+    uint64_t charged = 0;
+    for (int i = 0; i < cache_n; i++)
+        if (cache[i].dev == dev) charged += cache[i].asked;
+    pthread_mutex_unlock(&tier_lock);
+    return charged;
 }
 
 /* Everything back toward the device, as far as memory allows; with tier_lock held. */
@@ -369,7 +457,8 @@ static uint16_t resume_locked(void) {
 
 /* Blocks new work, drains it, moves out; with tier_lock held. */
 static uint16_t freeze_locked(int to) {
-    __atomic_store_n(&frozen, 1, __ATOMIC_SEQ_CST);
+    cache_flush_locked(); /* nothing to copy: the program freed it */
+    __atomic_store_n(&tf_tier_frozen, 1, __ATOMIC_SEQ_CST);
     if (use_membarrier) syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0);
     uint64_t deadline = now_ns() + TIER_DRAIN_NS;
     while (any_in_flight()) {
@@ -438,12 +527,14 @@ static void after_fork_child(void) {
     use_membarrier = 0; /* registration is per address space: the child registers again */
     memset(thread_flags, 0, sizeof thread_flags);
     thread_count = 0;
-    my_flag = NULL; /* the forking thread's flag belonged to the parent's table */
+    tf_tier_my_flag = NULL; /* the forking thread's flag belonged to the parent's table */
     no_flag = 0;
     table_n = 0;
+    cache_n = 0; /* the child's CUDA and slot are new: nothing of the parent's is its own */
+    cache_bytes = 0;
     disk_fd = -1;
     __atomic_store_n(&tf_tier_on, 0, __ATOMIC_RELAXED);
-    __atomic_store_n(&frozen, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&tf_tier_frozen, 0, __ATOMIC_RELAXED);
     __atomic_store_n(&inflight, 0, __ATOMIC_RELAXED);
 }
 
@@ -476,20 +567,20 @@ int tf_tier_enter(void) {
         if (flag != NULL) {
             __atomic_store_n(flag, 1, __ATOMIC_RELAXED);
             __atomic_signal_fence(__ATOMIC_SEQ_CST); /* the freeze's membarrier is the CPU fence */
-            if (!__atomic_load_n(&frozen, __ATOMIC_RELAXED)) return 0;
+            if (!__atomic_load_n(&tf_tier_frozen, __ATOMIC_RELAXED)) return 0;
             __atomic_store_n(flag, 0, __ATOMIC_RELEASE);
         } else {
             __atomic_add_fetch(&inflight, 1, __ATOMIC_SEQ_CST);
-            if (!__atomic_load_n(&frozen, __ATOMIC_SEQ_CST)) return 0;
+            if (!__atomic_load_n(&tf_tier_frozen, __ATOMIC_SEQ_CST)) return 0;
             __atomic_sub_fetch(&inflight, 1, __ATOMIC_SEQ_CST);
         }
         if (!lock_tier()) return 1;
         int on_disk = 0;
-        if (__atomic_load_n(&frozen, __ATOMIC_SEQ_CST)) {
+        if (__atomic_load_n(&tf_tier_frozen, __ATOMIC_SEQ_CST)) {
             resume_locked();
             for (int i = 0; i < table_n; i++) on_disk |= table[i].where == TF_TIER_AT_DISK;
             /* Memory left on the host is usable as it is (warm tier): run on it. */
-            if (!on_disk) __atomic_store_n(&frozen, 0, __ATOMIC_SEQ_CST);
+            if (!on_disk) __atomic_store_n(&tf_tier_frozen, 0, __ATOMIC_SEQ_CST);
         }
         pthread_mutex_unlock(&tier_lock);
         if (on_disk) return 1; /* no host memory to bring it back into: the call fails */
@@ -497,8 +588,8 @@ int tf_tier_enter(void) {
 }
 
 void tf_tier_leave(void) {
-    if (my_flag != NULL)
-        __atomic_store_n(my_flag, 0, __ATOMIC_RELEASE);
+    if (tf_tier_my_flag != NULL)
+        __atomic_store_n(tf_tier_my_flag, 0, __ATOMIC_RELEASE);
     else
         __atomic_sub_fetch(&inflight, 1, __ATOMIC_SEQ_CST);
 }
@@ -515,8 +606,12 @@ CUresult tf_tier_alloc(CUdeviceptr *dptr, uint64_t bytes, int dev) {
     if (first != NULL && first != ctx) return CUDA_ERROR_NOT_SUPPORTED;
     /* A new allocation needs the GPU: resume first.  Then leave the in-flight count before
      * taking the lock, which a freeze holds while it waits for that count to drain. */
-    if (tf_tier_enter() != 0) return CUDA_ERROR_OUT_OF_MEMORY;
-    tf_tier_leave();
+    if (tf_tier_flag_up()) {
+        tf_tier_flag_down();
+    } else {
+        if (tf_tier_enter() != 0) return CUDA_ERROR_OUT_OF_MEMORY;
+        tf_tier_leave();
+    }
     uint64_t size = (bytes + granularity - 1) / granularity * granularity, handle = 0;
     CUdeviceptr va = 0;
     CUresult rc = CUDA_ERROR_OUT_OF_MEMORY;
@@ -545,24 +640,63 @@ unlock:
     return rc;
 }
 
+CUresult tf_tier_reuse(CUdeviceptr *dptr, uint64_t bytes, int *dev) {
+    CUcontext ctx = NULL;
+    /* A reuse touches no device memory, so it needs no gate; a frozen process goes the way of
+     * tf_tier_alloc, which resumes it first (an allocation means it is active again). */
+    if (__atomic_load_n(&tf_tier_frozen, __ATOMIC_RELAXED)) return CUDA_ERROR_NOT_FOUND;
+    if (drv.get_ctx(&ctx) != CUDA_SUCCESS || ctx != __atomic_load_n(&tier_ctx, __ATOMIC_ACQUIRE) || ctx == NULL)
+        return CUDA_ERROR_NOT_FOUND;
+    if (!lock_tier()) return CUDA_ERROR_NOT_FOUND;
+    uint64_t size = (bytes + granularity - 1) / granularity * granularity;
+    int hit = table_n < TIER_MAX ? cache_find(size) : -1;
+    if (hit < 0) {
+        pthread_mutex_unlock(&tier_lock);
+        return CUDA_ERROR_NOT_FOUND;
+    }
+    tier_alloc e = cache[hit];
+    /* The entry carries the charge of the allocation freed into it: settle the difference. */
+    if (bytes > e.asked && tf_admit(e.dev, bytes - e.asked) != TF_ADMIT_OK) {
+        pthread_mutex_unlock(&tier_lock);
+        return CUDA_ERROR_NOT_FOUND; /* the caller's admission flushes the cache and asks again */
+    }
+    if (bytes < e.asked) tf_release(e.dev, e.asked - bytes);
+    memmove(&cache[hit], &cache[hit + 1], (size_t)(cache_n - hit - 1) * sizeof cache[0]);
+    __atomic_store_n(&cache_n, cache_n - 1, __ATOMIC_RELAXED);
+    cache_bytes -= e.size;
+    e.asked = bytes;
+    table[table_n++] = e; /* no set_where: the movable and the charged bytes changed alike */
+    pthread_mutex_unlock(&tier_lock);
+    *dptr = e.va;
+    *dev = e.dev;
+    return CUDA_SUCCESS;
+}
+
 static int find(CUdeviceptr ptr) {
     for (int i = 0; i < table_n; i++)
         if (ptr >= table[i].va && ptr - table[i].va < table[i].size) return i;
     return -1;
 }
 
-CUresult tf_tier_free(CUdeviceptr ptr, int *handled) {
-    *handled = 0;
+CUresult tf_tier_free(CUdeviceptr ptr, uint64_t charged, int dev, int *handled) {
+    *handled = TF_TIER_NOT_OURS;
     if (!__atomic_load_n(&tf_tier_on, __ATOMIC_ACQUIRE)) return CUDA_SUCCESS;
     if (!lock_tier()) return CUDA_SUCCESS;
     int i = find(ptr);
-    if (i < 0 || table[i].va != ptr) {
+    if (i < 0 || table[i].va != ptr) { /* not ours, or not the start of ours: the driver says */
         pthread_mutex_unlock(&tier_lock);
         return CUDA_SUCCESS;
     }
     tier_alloc a = table[i];
     table[i] = table[--table_n];
-    *handled = 1;
+    a.asked = charged;
+    a.dev = dev;
+    if (cache_put(&a)) { /* no set_where: still charged, still movable, still on the device */
+        *handled = TF_TIER_CACHED;
+        pthread_mutex_unlock(&tier_lock);
+        return CUDA_SUCCESS;
+    }
+    *handled = TF_TIER_FREED;
     if (a.handle != 0) {
         drv.unmap(a.va, a.size);
         drv.release(a.handle);

@@ -460,6 +460,11 @@ static void vram_or_host_uncharge(int physical, uint64_t size) {
         __atomic_sub_fetch(&host_created, size, __ATOMIC_ACQ_REL);
 }
 
+/* TF_SIM_TRACE=1: one stderr line per VMM call, so a test can count what a layer above made. */
+static void trace_vmm(const char *call, uint64_t size) {
+    if (tf_sim_trace()) fprintf(stderr, "tf-simgpu: %s %llu\n", call, (unsigned long long)size);
+}
+
 static int host_location(int type) {
     return type == CU_MEM_LOCATION_TYPE_HOST || type == CU_MEM_LOCATION_TYPE_HOST_NUMA ||
            type == CU_MEM_LOCATION_TYPE_HOST_NUMA_CURRENT;
@@ -469,6 +474,7 @@ TF_SIM_API CUresult cuMemCreate(CUmemGenericAllocationHandle *handle, size_t siz
                                 unsigned long long flags) {
     CUresult rc = tf_need_init();
     if (rc != CUDA_SUCCESS) return rc;
+    trace_vmm("cuMemCreate", size);
     if (handle == NULL || prop == NULL || flags != 0 || size == 0 || size % TF_SIM_GRANULARITY != 0 ||
         prop->type != CU_MEM_ALLOCATION_TYPE_PINNED ||
         (prop->location.type != CU_MEM_LOCATION_TYPE_DEVICE && !host_location(prop->location.type)))
@@ -540,6 +546,7 @@ static int phys_update(uint64_t handle, int delta) {
 TF_SIM_API CUresult cuMemRelease(CUmemGenericAllocationHandle handle) {
     CUresult rc = tf_need_init();
     if (rc != CUDA_SUCCESS) return rc;
+    trace_vmm("cuMemRelease", 0);
     return phys_update(handle, 0) ? CUDA_SUCCESS : CUDA_ERROR_INVALID_VALUE;
 }
 
@@ -549,6 +556,7 @@ TF_SIM_API CUresult cuMemAddressReserve(CUdeviceptr *ptr, size_t size, size_t al
     (void)alignment;
     (void)flags;
     if (rc != CUDA_SUCCESS) return rc;
+    trace_vmm("cuMemAddressReserve", size);
     if (ptr == NULL || size == 0 || size % TF_SIM_GRANULARITY != 0) return CUDA_ERROR_INVALID_VALUE;
     void *p = mmap((void *)(uintptr_t)addr, size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (p == MAP_FAILED) return CUDA_ERROR_OUT_OF_MEMORY;
@@ -563,6 +571,7 @@ TF_SIM_API CUresult cuMemAddressReserve(CUdeviceptr *ptr, size_t size, size_t al
 TF_SIM_API CUresult cuMemAddressFree(CUdeviceptr ptr, size_t size) {
     CUresult rc = tf_need_init();
     if (rc != CUDA_SUCCESS) return rc;
+    trace_vmm("cuMemAddressFree", size);
     record r;
     if (!find_record(ptr, K_RESERVE, &r) || r.size != size) return CUDA_ERROR_INVALID_VALUE;
     return release(ptr, K_RESERVE);
@@ -572,6 +581,7 @@ TF_SIM_API CUresult cuMemMap(CUdeviceptr ptr, size_t size, size_t offset, CUmemG
                              unsigned long long flags) {
     CUresult rc = tf_need_init();
     if (rc != CUDA_SUCCESS) return rc;
+    trace_vmm("cuMemMap", size);
     record phys;
     if (flags != 0 || size == 0 || !find_record(handle, K_PHYS, &phys) || offset > phys.size ||
         size > phys.size - offset)
@@ -587,6 +597,7 @@ TF_SIM_API CUresult cuMemMap(CUdeviceptr ptr, size_t size, size_t offset, CUmemG
 TF_SIM_API CUresult cuMemUnmap(CUdeviceptr ptr, size_t size) {
     CUresult rc = tf_need_init();
     if (rc != CUDA_SUCCESS) return rc;
+    trace_vmm("cuMemUnmap", size);
     record r;
     if (!take_record(ptr, K_MAPPED, &r) || r.size != size) return CUDA_ERROR_INVALID_VALUE;
     /* Back to a reserved, inaccessible range. */

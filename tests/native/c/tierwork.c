@@ -9,7 +9,12 @@
  *   fork          starts a child that never touches CUDA (a data loader): forked=1
  *   copyout       times a plain cuMemcpyDtoH of every buffer: copyout_ns= (wall clock)
  *   allocfree N MIB  times N cuMemAlloc+cuMemFree pairs of MIB: allocfree_ns= per pair
+ *   allocmany N MIB  times N cuMemAlloc of MIB, then their N cuMemFree: alloc_ns= free_ns= per call
  *   launches N    times N launches: launch_ns= per launch
+ *   one MIB       one more allocation of MIB (not a buffer of the check): one= ptr=
+ *   free PTR      cuMemFree of a pointer (hex): free=
+ *   meminfo       cuMemGetInfo: info= free_bytes= total_bytes=
+ *   range PTR     cuMemGetAddressRange of a pointer (hex): range= base= size=
  *   quit
  * Device pointers are printed at alloc and at check so the test sees they never change. */
 #include <signal.h>
@@ -32,6 +37,7 @@ FN(cuIpcGetMemHandle, CUresult, (CUipcMemHandle *, CUdeviceptr));
 FN(cuGraphAddKernelNode, CUresult, (CUgraphNode *, CUgraph, const CUgraphNode *, size_t, const CUDA_KERNEL_NODE_PARAMS_v2 *));
 FN(cuGraphInstantiate, CUresult, (CUgraphExec *, CUgraph, unsigned long long));
 FN(cuGraphLaunch, CUresult, (CUgraphExec, CUstream));
+FN(cuMemGetAddressRange, CUresult, (CUdeviceptr *, size_t *, CUdeviceptr));
 FN(cuLaunchKernel, CUresult,
    (CUfunction, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, CUstream, void **, void **));
 
@@ -87,6 +93,7 @@ int main(void) {
     LOAD(cuGraphAddKernelNode);
     LOAD(cuGraphInstantiate);
     LOAD(cuGraphLaunch);
+    LOAD(cuMemGetAddressRange);
     CUmodule mod;
     if (cuModuleLoadData(&mod, BUSY_PTX) != CUDA_SUCCESS || cuModuleGetFunction(&busy, mod, "busy") != CUDA_SUCCESS) {
         printf("error=module\n");
@@ -152,6 +159,20 @@ int main(void) {
             clock_gettime(CLOCK_MONOTONIC, &t1);
             printf("allocfree=%d\nallocfree_ns=%lld\n", rc,
                    ((long long)(t1.tv_sec - t0.tv_sec) * 1000000000LL + (t1.tv_nsec - t0.tv_nsec)) / (long long)a);
+        } else if (sscanf(line, "allocmany %lu %lu", &a, &b) == 2 && a > 0 && a <= 4096) {
+            static CUdeviceptr many[4096];
+            struct timespec t0, t1, t2;
+            CUresult rc = CUDA_SUCCESS;
+            unsigned long made = 0;
+            clock_gettime(CLOCK_MONOTONIC, &t0);
+            for (; made < a && rc == CUDA_SUCCESS; made++) rc = cuMemAlloc(&many[made], b * MIB);
+            if (rc != CUDA_SUCCESS) made--;
+            clock_gettime(CLOCK_MONOTONIC, &t1);
+            for (unsigned long i = 0; i < made; i++) cuMemFree(many[i]);
+            clock_gettime(CLOCK_MONOTONIC, &t2);
+            printf("allocmany=%d\nalloc_ns=%lld\nfree_ns=%lld\n", rc,
+                   ((long long)(t1.tv_sec - t0.tv_sec) * 1000000000LL + (t1.tv_nsec - t0.tv_nsec)) / (long long)a,
+                   ((long long)(t2.tv_sec - t1.tv_sec) * 1000000000LL + (t2.tv_nsec - t1.tv_nsec)) / (long long)a);
         } else if (sscanf(line, "launches %lu", &a) == 1 && a > 0) {
             struct timespec t0, t1;
             CUresult rc = CUDA_SUCCESS;
@@ -161,6 +182,21 @@ int main(void) {
             clock_gettime(CLOCK_MONOTONIC, &t1);
             printf("launches=%d\nlaunch_ns=%lld\n", rc,
                    ((long long)(t1.tv_sec - t0.tv_sec) * 1000000000LL + (t1.tv_nsec - t0.tv_nsec)) / (long long)a);
+        } else if (sscanf(line, "one %lu", &a) == 1) {
+            CUdeviceptr p = 0;
+            CUresult rc = cuMemAlloc(&p, a * MIB);
+            printf("one=%d\nptr=%llx\n", rc, (unsigned long long)p);
+        } else if (sscanf(line, "free %lx", &a) == 1) {
+            printf("free=%d\n", cuMemFree((CUdeviceptr)a));
+        } else if (strncmp(line, "meminfo", 7) == 0) {
+            size_t free_bytes = 0, total = 0;
+            CUresult rc = cuMemGetInfo(&free_bytes, &total);
+            printf("info=%d\nfree_bytes=%zu\ntotal_bytes=%zu\n", rc, free_bytes, total);
+        } else if (sscanf(line, "range %lx", &a) == 1) {
+            CUdeviceptr base = 0;
+            size_t size = 0;
+            CUresult rc = cuMemGetAddressRange(&base, &size, (CUdeviceptr)a);
+            printf("range=%d\nbase=%llx\nsize=%zu\n", rc, (unsigned long long)base, size);
         } else if (strncmp(line, "quit", 4) == 0) {
             break;
         }
