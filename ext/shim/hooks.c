@@ -689,7 +689,8 @@ CUresult cuIpcGetMemHandle(CUipcMemHandle *handle, CUdeviceptr dptr) {
 }
 
 /* ---- VRAM tiering: calls that touch device memory resume a frozen process first ----
- * Without movable memory: one load and a tail call. */
+ * Without movable memory: one load and a tail call.  The calls are the TF_GATE rows of
+ * hooks.def (launches pass the same gate in TF_ADMITTED). */
 #define TF_GATED(symbol, params, args)                                                        \
     static __attribute__((noinline)) CUresult symbol##_gated params {                        \
         tf_pfn_##symbol real = TF_REAL(symbol);                                              \
@@ -706,35 +707,9 @@ CUresult cuIpcGetMemHandle(CUipcMemHandle *handle, CUdeviceptr dptr) {
             return symbol##_gated args;                                                      \
         return real args;                                                                    \
     }
-TF_GATED(cuMemcpyHtoD, (unsigned int dst, const void *src, size_t n), (dst, src, n))
-TF_GATED(cuMemcpyDtoH, (void *dst, unsigned int src, size_t n), (dst, src, n))
-TF_GATED(cuMemcpyDtoD, (unsigned int dst, unsigned int src, size_t n), (dst, src, n))
-TF_GATED(cuMemsetD8, (unsigned int dst, unsigned char v, size_t n), (dst, v, n))
-TF_GATED(cuMemsetD32, (unsigned int dst, unsigned int v, size_t n), (dst, v, n))
-TF_GATED(cuMemcpyHtoD_v2, (CUdeviceptr dst, const void *src, size_t n), (dst, src, n))
-TF_GATED(cuMemcpyDtoH_v2, (void *dst, CUdeviceptr src, size_t n), (dst, src, n))
-TF_GATED(cuMemcpyDtoD_v2, (CUdeviceptr dst, CUdeviceptr src, size_t n), (dst, src, n))
-TF_GATED(cuMemsetD8_v2, (CUdeviceptr dst, unsigned char v, size_t n), (dst, v, n))
-TF_GATED(cuMemsetD32_v2, (CUdeviceptr dst, unsigned int v, size_t n), (dst, v, n))
-TF_GATED(cuMemcpyHtoD_v2_ptds, (CUdeviceptr dst, const void *src, size_t n), (dst, src, n))
-TF_GATED(cuMemcpyDtoH_v2_ptds, (void *dst, CUdeviceptr src, size_t n), (dst, src, n))
-TF_GATED(cuMemcpyDtoD_v2_ptds, (CUdeviceptr dst, CUdeviceptr src, size_t n), (dst, src, n))
-TF_GATED(cuMemsetD8_v2_ptds, (CUdeviceptr dst, unsigned char v, size_t n), (dst, v, n))
-TF_GATED(cuMemsetD32_v2_ptds, (CUdeviceptr dst, unsigned int v, size_t n), (dst, v, n))
-TF_GATED(cuMemcpyHtoDAsync, (unsigned int dst, const void *src, size_t n, CUstream s), (dst, src, n, s))
-TF_GATED(cuMemcpyDtoHAsync, (void *dst, unsigned int src, size_t n, CUstream s), (dst, src, n, s))
-TF_GATED(cuMemcpyDtoDAsync, (unsigned int dst, unsigned int src, size_t n, CUstream s), (dst, src, n, s))
-TF_GATED(cuMemcpyHtoDAsync_v2, (CUdeviceptr dst, const void *src, size_t n, CUstream s), (dst, src, n, s))
-TF_GATED(cuMemcpyDtoHAsync_v2, (void *dst, CUdeviceptr src, size_t n, CUstream s), (dst, src, n, s))
-TF_GATED(cuMemcpyDtoDAsync_v2, (CUdeviceptr dst, CUdeviceptr src, size_t n, CUstream s), (dst, src, n, s))
-TF_GATED(cuMemcpyHtoDAsync_v2_ptsz, (CUdeviceptr dst, const void *src, size_t n, CUstream s), (dst, src, n, s))
-TF_GATED(cuMemcpyDtoHAsync_v2_ptsz, (void *dst, CUdeviceptr src, size_t n, CUstream s), (dst, src, n, s))
-TF_GATED(cuMemcpyDtoDAsync_v2_ptsz, (CUdeviceptr dst, CUdeviceptr src, size_t n, CUstream s), (dst, src, n, s))
-TF_GATED(cuMemcpy, (CUdeviceptr dst, CUdeviceptr src, size_t n), (dst, src, n))
-TF_GATED(cuMemcpy_ptds, (CUdeviceptr dst, CUdeviceptr src, size_t n), (dst, src, n))
-TF_GATED(cuMemcpyAsync, (CUdeviceptr dst, CUdeviceptr src, size_t n, CUstream s), (dst, src, n, s))
-TF_GATED(cuMemcpyAsync_ptsz, (CUdeviceptr dst, CUdeviceptr src, size_t n, CUstream s), (dst, src, n, s))
-TF_GATED(cuMemsetD8Async, (CUdeviceptr dst, unsigned char v, size_t n, CUstream s), (dst, v, n, s))
-TF_GATED(cuMemsetD8Async_ptsz, (CUdeviceptr dst, unsigned char v, size_t n, CUstream s), (dst, v, n, s))
-TF_GATED(cuMemsetD32Async, (CUdeviceptr dst, unsigned int v, size_t n, CUstream s), (dst, v, n, s))
-TF_GATED(cuMemsetD32Async_ptsz, (CUdeviceptr dst, unsigned int v, size_t n, CUstream s), (dst, v, n, s))
+/* One gated hook per TF_GATE row of hooks.def. */
+#define TF_HOOK(base, symbol, ret, params, args)
+#define TF_GATE(base, symbol, ret, params, args) TF_GATED(symbol, params, args)
+#include "tf/hooks.def"
+#undef TF_GATE
+#undef TF_HOOK

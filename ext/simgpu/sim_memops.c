@@ -62,6 +62,8 @@ static CUresult copy_2d(const CUDA_MEMCPY2D *p, CUstream stream, int async) {
     if (src == NULL || dst == NULL) return CUDA_ERROR_INVALID_VALUE;
     size_t src_span = (p->Height - 1) * p->srcPitch + p->WidthInBytes;
     size_t dst_span = (p->Height - 1) * p->dstPitch + p->WidthInBytes;
+    if (tf_mem_unmapped((CUdeviceptr)(uintptr_t)src, src_span) || tf_mem_unmapped((CUdeviceptr)(uintptr_t)dst, dst_span))
+        return CUDA_ERROR_ILLEGAL_ADDRESS;
     if ((src_dev && !tf_mem_contains((CUdeviceptr)(uintptr_t)src, src_span)) ||
         (dst_dev && !tf_mem_contains((CUdeviceptr)(uintptr_t)dst, dst_span)))
         return CUDA_ERROR_INVALID_VALUE;
@@ -125,6 +127,7 @@ static CUresult memset_2d(CUdeviceptr dst, size_t pitch, uint32_t value, size_t 
     if (c == NULL) return rc;
     if (w == 0 || h == 0) return CUDA_SUCCESS;
     if (dst == 0 || dst % width != 0 || (h > 1 && pitch < w * width)) return CUDA_ERROR_INVALID_VALUE;
+    if (tf_mem_unmapped(dst, (h - 1) * pitch + w * width)) return CUDA_ERROR_ILLEGAL_ADDRESS;
     if (!tf_mem_contains(dst, (h - 1) * pitch + w * width)) return CUDA_ERROR_INVALID_VALUE;
     uint64_t *tail = tf_stream_tail(async ? stream : NULL, c, &rc);
     if (tail == NULL) return rc;

@@ -275,3 +275,54 @@ def test_a_forked_child_without_cuda_does_not_hold_up_requests(
     assert (state.acked, state.where, state.host_bytes) == (True, "host", 16 * MIB)
     assert worker.ask("check", 3) == {"check": "0", "same": "1", "ptrs": first["ptrs"]}
     assert worker.finish() == 0
+
+
+GATED_ROUTES = (
+    "memcpy2d",
+    "memcpy2dasync",
+    "memcpy2dunaligned",
+    "memcpy3d",
+    "memcpy3dasync",
+    "memsetd16",
+    "memsetd16async",
+    "memsetd2d8",
+    "memsetd2d16",
+    "memsetd2d32",
+    "memsetd2d8async",
+    "memsetd2d16async",
+    "memsetd2d32async",
+    "peer",
+    "peerasync",
+    "writevalue32",
+    "waitvalue32",
+    "hostfunc",
+    "callback",
+    "upload",
+    "prefetch",
+    "pointer",
+    "range",
+)
+
+
+def test_every_route_to_movable_memory_resumes_a_worker_frozen_to_disk(
+    libs: dict[str, Path], tierwork: Path, worker_region: tuple[Region, Path], tmp_path: Path
+) -> None:
+    """Each call is the first after a freeze to disk: it must resume before the driver runs it
+    (on a GPU the unmapped VA is an illegal address, as on the simulator), and work on the
+    bytes as they were."""
+    region, path = worker_region
+    worker = start(libs, tierwork, path, tmp_path)
+    first = worker.ask("alloc 2 4", 3)
+    assert first["alloc"] == "0"
+    failed = {}
+    for name in GATED_ROUTES:
+        region.request_tier("disk")
+        assert settle(region).where == "disk", name
+        answer = worker.ask(f"route {name}", 1)
+        where = region.tier_state().where
+        verified = worker.ask("verify", 2)
+        if (answer, where, verified["verify"]) != ({"route": "0"}, "device", "1"):
+            failed[name] = (answer, where, verified)
+    assert failed == {}
+    assert worker.ask("check", 3) == {"check": "0", "same": "1", "ptrs": first["ptrs"]}
+    assert worker.finish() == 0

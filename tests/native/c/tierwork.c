@@ -10,6 +10,11 @@
  *   copyout       times a plain cuMemcpyDtoH of every buffer: copyout_ns= (wall clock)
  *   allocfree N MIB  times N cuMemAlloc+cuMemFree pairs of MIB: allocfree_ns= per pair
  *   launches N    times N launches: launch_ns= per launch
+ *   route NAME    calls one driver route on the first buffers (copies 2D/3D/peer, memsets,
+ *                 stream memory operations, host callbacks, graph upload, pointer queries,
+ *                 prefetch): route=
+ *   verify        whether that route did what it should (bytes read back): verify=1; it then
+ *                 puts the buffers' pattern back
  *   quit
  * Device pointers are printed at alloc and at check so the test sees they never change. */
 #include <signal.h>
@@ -34,6 +39,32 @@ FN(cuGraphInstantiate, CUresult, (CUgraphExec *, CUgraph, unsigned long long));
 FN(cuGraphLaunch, CUresult, (CUgraphExec, CUstream));
 FN(cuLaunchKernel, CUresult,
    (CUfunction, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, CUstream, void **, void **));
+
+FN(cuMemcpy2D, CUresult, (const void *));
+FN(cuMemcpy2DAsync, CUresult, (const void *, CUstream));
+FN(cuMemcpy2DUnaligned, CUresult, (const void *));
+FN(cuMemcpy3D, CUresult, (const void *));
+FN(cuMemcpy3DAsync, CUresult, (const void *, CUstream));
+FN(cuMemsetD16, CUresult, (CUdeviceptr, unsigned short, size_t));
+FN(cuMemsetD16Async, CUresult, (CUdeviceptr, unsigned short, size_t, CUstream));
+FN(cuMemsetD2D8, CUresult, (CUdeviceptr, size_t, unsigned char, size_t, size_t));
+FN(cuMemsetD2D16, CUresult, (CUdeviceptr, size_t, unsigned short, size_t, size_t));
+FN(cuMemsetD2D32, CUresult, (CUdeviceptr, size_t, unsigned int, size_t, size_t));
+FN(cuMemsetD2D8Async, CUresult, (CUdeviceptr, size_t, unsigned char, size_t, size_t, CUstream));
+FN(cuMemsetD2D16Async, CUresult, (CUdeviceptr, size_t, unsigned short, size_t, size_t, CUstream));
+FN(cuMemsetD2D32Async, CUresult, (CUdeviceptr, size_t, unsigned int, size_t, size_t, CUstream));
+FN(cuMemcpyPeer, CUresult, (CUdeviceptr, CUcontext, CUdeviceptr, CUcontext, size_t));
+FN(cuMemcpyPeerAsync, CUresult, (CUdeviceptr, CUcontext, CUdeviceptr, CUcontext, size_t, CUstream));
+FN(cuStreamWriteValue32, CUresult, (CUstream, CUdeviceptr, unsigned int, unsigned int));
+FN(cuStreamWaitValue32, CUresult, (CUstream, CUdeviceptr, unsigned int, unsigned int));
+FN(cuLaunchHostFunc, CUresult, (CUstream, void (*)(void *), void *));
+FN(cuStreamAddCallback, CUresult, (CUstream, void (*)(CUstream, CUresult, void *), void *, unsigned int));
+FN(cuGraphUpload, CUresult, (CUgraphExec, CUstream));
+FN(cuPointerGetAttribute, CUresult, (void *, int, CUdeviceptr));
+FN(cuMemGetAddressRange, CUresult, (CUdeviceptr *, size_t *, CUdeviceptr));
+FN(cuMemPrefetchAsync, CUresult, (CUdeviceptr, size_t, CUmemLocation, unsigned int, CUstream));
+FN(cuMemAllocManaged, CUresult, (CUdeviceptr *, size_t, unsigned int));
+FN(cuCtxGetCurrent, CUresult, (CUcontext *));
 
 static CUdeviceptr bufs[MAX_BUFS];
 static size_t nbufs, bytes;
@@ -75,6 +106,141 @@ static void write_all(unsigned char *want) {
     printf("write=%d\n", rc);
 }
 
+/* ---- routes: each touches the first buffer(s) the way its call does; verify checks ---- */
+
+typedef struct {
+    size_t srcXInBytes, srcY;
+    int srcMemoryType;
+    const void *srcHost;
+    CUdeviceptr srcDevice;
+    void *srcArray;
+    size_t srcPitch;
+    size_t dstXInBytes, dstY;
+    int dstMemoryType;
+    void *dstHost;
+    CUdeviceptr dstDevice;
+    void *dstArray;
+    size_t dstPitch;
+    size_t WidthInBytes, Height;
+} copy2d;
+
+typedef struct {
+    size_t srcXInBytes, srcY, srcZ, srcLOD;
+    int srcMemoryType;
+    const void *srcHost;
+    CUdeviceptr srcDevice;
+    void *srcArray, *reserved0;
+    size_t srcPitch, srcHeight;
+    size_t dstXInBytes, dstY, dstZ, dstLOD;
+    int dstMemoryType;
+    void *dstHost;
+    CUdeviceptr dstDevice;
+    void *dstArray, *reserved1;
+    size_t dstPitch, dstHeight;
+    size_t WidthInBytes, Height, Depth;
+} copy3d;
+
+#define ROW 4096
+enum { EXPECT_PATTERN_IN_GOT = 1, EXPECT_FILL, EXPECT_PEER, EXPECT_WORD, EXPECT_FLAG, EXPECT_ORDINAL, EXPECT_RANGE,
+       EXPECT_RESUMED };
+static int expect;            /* what verify checks, set by the last route */
+static unsigned fill_width;   /* EXPECT_FILL: the value and its width */
+static uint32_t fill_value;
+static volatile int host_ran; /* EXPECT_FLAG: the host function ran */
+static int ordinal_seen = -2;
+static CUdeviceptr range_base;
+static size_t range_size;
+static CUdeviceptr managed;
+
+static void host_fn(void *data) { *(volatile int *)data = 1; }
+static void stream_cb(CUstream s, CUresult status, void *data) {
+    (void)s;
+    if (status == CUDA_SUCCESS) *(volatile int *)data = 1;
+}
+
+static CUresult route(const char *name, unsigned char *got) {
+    CUcontext ctx = NULL;
+    cuCtxGetCurrent(&ctx);
+    size_t rows = bytes / ROW;
+    copy2d c2 = {.srcMemoryType = 2, .srcDevice = bufs[0], .srcPitch = ROW, .dstMemoryType = 1, .dstHost = got,
+                 .dstPitch = ROW, .WidthInBytes = ROW, .Height = rows};
+    copy3d c3 = {.srcMemoryType = 2, .srcDevice = bufs[0], .srcPitch = ROW, .srcHeight = rows / 2, .dstMemoryType = 1,
+                 .dstHost = got, .dstPitch = ROW, .dstHeight = rows / 2, .WidthInBytes = ROW, .Height = rows / 2,
+                 .Depth = 2};
+    expect = EXPECT_PATTERN_IN_GOT;
+    memset(got, 0, bytes);
+    if (strcmp(name, "memcpy2d") == 0) return cuMemcpy2D(&c2);
+    if (strcmp(name, "memcpy2dasync") == 0) return cuMemcpy2DAsync(&c2, NULL);
+    if (strcmp(name, "memcpy2dunaligned") == 0) return cuMemcpy2DUnaligned(&c2);
+    if (strcmp(name, "memcpy3d") == 0) return cuMemcpy3D(&c3);
+    if (strcmp(name, "memcpy3dasync") == 0) return cuMemcpy3DAsync(&c3, NULL);
+    expect = EXPECT_FILL;
+    fill_width = 2, fill_value = 0xbeef;
+    if (strcmp(name, "memsetd16") == 0) return cuMemsetD16(bufs[0], 0xbeef, bytes / 2);
+    if (strcmp(name, "memsetd16async") == 0) return cuMemsetD16Async(bufs[0], 0xbeef, bytes / 2, NULL);
+    if (strcmp(name, "memsetd2d16") == 0) return cuMemsetD2D16(bufs[0], ROW, 0xbeef, ROW / 2, rows);
+    if (strcmp(name, "memsetd2d16async") == 0) return cuMemsetD2D16Async(bufs[0], ROW, 0xbeef, ROW / 2, rows, NULL);
+    fill_width = 1, fill_value = 0x5a;
+    if (strcmp(name, "memsetd2d8") == 0) return cuMemsetD2D8(bufs[0], ROW, 0x5a, ROW, rows);
+    if (strcmp(name, "memsetd2d8async") == 0) return cuMemsetD2D8Async(bufs[0], ROW, 0x5a, ROW, rows, NULL);
+    fill_width = 4, fill_value = 0xc0ffee11;
+    if (strcmp(name, "memsetd2d32") == 0) return cuMemsetD2D32(bufs[0], ROW, 0xc0ffee11, ROW / 4, rows);
+    if (strcmp(name, "memsetd2d32async") == 0)
+        return cuMemsetD2D32Async(bufs[0], ROW, 0xc0ffee11, ROW / 4, rows, NULL);
+    expect = EXPECT_PEER;
+    if (strcmp(name, "peer") == 0) return cuMemcpyPeer(bufs[1], ctx, bufs[0], ctx, bytes);
+    if (strcmp(name, "peerasync") == 0) return cuMemcpyPeerAsync(bufs[1], ctx, bufs[0], ctx, bytes, NULL);
+    expect = EXPECT_WORD;
+    if (strcmp(name, "writevalue32") == 0) return cuStreamWriteValue32(NULL, bufs[0], 0xfeedf00d, 0);
+    expect = EXPECT_PATTERN_IN_GOT;
+    if (strcmp(name, "waitvalue32") == 0) {
+        fill(got, 0);
+        uint32_t first;
+        memcpy(&first, got, 4);
+        CUresult rc = cuStreamWaitValue32(NULL, bufs[0], first, 1 /* EQ */);
+        return rc == CUDA_SUCCESS ? cuMemcpyDtoH(got, bufs[0], bytes) : rc;
+    }
+    expect = EXPECT_FLAG;
+    host_ran = 0;
+    if (strcmp(name, "hostfunc") == 0) return cuLaunchHostFunc(NULL, host_fn, (void *)&host_ran);
+    if (strcmp(name, "callback") == 0) return cuStreamAddCallback(NULL, stream_cb, (void *)&host_ran, 0);
+    expect = EXPECT_RESUMED;
+    if (strcmp(name, "upload") == 0) return cuGraphUpload(replay, NULL);
+    if (strcmp(name, "prefetch") == 0) {
+        CUmemLocation where = {.type = CU_MEM_LOCATION_TYPE_DEVICE, .id = 0};
+        return cuMemPrefetchAsync(managed, 2 * MIB, where, 0, NULL);
+    }
+    expect = EXPECT_ORDINAL;
+    if (strcmp(name, "pointer") == 0) return cuPointerGetAttribute(&ordinal_seen, 9 /* DEVICE_ORDINAL */, bufs[0]);
+    expect = EXPECT_RANGE;
+    if (strcmp(name, "range") == 0) return cuMemGetAddressRange(&range_base, &range_size, bufs[0]);
+    expect = 0;
+    return CUDA_ERROR_INVALID_VALUE;
+}
+
+/* Whether the last route did its work; then the pattern goes back into the buffers. */
+static int verify(unsigned char *want, unsigned char *got) {
+    int ok = 0;
+    fill(want, 0);
+    if (expect == EXPECT_PATTERN_IN_GOT) ok = memcmp(want, got, bytes) == 0;
+    if (expect == EXPECT_FILL && cuMemcpyDtoH(got, bufs[0], bytes) == CUDA_SUCCESS) {
+        ok = 1;
+        for (size_t k = 0; k < bytes; k += fill_width) ok &= memcmp(got + k, &fill_value, fill_width) == 0;
+    }
+    if (expect == EXPECT_PEER) ok = cuMemcpyDtoH(got, bufs[1], bytes) == CUDA_SUCCESS && memcmp(want, got, bytes) == 0;
+    if (expect == EXPECT_WORD && cuMemcpyDtoH(got, bufs[0], bytes) == CUDA_SUCCESS) {
+        uint32_t word = 0xfeedf00d;
+        ok = memcmp(got, &word, 4) == 0 && memcmp(got + 4, want + 4, bytes - 4) == 0;
+    }
+    if (expect == EXPECT_FLAG || expect == EXPECT_RESUMED || expect == EXPECT_ORDINAL || expect == EXPECT_RANGE)
+        ok = cuMemcpyDtoH(got, bufs[0], bytes) == CUDA_SUCCESS && memcmp(want, got, bytes) == 0;
+    if (expect == EXPECT_FLAG) ok &= host_ran == 1;
+    if (expect == EXPECT_ORDINAL) ok &= ordinal_seen == 0;
+    if (expect == EXPECT_RANGE) ok &= range_base == bufs[0] && range_size >= bytes;
+    write_all(want);
+    return ok && expect != 0;
+}
+
 int main(void) {
     open_driver(0);
     LOAD(cuMemcpyHtoD);
@@ -87,6 +253,31 @@ int main(void) {
     LOAD(cuGraphAddKernelNode);
     LOAD(cuGraphInstantiate);
     LOAD(cuGraphLaunch);
+    LOAD(cuMemcpy2D);
+    LOAD(cuMemcpy2DAsync);
+    LOAD(cuMemcpy2DUnaligned);
+    LOAD(cuMemcpy3D);
+    LOAD(cuMemcpy3DAsync);
+    LOAD(cuMemsetD16);
+    LOAD(cuMemsetD16Async);
+    LOAD(cuMemsetD2D8);
+    LOAD(cuMemsetD2D16);
+    LOAD(cuMemsetD2D32);
+    LOAD(cuMemsetD2D8Async);
+    LOAD(cuMemsetD2D16Async);
+    LOAD(cuMemsetD2D32Async);
+    LOAD(cuMemcpyPeer);
+    LOAD(cuMemcpyPeerAsync);
+    LOAD(cuStreamWriteValue32);
+    LOAD(cuStreamWaitValue32);
+    LOAD(cuLaunchHostFunc);
+    LOAD(cuStreamAddCallback);
+    LOAD(cuGraphUpload);
+    LOAD(cuPointerGetAttribute);
+    LOAD(cuMemGetAddressRange);
+    LOAD(cuMemPrefetchAsync);
+    LOAD(cuMemAllocManaged);
+    LOAD(cuCtxGetCurrent);
     CUmodule mod;
     if (cuModuleLoadData(&mod, BUSY_PTX) != CUDA_SUCCESS || cuModuleGetFunction(&busy, mod, "busy") != CUDA_SUCCESS) {
         printf("error=module\n");
@@ -161,6 +352,12 @@ int main(void) {
             clock_gettime(CLOCK_MONOTONIC, &t1);
             printf("launches=%d\nlaunch_ns=%lld\n", rc,
                    ((long long)(t1.tv_sec - t0.tv_sec) * 1000000000LL + (t1.tv_nsec - t0.tv_nsec)) / (long long)a);
+        } else if (strncmp(line, "route ", 6) == 0 && nbufs >= 2) {
+            line[strcspn(line, "\n")] = '\0';
+            if (managed == 0 && cuMemAllocManaged(&managed, 2 * MIB, 1) != CUDA_SUCCESS) managed = 0;
+            printf("route=%d\n", (int)route(line + 6, got));
+        } else if (strncmp(line, "verify", 6) == 0 && nbufs >= 2) {
+            printf("verify=%d\n", verify(want, got));
         } else if (strncmp(line, "quit", 4) == 0) {
             break;
         }
