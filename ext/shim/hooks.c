@@ -170,17 +170,38 @@ CUresult cuMemAlloc_v2(CUdeviceptr *dptr, size_t bytesize) {
     return finish(rc, admitted, TF_ALLOC_PTR, rc == CUDA_SUCCESS ? *dptr : 0, charged, dev);
 }
 
+/* Pitched memory that can move: the driver's own pitch for this row (asked with a one-row
+ * allocation, freed at once), times the height, as movable memory.  NOT_SUPPORTED: plain. */
+static CUresult tiered_pitch(tf_pfn_cuMemAllocPitch_v2 real, CUdeviceptr *dptr, size_t *pitch, size_t width,
+                             size_t height, unsigned int element, int dev) {
+    CUdeviceptr probe = 0;
+    size_t row = 0;
+    tf_pfn_cuMemFree_v2 free_fn = TF_REAL(cuMemFree_v2);
+    CUresult rc = real(&probe, &row, width, 1, element);
+    if (rc != CUDA_SUCCESS) return rc == CUDA_ERROR_INVALID_VALUE ? rc : CUDA_ERROR_NOT_SUPPORTED;
+    if (free_fn != NULL) free_fn(probe);
+    if (row < width || height > UINT64_MAX / row) return CUDA_ERROR_NOT_SUPPORTED;
+    rc = tf_tier_alloc(dptr, (uint64_t)row * height, dev);
+    if (rc == CUDA_SUCCESS) *pitch = row;
+    return rc;
+}
+
 CUresult cuMemAllocPitch_v2(CUdeviceptr *dptr, size_t *pitch, size_t width, size_t height, unsigned int element) {
     REAL_OR_FAIL(cuMemAllocPitch_v2);
     if (dptr == NULL || pitch == NULL || width == 0 || height == 0) return real(dptr, pitch, width, height, element);
     /* The pitch is only known afterwards: admit the unpadded size, then settle the padding. */
     ADMIT((uint64_t)width * height);
-    CUresult rc = real(dptr, pitch, width, height, element);
+    CUresult rc = CUDA_ERROR_NOT_SUPPORTED;
+    if (admitted == TF_ADMIT_OK && __builtin_expect(tf_tier_flag, 0) && charged >= TF_TIER_MIN_BYTES)
+        rc = tiered_pitch(real, dptr, pitch, width, height, element, dev);
+    if (rc == CUDA_ERROR_NOT_SUPPORTED) rc = real(dptr, pitch, width, height, element);
     if (rc == CUDA_SUCCESS && admitted == TF_ADMIT_OK && *pitch > width) {
         uint64_t extra = (uint64_t)(*pitch - width) * height;
         if (tf_admit(dev, extra) != TF_ADMIT_OK) {
             tf_pfn_cuMemFree_v2 free_fn = TF_REAL(cuMemFree_v2);
-            if (free_fn != NULL) free_fn(*dptr);
+            int movable = 0;
+            tf_tier_free(*dptr, &movable);
+            if (!movable && free_fn != NULL) free_fn(*dptr);
             tf_admit_undo(dev, charged);
             return CUDA_ERROR_OUT_OF_MEMORY;
         }

@@ -326,3 +326,24 @@ def test_every_route_to_movable_memory_resumes_a_worker_frozen_to_disk(
     assert failed == {}
     assert worker.ask("check", 3) == {"check": "0", "same": "1", "ptrs": first["ptrs"]}
     assert worker.finish() == 0
+
+
+@pytest.mark.parametrize("tiered", [True, False])
+def test_pitched_memory_moves_with_the_drivers_pitch(
+    libs: dict[str, Path], tierwork: Path, worker_region: tuple[Region, Path], tmp_path: Path, tiered: bool
+) -> None:
+    """cuMemAllocPitch_v2 memory is movable too, with the pitch the driver gives the same row."""
+    region, path = worker_region
+    region.set_tier_enabled(tiered)
+    worker = start(libs, tierwork, path, tmp_path)
+    made = worker.ask("pitch 1000 4096", 2)  # 4 MiB of 1024-byte rows: the driver pads to 512
+    assert made == {"pitchalloc": "0", "pitch": "1024"}
+    assert region.devices()[0].vram_used_bytes == 1024 * 4096  # charged with its padding
+    region.request_tier("disk")
+    state = settle(region)
+    if tiered:
+        assert (state.where, state.disk_bytes, state.pinned_bytes) == ("disk", 4 * MIB, 0)
+        assert nvml_used(libs) == 0
+    assert worker.ask("pitchcheck", 1) == {"pitchsame": "1"}
+    assert region.tier_state().where == "device"
+    assert worker.finish() == 0

@@ -13,6 +13,9 @@
  *   route NAME    calls one driver route on the first buffers (copies 2D/3D/peer, memsets,
  *                 stream memory operations, host callbacks, graph upload, pointer queries,
  *                 prefetch): route=
+ *   pitch W H     a pitched allocation of H rows of W bytes (cuMemAllocPitch, 4-byte elements),
+ *                 rows filled with a pattern (cuMemcpy2D): pitch=, pitchalloc=
+ *   pitchcheck    reads those rows back (cuMemcpy2D): pitchsame=1 when all are as written
  *   verify        whether that route did what it should (bytes read back): verify=1; it then
  *                 puts the buffers' pattern back
  *   quit
@@ -65,6 +68,7 @@ FN(cuMemGetAddressRange, CUresult, (CUdeviceptr *, size_t *, CUdeviceptr));
 FN(cuMemPrefetchAsync, CUresult, (CUdeviceptr, size_t, CUmemLocation, unsigned int, CUstream));
 FN(cuMemAllocManaged, CUresult, (CUdeviceptr *, size_t, unsigned int));
 FN(cuCtxGetCurrent, CUresult, (CUcontext *));
+FN(cuMemAllocPitch, CUresult, (CUdeviceptr *, size_t *, size_t, size_t, unsigned int));
 
 static CUdeviceptr bufs[MAX_BUFS];
 static size_t nbufs, bytes;
@@ -241,6 +245,26 @@ static int verify(unsigned char *want, unsigned char *got) {
     return ok && expect != 0;
 }
 
+static CUdeviceptr pitched;
+static size_t pitch_bytes, pitch_width, pitch_height;
+
+/* Rows of the pitched allocation to or from host memory (dense rows of pitch_width). */
+static CUresult pitch_copy(unsigned char *host, int to_device) {
+    copy2d c = {.WidthInBytes = pitch_width, .Height = pitch_height};
+    if (to_device) {
+        c.srcMemoryType = 1, c.srcHost = host, c.srcPitch = pitch_width;
+        c.dstMemoryType = 2, c.dstDevice = pitched, c.dstPitch = pitch_bytes;
+    } else {
+        c.srcMemoryType = 2, c.srcDevice = pitched, c.srcPitch = pitch_bytes;
+        c.dstMemoryType = 1, c.dstHost = host, c.dstPitch = pitch_width;
+    }
+    return cuMemcpy2D(&c);
+}
+
+static void pitch_fill(unsigned char *p) {
+    for (size_t k = 0; k < pitch_width * pitch_height; k++) p[k] = (unsigned char)(k * 2654435761u >> 11);
+}
+
 int main(void) {
     open_driver(0);
     LOAD(cuMemcpyHtoD);
@@ -278,6 +302,7 @@ int main(void) {
     LOAD(cuMemPrefetchAsync);
     LOAD(cuMemAllocManaged);
     LOAD(cuCtxGetCurrent);
+    LOAD(cuMemAllocPitch);
     CUmodule mod;
     if (cuModuleLoadData(&mod, BUSY_PTX) != CUDA_SUCCESS || cuModuleGetFunction(&busy, mod, "busy") != CUDA_SUCCESS) {
         printf("error=module\n");
@@ -358,6 +383,23 @@ int main(void) {
             printf("route=%d\n", (int)route(line + 6, got));
         } else if (strncmp(line, "verify", 6) == 0 && nbufs >= 2) {
             printf("verify=%d\n", verify(want, got));
+        } else if (sscanf(line, "pitch %lu %lu", &a, &b) == 2) {
+            pitch_width = a, pitch_height = b;
+            unsigned char *rows = malloc(a * b);
+            CUresult rc = cuMemAllocPitch(&pitched, &pitch_bytes, a, b, 4);
+            if (rc == CUDA_SUCCESS) {
+                pitch_fill(rows);
+                rc = pitch_copy(rows, 1);
+            }
+            free(rows);
+            printf("pitchalloc=%d\npitch=%zu\n", rc, pitch_bytes);
+        } else if (strncmp(line, "pitchcheck", 10) == 0) {
+            unsigned char *rows = malloc(pitch_width * pitch_height), *expect_rows = malloc(pitch_width * pitch_height);
+            pitch_fill(expect_rows);
+            CUresult rc = pitch_copy(rows, 0);
+            printf("pitchsame=%d\n", rc == CUDA_SUCCESS && memcmp(rows, expect_rows, pitch_width * pitch_height) == 0);
+            free(rows);
+            free(expect_rows);
         } else if (strncmp(line, "quit", 4) == 0) {
             break;
         }
