@@ -144,11 +144,30 @@ extern int tf_tier_on;
  * flight until tf_tier_leave.  Non-zero: the memory could not come back (the call fails). */
 int tf_tier_enter(void);
 void tf_tier_leave(void);
-/* cuMemAlloc_v2 / cuMemFree_v2 of movable memory; *handled = 0 when the pointer is not ours. */
+/* cuMemAlloc_v2 / cuMemAllocPitch_v2 / cuMemFree_v2 of movable memory; *handled = 0 when the
+ * pointer is not ours. */
 CUresult tf_tier_alloc(CUdeviceptr *dptr, uint64_t bytes, int dev);
 CUresult tf_tier_free(CUdeviceptr ptr, int *handled);
 /* Whether ptr lies in movable memory (the driver refuses legacy IPC handles of it). */
 int tf_tier_is_movable(CUdeviceptr ptr);
+
+/* ---- the cold tier's file (tier_disk.c): O_DIRECT where the filesystem allows ---- */
+
+#define TF_DISK_ALIGN 4096ULL /* O_DIRECT alignment of offsets, lengths and buffers */
+/* Opens the unnamed tier file in TF_TIER_DIR once; 0 when there is none or it cannot be made. */
+int tf_disk_open(void);
+/* Bytes of file a move of `bytes` takes (whole aligned blocks). */
+uint64_t tf_disk_span(uint64_t bytes);
+/* Two bounce buffers and a stream for the moves of one request (NULL: no memory). */
+typedef struct tf_tier_xfer tf_tier_xfer;
+tf_tier_xfer *tf_xfer_begin(void);
+void tf_xfer_end(tf_tier_xfer *x);
+/* size bytes at va to the file at off, then fdatasync; 0 on any failure (disk full...). */
+int tf_disk_write(tf_tier_xfer *x, CUdeviceptr va, uint64_t size, uint64_t off);
+/* The file at off back into size bytes mapped at va; 0 on failure. */
+int tf_disk_read(tf_tier_xfer *x, CUdeviceptr va, uint64_t size, uint64_t off);
+void tf_disk_truncate(uint64_t length);
+void tf_disk_forget(void); /* in a forked child */
 
 /* ---- compute admission (compute.c; the bucket itself is tf/compute.h) ---- */
 

@@ -39,7 +39,6 @@
 #define TIER_POLL_NS 10000000ULL         /* the watcher looks at the request every 10 ms */
 #define TIER_LOCK_S 30                   /* longest wait for a move in progress */
 #define TIER_DRAIN_NS 2000000000ULL      /* longest wait for calls in flight before a freeze */
-#define TIER_BOUNCE (4ULL << 20)         /* disk transfers go through this much host memory */
 
 typedef struct tier_alloc {
     uint64_t va, size, asked; /* VA, bytes mapped (granularity), bytes charged */
@@ -91,8 +90,7 @@ int tf_tier_on;          /* atomic: movable memory exists; launches/copies take 
 static int frozen;       /* atomic: some memory is off the device by a freeze */
 static int inflight;     /* atomic: gated calls inside the driver */
 static CUcontext tier_ctx;
-static int disk_fd = -1;
-static uint64_t disk_end;
+static uint64_t disk_end; /* bytes of the tier file in use (tier_disk.c) */
 static uint64_t granularity = 2ULL << 20;
 static uint64_t last_seq; /* request the watcher handled last */
 
@@ -242,75 +240,42 @@ static CUresult move_mapped(tier_alloc *a, int to) {
     return rc;
 }
 
-static int open_disk(void) {
-    if (disk_fd >= 0) return 1;
-    const char *dir = tf_shim_config_get()->tier_dir;
-    if (dir[0] == '\0') return 0;
-    /* An unnamed file: nothing is left on disk when the process dies, however it dies. */
-    disk_fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
-    return disk_fd >= 0;
-}
-
-static int write_all(uint64_t off, const unsigned char *buf, uint64_t n) {
-    while (n > 0) {
-        ssize_t w = pwrite(disk_fd, buf, n, (off_t)off);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) return 0;
-        buf += w, off += (uint64_t)w, n -= (uint64_t)w;
-    }
-    return 1;
-}
-
-static int read_all(uint64_t off, unsigned char *buf, uint64_t n) {
-    while (n > 0) {
-        ssize_t r = pread(disk_fd, buf, n, (off_t)off);
-        if (r < 0 && errno == EINTR) continue;
-        if (r <= 0) return 0;
-        buf += r, off += (uint64_t)r, n -= (uint64_t)r;
-    }
-    return 1;
-}
-
-/* Host tier -> file; the VA stays reserved, unmapped.  On failure it stays on the host. */
-static int to_disk(tier_alloc *a, unsigned char *bounce) {
-    if (!open_disk()) return 0;
+/* Device or host tier -> file (tier_disk.c); the VA stays reserved, unmapped.  The memory is
+ * released only once the file holds the bytes (fdatasync); on failure it stays where it was. */
+static int to_disk(tier_alloc *a, tf_tier_xfer *x) {
     uint64_t off = disk_end;
-    for (uint64_t done = 0; done < a->size; done += TIER_BOUNCE) {
-        uint64_t n = a->size - done < TIER_BOUNCE ? a->size - done : TIER_BOUNCE;
-        if (drv.dtoh(bounce, a->va + done, n) != CUDA_SUCCESS || !write_all(off + done, bounce, n)) {
-            if (ftruncate(disk_fd, (off_t)disk_end) != 0) { /* best effort: give the blocks back */
-            }
-            return 0;
-        }
+    if (!tf_disk_write(x, a->va, a->size, off)) {
+        tf_disk_truncate(disk_end); /* give the blocks back */
+        return 0;
     }
     if (drv.unmap(a->va, a->size) != CUDA_SUCCESS) return 0;
     drv.release(a->handle);
     a->handle = 0;
     a->disk_off = off;
-    disk_end = off + a->size;
+    disk_end = off + tf_disk_span(a->size);
     book_move(a->where, TF_TIER_AT_DISK, a->size);
     a->where = TF_TIER_AT_DISK;
     return 1;
 }
 
-/* File -> host tier at the same VA.  On failure it stays on disk. */
-static CUresult from_disk(tier_alloc *a, unsigned char *bounce) {
+/* File -> fresh memory at `to` (device, or host when the device has no room) at the same VA.
+ * On failure it stays on disk. */
+static CUresult from_disk(tier_alloc *a, tf_tier_xfer *x, int to) {
     uint64_t fresh = 0;
-    CUresult rc = create_at(&fresh, a->size, TF_TIER_AT_HOST, a->ordinal);
+    CUresult rc = create_at(&fresh, a->size, to, a->ordinal);
     if (rc != CUDA_SUCCESS) return rc;
     rc = map_at(a->va, a->size, fresh, a->ordinal);
-    for (uint64_t done = 0; rc == CUDA_SUCCESS && done < a->size; done += TIER_BOUNCE) {
-        uint64_t n = a->size - done < TIER_BOUNCE ? a->size - done : TIER_BOUNCE;
-        rc = read_all(a->disk_off + done, bounce, n) ? drv.htod(a->va + done, bounce, n) : CUDA_ERROR_OUT_OF_MEMORY;
+    if (rc == CUDA_SUCCESS && !tf_disk_read(x, a->va, a->size, a->disk_off)) {
+        drv.unmap(a->va, a->size);
+        rc = CUDA_ERROR_OUT_OF_MEMORY;
     }
     if (rc != CUDA_SUCCESS) {
-        drv.unmap(a->va, a->size);
         drv.release(fresh);
         return rc;
     }
     a->handle = fresh;
-    book_move(TF_TIER_AT_DISK, TF_TIER_AT_HOST, a->size);
-    a->where = TF_TIER_AT_HOST;
+    book_move(TF_TIER_AT_DISK, to, a->size);
+    a->where = to;
     return CUDA_SUCCESS;
 }
 
@@ -336,13 +301,15 @@ static void set_where(uint16_t result) {
 static uint16_t resume_locked(void) {
     uint16_t result = TF_TIER_OK;
     int moved = 0;
-    unsigned char *bounce = NULL;
+    tf_tier_xfer *xfer = NULL;
     if (tier_ctx != NULL) drv.set_ctx(tier_ctx);
     for (int i = 0; i < table_n; i++) {
         tier_alloc *a = &table[i];
         if (a->where == TF_TIER_AT_DISK) {
-            if (bounce == NULL && (bounce = malloc(TIER_BOUNCE)) == NULL) return TF_TIER_ERR_HOST;
-            if (from_disk(a, bounce) != CUDA_SUCCESS) {
+            if (xfer == NULL && (xfer = tf_xfer_begin()) == NULL) return TF_TIER_ERR_HOST;
+            /* Straight back to the device; into host memory only when the device has no room. */
+            if (from_disk(a, xfer, TF_TIER_AT_DEVICE) != CUDA_SUCCESS &&
+                from_disk(a, xfer, TF_TIER_AT_HOST) != CUDA_SUCCESS) {
                 result = TF_TIER_ERR_HOST;
                 continue;
             }
@@ -355,11 +322,12 @@ static uint16_t resume_locked(void) {
                 moved = 1;
         }
     }
-    free(bounce);
-    if (disk_fd >= 0) {
-        int still = 0;
-        for (int i = 0; i < table_n; i++) still |= table[i].where == TF_TIER_AT_DISK;
-        if (!still && ftruncate(disk_fd, 0) == 0) disk_end = 0;
+    tf_xfer_end(xfer);
+    int still = 0;
+    for (int i = 0; i < table_n; i++) still |= table[i].where == TF_TIER_AT_DISK;
+    if (!still && disk_end != 0) {
+        tf_disk_truncate(0);
+        disk_end = 0;
     }
     tf_shm_proc *p = tf_region_self();
     if (moved && p != NULL) __atomic_add_fetch(&p->tier_resumes, 1, __ATOMIC_RELAXED);
@@ -383,26 +351,30 @@ static uint16_t freeze_locked(int to) {
     drv.sync();
     uint16_t result = TF_TIER_OK;
     int moved = 0;
-    for (int i = 0; i < table_n && result == TF_TIER_OK; i++) {
+    /* To disk: each allocation goes straight from where it is to the file (no host memory
+     * needed); once the disk refuses, the rest go to the host tier, as a host freeze would. */
+    tf_tier_xfer *xfer = NULL;
+    int disk_ok = to == TF_TIER_AT_DISK && tf_disk_open() && (xfer = tf_xfer_begin()) != NULL;
+    if (to == TF_TIER_AT_DISK && !disk_ok) result = xfer == NULL && tf_disk_open() ? TF_TIER_ERR_HOST : TF_TIER_ERR_DISK;
+    for (int i = 0; i < table_n && (result == TF_TIER_OK || to == TF_TIER_AT_DISK); i++) {
         tier_alloc *a = &table[i];
-        if (a->pinned || a->where != TF_TIER_AT_DEVICE) continue;
-        if (move_mapped(a, TF_TIER_AT_HOST) != CUDA_SUCCESS)
-            result = TF_TIER_ERR_HOST;
-        else
-            moved = 1;
-    }
-    if (to == TF_TIER_AT_DISK && result == TF_TIER_OK) {
-        unsigned char *bounce = malloc(TIER_BOUNCE);
-        for (int i = 0; i < table_n && result == TF_TIER_OK; i++) {
-            tier_alloc *a = &table[i];
-            if (a->where != TF_TIER_AT_HOST) continue;
-            if (bounce == NULL || !to_disk(a, bounce))
-                result = bounce == NULL ? TF_TIER_ERR_HOST : TF_TIER_ERR_DISK;
-            else
+        if (a->pinned || a->where == TF_TIER_AT_DISK) continue;
+        if (disk_ok) {
+            if (to_disk(a, xfer)) {
                 moved = 1;
+                continue;
+            }
+            disk_ok = 0;
+            result = TF_TIER_ERR_DISK;
         }
-        free(bounce);
+        if (a->where != TF_TIER_AT_DEVICE) continue;
+        if (move_mapped(a, TF_TIER_AT_HOST) != CUDA_SUCCESS) {
+            result = TF_TIER_ERR_HOST;
+            break; /* no host memory: the rest stays on the device */
+        }
+        moved = 1;
     }
+    tf_xfer_end(xfer);
     tf_shm_proc *p = tf_region_self();
     if (moved && p != NULL) __atomic_add_fetch(&p->tier_freezes, 1, __ATOMIC_RELAXED);
     set_where(result);
@@ -441,7 +413,8 @@ static void after_fork_child(void) {
     my_flag = NULL; /* the forking thread's flag belonged to the parent's table */
     no_flag = 0;
     table_n = 0;
-    disk_fd = -1;
+    disk_end = 0;
+    tf_disk_forget();
     __atomic_store_n(&tf_tier_on, 0, __ATOMIC_RELAXED);
     __atomic_store_n(&frozen, 0, __ATOMIC_RELAXED);
     __atomic_store_n(&inflight, 0, __ATOMIC_RELAXED);
