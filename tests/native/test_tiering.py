@@ -347,3 +347,79 @@ def test_pitched_memory_moves_with_the_drivers_pitch(
     assert worker.ask("pitchcheck", 1) == {"pitchsame": "1"}
     assert region.tier_state().where == "device"
     assert worker.finish() == 0
+
+
+O_DIRECT, O_TMPFILE = 0o40000, 0o20000000  # x86-64 Linux (the open flags fdinfo shows)
+
+
+def _tier_file_flags(pid: int, tier_dir: Path) -> list[int]:
+    """Open flags of the process's unnamed (O_TMPFILE) files in tier_dir: the tier file."""
+    flags = []
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith(str(tier_dir)) and "(deleted)" in target:
+            info = Path(f"/proc/{pid}/fdinfo/{fd.name}").read_text()
+            flags.append(int(info.split("flags:")[1].split()[0], 8))
+    return [f for f in flags if f & O_TMPFILE]
+
+
+def _disk_round_trip(worker: Worker, region: Region, first: dict[str, str], rounds: int) -> None:
+    for cycle in range(rounds):
+        region.request_tier("disk")
+        state = settle(region)
+        assert (state.where, state.failures, state.host_bytes, state.disk_bytes) == ("disk", (), 0, 18 * MIB)
+        assert worker.ask("check", 3) == {"check": "0", "same": "1", "ptrs": first["ptrs"]}, cycle
+        assert worker.ask(f"write {cycle + 3}", 1)["write"] == "0"
+
+
+def test_the_disk_tier_writes_with_o_direct_in_whole_blocks(
+    libs: dict[str, Path], tierwork: Path, worker_region: tuple[Region, Path], tmp_path: Path
+) -> None:
+    """6 MiB buffers: a full and a half bounce block each, so both buffers and the short last
+    block are used; straight from the device (no host tier in between), and back."""
+    region, path = worker_region
+    worker = start(libs, tierwork, path, tmp_path, TF_LOG_LEVEL="info")
+    first = worker.ask("alloc 3 6", 3)
+    assert first["alloc"] == "0"
+    region.request_tier("disk")
+    assert settle(region).where == "disk"
+    flags = _tier_file_flags(worker.proc.pid, tmp_path)
+    assert len(flags) == 1
+    assert flags[0] & O_DIRECT
+    assert worker.ask("check", 3) == {"check": "0", "same": "1", "ptrs": first["ptrs"]}
+    _disk_round_trip(worker, region, first, 3)
+    assert worker.finish() == 0
+    assert "O_DIRECT" not in worker.stderr
+
+
+@pytest.fixture(scope="module")
+def no_odirect(cc: Callable[..., Path]) -> Path:
+    return cc("no_odirect.so", "no_odirect.c", flags=("-shared", "-fPIC", "-ldl"))
+
+
+@pytest.mark.parametrize("refused_at", ["open", "io"])
+def test_a_tier_directory_without_o_direct_falls_back_to_buffered_io_and_says_so_once(
+    libs: dict[str, Path],
+    tierwork: Path,
+    worker_region: tuple[Region, Path],
+    no_odirect: Path,
+    refused_at: str,
+) -> None:
+    """A filesystem that refuses O_DIRECT at open (old tmpfs) or at the first transfer (some
+    FUSE filesystems): the tier file goes on buffered, the data intact, one line in the log."""
+    region, path = worker_region
+    tmp_path = path.parent
+    worker = start(libs, tierwork, path, tmp_path, LD_PRELOAD=f"{libs['shim']} {no_odirect}", NO_ODIRECT=refused_at)
+    first = worker.ask("alloc 3 6", 3)
+    region.request_tier("disk")
+    assert settle(region).where == "disk"
+    flags = _tier_file_flags(worker.proc.pid, tmp_path)
+    assert len(flags) == 1
+    assert not flags[0] & O_DIRECT
+    assert worker.ask("check", 3) == {"check": "0", "same": "1", "ptrs": first["ptrs"]}
+    _disk_round_trip(worker, region, first, 2)
+    assert worker.finish() == 0
+    assert worker.stderr.count("refuses O_DIRECT") == 1, worker.stderr
