@@ -45,6 +45,7 @@ typedef struct tier_alloc {
     uint64_t handle;          /* physical allocation mapped at va; 0 while on disk */
     uint64_t disk_off;        /* offset in the tier file while on disk */
     int ordinal, dev, where, pinned;
+    CUcontext ctx;            /* the context that made it: its moves run there */
 } tier_alloc;
 
 typedef CUresult (*pfn_create)(CUmemGenericAllocationHandle *, size_t, const CUmemAllocationProp *, unsigned long long);
@@ -89,7 +90,9 @@ static int tier_ready;   /* the driver functions were found */
 int tf_tier_on;          /* atomic: movable memory exists; launches/copies take the gate */
 static int frozen;       /* atomic: some memory is off the device by a freeze */
 static int inflight;     /* atomic: gated calls inside the driver */
-static CUcontext tier_ctx;
+#define TIER_CTXS 64
+static CUcontext ctxs[TIER_CTXS]; /* every context that made movable memory: a freeze drains each */
+static int ctx_n;
 static uint64_t disk_end; /* bytes of the tier file in use (tier_disk.c) */
 static uint64_t granularity = 2ULL << 20;
 static uint64_t last_seq; /* request the watcher handled last */
@@ -167,6 +170,26 @@ static int lock_tier(void) {
     clock_gettime(CLOCK_REALTIME, &ts);
     ts.tv_sec += TIER_LOCK_S;
     return pthread_mutex_timedlock(&tier_lock, &ts) == 0;
+}
+
+/* Remembers a context that makes movable memory (with tier_lock held); 0 when there are too many. */
+static int note_ctx(CUcontext ctx) {
+    for (int i = 0; i < ctx_n; i++)
+        if (ctxs[i] == ctx) return 1;
+    if (ctx_n == TIER_CTXS) return 0;
+    ctxs[ctx_n++] = ctx;
+    return 1;
+}
+
+/* Makes c current for the moves that follow (a thread's current context is its own: the
+ * caller's is put back by leave_ctx).  The transfer buffers belong to a context: new ones. */
+static void use_ctx(CUcontext c, CUcontext *current, tf_tier_xfer **xfer) {
+    if (c == *current) return;
+    if (xfer != NULL && *xfer != NULL) {
+        tf_xfer_end(*xfer);
+        *xfer = NULL;
+    }
+    if (drv.set_ctx(c) == CUDA_SUCCESS) *current = c;
 }
 
 static void book(uint64_t *field, int64_t delta) {
@@ -302,11 +325,17 @@ static uint16_t resume_locked(void) {
     uint16_t result = TF_TIER_OK;
     int moved = 0;
     tf_tier_xfer *xfer = NULL;
-    if (tier_ctx != NULL) drv.set_ctx(tier_ctx);
+    CUcontext caller = NULL, current;
+    drv.get_ctx(&caller);
+    current = caller;
     for (int i = 0; i < table_n; i++) {
         tier_alloc *a = &table[i];
+        if (a->where != TF_TIER_AT_DEVICE) use_ctx(a->ctx, &current, &xfer);
         if (a->where == TF_TIER_AT_DISK) {
-            if (xfer == NULL && (xfer = tf_xfer_begin()) == NULL) return TF_TIER_ERR_HOST;
+            if (xfer == NULL && (xfer = tf_xfer_begin()) == NULL) {
+                result = TF_TIER_ERR_HOST;
+                continue;
+            }
             /* Straight back to the device; into host memory only when the device has no room. */
             if (from_disk(a, xfer, TF_TIER_AT_DEVICE) != CUDA_SUCCESS &&
                 from_disk(a, xfer, TF_TIER_AT_HOST) != CUDA_SUCCESS) {
@@ -323,6 +352,7 @@ static uint16_t resume_locked(void) {
         }
     }
     tf_xfer_end(xfer);
+    if (current != caller) drv.set_ctx(caller);
     int still = 0;
     for (int i = 0; i < table_n; i++) still |= table[i].where == TF_TIER_AT_DISK;
     if (!still && disk_end != 0) {
@@ -347,18 +377,28 @@ static uint16_t freeze_locked(int to) {
         }
         nap(100000);
     }
-    if (tier_ctx != NULL) drv.set_ctx(tier_ctx);
-    drv.sync();
+    CUcontext caller = NULL, current;
+    drv.get_ctx(&caller);
+    current = caller;
+    for (int i = 0; i < ctx_n; i++) { /* work of every context that made movable memory */
+        use_ctx(ctxs[i], &current, NULL);
+        if (current == ctxs[i]) drv.sync();
+    }
     uint16_t result = TF_TIER_OK;
     int moved = 0;
     /* To disk: each allocation goes straight from where it is to the file (no host memory
      * needed); once the disk refuses, the rest go to the host tier, as a host freeze would. */
     tf_tier_xfer *xfer = NULL;
-    int disk_ok = to == TF_TIER_AT_DISK && tf_disk_open() && (xfer = tf_xfer_begin()) != NULL;
-    if (to == TF_TIER_AT_DISK && !disk_ok) result = xfer == NULL && tf_disk_open() ? TF_TIER_ERR_HOST : TF_TIER_ERR_DISK;
+    int disk_ok = to == TF_TIER_AT_DISK && tf_disk_open();
+    if (to == TF_TIER_AT_DISK && !disk_ok) result = TF_TIER_ERR_DISK;
     for (int i = 0; i < table_n && (result == TF_TIER_OK || to == TF_TIER_AT_DISK); i++) {
         tier_alloc *a = &table[i];
         if (a->pinned || a->where == TF_TIER_AT_DISK) continue;
+        use_ctx(a->ctx, &current, &xfer);
+        if (disk_ok && xfer == NULL && (xfer = tf_xfer_begin()) == NULL) {
+            disk_ok = 0;
+            result = TF_TIER_ERR_HOST; /* no memory for the bounce buffers: host tier instead */
+        }
         if (disk_ok) {
             if (to_disk(a, xfer)) {
                 moved = 1;
@@ -375,6 +415,7 @@ static uint16_t freeze_locked(int to) {
         moved = 1;
     }
     tf_xfer_end(xfer);
+    if (current != caller) drv.set_ctx(caller);
     tf_shm_proc *p = tf_region_self();
     if (moved && p != NULL) __atomic_add_fetch(&p->tier_freezes, 1, __ATOMIC_RELAXED);
     set_where(result);
@@ -406,7 +447,7 @@ static void after_fork_child(void) {
     /* The child has no watcher and its own (new) slot; CUDA does not survive fork.  Its first
      * movable allocation starts a watcher of its own (the once-block runs again). */
     tier_once = (pthread_once_t)PTHREAD_ONCE_INIT;
-    tier_ctx = NULL;
+    ctx_n = 0;
     use_membarrier = 0; /* registration is per address space: the child registers again */
     memset(thread_flags, 0, sizeof thread_flags);
     thread_count = 0;
@@ -482,10 +523,6 @@ CUresult tf_tier_alloc(CUdeviceptr *dptr, uint64_t bytes, int dev) {
     CUdevice ordinal = 0;
     CUcontext ctx = NULL;
     if (drv.ctx_dev(&ordinal) != CUDA_SUCCESS || drv.get_ctx(&ctx) != CUDA_SUCCESS) return CUDA_ERROR_NOT_SUPPORTED;
-    /* Moves run in one context (the first to allocate movable memory); memory of other
-     * contexts stays plain rather than be copied where that context's device cannot reach. */
-    CUcontext first = __atomic_load_n(&tier_ctx, __ATOMIC_ACQUIRE);
-    if (first != NULL && first != ctx) return CUDA_ERROR_NOT_SUPPORTED;
     /* A new allocation needs the GPU: resume first.  Then leave the in-flight count before
      * taking the lock, which a freeze holds while it waits for that count to drain. */
     if (tf_tier_enter() != 0) return CUDA_ERROR_OUT_OF_MEMORY;
@@ -498,6 +535,10 @@ CUresult tf_tier_alloc(CUdeviceptr *dptr, uint64_t bytes, int dev) {
         rc = CUDA_ERROR_NOT_SUPPORTED; /* more than the table holds: plain, unmovable memory */
         goto unlock;
     }
+    if (!note_ctx(ctx)) {
+        rc = CUDA_ERROR_NOT_SUPPORTED; /* more contexts than a freeze drains: plain memory */
+        goto unlock;
+    }
     if ((rc = create_at(&handle, size, TF_TIER_AT_DEVICE, ordinal)) != CUDA_SUCCESS) goto unlock;
     if ((rc = drv.reserve(&va, size, granularity, 0, 0)) != CUDA_SUCCESS) {
         drv.release(handle);
@@ -508,8 +549,7 @@ CUresult tf_tier_alloc(CUdeviceptr *dptr, uint64_t bytes, int dev) {
         drv.release(handle);
         goto unlock;
     }
-    if (tier_ctx == NULL) __atomic_store_n(&tier_ctx, ctx, __ATOMIC_RELEASE);
-    table[table_n++] = (tier_alloc){va, size, bytes, handle, 0, ordinal, dev, TF_TIER_AT_DEVICE, 0};
+    table[table_n++] = (tier_alloc){va, size, bytes, handle, 0, ordinal, dev, TF_TIER_AT_DEVICE, 0, ctx};
     __atomic_store_n(&tf_tier_on, 1, __ATOMIC_RELEASE);
     *dptr = va;
     set_where(TF_TIER_OK);

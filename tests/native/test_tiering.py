@@ -423,3 +423,35 @@ def test_a_tier_directory_without_o_direct_falls_back_to_buffered_io_and_says_so
     _disk_round_trip(worker, region, first, 2)
     assert worker.finish() == 0
     assert worker.stderr.count("refuses O_DIRECT") == 1, worker.stderr
+
+
+SIM_UUID = "GPU-5153494d-0000-4000-8000-0000000000{:02x}"  # physical device N of the simulator
+
+
+def test_memory_of_every_context_moves_and_the_callers_context_is_kept(
+    libs: dict[str, Path], tierwork: Path, tmp_path: Path
+) -> None:
+    """A process with memory on two devices (a context each): a freeze drains and moves both,
+    each in its own context; a resume run by a call from device 1's context leaves that
+    context current."""
+    path = tmp_path / "two.shm"
+    with Region.create(
+        path, [DeviceSpec(SIM_UUID.format(0), 8 << 30), DeviceSpec(SIM_UUID.format(1), 8 << 30)]
+    ) as region:
+        region.set_tier_enabled(True)
+        worker = start(libs, tierwork, path, tmp_path, TF_SIM_GPU_COUNT="2")
+        first = worker.ask("alloc 2 4", 3)
+        assert first["alloc"] == "0"
+        assert worker.ask("device 1", 1) == {"device": "0"}
+        assert worker.ask("more 2", 1) == {"more": "0"}
+        assert nvml_used(libs) == 8 * MIB  # device 0's share; device 1 holds the rest
+        for to in ("host", "disk", "disk"):
+            region.request_tier(to)
+            state = settle(region)
+            assert (state.where, state.failures, state.pinned_bytes) == (to, (), 0)
+            assert state.host_bytes + state.disk_bytes == 16 * MIB
+            back = worker.ask("check", 3)
+            assert (back["check"], back["same"]) == ("0", "1"), to
+            assert worker.ask("whoami", 1) == {"ctxdev": "1"}  # the resume put the caller's context back
+            assert region.tier_state().where == "device"
+        assert worker.finish() == 0

@@ -16,6 +16,9 @@
  *   pitch W H     a pitched allocation of H rows of W bytes (cuMemAllocPitch, 4-byte elements),
  *                 rows filled with a pattern (cuMemcpy2D): pitch=, pitchalloc=
  *   pitchcheck    reads those rows back (cuMemcpy2D): pitchsame=1 when all are as written
+ *   device N      makes device N's primary context current: device=
+ *   more N        N more buffers of the same size in the current context, patterned: more=
+ *   whoami        the current context's device: ctxdev=
  *   verify        whether that route did what it should (bytes read back): verify=1; it then
  *                 puts the buffers' pattern back
  *   quit
@@ -69,6 +72,7 @@ FN(cuMemPrefetchAsync, CUresult, (CUdeviceptr, size_t, CUmemLocation, unsigned i
 FN(cuMemAllocManaged, CUresult, (CUdeviceptr *, size_t, unsigned int));
 FN(cuCtxGetCurrent, CUresult, (CUcontext *));
 FN(cuMemAllocPitch, CUresult, (CUdeviceptr *, size_t *, size_t, size_t, unsigned int));
+FN(cuCtxGetDevice, CUresult, (CUdevice *, CUcontext)); /* _v2 at 13.0: NULL is the current one */
 
 static CUdeviceptr bufs[MAX_BUFS];
 static size_t nbufs, bytes;
@@ -303,6 +307,7 @@ int main(void) {
     LOAD(cuMemAllocManaged);
     LOAD(cuCtxGetCurrent);
     LOAD(cuMemAllocPitch);
+    LOAD(cuCtxGetDevice);
     CUmodule mod;
     if (cuModuleLoadData(&mod, BUSY_PTX) != CUDA_SUCCESS || cuModuleGetFunction(&busy, mod, "busy") != CUDA_SUCCESS) {
         printf("error=module\n");
@@ -400,6 +405,26 @@ int main(void) {
             printf("pitchsame=%d\n", rc == CUDA_SUCCESS && memcmp(rows, expect_rows, pitch_width * pitch_height) == 0);
             free(rows);
             free(expect_rows);
+        } else if (sscanf(line, "device %lu", &a) == 1) {
+            CUdevice d;
+            CUcontext c;
+            CUresult rc = cuDeviceGet(&d, (int)a);
+            if (rc == CUDA_SUCCESS) rc = cuDevicePrimaryCtxRetain(&c, d);
+            if (rc == CUDA_SUCCESS) rc = cuCtxSetCurrent(c);
+            printf("device=%d\n", rc);
+        } else if (sscanf(line, "more %lu", &a) == 1 && nbufs + a <= MAX_BUFS && bytes > 0) {
+            CUresult rc = CUDA_SUCCESS;
+            size_t from = nbufs;
+            for (; nbufs < from + a && rc == CUDA_SUCCESS; nbufs++) rc = cuMemAlloc(&bufs[nbufs], bytes);
+            if (rc != CUDA_SUCCESS) nbufs--;
+            for (size_t i = from; i < nbufs && rc == CUDA_SUCCESS; i++) {
+                fill(want, i);
+                rc = cuMemcpyHtoD(bufs[i], want, bytes);
+            }
+            printf("more=%d\n", rc);
+        } else if (strncmp(line, "whoami", 6) == 0) {
+            CUdevice d = -1;
+            printf("ctxdev=%d\n", cuCtxGetDevice(&d, NULL) == CUDA_SUCCESS ? d : -1);
         } else if (strncmp(line, "quit", 4) == 0) {
             break;
         }
