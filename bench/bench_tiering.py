@@ -251,7 +251,7 @@ def main() -> None:
             )
         )
     for figure, seconds, plain, plain_name in (
-        ("freeze host to disk", disk["to_disk_s"], disk["plain_write_s"], "plain_write_fdatasync_seconds"),
+        ("freeze to disk", disk["to_disk_s"], disk["plain_write_s"], "plain_write_fdatasync_seconds"),
         ("resume from disk", disk["from_disk_s"], disk["plain_read_s"], "plain_cold_read_seconds"),
     ):
         print(

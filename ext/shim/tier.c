@@ -181,8 +181,9 @@ static int note_ctx(CUcontext ctx) {
     return 1;
 }
 
-/* Makes c current for the moves that follow (a thread's current context is its own: the
- * caller's is put back by leave_ctx).  The transfer buffers belong to a context: new ones. */
+/* Makes c current for the moves that follow (the mover puts its caller's context back when
+ * done).  Transfer buffers belong to a context: they are dropped, the next move makes new
+ * ones.  A context that is gone leaves the current one: same device, the moves still work. */
 static void use_ctx(CUcontext c, CUcontext *current, tf_tier_xfer **xfer) {
     if (c == *current) return;
     if (xfer != NULL && *xfer != NULL) {
