@@ -71,7 +71,8 @@
     X(cuMemPoolExportToShareableHandle) X(cuMemPoolImportFromShareableHandle) X(cuMemPoolExportPointer) \
     X(cuMemPoolImportPointer) X(cuMemcpyPeer) X(cuMemcpyPeerAsync) X(cuGraphUpload) X(cuStreamWriteValue32)      \
     X(cuStreamWriteValue64) X(cuStreamWaitValue32) X(cuStreamWaitValue64) X(cuStreamWriteValue32_v2)             \
-    X(cuStreamWriteValue64_v2) X(cuStreamWaitValue32_v2) X(cuStreamWaitValue64_v2)
+    X(cuStreamWriteValue64_v2) X(cuStreamWaitValue32_v2) X(cuStreamWaitValue64_v2) X(cuMemcpy3DPeer)              \
+    X(cuMemcpy3DPeerAsync) X(cuMemcpyBatchAsync) X(cuMemcpyBatchAsync_v2)
 
 /* Only their addresses are taken here; the definitions (with their real types) are elsewhere. */
 #define TF_DECLARE(name) extern void name(void);

@@ -983,6 +983,33 @@ TF_SIM_API CUresult cuMemImportFromShareableHandle(CUmemGenericAllocationHandle 
     return CUDA_SUCCESS;
 }
 
+/* Batched copies (CUDA 12.8 with a failure index, 13.0 without): each pair as cuMemcpyAsync;
+ * the attributes (source access order, location hints) change nothing on the simulator. */
+static CUresult copy_batch(CUdeviceptr *dsts, CUdeviceptr *srcs, size_t *sizes, size_t count, size_t num_attrs,
+                           size_t *fail, CUstream s) {
+    if (fail != NULL) *fail = SIZE_MAX;
+    if (dsts == NULL || srcs == NULL || sizes == NULL || count == 0 || num_attrs == 0) return CUDA_ERROR_INVALID_VALUE;
+    for (size_t i = 0; i < count; i++) {
+        CUresult rc = copy(DP(dsts[i]), DP(srcs[i]), sizes[i], 0, 0, s, 1);
+        if (rc != CUDA_SUCCESS) {
+            if (fail != NULL) *fail = i;
+            return rc;
+        }
+    }
+    return CUDA_SUCCESS;
+}
+
+TF_SIM_API CUresult cuMemcpyBatchAsync(CUdeviceptr *dsts, CUdeviceptr *srcs, size_t *sizes, size_t count, void *attrs,
+                                       size_t *attr_idxs, size_t num_attrs, size_t *fail, CUstream s) {
+    if (attrs == NULL || attr_idxs == NULL) return CUDA_ERROR_INVALID_VALUE;
+    return copy_batch(dsts, srcs, sizes, count, num_attrs, fail, s);
+}
+TF_SIM_API CUresult cuMemcpyBatchAsync_v2(CUdeviceptr *dsts, CUdeviceptr *srcs, size_t *sizes, size_t count,
+                                          void *attrs, size_t *attr_idxs, size_t num_attrs, CUstream s) {
+    if (attrs == NULL || attr_idxs == NULL) return CUDA_ERROR_INVALID_VALUE;
+    return copy_batch(dsts, srcs, sizes, count, num_attrs, NULL, s);
+}
+
 /* ---- stream memory operations on device words ----
  * SIMULATED: a write lands when enqueued; a wait must already hold when enqueued (nothing in
  * the simulator changes device memory later on the timeline, so it would never be released):

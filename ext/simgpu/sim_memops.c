@@ -116,6 +116,10 @@ static CUresult copy_3d(const CUDA_MEMCPY3D *p, CUstream stream, int async) {
 
 TF_SIM_API CUresult cuMemcpy3D_v2(const CUDA_MEMCPY3D *p) { return copy_3d(p, NULL, 0); }
 TF_SIM_API CUresult cuMemcpy3DAsync_v2(const CUDA_MEMCPY3D *p, CUstream s) { return copy_3d(p, s, 1); }
+/* CUDA_MEMCPY3D_PEER is CUDA_MEMCPY3D with the two reserved pointers as the contexts: every
+ * simulated device's memory is in one address space, so the contexts change nothing. */
+TF_SIM_API CUresult cuMemcpy3DPeer(const CUDA_MEMCPY3D *p) { return copy_3d(p, NULL, 0); }
+TF_SIM_API CUresult cuMemcpy3DPeerAsync(const CUDA_MEMCPY3D *p, CUstream s) { return copy_3d(p, s, 1); }
 TF_SIM_API CUresult cuMemcpy2D_v2(const CUDA_MEMCPY2D *p) { return copy_2d(p, NULL, 0); }
 TF_SIM_API CUresult cuMemcpy2DUnaligned_v2(const CUDA_MEMCPY2D *p) { return copy_2d(p, NULL, 0); }
 TF_SIM_API CUresult cuMemcpy2DAsync_v2(const CUDA_MEMCPY2D *p, CUstream s) { return copy_2d(p, s, 1); }

@@ -283,6 +283,8 @@ GATED_ROUTES = (
     "memcpy2dunaligned",
     "memcpy3d",
     "memcpy3dasync",
+    "memcpy3dpeer",
+    "batch",
     "memsetd16",
     "memsetd16async",
     "memsetd2d8",

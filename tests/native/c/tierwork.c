@@ -51,6 +51,8 @@ FN(cuMemcpy2DAsync, CUresult, (const void *, CUstream));
 FN(cuMemcpy2DUnaligned, CUresult, (const void *));
 FN(cuMemcpy3D, CUresult, (const void *));
 FN(cuMemcpy3DAsync, CUresult, (const void *, CUstream));
+FN(cuMemcpy3DPeer, CUresult, (const void *));
+FN(cuMemcpyBatchAsync, CUresult, (CUdeviceptr *, CUdeviceptr *, size_t *, size_t, void *, size_t *, size_t, CUstream));
 FN(cuMemsetD16, CUresult, (CUdeviceptr, unsigned short, size_t));
 FN(cuMemsetD16Async, CUresult, (CUdeviceptr, unsigned short, size_t, CUstream));
 FN(cuMemsetD2D8, CUresult, (CUdeviceptr, size_t, unsigned char, size_t, size_t));
@@ -182,6 +184,15 @@ static CUresult route(const char *name, unsigned char *got) {
     if (strcmp(name, "memcpy2dunaligned") == 0) return cuMemcpy2DUnaligned(&c2);
     if (strcmp(name, "memcpy3d") == 0) return cuMemcpy3D(&c3);
     if (strcmp(name, "memcpy3dasync") == 0) return cuMemcpy3DAsync(&c3, NULL);
+    c3.reserved0 = ctx, c3.reserved1 = ctx; /* CUDA_MEMCPY3D_PEER: the contexts in these slots */
+    if (strcmp(name, "memcpy3dpeer") == 0) return cuMemcpy3DPeer(&c3);
+    if (strcmp(name, "batch") == 0) { /* two halves, one batch (CUDA 13.0 form) */
+        CUdeviceptr dsts[2] = {(CUdeviceptr)(uintptr_t)got, (CUdeviceptr)(uintptr_t)(got + bytes / 2)};
+        CUdeviceptr srcs[2] = {bufs[0], bufs[0] + bytes / 2};
+        size_t sizes[2] = {bytes / 2, bytes / 2}, idx = 0;
+        unsigned char attrs[64] = {0}; /* CUmemcpyAttributes: default order and hints */
+        return cuMemcpyBatchAsync(dsts, srcs, sizes, 2, attrs, &idx, 1, NULL);
+    }
     expect = EXPECT_FILL;
     fill_width = 2, fill_value = 0xbeef;
     if (strcmp(name, "memsetd16") == 0) return cuMemsetD16(bufs[0], 0xbeef, bytes / 2);
@@ -286,6 +297,8 @@ int main(void) {
     LOAD(cuMemcpy2DUnaligned);
     LOAD(cuMemcpy3D);
     LOAD(cuMemcpy3DAsync);
+    LOAD(cuMemcpy3DPeer);
+    LOAD(cuMemcpyBatchAsync);
     LOAD(cuMemsetD16);
     LOAD(cuMemsetD16Async);
     LOAD(cuMemsetD2D8);
