@@ -457,3 +457,30 @@ def test_memory_of_every_context_moves_and_the_callers_context_is_kept(
             assert worker.ask("whoami", 1) == {"ctxdev": "1"}  # the resume put the caller's context back
             assert region.tier_state().where == "device"
         assert worker.finish() == 0
+
+
+def test_a_resume_from_disk_without_device_room_lands_in_host_memory_and_runs(
+    libs: dict[str, Path], tierwork: Path, tmp_path: Path
+) -> None:
+    """Disk goes straight back to the device when it has room; what finds none goes to the
+    warm tier instead of failing, and the call runs on it."""
+    extra = {"TF_SIM_GPU_VRAM": str(256 * MIB)}
+    regions = []
+    for name in ("a", "b"):
+        r = Region.create(tmp_path / f"{name}.shm", [DeviceSpec("0", 192 * MIB)])
+        r.set_tier_enabled(True)
+        regions.append(r)
+    a = start(libs, tierwork, tmp_path / "a.shm", tmp_path, **extra)
+    a_first = a.ask("alloc 6 32", 3)
+    regions[0].request_tier("disk")
+    assert settle(regions[0]).disk_bytes == 192 * MIB
+    b = start(libs, tierwork, tmp_path / "b.shm", tmp_path, **extra)
+    assert b.ask("alloc 6 32", 3)["alloc"] == "0"  # the GPU now has 64 MiB left
+    assert a.ask("check", 3) == {"check": "0", "same": "1", "ptrs": a_first["ptrs"]}
+    state = regions[0].tier_state()
+    assert (state.where, state.failures, state.disk_bytes) == ("host", ("no device memory",), 0)
+    assert state.host_bytes == 128 * MIB  # two buffers found room on the device
+    assert b.finish() == 0
+    assert a.finish() == 0
+    for r in regions:
+        r.close()
