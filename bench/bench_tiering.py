@@ -43,6 +43,8 @@ CALLGRIND_LAUNCHES = 20_000
 ALLOC_PAIRS, ALLOC_MIB = 20_000, 64  # a movable size: what a framework's caching allocator asks for
 FIRST_ALLOCS = 32  # allocations made at once in a fresh process: each a cache miss
 CALLGRIND_PAIRS = 2_000
+# The disk figures: a link this fast leaves the disk as what bounds a move to and from it.
+DISK_PCIE_MBPS = 1_000_000
 
 
 def _ask(proc: subprocess.Popen[str], line: str, answers: int) -> dict[str, str]:
@@ -90,6 +92,60 @@ def _tiered(tierwork: Path, base: dict[str, str], shim: Path, work: Path) -> dic
         "pair_ns": pair,
         "first_ns": first,
         "launch_ns": launch,
+    }
+
+
+def _plain_file(work: Path, nbytes: int) -> tuple[float, float]:
+    """A plain write (then fdatasync) and a cold read (page cache dropped for the file) of the
+    same bytes in the same directory, in 4 MiB calls: what the disk itself gives."""
+    chunk = os.urandom(4 << 20)
+    path = work / "plain.bin"
+    fd = os.open(path, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
+    start = time.monotonic()
+    for _ in range(nbytes // len(chunk)):
+        os.write(fd, chunk)
+    os.fdatasync(fd)
+    wrote = time.monotonic() - start
+    os.close(fd)
+    fd = os.open(path, os.O_RDONLY)
+    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    start = time.monotonic()
+    while os.read(fd, len(chunk)):
+        pass
+    read = time.monotonic() - start
+    os.close(fd)
+    path.unlink()
+    return wrote, read
+
+
+def _disk(tierwork: Path, base: dict[str, str], shim: Path, work: Path) -> dict[str, float]:
+    """Freeze to disk and resume from it, the link modelled so fast that the disk and the
+    simulator's own memory traffic bound both; against plain file I/O of the same bytes."""
+    path = work / "disk.shm"
+    with Region.create(path, [DeviceSpec("0", 64 << 30)]) as region:
+        region.set_tier_enabled(True)
+        env = dict(base, LD_PRELOAD=str(shim), TF_SHM_PATH=str(path), TF_TIER_DIR=str(work))
+        proc = subprocess.Popen([str(tierwork)], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        _ask(proc, f"alloc {BUFFERS} {MIB_EACH}", 3)
+        to_disk, back, plain_write, plain_read = [], [], [], []
+        for _ in range(ROUNDS):
+            to_disk.append(_timed_request(region, "disk"))
+            back.append(_timed_request(region, "resume"))
+            wrote, read = _plain_file(work, BUFFERS * MIB_EACH << 20)
+            plain_write.append(wrote)
+            plain_read.append(read)
+        assert _ask(proc, "check", 3)["same"] == "1"
+        assert proc.stdin is not None
+        assert proc.stdout is not None
+        proc.stdin.write("quit\n")
+        proc.stdin.close()
+        proc.wait(timeout=60)
+        proc.stdout.close()
+    return {
+        "to_disk_s": statistics.median(to_disk),
+        "from_disk_s": statistics.median(back),
+        "plain_write_s": statistics.median(plain_write),
+        "plain_read_s": statistics.median(plain_read),
     }
 
 
@@ -172,6 +228,12 @@ def main() -> None:
         tiered = _tiered(
             tierwork, dict(base, TF_SIM_STATE=str(work / "s1"), TF_SIM_PCIE_MBPS=str(PCIE_MBPS)), libs["shim"], work
         )
+        disk = _disk(
+            tierwork,
+            dict(base, TF_SIM_STATE=str(work / "s5"), TF_SIM_PCIE_MBPS=str(DISK_PCIE_MBPS)),
+            libs["shim"],
+            work,
+        )
         plain = _untiered(tierwork, dict(base, TF_SIM_STATE=str(work / "s2")), libs["shim"], work)
         costs = _small_calls(calls, dict(base, TF_SIM_STATE=str(work / "s3")), libs["shim"], work)
         instructions: dict[str, tuple[float, float]] = {}
@@ -206,6 +268,24 @@ def main() -> None:
                     "plain_dtoh_seconds": round(tiered["plain_s"], 4),
                     "ratio_to_plain_memcpy": round(tiered["plain_s"] / seconds, 3),
                     "target_ratio": 0.8,
+                    "rounds": ROUNDS,
+                }
+            )
+        )
+    for figure, seconds, plain, plain_name in (
+        ("freeze to disk", disk["to_disk_s"], disk["plain_write_s"], "plain_write_fdatasync_seconds"),
+        ("resume from disk", disk["from_disk_s"], disk["plain_read_s"], "plain_cold_read_seconds"),
+    ):
+        print(
+            json.dumps(
+                {
+                    "bench": "tiering",
+                    "figure": figure,
+                    "driver": "simulated",
+                    "bytes": moved,
+                    "seconds": round(seconds, 4),
+                    plain_name: round(plain, 4),
+                    "ratio_to_plain_file_io": round(plain / seconds, 3),
                     "rounds": ROUNDS,
                 }
             )

@@ -196,18 +196,40 @@ CUresult cuMemAlloc_v2(CUdeviceptr *dptr, size_t bytesize) {
     return finish(rc, admitted, TF_ALLOC_PTR, rc == CUDA_SUCCESS ? *dptr : 0, charged, dev);
 }
 
+/* Pitched memory that can move: the driver's own pitch for this row (asked with a one-row
+ * allocation, freed at once), times the height, as movable memory.  NOT_SUPPORTED: plain. */
+static CUresult tiered_pitch(tf_pfn_cuMemAllocPitch_v2 real, CUdeviceptr *dptr, size_t *pitch, size_t width,
+                             size_t height, unsigned int element, int dev) {
+    CUdeviceptr probe = 0;
+    size_t row = 0;
+    tf_pfn_cuMemFree_v2 free_fn = TF_REAL(cuMemFree_v2);
+    CUresult rc = real(&probe, &row, width, 1, element);
+    if (rc != CUDA_SUCCESS) return rc == CUDA_ERROR_INVALID_VALUE ? rc : CUDA_ERROR_NOT_SUPPORTED;
+    if (free_fn != NULL) free_fn(probe);
+    if (row < width || height > UINT64_MAX / row) return CUDA_ERROR_NOT_SUPPORTED;
+    rc = tf_tier_alloc(dptr, (uint64_t)row * height, dev);
+    if (rc == CUDA_SUCCESS) *pitch = row;
+    return rc;
+}
+
 CUresult cuMemAllocPitch_v2(CUdeviceptr *dptr, size_t *pitch, size_t width, size_t height, unsigned int element) {
     REAL_OR_FAIL(cuMemAllocPitch_v2);
     if (dptr == NULL || pitch == NULL || width == 0 || height == 0) return real(dptr, pitch, width, height, element);
     /* The pitch is only known afterwards: admit the unpadded size, then settle the padding. */
     ADMIT((uint64_t)width * height);
-    CUresult rc = real(dptr, pitch, width, height, element);
+    CUresult rc = CUDA_ERROR_NOT_SUPPORTED;
+    if (admitted == TF_ADMIT_OK && __builtin_expect(tf_tier_flag, 0) && charged >= TF_TIER_MIN_BYTES)
+        rc = tiered_pitch(real, dptr, pitch, width, height, element, dev);
+    if (rc == CUDA_ERROR_NOT_SUPPORTED) rc = real(dptr, pitch, width, height, element);
     if (rc == CUDA_SUCCESS && admitted == TF_ADMIT_OK && *pitch > width) {
         uint64_t extra = (uint64_t)(*pitch - width) * height;
         if (tf_admit(dev, extra) != TF_ADMIT_OK) {
             tf_pfn_cuMemFree_v2 free_fn = TF_REAL(cuMemFree_v2);
-            if (free_fn != NULL) free_fn(*dptr);
-            tf_admit_undo(dev, charged);
+            int handled = TF_TIER_NOT_OURS;
+            tf_tier_free(*dptr, charged, dev, &handled);
+            if (handled == TF_TIER_NOT_OURS && free_fn != NULL) free_fn(*dptr);
+            /* the cache of freed allocations keeps what it takes together with its charge */
+            if (handled != TF_TIER_CACHED) tf_admit_undo(dev, charged);
             return CUDA_ERROR_OUT_OF_MEMORY;
         }
         charged += extra;
@@ -577,9 +599,9 @@ CUresult cuMemPoolImportPointer(CUdeviceptr *dptr, CUmemoryPool pool, CUmemPoolP
  * A launch into a capturing stream only records a graph node: the graph's launch pays for it
  * (the admission path asks the driver only while a capture is in progress, capture.c). */
 
-/* The tiering gate around a driver call (tf_tier_flag_up): inline fast path; the first call
+/* The tiering gate's functions around a driver call (tf_tier_flag_up): inline fast path; the first call
  * of a thread, a frozen process and an unknown real pointer go to symbol##_gate_slow. */
-#define TF_GATE(symbol, params, args)                                                          \
+#define TF_GATE_FNS(symbol, params, args)                                                        \
     static __attribute__((noinline)) CUresult symbol##_gate_slow params {                     \
         tf_pfn_##symbol real = TF_REAL(symbol);                                               \
         if (real == NULL) return CUDA_ERROR_NOT_INITIALIZED;                                  \
@@ -603,7 +625,7 @@ CUresult cuMemPoolImportPointer(CUdeviceptr *dptr, CUmemoryPool pool, CUmemPoolP
     }
 
 #define TF_ADMITTED(symbol, params, args, cost, stream, per_thread)               \
-    TF_GATE(symbol, params, args)                                                  \
+    TF_GATE_FNS(symbol, params, args)                                              \
     static __attribute__((noinline)) CUresult symbol##_admit params {              \
         tf_pfn_##symbol real = TF_REAL(symbol);                                    \
         if (real == NULL) return CUDA_ERROR_NOT_INITIALIZED;                       \
@@ -784,9 +806,10 @@ CUresult cuIpcGetMemHandle(CUipcMemHandle *handle, CUdeviceptr dptr) {
 }
 
 /* ---- VRAM tiering: calls that touch device memory resume a frozen process first ----
- * Without movable memory: one load and a tail call. */
+ * Without movable memory: one load and a tail call.  The calls are the TF_GATE rows of
+ * hooks.def (launches pass the same gate in TF_ADMITTED). */
 #define TF_GATED(symbol, params, args)                                                        \
-    TF_GATE(symbol, params, args)                                                            \
+    TF_GATE_FNS(symbol, params, args)                                                        \
     CUresult symbol params {                                                                 \
         tf_pfn_##symbol real =                                                               \
             (tf_pfn_##symbol)__atomic_load_n(&tf_hooks[TF_HOOK_IDX_##symbol].real, __ATOMIC_ACQUIRE); \
@@ -795,35 +818,9 @@ CUresult cuIpcGetMemHandle(CUipcMemHandle *handle, CUdeviceptr dptr) {
             return symbol##_gate args;                                                       \
         return real args;                                                                    \
     }
-TF_GATED(cuMemcpyHtoD, (unsigned int dst, const void *src, size_t n), (dst, src, n))
-TF_GATED(cuMemcpyDtoH, (void *dst, unsigned int src, size_t n), (dst, src, n))
-TF_GATED(cuMemcpyDtoD, (unsigned int dst, unsigned int src, size_t n), (dst, src, n))
-TF_GATED(cuMemsetD8, (unsigned int dst, unsigned char v, size_t n), (dst, v, n))
-TF_GATED(cuMemsetD32, (unsigned int dst, unsigned int v, size_t n), (dst, v, n))
-TF_GATED(cuMemcpyHtoD_v2, (CUdeviceptr dst, const void *src, size_t n), (dst, src, n))
-TF_GATED(cuMemcpyDtoH_v2, (void *dst, CUdeviceptr src, size_t n), (dst, src, n))
-TF_GATED(cuMemcpyDtoD_v2, (CUdeviceptr dst, CUdeviceptr src, size_t n), (dst, src, n))
-TF_GATED(cuMemsetD8_v2, (CUdeviceptr dst, unsigned char v, size_t n), (dst, v, n))
-TF_GATED(cuMemsetD32_v2, (CUdeviceptr dst, unsigned int v, size_t n), (dst, v, n))
-TF_GATED(cuMemcpyHtoD_v2_ptds, (CUdeviceptr dst, const void *src, size_t n), (dst, src, n))
-TF_GATED(cuMemcpyDtoH_v2_ptds, (void *dst, CUdeviceptr src, size_t n), (dst, src, n))
-TF_GATED(cuMemcpyDtoD_v2_ptds, (CUdeviceptr dst, CUdeviceptr src, size_t n), (dst, src, n))
-TF_GATED(cuMemsetD8_v2_ptds, (CUdeviceptr dst, unsigned char v, size_t n), (dst, v, n))
-TF_GATED(cuMemsetD32_v2_ptds, (CUdeviceptr dst, unsigned int v, size_t n), (dst, v, n))
-TF_GATED(cuMemcpyHtoDAsync, (unsigned int dst, const void *src, size_t n, CUstream s), (dst, src, n, s))
-TF_GATED(cuMemcpyDtoHAsync, (void *dst, unsigned int src, size_t n, CUstream s), (dst, src, n, s))
-TF_GATED(cuMemcpyDtoDAsync, (unsigned int dst, unsigned int src, size_t n, CUstream s), (dst, src, n, s))
-TF_GATED(cuMemcpyHtoDAsync_v2, (CUdeviceptr dst, const void *src, size_t n, CUstream s), (dst, src, n, s))
-TF_GATED(cuMemcpyDtoHAsync_v2, (void *dst, CUdeviceptr src, size_t n, CUstream s), (dst, src, n, s))
-TF_GATED(cuMemcpyDtoDAsync_v2, (CUdeviceptr dst, CUdeviceptr src, size_t n, CUstream s), (dst, src, n, s))
-TF_GATED(cuMemcpyHtoDAsync_v2_ptsz, (CUdeviceptr dst, const void *src, size_t n, CUstream s), (dst, src, n, s))
-TF_GATED(cuMemcpyDtoHAsync_v2_ptsz, (void *dst, CUdeviceptr src, size_t n, CUstream s), (dst, src, n, s))
-TF_GATED(cuMemcpyDtoDAsync_v2_ptsz, (CUdeviceptr dst, CUdeviceptr src, size_t n, CUstream s), (dst, src, n, s))
-TF_GATED(cuMemcpy, (CUdeviceptr dst, CUdeviceptr src, size_t n), (dst, src, n))
-TF_GATED(cuMemcpy_ptds, (CUdeviceptr dst, CUdeviceptr src, size_t n), (dst, src, n))
-TF_GATED(cuMemcpyAsync, (CUdeviceptr dst, CUdeviceptr src, size_t n, CUstream s), (dst, src, n, s))
-TF_GATED(cuMemcpyAsync_ptsz, (CUdeviceptr dst, CUdeviceptr src, size_t n, CUstream s), (dst, src, n, s))
-TF_GATED(cuMemsetD8Async, (CUdeviceptr dst, unsigned char v, size_t n, CUstream s), (dst, v, n, s))
-TF_GATED(cuMemsetD8Async_ptsz, (CUdeviceptr dst, unsigned char v, size_t n, CUstream s), (dst, v, n, s))
-TF_GATED(cuMemsetD32Async, (CUdeviceptr dst, unsigned int v, size_t n, CUstream s), (dst, v, n, s))
-TF_GATED(cuMemsetD32Async_ptsz, (CUdeviceptr dst, unsigned int v, size_t n, CUstream s), (dst, v, n, s))
+/* One gated hook per TF_GATE row of hooks.def. */
+#define TF_HOOK(base, symbol, ret, params, args)
+#define TF_GATE(base, symbol, ret, params, args) TF_GATED(symbol, params, args)
+#include "tf/hooks.def"
+#undef TF_GATE
+#undef TF_HOOK

@@ -174,7 +174,7 @@ static inline void tf_tier_flag_down(void) { __atomic_store_n(tf_tier_my_flag, 0
  * entry's charge is settled to `bytes`; *dev: where it is charged).  CUDA_ERROR_NOT_FOUND:
  * none fits, or the difference does not fit the limit; the caller admits and allocates. */
 CUresult tf_tier_reuse(CUdeviceptr *dptr, uint64_t bytes, int *dev);
-/* A new VMM allocation; the caller has charged `bytes` on dev. */
+/* A new VMM allocation (cuMemAlloc_v2, cuMemAllocPitch_v2); the caller has charged `bytes` on dev. */
 CUresult tf_tier_alloc(CUdeviceptr *dptr, uint64_t bytes, int dev);
 /* cuMemFree_v2 of movable memory, whose charge (bytes on dev) the caller took back:
  * *handled is TF_TIER_NOT_OURS (the caller calls the driver), TF_TIER_FREED (the caller
@@ -188,6 +188,24 @@ int tf_tier_cache_flush(void);
 uint64_t tf_tier_cached(int dev);
 /* Whether ptr lies in movable memory (the driver refuses legacy IPC handles of it). */
 int tf_tier_is_movable(CUdeviceptr ptr);
+
+/* ---- the cold tier's file (tier_disk.c): O_DIRECT where the filesystem allows ---- */
+
+#define TF_DISK_ALIGN 4096ULL /* O_DIRECT alignment of offsets, lengths and buffers */
+/* Opens the unnamed tier file in TF_TIER_DIR once; 0 when there is none or it cannot be made. */
+int tf_disk_open(void);
+/* Bytes of file a move of `bytes` takes (whole aligned blocks). */
+uint64_t tf_disk_span(uint64_t bytes);
+/* Two bounce buffers and a stream for the moves of one request (NULL: no memory). */
+typedef struct tf_tier_xfer tf_tier_xfer;
+tf_tier_xfer *tf_xfer_begin(void);
+void tf_xfer_end(tf_tier_xfer *x);
+/* size bytes at va to the file at off, then fdatasync; 0 on any failure (disk full...). */
+int tf_disk_write(tf_tier_xfer *x, CUdeviceptr va, uint64_t size, uint64_t off);
+/* The file at off back into size bytes mapped at va; 0 on failure. */
+int tf_disk_read(tf_tier_xfer *x, CUdeviceptr va, uint64_t size, uint64_t off);
+void tf_disk_truncate(uint64_t length);
+void tf_disk_forget(void); /* in a forked child */
 
 /* ---- compute admission (compute.c; the bucket itself is tf/compute.h) ---- */
 

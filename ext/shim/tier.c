@@ -39,13 +39,13 @@
 #define TIER_POLL_NS 10000000ULL         /* the watcher looks at the request every 10 ms */
 #define TIER_LOCK_S 30                   /* longest wait for a move in progress */
 #define TIER_DRAIN_NS 2000000000ULL      /* longest wait for calls in flight before a freeze */
-#define TIER_BOUNCE (4ULL << 20)         /* disk transfers go through this much host memory */
 
 typedef struct tier_alloc {
     uint64_t va, size, asked; /* VA, bytes mapped (granularity), bytes charged */
     uint64_t handle;          /* physical allocation mapped at va; 0 while on disk */
     uint64_t disk_off;        /* offset in the tier file while on disk */
     int ordinal, dev, where, pinned;
+    CUcontext ctx;            /* the context that made it: its moves run there */
 } tier_alloc;
 
 typedef CUresult (*pfn_create)(CUmemGenericAllocationHandle *, size_t, const CUmemAllocationProp *, unsigned long long);
@@ -106,9 +106,10 @@ static int tier_ready;   /* the driver functions were found */
 int tf_tier_on;          /* atomic: movable memory exists; launches/copies take the gate */
 int tf_tier_frozen;      /* atomic: some memory is off the device by a freeze (read inline by the gate) */
 static int inflight;     /* atomic: gated calls inside the driver */
-static CUcontext tier_ctx;
-static int disk_fd = -1;
-static uint64_t disk_end;
+#define TIER_CTXS 64
+static CUcontext ctxs[TIER_CTXS]; /* every context that made movable memory: a freeze drains each */
+static int ctx_n;
+static uint64_t disk_end; /* bytes of the tier file in use (tier_disk.c) */
 static uint64_t granularity = 2ULL << 20;
 static uint64_t last_seq; /* request the watcher handled last */
 
@@ -188,6 +189,27 @@ static int lock_tier(void) {
     return pthread_mutex_timedlock(&tier_lock, &ts) == 0;
 }
 
+/* Remembers a context that makes movable memory (with tier_lock held); 0 when there are too many. */
+static int note_ctx(CUcontext ctx) {
+    for (int i = 0; i < ctx_n; i++)
+        if (ctxs[i] == ctx) return 1;
+    if (ctx_n == TIER_CTXS) return 0;
+    ctxs[ctx_n++] = ctx;
+    return 1;
+}
+
+/* Makes c current for the moves that follow (the mover puts its caller's context back when
+ * done).  Transfer buffers belong to a context: they are dropped, the next move makes new
+ * ones.  A context that is gone leaves the current one: same device, the moves still work. */
+static void use_ctx(CUcontext c, CUcontext *current, tf_tier_xfer **xfer) {
+    if (c == *current) return;
+    if (xfer != NULL && *xfer != NULL) {
+        tf_xfer_end(*xfer);
+        *xfer = NULL;
+    }
+    if (drv.set_ctx(c) == CUDA_SUCCESS) *current = c;
+}
+
 static void book(uint64_t *field, int64_t delta) {
     if (delta >= 0)
         __atomic_add_fetch(field, (uint64_t)delta, __ATOMIC_SEQ_CST);
@@ -259,75 +281,42 @@ static CUresult move_mapped(tier_alloc *a, int to) {
     return rc;
 }
 
-static int open_disk(void) {
-    if (disk_fd >= 0) return 1;
-    const char *dir = tf_shim_config_get()->tier_dir;
-    if (dir[0] == '\0') return 0;
-    /* An unnamed file: nothing is left on disk when the process dies, however it dies. */
-    disk_fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
-    return disk_fd >= 0;
-}
-
-static int write_all(uint64_t off, const unsigned char *buf, uint64_t n) {
-    while (n > 0) {
-        ssize_t w = pwrite(disk_fd, buf, n, (off_t)off);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) return 0;
-        buf += w, off += (uint64_t)w, n -= (uint64_t)w;
-    }
-    return 1;
-}
-
-static int read_all(uint64_t off, unsigned char *buf, uint64_t n) {
-    while (n > 0) {
-        ssize_t r = pread(disk_fd, buf, n, (off_t)off);
-        if (r < 0 && errno == EINTR) continue;
-        if (r <= 0) return 0;
-        buf += r, off += (uint64_t)r, n -= (uint64_t)r;
-    }
-    return 1;
-}
-
-/* Host tier -> file; the VA stays reserved, unmapped.  On failure it stays on the host. */
-static int to_disk(tier_alloc *a, unsigned char *bounce) {
-    if (!open_disk()) return 0;
+/* Device or host tier -> file (tier_disk.c); the VA stays reserved, unmapped.  The memory is
+ * released only once the file holds the bytes (fdatasync); on failure it stays where it was. */
+static int to_disk(tier_alloc *a, tf_tier_xfer *x) {
     uint64_t off = disk_end;
-    for (uint64_t done = 0; done < a->size; done += TIER_BOUNCE) {
-        uint64_t n = a->size - done < TIER_BOUNCE ? a->size - done : TIER_BOUNCE;
-        if (drv.dtoh(bounce, a->va + done, n) != CUDA_SUCCESS || !write_all(off + done, bounce, n)) {
-            if (ftruncate(disk_fd, (off_t)disk_end) != 0) { /* best effort: give the blocks back */
-            }
-            return 0;
-        }
+    if (!tf_disk_write(x, a->va, a->size, off)) {
+        tf_disk_truncate(disk_end); /* give the blocks back */
+        return 0;
     }
     if (drv.unmap(a->va, a->size) != CUDA_SUCCESS) return 0;
     drv.release(a->handle);
     a->handle = 0;
     a->disk_off = off;
-    disk_end = off + a->size;
+    disk_end = off + tf_disk_span(a->size);
     book_move(a->where, TF_TIER_AT_DISK, a->size);
     a->where = TF_TIER_AT_DISK;
     return 1;
 }
 
-/* File -> host tier at the same VA.  On failure it stays on disk. */
-static CUresult from_disk(tier_alloc *a, unsigned char *bounce) {
+/* File -> fresh memory at `to` (device, or host when the device has no room) at the same VA.
+ * On failure it stays on disk. */
+static CUresult from_disk(tier_alloc *a, tf_tier_xfer *x, int to) {
     uint64_t fresh = 0;
-    CUresult rc = create_at(&fresh, a->size, TF_TIER_AT_HOST, a->ordinal);
+    CUresult rc = create_at(&fresh, a->size, to, a->ordinal);
     if (rc != CUDA_SUCCESS) return rc;
     rc = map_at(a->va, a->size, fresh, a->ordinal);
-    for (uint64_t done = 0; rc == CUDA_SUCCESS && done < a->size; done += TIER_BOUNCE) {
-        uint64_t n = a->size - done < TIER_BOUNCE ? a->size - done : TIER_BOUNCE;
-        rc = read_all(a->disk_off + done, bounce, n) ? drv.htod(a->va + done, bounce, n) : CUDA_ERROR_OUT_OF_MEMORY;
+    if (rc == CUDA_SUCCESS && !tf_disk_read(x, a->va, a->size, a->disk_off)) {
+        drv.unmap(a->va, a->size);
+        rc = CUDA_ERROR_OUT_OF_MEMORY;
     }
     if (rc != CUDA_SUCCESS) {
-        drv.unmap(a->va, a->size);
         drv.release(fresh);
         return rc;
     }
     a->handle = fresh;
-    book_move(TF_TIER_AT_DISK, TF_TIER_AT_HOST, a->size);
-    a->where = TF_TIER_AT_HOST;
+    book_move(TF_TIER_AT_DISK, to, a->size);
+    a->where = to;
     return CUDA_SUCCESS;
 }
 
@@ -390,13 +379,14 @@ static int cache_put(const tier_alloc *a) {
     return 1;
 }
 
-/* The smallest cached entry that serves `size` mapped bytes, the newest of equals (its memory
- * is the most likely still warm, and taking the last entry moves nothing); -1: none. */
-static int cache_find(uint64_t size) {
+/* The smallest cached entry of context ctx that serves `size` mapped bytes, the newest of
+ * equals (its memory is the most likely still warm, and taking the last entry moves nothing);
+ * -1: none. */
+static int cache_find(uint64_t size, CUcontext ctx) {
     int best = -1;
     for (int i = 0; i < cache_n; i++) {
         const tier_alloc *e = &cache[i];
-        if (e->size < size || e->size - size > size / TIER_CACHE_SLACK) continue;
+        if (e->ctx != ctx || e->size < size || e->size - size > size / TIER_CACHE_SLACK) continue;
         if (best < 0 || e->size <= cache[best].size) best = i; /* ties: the newest, at the end */
     }
     return best;
@@ -424,13 +414,21 @@ uint64_t tf_tier_cached(int dev) {
 static uint16_t resume_locked(void) {
     uint16_t result = TF_TIER_OK;
     int moved = 0;
-    unsigned char *bounce = NULL;
-    if (tier_ctx != NULL) drv.set_ctx(tier_ctx);
+    tf_tier_xfer *xfer = NULL;
+    CUcontext caller = NULL, current;
+    drv.get_ctx(&caller);
+    current = caller;
     for (int i = 0; i < table_n; i++) {
         tier_alloc *a = &table[i];
+        if (a->where != TF_TIER_AT_DEVICE) use_ctx(a->ctx, &current, &xfer);
         if (a->where == TF_TIER_AT_DISK) {
-            if (bounce == NULL && (bounce = malloc(TIER_BOUNCE)) == NULL) return TF_TIER_ERR_HOST;
-            if (from_disk(a, bounce) != CUDA_SUCCESS) {
+            if (xfer == NULL && (xfer = tf_xfer_begin()) == NULL) {
+                result = TF_TIER_ERR_HOST;
+                continue;
+            }
+            /* Straight back to the device; into host memory only when the device has no room. */
+            if (from_disk(a, xfer, TF_TIER_AT_DEVICE) != CUDA_SUCCESS &&
+                from_disk(a, xfer, TF_TIER_AT_HOST) != CUDA_SUCCESS) {
                 result = TF_TIER_ERR_HOST;
                 continue;
             }
@@ -443,11 +441,13 @@ static uint16_t resume_locked(void) {
                 moved = 1;
         }
     }
-    free(bounce);
-    if (disk_fd >= 0) {
-        int still = 0;
-        for (int i = 0; i < table_n; i++) still |= table[i].where == TF_TIER_AT_DISK;
-        if (!still && ftruncate(disk_fd, 0) == 0) disk_end = 0;
+    tf_xfer_end(xfer);
+    if (current != caller) drv.set_ctx(caller);
+    int still = 0;
+    for (int i = 0; i < table_n; i++) still |= table[i].where == TF_TIER_AT_DISK;
+    if (!still && disk_end != 0) {
+        tf_disk_truncate(0);
+        disk_end = 0;
     }
     tf_shm_proc *p = tf_region_self();
     if (moved && p != NULL) __atomic_add_fetch(&p->tier_resumes, 1, __ATOMIC_RELAXED);
@@ -468,30 +468,45 @@ static uint16_t freeze_locked(int to) {
         }
         nap(100000);
     }
-    if (tier_ctx != NULL) drv.set_ctx(tier_ctx);
-    drv.sync();
+    CUcontext caller = NULL, current;
+    drv.get_ctx(&caller);
+    current = caller;
+    for (int i = 0; i < ctx_n; i++) { /* work of every context that made movable memory */
+        use_ctx(ctxs[i], &current, NULL);
+        if (current == ctxs[i]) drv.sync();
+    }
     uint16_t result = TF_TIER_OK;
     int moved = 0;
-    for (int i = 0; i < table_n && result == TF_TIER_OK; i++) {
+    /* To disk: each allocation goes straight from where it is to the file (no host memory
+     * needed); once the disk refuses, the rest go to the host tier, as a host freeze would. */
+    tf_tier_xfer *xfer = NULL;
+    int disk_ok = to == TF_TIER_AT_DISK && tf_disk_open();
+    if (to == TF_TIER_AT_DISK && !disk_ok) result = TF_TIER_ERR_DISK;
+    for (int i = 0; i < table_n && (result == TF_TIER_OK || to == TF_TIER_AT_DISK); i++) {
         tier_alloc *a = &table[i];
-        if (a->pinned || a->where != TF_TIER_AT_DEVICE) continue;
-        if (move_mapped(a, TF_TIER_AT_HOST) != CUDA_SUCCESS)
-            result = TF_TIER_ERR_HOST;
-        else
-            moved = 1;
-    }
-    if (to == TF_TIER_AT_DISK && result == TF_TIER_OK) {
-        unsigned char *bounce = malloc(TIER_BOUNCE);
-        for (int i = 0; i < table_n && result == TF_TIER_OK; i++) {
-            tier_alloc *a = &table[i];
-            if (a->where != TF_TIER_AT_HOST) continue;
-            if (bounce == NULL || !to_disk(a, bounce))
-                result = bounce == NULL ? TF_TIER_ERR_HOST : TF_TIER_ERR_DISK;
-            else
-                moved = 1;
+        if (a->pinned || a->where == TF_TIER_AT_DISK) continue;
+        use_ctx(a->ctx, &current, &xfer);
+        if (disk_ok && xfer == NULL && (xfer = tf_xfer_begin()) == NULL) {
+            disk_ok = 0;
+            result = TF_TIER_ERR_HOST; /* no memory for the bounce buffers: host tier instead */
         }
-        free(bounce);
+        if (disk_ok) {
+            if (to_disk(a, xfer)) {
+                moved = 1;
+                continue;
+            }
+            disk_ok = 0;
+            result = TF_TIER_ERR_DISK;
+        }
+        if (a->where != TF_TIER_AT_DEVICE) continue;
+        if (move_mapped(a, TF_TIER_AT_HOST) != CUDA_SUCCESS) {
+            result = TF_TIER_ERR_HOST;
+            break; /* no host memory: the rest stays on the device */
+        }
+        moved = 1;
     }
+    tf_xfer_end(xfer);
+    if (current != caller) drv.set_ctx(caller);
     tf_shm_proc *p = tf_region_self();
     if (moved && p != NULL) __atomic_add_fetch(&p->tier_freezes, 1, __ATOMIC_RELAXED);
     set_where(result);
@@ -523,7 +538,7 @@ static void after_fork_child(void) {
     /* The child has no watcher and its own (new) slot; CUDA does not survive fork.  Its first
      * movable allocation starts a watcher of its own (the once-block runs again). */
     tier_once = (pthread_once_t)PTHREAD_ONCE_INIT;
-    tier_ctx = NULL;
+    ctx_n = 0;
     use_membarrier = 0; /* registration is per address space: the child registers again */
     memset(thread_flags, 0, sizeof thread_flags);
     thread_count = 0;
@@ -532,7 +547,8 @@ static void after_fork_child(void) {
     table_n = 0;
     cache_n = 0; /* the child's CUDA and slot are new: nothing of the parent's is its own */
     cache_bytes = 0;
-    disk_fd = -1;
+    disk_end = 0;
+    tf_disk_forget();
     __atomic_store_n(&tf_tier_on, 0, __ATOMIC_RELAXED);
     __atomic_store_n(&tf_tier_frozen, 0, __ATOMIC_RELAXED);
     __atomic_store_n(&inflight, 0, __ATOMIC_RELAXED);
@@ -600,10 +616,6 @@ CUresult tf_tier_alloc(CUdeviceptr *dptr, uint64_t bytes, int dev) {
     CUdevice ordinal = 0;
     CUcontext ctx = NULL;
     if (drv.ctx_dev(&ordinal) != CUDA_SUCCESS || drv.get_ctx(&ctx) != CUDA_SUCCESS) return CUDA_ERROR_NOT_SUPPORTED;
-    /* Moves run in one context (the first to allocate movable memory); memory of other
-     * contexts stays plain rather than be copied where that context's device cannot reach. */
-    CUcontext first = __atomic_load_n(&tier_ctx, __ATOMIC_ACQUIRE);
-    if (first != NULL && first != ctx) return CUDA_ERROR_NOT_SUPPORTED;
     /* A new allocation needs the GPU: resume first.  Then leave the in-flight count before
      * taking the lock, which a freeze holds while it waits for that count to drain. */
     if (tf_tier_flag_up()) {
@@ -620,6 +632,10 @@ CUresult tf_tier_alloc(CUdeviceptr *dptr, uint64_t bytes, int dev) {
         rc = CUDA_ERROR_NOT_SUPPORTED; /* more than the table holds: plain, unmovable memory */
         goto unlock;
     }
+    if (!note_ctx(ctx)) {
+        rc = CUDA_ERROR_NOT_SUPPORTED; /* more contexts than a freeze drains: plain memory */
+        goto unlock;
+    }
     if ((rc = create_at(&handle, size, TF_TIER_AT_DEVICE, ordinal)) != CUDA_SUCCESS) goto unlock;
     if ((rc = drv.reserve(&va, size, granularity, 0, 0)) != CUDA_SUCCESS) {
         drv.release(handle);
@@ -630,8 +646,7 @@ CUresult tf_tier_alloc(CUdeviceptr *dptr, uint64_t bytes, int dev) {
         drv.release(handle);
         goto unlock;
     }
-    if (tier_ctx == NULL) __atomic_store_n(&tier_ctx, ctx, __ATOMIC_RELEASE);
-    table[table_n++] = (tier_alloc){va, size, bytes, handle, 0, ordinal, dev, TF_TIER_AT_DEVICE, 0};
+    table[table_n++] = (tier_alloc){va, size, bytes, handle, 0, ordinal, dev, TF_TIER_AT_DEVICE, 0, ctx};
     __atomic_store_n(&tf_tier_on, 1, __ATOMIC_RELEASE);
     *dptr = va;
     set_where(TF_TIER_OK);
@@ -645,11 +660,10 @@ CUresult tf_tier_reuse(CUdeviceptr *dptr, uint64_t bytes, int *dev) {
     /* A reuse touches no device memory, so it needs no gate; a frozen process goes the way of
      * tf_tier_alloc, which resumes it first (an allocation means it is active again). */
     if (__atomic_load_n(&tf_tier_frozen, __ATOMIC_RELAXED)) return CUDA_ERROR_NOT_FOUND;
-    if (drv.get_ctx(&ctx) != CUDA_SUCCESS || ctx != __atomic_load_n(&tier_ctx, __ATOMIC_ACQUIRE) || ctx == NULL)
-        return CUDA_ERROR_NOT_FOUND;
+    if (drv.get_ctx == NULL || drv.get_ctx(&ctx) != CUDA_SUCCESS || ctx == NULL) return CUDA_ERROR_NOT_FOUND;
     if (!lock_tier()) return CUDA_ERROR_NOT_FOUND;
     uint64_t size = (bytes + granularity - 1) / granularity * granularity;
-    int hit = table_n < TIER_MAX ? cache_find(size) : -1;
+    int hit = table_n < TIER_MAX ? cache_find(size, ctx) : -1;
     if (hit < 0) {
         pthread_mutex_unlock(&tier_lock);
         return CUDA_ERROR_NOT_FOUND;

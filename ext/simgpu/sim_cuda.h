@@ -119,6 +119,8 @@ void tf_wait_until(uint64_t t);
 
 /* Process-local allocation records (sim_mem.c). */
 int tf_mem_contains(CUdeviceptr ptr, uint64_t bytes);
+/* Whether the range touches reserved VA that has nothing mapped (an illegal address). */
+int tf_mem_unmapped(CUdeviceptr ptr, uint64_t bytes);
 /* The allocation holding ptr (device, managed, pinned host or VMM-mapped); 0 when none. */
 typedef struct tf_mem_range {
     CUdeviceptr start;

@@ -69,10 +69,13 @@
     X(cuMemGetAddressRange_v2) X(cuIpcGetMemHandle) X(cuIpcOpenMemHandle) X(cuIpcOpenMemHandle_v2)    \
     X(cuIpcCloseMemHandle) X(cuMemExportToShareableHandle) X(cuMemImportFromShareableHandle)          \
     X(cuMemPoolExportToShareableHandle) X(cuMemPoolImportFromShareableHandle) X(cuMemPoolExportPointer) \
-    X(cuMemPoolImportPointer)                                                                        \
     X(cuStreamBeginCapture) X(cuStreamBeginCapture_v2) X(cuStreamBeginCaptureToGraph) X(cuStreamEndCapture) \
     X(cuStreamIsCapturing) X(cuStreamGetCaptureInfo) X(cuStreamGetCaptureInfo_v2)                   \
-    X(cuStreamGetCaptureInfo_v3) X(cuThreadExchangeStreamCaptureMode)
+    X(cuStreamGetCaptureInfo_v3) X(cuThreadExchangeStreamCaptureMode) \
+    X(cuMemPoolImportPointer) X(cuMemcpyPeer) X(cuMemcpyPeerAsync) X(cuGraphUpload) X(cuStreamWriteValue32)      \
+    X(cuStreamWriteValue64) X(cuStreamWaitValue32) X(cuStreamWaitValue64) X(cuStreamWriteValue32_v2)             \
+    X(cuStreamWriteValue64_v2) X(cuStreamWaitValue32_v2) X(cuStreamWaitValue64_v2) X(cuMemcpy3DPeer)              \
+    X(cuMemcpy3DPeerAsync) X(cuMemcpyBatchAsync) X(cuMemcpyBatchAsync_v2)
 
 /* Only their addresses are taken here; the definitions (with their real types) are elsewhere. */
 #define TF_DECLARE(name) extern void name(void);

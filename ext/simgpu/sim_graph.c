@@ -410,3 +410,19 @@ TF_SIM_API CUresult cuGraphLaunch(CUgraphExec e, CUstream stream) {
     }
     return CUDA_SUCCESS;
 }
+
+/* An upload makes the graph's memory ahead of its first launch, in stream order. */
+TF_SIM_API CUresult cuGraphUpload(CUgraphExec e, CUstream stream) {
+    CUresult rc;
+    CUcontext c = tf_current(&rc);
+    if (c == NULL) return rc;
+    if (e == NULL || e->magic != TF_EXEC_MAGIC) return CUDA_ERROR_INVALID_VALUE;
+    uint64_t *tail = tf_stream_tail(stream, c, &rc);
+    if (tail == NULL) return rc;
+    if (e->memory != 0 && !__atomic_load_n(&e->memory_made, __ATOMIC_ACQUIRE)) {
+        if (!tf_sim_charge(e->physical, e->memory)) return CUDA_ERROR_OUT_OF_MEMORY;
+        __atomic_store_n(&e->memory_made, 1, __ATOMIC_RELEASE);
+    }
+    tf_enqueue(c, tail, 0, 0);
+    return CUDA_SUCCESS;
+}

@@ -99,6 +99,22 @@ int tf_mem_contains(CUdeviceptr ptr, uint64_t bytes) {
     return ok;
 }
 
+/* Reserved VA with nothing mapped there: a real GPU's copy engine or kernel faults on it and
+ * the call reports CUDA_ERROR_ILLEGAL_ADDRESS; here the range is PROT_NONE, so the simulator
+ * must refuse before touching it. */
+int tf_mem_unmapped(CUdeviceptr ptr, uint64_t bytes) {
+    int reserved = 0, mapped = 0;
+    if (bytes == 0) return 0;
+    pthread_mutex_lock(&lock);
+    for (size_t i = 0; i < count; i++) {
+        const record *r = &records[i];
+        if (r->kind == K_RESERVE && ptr < r->key + r->size && r->key < ptr + bytes) reserved = 1;
+        if (r->kind == K_MAPPED && ptr >= r->key && bytes <= r->size && ptr - r->key <= r->size - bytes) mapped = 1;
+    }
+    pthread_mutex_unlock(&lock);
+    return reserved && !mapped;
+}
+
 int tf_mem_find(CUdeviceptr ptr, tf_mem_range *out) {
     int found = 0;
     pthread_mutex_lock(&lock);
@@ -696,6 +712,8 @@ static CUresult copy(void *dst, const void *src, size_t n, int dst_dev, int src_
         if (tf_capture_op(stream, &op, &rc)) return rc;
     }
     if (!async && (rc = tf_capture_sync_guard(c)) != CUDA_SUCCESS) return rc;
+    if (tf_mem_unmapped((CUdeviceptr)(uintptr_t)dst, n) || tf_mem_unmapped((CUdeviceptr)(uintptr_t)src, n))
+        return CUDA_ERROR_ILLEGAL_ADDRESS;
     if ((dst_dev && !tf_mem_contains((CUdeviceptr)(uintptr_t)dst, n)) ||
         (src_dev && !tf_mem_contains((CUdeviceptr)(uintptr_t)src, n)))
         return CUDA_ERROR_INVALID_VALUE;
@@ -727,6 +745,18 @@ TF_SIM_API CUresult cuMemcpyAsync(CUdeviceptr dst, CUdeviceptr src, size_t n, CU
     return copy(DP(dst), DP(src), n, 0, 0, s, 1);
 }
 
+/* Peer copies: every simulated device's memory is in this address space, so a copy between
+ * contexts is a device-to-device copy ordered on the current context's stream. */
+TF_SIM_API CUresult cuMemcpyPeer(CUdeviceptr dst, CUcontext dc, CUdeviceptr src, CUcontext sc, size_t n) {
+    if (dc == NULL || sc == NULL || dc->magic != TF_CTX_MAGIC || sc->magic != TF_CTX_MAGIC) return CUDA_ERROR_INVALID_CONTEXT;
+    return copy(DP(dst), DP(src), n, 1, 1, NULL, 0);
+}
+TF_SIM_API CUresult cuMemcpyPeerAsync(CUdeviceptr dst, CUcontext dc, CUdeviceptr src, CUcontext sc, size_t n,
+                                      CUstream s) {
+    if (dc == NULL || sc == NULL || dc->magic != TF_CTX_MAGIC || sc->magic != TF_CTX_MAGIC) return CUDA_ERROR_INVALID_CONTEXT;
+    return copy(DP(dst), DP(src), n, 1, 1, s, 1);
+}
+
 static CUresult memset_n(CUdeviceptr dst, uint32_t value, size_t width, size_t n, CUstream stream, int async) {
     CUresult rc;
     CUcontext c = tf_current(&rc);
@@ -739,6 +769,7 @@ static CUresult memset_n(CUdeviceptr dst, uint32_t value, size_t width, size_t n
         if (tf_capture_op(stream, &op, &rc)) return rc;
     }
     if (!async && (rc = tf_capture_sync_guard(c)) != CUDA_SUCCESS) return rc;
+    if (tf_mem_unmapped(dst, n * width)) return CUDA_ERROR_ILLEGAL_ADDRESS;
     if (!tf_mem_contains(dst, n * width)) return CUDA_ERROR_INVALID_VALUE;
     uint64_t *tail = tf_stream_tail(async ? stream : NULL, c, &rc);
     if (tail == NULL) return rc;
@@ -991,4 +1022,87 @@ TF_SIM_API CUresult cuMemImportFromShareableHandle(CUmemGenericAllocationHandle 
     }
     *handle = (uint64_t)fd + 1;
     return CUDA_SUCCESS;
+}
+
+/* Batched copies (CUDA 12.8 with a failure index, 13.0 without): each pair as cuMemcpyAsync;
+ * the attributes (source access order, location hints) change nothing on the simulator. */
+static CUresult copy_batch(CUdeviceptr *dsts, CUdeviceptr *srcs, size_t *sizes, size_t count, size_t num_attrs,
+                           size_t *fail, CUstream s) {
+    if (fail != NULL) *fail = SIZE_MAX;
+    if (dsts == NULL || srcs == NULL || sizes == NULL || count == 0 || num_attrs == 0) return CUDA_ERROR_INVALID_VALUE;
+    for (size_t i = 0; i < count; i++) {
+        CUresult rc = copy(DP(dsts[i]), DP(srcs[i]), sizes[i], 0, 0, s, 1);
+        if (rc != CUDA_SUCCESS) {
+            if (fail != NULL) *fail = i;
+            return rc;
+        }
+    }
+    return CUDA_SUCCESS;
+}
+
+TF_SIM_API CUresult cuMemcpyBatchAsync(CUdeviceptr *dsts, CUdeviceptr *srcs, size_t *sizes, size_t count, void *attrs,
+                                       size_t *attr_idxs, size_t num_attrs, size_t *fail, CUstream s) {
+    if (attrs == NULL || attr_idxs == NULL) return CUDA_ERROR_INVALID_VALUE;
+    return copy_batch(dsts, srcs, sizes, count, num_attrs, fail, s);
+}
+TF_SIM_API CUresult cuMemcpyBatchAsync_v2(CUdeviceptr *dsts, CUdeviceptr *srcs, size_t *sizes, size_t count,
+                                          void *attrs, size_t *attr_idxs, size_t num_attrs, CUstream s) {
+    if (attrs == NULL || attr_idxs == NULL) return CUDA_ERROR_INVALID_VALUE;
+    return copy_batch(dsts, srcs, sizes, count, num_attrs, NULL, s);
+}
+
+/* ---- stream memory operations on device words ----
+ * SIMULATED: a write lands when enqueued; a wait must already hold when enqueued (nothing in
+ * the simulator changes device memory later on the timeline, so it would never be released):
+ * one that does not is refused with CUDA_ERROR_NOT_SUPPORTED rather than hang the stream. */
+static CUresult stream_value(CUstream stream, CUdeviceptr addr, uint64_t value, size_t width, unsigned int flags,
+                             int write) {
+    CUresult rc;
+    CUcontext c = tf_current(&rc);
+    if (c == NULL) return rc;
+    if (addr % width != 0) return CUDA_ERROR_INVALID_VALUE;
+    if (tf_mem_unmapped(addr, width)) return CUDA_ERROR_ILLEGAL_ADDRESS;
+    if (!tf_mem_contains(addr, width)) return CUDA_ERROR_INVALID_VALUE;
+    uint64_t *tail = tf_stream_tail(stream, c, &rc);
+    if (tail == NULL) return rc;
+    uint64_t now = 0;
+    if (write) {
+        memcpy(DP(addr), &value, width); /* little-endian: the low bytes for 32 bits */
+    } else {
+        memcpy(&now, DP(addr), width);
+        unsigned int op = flags & 0x3u; /* GEQ, EQ, AND, NOR */
+        uint64_t mask = width == 4 ? 0xffffffffULL : ~0ULL;
+        int holds = op == 0   ? (width == 4 ? (int32_t)((uint32_t)now - (uint32_t)value) >= 0 : (int64_t)(now - value) >= 0)
+                    : op == 1 ? now == (value & mask)
+                    : op == 2 ? (now & value) != 0
+                              : (~(now | value) & mask) != 0;
+        if (!holds) return CUDA_ERROR_NOT_SUPPORTED;
+    }
+    tf_enqueue(c, tail, 0, 0);
+    return CUDA_SUCCESS;
+}
+
+TF_SIM_API CUresult cuStreamWriteValue32(CUstream s, CUdeviceptr addr, uint32_t v, unsigned int flags) {
+    return stream_value(s, addr, v, 4, flags, 1);
+}
+TF_SIM_API CUresult cuStreamWriteValue64(CUstream s, CUdeviceptr addr, uint64_t v, unsigned int flags) {
+    return stream_value(s, addr, v, 8, flags, 1);
+}
+TF_SIM_API CUresult cuStreamWaitValue32(CUstream s, CUdeviceptr addr, uint32_t v, unsigned int flags) {
+    return stream_value(s, addr, v, 4, flags, 0);
+}
+TF_SIM_API CUresult cuStreamWaitValue64(CUstream s, CUdeviceptr addr, uint64_t v, unsigned int flags) {
+    return stream_value(s, addr, v, 8, flags, 0);
+}
+TF_SIM_API CUresult cuStreamWriteValue32_v2(CUstream s, CUdeviceptr addr, uint32_t v, unsigned int flags) {
+    return stream_value(s, addr, v, 4, flags, 1);
+}
+TF_SIM_API CUresult cuStreamWriteValue64_v2(CUstream s, CUdeviceptr addr, uint64_t v, unsigned int flags) {
+    return stream_value(s, addr, v, 8, flags, 1);
+}
+TF_SIM_API CUresult cuStreamWaitValue32_v2(CUstream s, CUdeviceptr addr, uint32_t v, unsigned int flags) {
+    return stream_value(s, addr, v, 4, flags, 0);
+}
+TF_SIM_API CUresult cuStreamWaitValue64_v2(CUstream s, CUdeviceptr addr, uint64_t v, unsigned int flags) {
+    return stream_value(s, addr, v, 8, flags, 0);
 }

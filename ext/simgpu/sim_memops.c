@@ -68,6 +68,8 @@ static CUresult copy_2d(const CUDA_MEMCPY2D *p, CUstream stream, int async) {
     if (!async && (rc = tf_capture_sync_guard(c)) != CUDA_SUCCESS) return rc;
     size_t src_span = (p->Height - 1) * p->srcPitch + p->WidthInBytes;
     size_t dst_span = (p->Height - 1) * p->dstPitch + p->WidthInBytes;
+    if (tf_mem_unmapped((CUdeviceptr)(uintptr_t)src, src_span) || tf_mem_unmapped((CUdeviceptr)(uintptr_t)dst, dst_span))
+        return CUDA_ERROR_ILLEGAL_ADDRESS;
     if ((src_dev && !tf_mem_contains((CUdeviceptr)(uintptr_t)src, src_span)) ||
         (dst_dev && !tf_mem_contains((CUdeviceptr)(uintptr_t)dst, dst_span)))
         return CUDA_ERROR_INVALID_VALUE;
@@ -120,6 +122,10 @@ static CUresult copy_3d(const CUDA_MEMCPY3D *p, CUstream stream, int async) {
 
 TF_SIM_API CUresult cuMemcpy3D_v2(const CUDA_MEMCPY3D *p) { return copy_3d(p, NULL, 0); }
 TF_SIM_API CUresult cuMemcpy3DAsync_v2(const CUDA_MEMCPY3D *p, CUstream s) { return copy_3d(p, s, 1); }
+/* CUDA_MEMCPY3D_PEER is CUDA_MEMCPY3D with the two reserved pointers as the contexts: every
+ * simulated device's memory is in one address space, so the contexts change nothing. */
+TF_SIM_API CUresult cuMemcpy3DPeer(const CUDA_MEMCPY3D *p) { return copy_3d(p, NULL, 0); }
+TF_SIM_API CUresult cuMemcpy3DPeerAsync(const CUDA_MEMCPY3D *p, CUstream s) { return copy_3d(p, s, 1); }
 TF_SIM_API CUresult cuMemcpy2D_v2(const CUDA_MEMCPY2D *p) { return copy_2d(p, NULL, 0); }
 TF_SIM_API CUresult cuMemcpy2DUnaligned_v2(const CUDA_MEMCPY2D *p) { return copy_2d(p, NULL, 0); }
 TF_SIM_API CUresult cuMemcpy2DAsync_v2(const CUDA_MEMCPY2D *p, CUstream s) { return copy_2d(p, s, 1); }
@@ -137,6 +143,7 @@ static CUresult memset_2d(CUdeviceptr dst, size_t pitch, uint32_t value, size_t 
         if (tf_capture_op(stream, &op, &rc)) return rc;
     }
     if (!async && (rc = tf_capture_sync_guard(c)) != CUDA_SUCCESS) return rc;
+    if (tf_mem_unmapped(dst, (h - 1) * pitch + w * width)) return CUDA_ERROR_ILLEGAL_ADDRESS;
     if (!tf_mem_contains(dst, (h - 1) * pitch + w * width)) return CUDA_ERROR_INVALID_VALUE;
     uint64_t *tail = tf_stream_tail(async ? stream : NULL, c, &rc);
     if (tail == NULL) return rc;

@@ -46,7 +46,7 @@ NVML_HOOKS = {
 def test_hooks_are_known_driver_variants() -> None:
     table = (INCLUDE / "driver_procs.inc").read_text()
     variants = set(re.findall(r"TF_DRIVER_PROC\((\w+), (\w+),", table))
-    hooks = set(re.findall(r"^TF_HOOK\((\w+), (\w+),", (INCLUDE / "hooks.def").read_text(), re.M))
+    hooks = set(re.findall(r"^TF_(?:HOOK|GATE)\((\w+), (\w+),", (INCLUDE / "hooks.def").read_text(), re.M))
     driver_hooks = {h for h in hooks if h[0].startswith("cu")}
     assert driver_hooks
     assert driver_hooks <= variants
@@ -56,12 +56,33 @@ def test_hooks_are_known_driver_variants() -> None:
 def test_every_variant_of_a_hooked_memory_function_is_hooked() -> None:
     """A caller's cudaVersion picks the variant: an unhooked one would bypass the limit."""
     table = re.findall(r"TF_DRIVER_PROC\((\w+), (\w+),", (INCLUDE / "driver_procs.inc").read_text())
-    hooks = set(re.findall(r"^TF_HOOK\((\w+), (\w+),", (INCLUDE / "hooks.def").read_text(), re.M))
+    hooks = set(re.findall(r"^TF_(?:HOOK|GATE)\((\w+), (\w+),", (INCLUDE / "hooks.def").read_text(), re.M))
     hooked_symbols = {v for _, v in hooks}
     for base in {b for b, _ in hooks if b.startswith("cu")}:
         # A symbol that is a variant of two bases (cuGraphInstantiate at 12.0 is
         # cuGraphInstantiateWithFlags) has one row, under either base.
         assert {v for b, v in table if b == base} <= hooked_symbols, base
+
+
+# Driver calls that can read or write device memory, or put work on a stream: each must pass
+# the tiering gate, or a frozen worker's call would reach memory that is not there.
+TOUCHES_MEMORY = re.compile(
+    r"cuMemcpy|cuMemset|cuLaunch|cuGraphLaunch|cuGraphUpload|cuStream(Wait|Write)Value|cuStreamBatchMemOp"
+    r"|cuStreamAddCallback|cuMemPrefetch|cuMemDiscard|cuMem\w*BatchAsync|cu(Signal|Wait)ExternalSemaphoresAsync"
+    r"|cuPointerGetAttribute|cuMemGetAddressRange"
+)
+# Copies whose both sides are arrays or host memory: arrays never move (docs/native.md).
+ARRAY_ONLY = re.compile(r"cuMemcpy(HtoA|AtoH|AtoA)")
+
+
+def test_every_call_that_touches_memory_passes_the_gate() -> None:
+    table = re.findall(r"TF_DRIVER_PROC\((\w+), (\w+),", (INCLUDE / "driver_procs.inc").read_text())
+    gated = set(re.findall(r"^TF_GATE\(\w+, (\w+),", (INCLUDE / "hooks.def").read_text(), re.M))
+    # Launches pass the gate inside their compute admission (TF_ADMITTED in hooks.c).
+    gated |= set(re.findall(r"^TF_ADMITTED\((\w+),", (REPO / "ext" / "shim" / "hooks.c").read_text(), re.M))
+    must = {v for _, v in table if TOUCHES_MEMORY.match(v) and not ARRAY_ONLY.match(v)}
+    assert len(must) > 140  # the pattern still finds the calls
+    assert must - gated == set()
 
 
 @pytest.mark.skipif(not (CUDA_INCLUDE / "cudaTypedefs.h").exists(), reason="CUDA toolkit headers not installed")

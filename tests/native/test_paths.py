@@ -46,7 +46,7 @@ def test_shim_exports_only_interposed_symbols() -> None:
     hooked = {
         line.split("(")[1].split(",")[1].strip()
         for line in HOOKS_DEF.read_text().splitlines()
-        if line.startswith("TF_HOOK(")
+        if line.startswith(("TF_HOOK(", "TF_GATE("))
     }
     assert symbols == hooked | {"dlsym"}
     assert "libpython" not in needed

@@ -275,3 +275,212 @@ def test_a_forked_child_without_cuda_does_not_hold_up_requests(
     assert (state.acked, state.where, state.host_bytes) == (True, "host", 16 * MIB)
     assert worker.ask("check", 3) == {"check": "0", "same": "1", "ptrs": first["ptrs"]}
     assert worker.finish() == 0
+
+
+GATED_ROUTES = (
+    "memcpy2d",
+    "memcpy2dasync",
+    "memcpy2dunaligned",
+    "memcpy3d",
+    "memcpy3dasync",
+    "memcpy3dpeer",
+    "batch",
+    "memsetd16",
+    "memsetd16async",
+    "memsetd2d8",
+    "memsetd2d16",
+    "memsetd2d32",
+    "memsetd2d8async",
+    "memsetd2d16async",
+    "memsetd2d32async",
+    "peer",
+    "peerasync",
+    "writevalue32",
+    "waitvalue32",
+    "hostfunc",
+    "callback",
+    "upload",
+    "prefetch",
+    "pointer",
+    "range",
+)
+
+
+def test_every_route_to_movable_memory_resumes_a_worker_frozen_to_disk(
+    libs: dict[str, Path], tierwork: Path, worker_region: tuple[Region, Path], tmp_path: Path
+) -> None:
+    """Each call is the first after a freeze to disk: it must resume before the driver runs it
+    (on a GPU the unmapped VA is an illegal address, as on the simulator), and work on the
+    bytes as they were."""
+    region, path = worker_region
+    worker = start(libs, tierwork, path, tmp_path)
+    first = worker.ask("alloc 2 4", 3)
+    assert first["alloc"] == "0"
+    failed = {}
+    for name in GATED_ROUTES:
+        region.request_tier("disk")
+        assert settle(region).where == "disk", name
+        answer = worker.ask(f"route {name}", 1)
+        where = region.tier_state().where
+        verified = worker.ask("verify", 2)
+        if (answer, where, verified["verify"]) != ({"route": "0"}, "device", "1"):
+            failed[name] = (answer, where, verified)
+    assert failed == {}
+    assert worker.ask("check", 3) == {"check": "0", "same": "1", "ptrs": first["ptrs"]}
+    assert worker.finish() == 0
+
+
+@pytest.mark.parametrize("tiered", [True, False])
+def test_pitched_memory_moves_with_the_drivers_pitch(
+    libs: dict[str, Path], tierwork: Path, worker_region: tuple[Region, Path], tmp_path: Path, tiered: bool
+) -> None:
+    """cuMemAllocPitch_v2 memory is movable too, with the pitch the driver gives the same row."""
+    region, path = worker_region
+    region.set_tier_enabled(tiered)
+    worker = start(libs, tierwork, path, tmp_path)
+    made = worker.ask("pitch 1000 4096", 2)  # 4 MiB of 1024-byte rows: the driver pads to 512
+    assert made == {"pitchalloc": "0", "pitch": "1024"}
+    assert region.devices()[0].vram_used_bytes == 1024 * 4096  # charged with its padding
+    region.request_tier("disk")
+    state = settle(region)
+    if tiered:
+        assert (state.where, state.disk_bytes, state.pinned_bytes) == ("disk", 4 * MIB, 0)
+        assert nvml_used(libs) == 0
+    assert worker.ask("pitchcheck", 1) == {"pitchsame": "1"}
+    assert region.tier_state().where == "device"
+    assert worker.finish() == 0
+
+
+O_DIRECT, O_TMPFILE = 0o40000, 0o20000000  # x86-64 Linux (the open flags fdinfo shows)
+
+
+def _tier_file_flags(pid: int, tier_dir: Path) -> list[int]:
+    """Open flags of the process's unnamed (O_TMPFILE) files in tier_dir: the tier file."""
+    flags = []
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith(str(tier_dir)) and "(deleted)" in target:
+            info = Path(f"/proc/{pid}/fdinfo/{fd.name}").read_text()
+            flags.append(int(info.split("flags:")[1].split()[0], 8))
+    return [f for f in flags if f & O_TMPFILE]
+
+
+def _disk_round_trip(worker: Worker, region: Region, first: dict[str, str], rounds: int) -> None:
+    for cycle in range(rounds):
+        region.request_tier("disk")
+        state = settle(region)
+        assert (state.where, state.failures, state.host_bytes, state.disk_bytes) == ("disk", (), 0, 18 * MIB)
+        assert worker.ask("check", 3) == {"check": "0", "same": "1", "ptrs": first["ptrs"]}, cycle
+        assert worker.ask(f"write {cycle + 3}", 1)["write"] == "0"
+
+
+def test_the_disk_tier_writes_with_o_direct_in_whole_blocks(
+    libs: dict[str, Path], tierwork: Path, worker_region: tuple[Region, Path], tmp_path: Path
+) -> None:
+    """6 MiB buffers: a full and a half bounce block each, so both buffers and the short last
+    block are used; straight from the device (no host tier in between), and back."""
+    region, path = worker_region
+    worker = start(libs, tierwork, path, tmp_path, TF_LOG_LEVEL="info")
+    first = worker.ask("alloc 3 6", 3)
+    assert first["alloc"] == "0"
+    region.request_tier("disk")
+    assert settle(region).where == "disk"
+    flags = _tier_file_flags(worker.proc.pid, tmp_path)
+    assert len(flags) == 1
+    assert flags[0] & O_DIRECT
+    assert worker.ask("check", 3) == {"check": "0", "same": "1", "ptrs": first["ptrs"]}
+    _disk_round_trip(worker, region, first, 3)
+    assert worker.finish() == 0
+    assert "O_DIRECT" not in worker.stderr
+
+
+@pytest.fixture(scope="module")
+def no_odirect(cc: Callable[..., Path]) -> Path:
+    return cc("no_odirect.so", "no_odirect.c", flags=("-shared", "-fPIC", "-ldl"))
+
+
+@pytest.mark.parametrize("refused_at", ["open", "io"])
+def test_a_tier_directory_without_o_direct_falls_back_to_buffered_io_and_says_so_once(
+    libs: dict[str, Path],
+    tierwork: Path,
+    worker_region: tuple[Region, Path],
+    no_odirect: Path,
+    refused_at: str,
+) -> None:
+    """A filesystem that refuses O_DIRECT at open (old tmpfs) or at the first transfer (some
+    FUSE filesystems): the tier file goes on buffered, the data intact, one line in the log."""
+    region, path = worker_region
+    tmp_path = path.parent
+    worker = start(libs, tierwork, path, tmp_path, LD_PRELOAD=f"{libs['shim']} {no_odirect}", NO_ODIRECT=refused_at)
+    first = worker.ask("alloc 3 6", 3)
+    region.request_tier("disk")
+    assert settle(region).where == "disk"
+    flags = _tier_file_flags(worker.proc.pid, tmp_path)
+    assert len(flags) == 1
+    assert not flags[0] & O_DIRECT
+    assert worker.ask("check", 3) == {"check": "0", "same": "1", "ptrs": first["ptrs"]}
+    _disk_round_trip(worker, region, first, 2)
+    assert worker.finish() == 0
+    assert worker.stderr.count("refuses O_DIRECT") == 1, worker.stderr
+
+
+SIM_UUID = "GPU-5153494d-0000-4000-8000-0000000000{:02x}"  # physical device N of the simulator
+
+
+def test_memory_of_every_context_moves_and_the_callers_context_is_kept(
+    libs: dict[str, Path], tierwork: Path, tmp_path: Path
+) -> None:
+    """A process with memory on two devices (a context each): a freeze drains and moves both,
+    each in its own context; a resume run by a call from device 1's context leaves that
+    context current."""
+    path = tmp_path / "two.shm"
+    with Region.create(
+        path, [DeviceSpec(SIM_UUID.format(0), 8 << 30), DeviceSpec(SIM_UUID.format(1), 8 << 30)]
+    ) as region:
+        region.set_tier_enabled(True)
+        worker = start(libs, tierwork, path, tmp_path, TF_SIM_GPU_COUNT="2")
+        first = worker.ask("alloc 2 4", 3)
+        assert first["alloc"] == "0"
+        assert worker.ask("device 1", 1) == {"device": "0"}
+        assert worker.ask("more 2", 1) == {"more": "0"}
+        assert nvml_used(libs) == 8 * MIB  # device 0's share; device 1 holds the rest
+        for to in ("host", "disk", "disk"):
+            region.request_tier(to)
+            state = settle(region)
+            assert (state.where, state.failures, state.pinned_bytes) == (to, (), 0)
+            assert state.host_bytes + state.disk_bytes == 16 * MIB
+            back = worker.ask("check", 3)
+            assert (back["check"], back["same"]) == ("0", "1"), to
+            assert worker.ask("whoami", 1) == {"ctxdev": "1"}  # the resume put the caller's context back
+            assert region.tier_state().where == "device"
+        assert worker.finish() == 0
+
+
+def test_a_resume_from_disk_without_device_room_lands_in_host_memory_and_runs(
+    libs: dict[str, Path], tierwork: Path, tmp_path: Path
+) -> None:
+    """Disk goes straight back to the device when it has room; what finds none goes to the
+    warm tier instead of failing, and the call runs on it."""
+    extra = {"TF_SIM_GPU_VRAM": str(256 * MIB)}
+    regions = []
+    for name in ("a", "b"):
+        r = Region.create(tmp_path / f"{name}.shm", [DeviceSpec("0", 192 * MIB)])
+        r.set_tier_enabled(True)
+        regions.append(r)
+    a = start(libs, tierwork, tmp_path / "a.shm", tmp_path, **extra)
+    a_first = a.ask("alloc 6 32", 3)
+    regions[0].request_tier("disk")
+    assert settle(regions[0]).disk_bytes == 192 * MIB
+    b = start(libs, tierwork, tmp_path / "b.shm", tmp_path, **extra)
+    assert b.ask("alloc 6 32", 3)["alloc"] == "0"  # the GPU now has 64 MiB left
+    assert a.ask("check", 3) == {"check": "0", "same": "1", "ptrs": a_first["ptrs"]}
+    state = regions[0].tier_state()
+    assert (state.where, state.failures, state.disk_bytes) == ("host", ("no device memory",), 0)
+    assert state.host_bytes == 128 * MIB  # two buffers found room on the device
+    assert b.finish() == 0
+    assert a.finish() == 0
+    for r in regions:
+        r.close()
