@@ -272,7 +272,7 @@ def main() -> None:
                 }
             )
         )
-    for figure, seconds, plain, plain_name in (
+    for figure, seconds, plain_io, plain_name in (
         ("freeze to disk", disk["to_disk_s"], disk["plain_write_s"], "plain_write_fdatasync_seconds"),
         ("resume from disk", disk["from_disk_s"], disk["plain_read_s"], "plain_cold_read_seconds"),
     ):
@@ -284,8 +284,8 @@ def main() -> None:
                     "driver": "simulated",
                     "bytes": moved,
                     "seconds": round(seconds, 4),
-                    plain_name: round(plain, 4),
-                    "ratio_to_plain_file_io": round(plain / seconds, 3),
+                    plain_name: round(plain_io, 4),
+                    "ratio_to_plain_file_io": round(plain_io / seconds, 3),
                     "rounds": ROUNDS,
                 }
             )
