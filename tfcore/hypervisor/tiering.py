@@ -13,11 +13,11 @@ writes the returned requests to the workers' regions; the shim does the moves.  
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Final
 
 from tfcore.model.errors import Problem, ValidationError
+from tfcore.model.hypervisor import TTL_FORM, parse_ttl
 
 QOS_LEVELS: Final = ("low", "medium", "high", "critical")
 # The seed's guidance: "reserve at least 100GB of free disk per GPU node"; below it the node
@@ -33,18 +33,15 @@ DEFAULT_FREEZE_TTLS: Final[dict[str, tuple[float | None, float | None]]] = {
     "critical": (None, None),
 }
 
-_UNITS: Final = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
-_DURATION: Final = re.compile(r"(\d{1,9})([smhdw])")
-
-
 def parse_duration(text: str, *, field: str) -> float | None:
-    """`30s`, `2m`, `1h`, `1d`, `1w` or `never` (None)."""
+    """A freeze TTL in seconds (the template's grammar: `30s`, `2m`, `1h30m`, `1d`, `1w`) or
+    `never` (None)."""
     if text == "never":
         return None
-    match = _DURATION.fullmatch(text)
-    if match is None:
-        raise ValidationError.single(field, repr(text), "a duration such as 30s, 2m, 1h, 1d, 1w, or never")
-    return int(match.group(1)) * _UNITS[match.group(2)]
+    try:
+        return parse_ttl(text)
+    except ValueError:
+        raise ValidationError.single(field, repr(text), f"{TTL_FORM}, or never") from None
 
 
 def parse_freeze_ttl(text: str, *, field: str = "--freeze-ttl") -> tuple[str, float | None, float | None]:
