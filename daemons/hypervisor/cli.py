@@ -19,6 +19,7 @@ from aiohttp import web
 
 from daemons import statedir
 from daemons.hypervisor import gpus as nvml
+from daemons.hypervisor.freeze_ttls import startup_ttls
 from daemons.hypervisor.http import build_app
 from daemons.hypervisor.node import Node
 from daemons.hypervisor.options import NodeOptions, add_node_arguments, node_options
@@ -119,6 +120,7 @@ def main(args: argparse.Namespace) -> int:
             breach_action=options.on_isolation_breach,
             tiering=options.tiering,
         )
+        node.set_freeze_ttls(*startup_ttls(options.freeze_ttl_flags, options.env_freeze_ttls))
         adopted = node.adopt()
         for gpu in found:
             log.info(
@@ -203,12 +205,14 @@ async def _metrics(
 
 
 async def _kube(app: web.Application, node: Node, options: NodeOptions, state_dir: Path) -> KubeClient | None:
-    """With a node name and a cluster: report GPUs and the GPUNode status, and keep the regions
-    of this node's TensorFusion pods, in the background."""
+    """With a node name and a cluster: report GPUs and the GPUNode status, keep the regions of
+    this node's TensorFusion pods, and follow the freeze TTLs of its pool's template, in the
+    background."""
     if not _kube_wanted(options):
         log.info("Kubernetes reporting off (it needs --node-name or $NODE_NAME, and --kubeconfig or a pod)")
         return None
     # grpc and protobuf (~0.1 s to import) load only when reporting is on: standalone is unaffected.
+    from daemons.hypervisor.freeze_ttls import PoolFreezeTTLs  # noqa: PLC0415
     from daemons.hypervisor.kube import NodeReporter  # noqa: PLC0415
     from daemons.hypervisor.kubelet import PodResourcesClient  # noqa: PLC0415
     from daemons.hypervisor.pods import PodWorkers  # noqa: PLC0415
@@ -233,6 +237,10 @@ async def _kube(app: web.Application, node: Node, options: NodeOptions, state_di
     )
     add_background(app, reporter.run)
     add_background(app, PodWorkers(api, node, node_name=node_name).run)
+    ttls = PoolFreezeTTLs(
+        api, node, node_name=node_name, flags=options.freeze_ttl_flags, env_ttls=options.env_freeze_ttls
+    )
+    add_background(app, ttls.run)
     log.info(
         "reporting node %s to Kubernetes every %g s and keeping its TensorFusion pods' regions%s",
         node_name,

@@ -166,6 +166,8 @@ class Node:
             raise ValidationError.single("--on-isolation-breach", repr(breach_action), " or ".join(BREACH_ACTIONS))
         self.breach_action = breach_action
         self.tiering = tiering or TierSettings()
+        # Where each QoS level's freeze TTLs came from (set_freeze_ttls; GET /api/v1/tiering).
+        self.freeze_ttl_sources: dict[str, str] = dict.fromkeys(self.tiering.freeze_ttls, "startup")
         self.tier_capacity: dict[str, TierCapacity] = {}
         self._tier_measured = float("-inf")
         self.breaches: list[Breach] = []  # not yet acted on: the Kubernetes reporter drains them
@@ -650,6 +652,30 @@ class Node:
         else:
             self._warned.discard(key)
 
+    def set_freeze_ttls(self, ttls: dict[str, tuple[float | None, float | None]], sources: dict[str, str]) -> None:
+        """New idle TTLs per QoS (the pool's template changed): the next tick plans with them."""
+        if ttls == self.tiering.freeze_ttls and sources == self.freeze_ttl_sources:
+            return
+        if ttls != self.tiering.freeze_ttls:
+            described = (f"{q}={_ttl(m)}/{_ttl(d)} ({sources.get(q, '')})" for q, (m, d) in ttls.items())
+            log.info("freeze TTLs now %s", ", ".join(described))
+        self.tiering = dataclasses.replace(self.tiering, freeze_ttls=dict(ttls))
+        self.freeze_ttl_sources = dict(sources)
+
+    def tiering_view(self) -> dict[str, Any]:
+        """The tiering settings in force, each QoS level's TTLs with where they came from."""
+        t = self.tiering
+        return {
+            "enabled": t.enabled,
+            "expand_to_host_mem_percent": t.expand_to_host_mem_percent,
+            "expand_to_host_disk_percent": t.expand_to_host_disk_percent,
+            "tier_dir": t.tier_dir,
+            "freeze_ttls": {
+                qos: {"to_host_after_s": mem, "to_disk_after_s": disk, "source": self.freeze_ttl_sources.get(qos, "")}
+                for qos, (mem, disk) in t.freeze_ttls.items()
+            },
+        }
+
     # ---- views --------------------------------------------------------------------------
 
     def device_view(self) -> list[dict[str, Any]]:
@@ -737,3 +763,7 @@ class Node:
         used = sum(d.vram_used_bytes for d in devices)
         host, disk = worker.tiers.host_bytes, worker.tiers.disk_bytes
         return {"device": max(0, used - host - disk), "host": host, "disk": disk}
+
+
+def _ttl(seconds: float | None) -> str:
+    return "never" if seconds is None else f"{seconds:g}s"

@@ -8,7 +8,7 @@ GPUNode's pool and that pool's template) or, as the reference operator passes it
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from tfcore.hypervisor.tiering import DEFAULT_FREEZE_TTLS
@@ -29,11 +29,20 @@ def template_ttls(scheduling: HypervisorScheduling | None) -> FreezeTTLs:
 
 def resolve_freeze_ttls(flags: Mapping[str, tuple[float | None, float | None]], *templates: FreezeTTLs) -> FreezeTTLs:
     """Defaults, then each template in turn (later wins), then the flags, per QoS level."""
+    return resolve_with_sources(flags, [("", t) for t in templates])[0]
+
+
+def resolve_with_sources(
+    flags: Mapping[str, tuple[float | None, float | None]], layers: Sequence[tuple[str, FreezeTTLs]]
+) -> tuple[FreezeTTLs, dict[str, str]]:
+    """The TTLs per QoS level and where each came from: `default`, a layer's label (later
+    layers win) or `--freeze-ttl`."""
     ttls = dict(DEFAULT_FREEZE_TTLS)
-    for template in templates:
-        ttls.update(template)
-    ttls.update(flags)
-    return ttls
+    sources = dict.fromkeys(ttls, "default")
+    for label, layer in [*layers, ("--freeze-ttl", dict(flags))]:
+        ttls.update(layer)
+        sources.update(dict.fromkeys(layer, label))
+    return ttls, sources
 
 
 def scheduling_of(template: Mapping[str, Any] | None, *, where: str) -> HypervisorScheduling | None:

@@ -33,6 +33,7 @@ DEFAULT_FREEZE_TTLS: Final[dict[str, tuple[float | None, float | None]]] = {
     "critical": (None, None),
 }
 
+
 def parse_duration(text: str, *, field: str) -> float | None:
     """A freeze TTL in seconds (the template's grammar: `30s`, `2m`, `1h30m`, `1d`, `1w`) or
     `never` (None)."""
