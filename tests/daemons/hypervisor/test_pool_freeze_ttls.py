@@ -84,8 +84,8 @@ def _template(name: str, rules: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-async def _cluster(kube: KubeEmulator, rules: list[dict[str, Any]]) -> client.CustomObjectsApi:
-    """GPUNode NODE in pool `p`, which names template `t`."""
+async def _cluster(kube: KubeEmulator, rules: list[dict[str, Any]]) -> Any:
+    """GPUNode NODE in pool `p`, which names template `t`; the client (Any: its stubs lack _content_type)."""
     custom = client.CustomObjectsApi(kube.api_client())
     gpunode = {
         "apiVersion": f"{GROUP}/{VERSION}",

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from daemons.hypervisor.options import add_node_arguments, node_options
 from tfcore.config.env import HYPERVISOR_SCHEDULING_CONFIG
 from tfcore.hypervisor.freezeconfig import (
+    FreezeTTLs,
     pool_template_name,
     resolve_freeze_ttls,
     resolve_with_sources,
@@ -163,9 +164,9 @@ def test_the_autofreeze_list_decodes_or_names_the_field(rules: list[dict[str, An
 
 
 def test_flags_win_over_the_template_over_the_environment_over_defaults() -> None:
-    env = {"medium": (10.0, 20.0), "high": (30.0, 40.0)}
-    pool = {"high": (50.0, 60.0), "low": (70.0, 80.0)}
-    flags: dict[str, tuple[float | None, float | None]] = {"low": (1.0, None)}
+    env: FreezeTTLs = {"medium": (10.0, 20.0), "high": (30.0, 40.0)}
+    pool: FreezeTTLs = {"high": (50.0, 60.0), "low": (70.0, 80.0)}
+    flags: FreezeTTLs = {"low": (1.0, None)}
     ttls, sources = resolve_with_sources(flags, [("env", env), ("pool", pool)])
     assert ttls == {"low": (1.0, None), "medium": (10.0, 20.0), "high": (50.0, 60.0), "critical": (None, None)}
     assert sources == {"low": "--freeze-ttl", "medium": "env", "high": "pool", "critical": "default"}
@@ -174,7 +175,7 @@ def test_flags_win_over_the_template_over_the_environment_over_defaults() -> Non
 
 def test_the_node_finds_its_pools_template() -> None:
     node = {"metadata": {"name": "n", "labels": {"tensor-fusion.ai/gpupool": "p"}}}
-    pools = {"p": {"spec": {"schedulingConfigTemplate": "t"}}, "q": {"spec": {}}}
+    pools: dict[str, dict[str, Any]] = {"p": {"spec": {"schedulingConfigTemplate": "t"}}, "q": {"spec": {}}}
     assert pool_template_name(node, pools) == "t"
     assert pool_template_name({"metadata": {"name": "n"}}, pools) is None  # not in a pool
     assert pool_template_name(node, {"p": {"spec": {}}}) is None  # a pool without a template
@@ -189,8 +190,11 @@ def _args(*argv: str) -> argparse.Namespace:
 
 
 def test_node_options_take_the_flags_over_the_environment() -> None:
-    config = {"autoFreezeAndResume": {"autoFreeze": [{"qos": "low", "freezeToMemTTL": "5m", "freezeToDiskTTL": "1d"}]}}
-    config["autoFreezeAndResume"]["autoFreeze"].append({"qos": "high", "enable": False})
+    rules: list[dict[str, Any]] = [
+        {"qos": "low", "freezeToMemTTL": "5m", "freezeToDiskTTL": "1d"},
+        {"qos": "high", "enable": False},
+    ]
+    config = {"autoFreezeAndResume": {"autoFreeze": rules}}
     environ = {HYPERVISOR_SCHEDULING_CONFIG.name: json.dumps(config)}
     options = node_options(_args("--freeze-ttl", "high=1h/2h"), environ)
     assert options.tiering.freeze_ttls["low"] == (300.0, 86400.0)  # the environment's
