@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from daemons.cli import build_parser
 from daemons.hypervisor.options import add_node_arguments, node_options
 from tfcore.config.env import HYPERVISOR_SCHEDULING_CONFIG
 from tfcore.hypervisor.freezeconfig import (
@@ -269,3 +270,12 @@ def test_enable_false_never_freezes_that_qos_by_idle_time() -> None:
     clock.advance(52 * 604800)
     assert _moves(settings, "low", last_active, clock) == []
     assert _moves(settings, "medium", last_active, clock) == [("host", "ttl")]  # its default still applies
+
+
+def test_up_help_documents_the_freeze_ttl_flags_and_their_precedence() -> None:
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    text = " ".join(commands.choices["up"].format_help().split())
+    assert "--freeze-ttl QOS=MEM/DISK" in text
+    assert "Wins over the pool's SchedulingConfigTemplate" in text
+    assert "defaults low=1m/1h medium=2m/2h high=1d/1w critical=never/never" in text
