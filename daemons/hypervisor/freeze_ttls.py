@@ -8,13 +8,16 @@ and watched into a Store; on every change the node's TTLs are resolved again
 template edit reaches every hypervisor of the pool within a watch event.
 
 A template that does not decode (the API server checks the schema, not e.g. a disk TTL before
-the memory TTL when it was written around the webhook) is logged once and the TTLs in force stay.
+the memory TTL) is logged once, gets a Warning Event `FreezeTTLsNotApplied` naming this node and
+the field, and the TTLs in force stay.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
-from typing import Any
+from typing import Any, Final
 
 from daemons.hypervisor.node import Node
 from tfcore.hypervisor.freezeconfig import (
@@ -25,10 +28,14 @@ from tfcore.hypervisor.freezeconfig import (
     template_ttls,
 )
 from tfcore.k8s import Change, Informers, KubeClient, Resource, Store
+from tfcore.k8s.events import EventRecorder
 from tfcore.model.errors import ValidationError
 
 log = logging.getLogger(__name__)
-ENV_SOURCE = "TF_HYPERVISOR_SCHEDULING_CONFIG"
+ENV_SOURCE: Final = "TF_HYPERVISOR_SCHEDULING_CONFIG"
+COMPONENT: Final = "tensor-fusion-hypervisor"
+REFUSED: Final = "FreezeTTLsNotApplied"
+MAX_PENDING_EVENTS: Final = 16
 
 
 def startup_ttls(flags: FreezeTTLs, env_ttls: FreezeTTLs) -> tuple[FreezeTTLs, dict[str, str]]:
@@ -62,9 +69,16 @@ class PoolFreezeTTLs:
             Resource.of("SchedulingConfigTemplate"),
         ]
         self.informers = Informers(api, self.store, resources, watch_timeout=watch_timeout)
+        self.recorder = EventRecorder(api, COMPONENT, host=node_name)
+        self._events: asyncio.Queue[tuple[dict[str, Any], str]] = asyncio.Queue(MAX_PENDING_EVENTS)
 
     async def run(self) -> None:
-        await self.informers.run()
+        await asyncio.gather(self.informers.run(), self._send_events())
+
+    async def _send_events(self) -> None:
+        while True:
+            template, message = await self._events.get()
+            await self.recorder.emit(template, "Warning", REFUSED, message)
 
     def _on_change(self, change: Change) -> None:
         if not change.relist:
@@ -89,9 +103,12 @@ class PoolFreezeTTLs:
         try:
             pool_ttls = template_ttls(scheduling_of(template, where=where))
         except ValidationError as exc:
-            if str(exc) != self._rejected:
+            if str(exc) != self._rejected and template is not None:
                 log.warning("%s not applied, the freeze TTLs in force stay: %s", where, exc)
                 self._rejected = str(exc)
+                message = f"node {self.node_name} keeps its freeze TTLs: {exc}"
+                with contextlib.suppress(asyncio.QueueFull):  # a storm of edits: the log has them all
+                    self._events.put_nowait((template, message))
             return
         self._rejected = ""
         in_force = where if template is not None else ""

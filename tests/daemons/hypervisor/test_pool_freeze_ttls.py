@@ -174,7 +174,12 @@ async def test_a_low_worker_is_frozen_after_its_pools_template_ttl(
     await custom.patch_cluster_custom_object(
         GROUP, VERSION, "schedulingconfigtemplates", "t", refused, _content_type=MERGE
     )
-    await eventually(lambda: _log_has(hypervisor, "SchedulingConfigTemplate/t not applied"), bool, PATIENCE)
+    event = await eventually(lambda: _refusal(kube), bool, PATIENCE)
+    assert event.involved_object.kind == "SchedulingConfigTemplate"
+    assert event.involved_object.name == "t"
+    assert f"node {NODE} keeps its freeze TTLs" in event.message
+    assert "freezeToDiskTTL: 1h is shorter than freezeToMemTTL 2h" in event.message
+    assert await _log_has(hypervisor, "SchedulingConfigTemplate/t not applied")
     assert _low_is(300.0, 7200.0, "SchedulingConfigTemplate/t")(await _tiering(hypervisor))
     await custom.patch_cluster_custom_object(
         GROUP, VERSION, "gpupools", "p", {"spec": {"schedulingConfigTemplate": None}}, _content_type=MERGE
@@ -184,3 +189,8 @@ async def test_a_low_worker_is_frozen_after_its_pools_template_ttl(
 
 async def _log_has(hypervisor: Hypervisor, text: str) -> bool:
     return text in await asyncio.to_thread(hypervisor.log.read_text)
+
+
+async def _refusal(kube: KubeEmulator) -> Any:
+    events = await client.CoreV1Api(kube.api_client()).list_namespaced_event("default")
+    return next((e for e in events.items if e.reason == "FreezeTTLsNotApplied"), None)
