@@ -34,7 +34,11 @@ _UNIT_SECONDS: Final = {
     "w": 604800.0,
 }
 
-FreezeTTL = Annotated[str, msgspec.Meta(pattern=TTL_PATTERN, description=f"Idle time: {TTL_FORM}.")]
+# The pattern goes to the CRD schema (the API server checks it) but not to msgspec: the model's own
+# check (AutoFreeze.__post_init__) says what form is expected instead of quoting a regex.
+FreezeTTL = Annotated[
+    str, msgspec.Meta(description=f"Idle time: {TTL_FORM}.", extra_json_schema={"pattern": TTL_PATTERN})
+]
 
 
 def parse_ttl(text: str) -> float:
@@ -68,7 +72,7 @@ class AutoFreeze(Model):
         if mem is not None and disk is not None and disk < mem:
             raise ValueError(
                 f"freezeToDiskTTL: {self.freeze_to_disk_ttl} is shorter than freezeToMemTTL "
-                f"{self.freeze_to_mem_ttl}; expected freezeToDiskTTL >= freezeToMemTTL (disk is the colder tier)"
+                f"{self.freeze_to_mem_ttl}; expected freezeToDiskTTL >= freezeToMemTTL, disk being the colder tier"
             )
 
     def ttls(self) -> tuple[float | None, float | None]:

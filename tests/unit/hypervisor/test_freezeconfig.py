@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from typing import Any
 
 import pytest
@@ -25,6 +26,7 @@ from tfcore.hypervisor.freezeconfig import (
 )
 from tfcore.hypervisor.tiering import DEFAULT_FREEZE_TTLS, TierCandidate, TierSettings, plan_tiers
 from tfcore.model.codec import decode
+from tfcore.model.crdgen import openapi_schema
 from tfcore.model.errors import ValidationError
 from tfcore.model.hypervisor import MAX_TTL_SECONDS, HypervisorScheduling, parse_ttl
 from tfcore.model.workload import SchedulingConfigTemplate
@@ -83,7 +85,7 @@ def test_a_template_without_hypervisor_settings_sets_nothing() -> None:
     ("rules", "field", "words"),
     [
         ([{"qos": "urgent"}], "autoFreeze[0].qos", "urgent"),
-        ([{"qos": "low", "freezeToMemTTL": "soon"}], "autoFreeze[0].freezeToMemTTL", "regex"),
+        ([{"qos": "low", "freezeToMemTTL": "soon"}], "autoFreeze[0]", "freezeToMemTTL: 'soon' is not a duration"),
         ([{"qos": "low", "freezeToMemTTL": "0s"}], "autoFreeze[0]", "freezeToMemTTL: '0s' is zero"),
         ([{"qos": "low", "freezeToDiskTTL": "99999w"}], "autoFreeze[0]", "over ten years"),
         (
@@ -279,3 +281,17 @@ def test_up_help_documents_the_freeze_ttl_flags_and_their_precedence() -> None:
     assert "--freeze-ttl QOS=MEM/DISK" in text
     assert "Wins over the pool's SchedulingConfigTemplate" in text
     assert "defaults low=1m/1h medium=2m/2h high=1d/1w critical=never/never" in text
+
+
+@given(st.one_of(st.text(alphabet="0123456789.smhdwnuµ", max_size=8), durations.map(lambda c: c[0])))
+def test_the_crd_pattern_and_the_model_agree_on_the_form(text: str) -> None:
+    schema = openapi_schema("SchedulingConfigTemplate")["properties"]["spec"]["properties"]["hypervisor"]
+    rule = schema["properties"]["autoFreezeAndResume"]["properties"]["autoFreeze"]["items"]["properties"]
+    pattern = rule["freezeToMemTTL"]["pattern"]
+    assert pattern == rule["freezeToDiskTTL"]["pattern"]
+    try:
+        parse_ttl(text)
+        well_formed = True
+    except ValueError as exc:
+        well_formed = "is not a duration" not in str(exc)  # zero or too long: the model's own bounds
+    assert (re.fullmatch(pattern, text) is not None) == well_formed
