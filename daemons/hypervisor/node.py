@@ -167,7 +167,7 @@ class Node:
         self.breach_action = breach_action
         self.tiering = tiering or TierSettings()
         # Where each QoS level's freeze TTLs came from (set_freeze_ttls; GET /api/v1/tiering).
-        self.freeze_ttl_sources: dict[str, str] = dict.fromkeys(self.tiering.freeze_ttls, "startup")
+        self.freeze_ttl_sources: dict[str, str] = dict.fromkeys(self.tiering.freeze_ttls, "node settings")
         self.tier_capacity: dict[str, TierCapacity] = {}
         self._tier_measured = float("-inf")
         self.breaches: list[Breach] = []  # not yet acted on: the Kubernetes reporter drains them
