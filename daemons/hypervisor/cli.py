@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import ipaddress
 import logging
 import os
@@ -28,6 +29,7 @@ from daemons.hypervisor.workers import WorkerDirectory
 from tfcore.config.env import SIM_STATE
 from tfcore.hypervisor import ControllerSettings, rated_tflops
 from tfcore.hypervisor.deviceplugin import DEFAULT_RESOURCES
+from tfcore.hypervisor.expansion import resolve_expansion
 from tfcore.hypervisor.nodefile import NODE_FILE, NodeFile, encode_node_file
 from tfcore.hypervisor.paths import default_state_dir
 from tfcore.k8s import KubeClient, KubeError, connect
@@ -41,6 +43,7 @@ from tfcore.web.app import FAILED_KEY, Listener, add_background, start
 from tfcore.web.greptime import GreptimeStore, greptime_from_env
 
 log = logging.getLogger("daemons.hypervisor")
+POOL_SYNC_WAIT = 10.0  # seconds pod regions wait, at start, for the pool's tiering to be known
 
 
 def register(commands: Any) -> None:
@@ -121,6 +124,8 @@ def main(args: argparse.Namespace) -> int:
             tiering=options.tiering,
         )
         node.set_freeze_ttls(*startup_ttls(options.freeze_ttl_flags, options.env_freeze_ttls))
+        mem, disk = options.expansion_flags
+        node.set_expansion(resolve_expansion(mem, disk, None, tier_dir=options.tiering.tier_dir))
         adopted = node.adopt()
         for gpu in found:
             log.info(
@@ -236,11 +241,27 @@ async def _kube(app: web.Application, node: Node, options: NodeOptions, state_di
         resources=frozenset(options.device_plugin_resources) or DEFAULT_RESOURCES,
     )
     add_background(app, reporter.run)
-    add_background(app, PodWorkers(api, node, node_name=node_name).run)
-    ttls = PoolFreezeTTLs(
-        api, node, node_name=node_name, flags=options.freeze_ttl_flags, env_ttls=options.env_freeze_ttls
+    pool = PoolFreezeTTLs(
+        api,
+        node,
+        node_name=node_name,
+        flags=options.freeze_ttl_flags,
+        env_ttls=options.env_freeze_ttls,
+        expansion_flags=options.expansion_flags,
     )
-    add_background(app, ttls.run)
+    add_background(app, pool.run)
+    pod_workers = PodWorkers(api, node, node_name=node_name)
+
+    async def pods_once_pool_known() -> None:
+        # A pod's worker is tiered or not for its life: make the first regions with the pool's
+        # expansion known (bounded: an unreachable pool must not hold the pods' regions back).
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(pool.synced.wait(), POOL_SYNC_WAIT)
+        if not pool.synced.is_set():
+            log.warning("pool settings not known after %g s: pods get regions with the node's own", POOL_SYNC_WAIT)
+        await pod_workers.run()
+
+    add_background(app, pods_once_pool_known)
     log.info(
         "reporting node %s to Kubernetes every %g s and keeping its TensorFusion pods' regions%s",
         node_name,

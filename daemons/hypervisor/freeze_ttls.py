@@ -1,4 +1,5 @@
-"""The freeze TTLs of this node's pool, followed live (docs/hypervisor.md, *VRAM tiering*).
+"""The tiering of this node's pool, followed live (docs/hypervisor.md, *VRAM tiering*): its
+freeze TTLs and its VRAM expansion percentages.
 
 This node's GPUNode (its `tensor-fusion.ai/gpupool` label names the pool), the GPUPools (a pool's
 `spec.schedulingConfigTemplate` names a template) and the SchedulingConfigTemplates are listed
@@ -6,6 +7,10 @@ and watched into a Store; on every change the node's TTLs are resolved again
 (tfcore.hypervisor.freezeconfig: --freeze-ttl > the pool's template > $TF_HYPERVISOR_SCHEDULING_CONFIG
 > defaults) and handed to the Node, whose next tick plans with them. No restart is needed, so a
 template edit reaches every hypervisor of the pool within a watch event.
+
+The pool's `capacityConfig.oversubscription` (vramExpandToHostMem / vramExpandToHostDisk) is
+resolved likewise (tfcore.hypervisor.expansion: --vram-expand-* > the pool > defaults) and
+handed to the Node, which measures its capacity again and tiers new workers by it.
 
 A template that does not decode (the API server checks the schema, not e.g. a disk TTL before
 the memory TTL) is logged once, gets a Warning Event `FreezeTTLsNotApplied` naming this node and
@@ -20,6 +25,7 @@ import logging
 from typing import Any, Final
 
 from daemons.hypervisor.node import Node
+from tfcore.hypervisor.expansion import pool_expansion, resolve_expansion
 from tfcore.hypervisor.freezeconfig import (
     FreezeTTLs,
     pool_template_name,
@@ -52,9 +58,13 @@ class PoolFreezeTTLs:
         node_name: str,
         flags: FreezeTTLs,
         env_ttls: FreezeTTLs,
+        expansion_flags: tuple[int | None, int | None] = (None, None),
         watch_timeout: int = 300,
     ) -> None:
         self.node = node
+        self.expansion_flags = expansion_flags
+        self._bad_pool = ""  # the last malformed oversubscription logged, so it is logged once
+        self.synced = asyncio.Event()  # the first full view was applied (pod workers wait for it)
         self.node_name = node_name
         self.flags = flags
         self.env_ttls = env_ttls
@@ -96,7 +106,25 @@ class PoolFreezeTTLs:
             log.exception("freeze TTLs not updated; the next change retries")
 
     def apply(self) -> None:
-        """Resolve the TTLs from what the store holds now and hand them to the node."""
+        """Resolve the TTLs and the expansion from what the store holds now; hand them to the node."""
+        self.apply_expansion()
+        self.apply_ttls()
+        self.synced.set()
+
+    def apply_expansion(self) -> None:
+        gpunode = self.store.get("GPUNode", self.node_name)
+        try:
+            pool = pool_expansion(gpunode, self.store.of_kind("GPUPool"))
+        except ValidationError as exc:  # the CRD schema refuses this first; an old object may not
+            if str(exc) != self._bad_pool:
+                log.warning("pool oversubscription not applied, the expansion in force stays: %s", exc)
+                self._bad_pool = str(exc)
+            return
+        self._bad_pool = ""
+        mem, disk = self.expansion_flags
+        self.node.set_expansion(resolve_expansion(mem, disk, pool, tier_dir=self.node.tiering.tier_dir))
+
+    def apply_ttls(self) -> None:
         name = pool_template_name(self.store.get("GPUNode", self.node_name), self.store.of_kind("GPUPool"))
         template = self.store.get("SchedulingConfigTemplate", name) if name else None
         where = f"SchedulingConfigTemplate/{name}"

@@ -91,16 +91,19 @@ def add_node_arguments(parser: argparse.ArgumentParser, environ: Mapping[str, st
     tier.add_argument(
         "--vram-expand-to-host-mem",
         type=int,
-        default=0,
+        default=None,
         metavar="PCT",
-        help="sell this percent of each GPU's memory more, backed by host memory (warm tier; default 0: off)",
+        help="sell this percent of each GPU's memory more, backed by host memory (warm tier). Wins over the "
+        "pool's capacityConfig.oversubscription.vramExpandToHostMem (a percent of host RAM, followed live "
+        "in a cluster); default: the pool's, 0 (off) without one",
     )
     tier.add_argument(
         "--vram-expand-to-host-disk",
         type=int,
-        default=0,
+        default=None,
         metavar="PCT",
-        help="and this percent more, backed by files in --tier-dir (cold tier; default 0)",
+        help="and this percent more, backed by files in --tier-dir (cold tier). Wins over the pool's "
+        "vramExpandToHostDisk (a percent of the tier directory's free space); default: the pool's, 0 without one",
     )
     tier.add_argument("--tier-dir", default="", metavar="DIR", help="directory of the disk tier")
     tier.add_argument(
@@ -202,8 +205,11 @@ def node_argv(args: argparse.Namespace) -> list[str]:
 
 
 def _tier_argv(args: argparse.Namespace) -> list[str]:
-    argv = ["--vram-expand-to-host-mem", str(args.vram_expand_to_host_mem)]
-    argv += ["--vram-expand-to-host-disk", str(args.vram_expand_to_host_disk)]
+    argv: list[str] = []
+    if args.vram_expand_to_host_mem is not None:  # unset: the pool's (or none) decides
+        argv += ["--vram-expand-to-host-mem", str(args.vram_expand_to_host_mem)]
+    if args.vram_expand_to_host_disk is not None:
+        argv += ["--vram-expand-to-host-disk", str(args.vram_expand_to_host_disk)]
     if args.tier_dir:
         argv += ["--tier-dir", args.tier_dir]
     argv += ["--tier-min-free-disk", args.tier_min_free_disk]
@@ -237,6 +243,8 @@ class NodeOptions:
     # The QoS levels --freeze-ttl set: they win over the pool's template when it arrives.
     freeze_ttl_flags: FreezeTTLs = field(default_factory=dict)
     env_freeze_ttls: FreezeTTLs = field(default_factory=dict)  # from $TF_HYPERVISOR_SCHEDULING_CONFIG
+    # The --vram-expand-to-host-mem/-disk given (None: unset, the pool's percentage decides).
+    expansion_flags: tuple[int | None, int | None] = (None, None)
 
 
 def freeze_ttl_flags(args: argparse.Namespace) -> FreezeTTLs:
@@ -256,7 +264,8 @@ def tier_settings(args: argparse.Namespace, env_ttls: FreezeTTLs | None = None) 
     min_free = parse_quantity(args.tier_min_free_disk, field="--tier-min-free-disk").value
     if min_free < 0:
         raise ValidationError.single("--tier-min-free-disk", args.tier_min_free_disk, "a quantity such as 100G")
-    return TierSettings(args.vram_expand_to_host_mem, args.vram_expand_to_host_disk, tier_dir, ttls, int(min_free))
+    mem, disk = args.vram_expand_to_host_mem or 0, args.vram_expand_to_host_disk or 0
+    return TierSettings(mem, disk, tier_dir, ttls, int(min_free))
 
 
 def node_options(args: argparse.Namespace, environ: Mapping[str, str]) -> NodeOptions:
@@ -291,6 +300,7 @@ def node_options(args: argparse.Namespace, environ: Mapping[str, str]) -> NodeOp
         tiering=tier_settings(args, env_ttls),
         freeze_ttl_flags=freeze_ttl_flags(args),
         env_freeze_ttls=env_ttls,
+        expansion_flags=(args.vram_expand_to_host_mem, args.vram_expand_to_host_disk),
     )
 
 
