@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from daemons.hypervisor import tierdirs
 from daemons.hypervisor.gpus import GPUInfo, GPUProbe
 from daemons.hypervisor.workers import WorkerDirectory, WorkerRecord, check_name, new_record, owner_alive
 from tfcore.config.env import BREACH_ACTIONS
@@ -385,6 +386,8 @@ class Node:
         if self.tiering.enabled and worker.record.spec.vram_tiering:
             worker.region.set_tier_enabled(True)
             worker.tiered = True
+            if worker.record.pod_uid and self.tiering.tier_dir:
+                tierdirs.make(self.tiering.tier_dir, worker.record.name, worker.record.spec.tenant_uid)
         worker.tiers.last_active = time.monotonic()
 
     def _apply_initial_rates(self, worker: Worker) -> None:
@@ -458,6 +461,8 @@ class Node:
         self.allocator.release(name)
         worker.region.close()
         self.directory.remove(name, worker.record.made_dirs)
+        if worker.record.pod_uid and self.tiering.tier_dir:
+            tierdirs.remove(self.tiering.tier_dir, name)
         log.info("worker %s released", name)
         self._changed()
         return True

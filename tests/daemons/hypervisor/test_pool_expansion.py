@@ -76,6 +76,10 @@ class PodProcess:
             self.proc.stdout.close()
 
 
+async def _exists(path: Path) -> bool:
+    return path.exists()
+
+
 def _ram_total() -> int:
     for line in Path("/proc/meminfo").read_text().splitlines():
         if line.startswith("MemTotal:"):
@@ -130,6 +134,11 @@ async def test_a_node_tiers_what_its_pool_sells_and_follows_it_live(
     big = await eventually(lambda: _get(hypervisor, "/api/v1/workers/default/big-0"), bool, PATIENCE)
     plain = await eventually(lambda: _get(hypervisor, "/api/v1/workers/default/plain-0"), bool, PATIENCE)
     assert (big["vram_tiering"], plain["vram_tiering"]) == (True, False)
+    # Its own directory of the disk tier (the webhook mounts just that one into the pod).
+    own = tier_dir / "default" / "big-0"
+    assert own.is_dir()
+    assert own.stat().st_mode & 0o777 == 0o777  # the pod names no user: anyone in it may write
+    assert not (tier_dir / "default" / "plain-0").exists()
     work = PodProcess(tierwork, hypervisor, region_of(hypervisor, "big-0"))
     opted_out = PodProcess(tierwork, hypervisor, region_of(hypervisor, "plain-0"))
     try:
@@ -155,6 +164,9 @@ async def test_a_node_tiers_what_its_pool_sells_and_follows_it_live(
     finally:
         await asyncio.to_thread(work.stop)
         await asyncio.to_thread(opted_out.stop)
+
+    await core.delete_namespaced_pod("big-0", "default")
+    await eventually(lambda: _exists(own), lambda there: not there, PATIENCE)
 
     # A node no longer in the pool expands nothing (its flags unset): new workers are not tiered.
     await custom.patch_cluster_custom_object(
