@@ -98,11 +98,10 @@ def _expansion(tiering: dict[str, Any]) -> tuple[int, str, str, int, str]:
     return mem["percent"], mem["of"], mem["source"], disk["percent"], disk["source"]
 
 
-async def test_a_node_tiers_what_its_pool_sells_and_follows_it_live(
-    kube: KubeEmulator, hypervisors: list[Hypervisor], tmp_path: Path, tierwork: Path
-) -> None:
+async def _node_in_pool(kube: KubeEmulator, tmp_path: Path) -> tuple[Hypervisor, Any, Path]:
+    """GPUNode NODE in pool `p` at vramExpandToHostMem 40, and a hypervisor with a tier
+    directory and no expansion flags: (it, the custom-objects client, the tier directory)."""
     custom: Any = client.CustomObjectsApi(kube.api_client())
-    core = client.CoreV1Api(kube.api_client())
     gpunode = {"metadata": {"name": NODE, "labels": {"tensor-fusion.ai/gpupool": "p"}}}
     pool = {"metadata": {"name": "p"}, "spec": {"capacityConfig": {"oversubscription": {"vramExpandToHostMem": 40}}}}
     for plural, body, kind in (("gpunodes", gpunode, "GPUNode"), ("gpupools", pool, "GPUPool")):
@@ -113,7 +112,15 @@ async def test_a_node_tiers_what_its_pool_sells_and_follows_it_live(
     tier_dir.mkdir()
     env = {"TF_SIM_GPU_VRAM": str(GPU_VRAM)}
     hypervisor = Hypervisor(tmp_path, kube, "--tier-dir", str(tier_dir), "--tier-min-free-disk", "0", env=env)
+    return hypervisor, custom, tier_dir
+
+
+async def test_a_node_tiers_what_its_pool_sells_and_follows_it_live(
+    kube: KubeEmulator, hypervisors: list[Hypervisor], tmp_path: Path, tierwork: Path
+) -> None:
+    hypervisor, custom, tier_dir = await _node_in_pool(kube, tmp_path)
     hypervisors.append(await hypervisor.start())
+    core = client.CoreV1Api(kube.api_client())
 
     # The pool's 40 % of host RAM (its disk percentage unset: the API server fills in the CRD
     # default, 70 % of the tier directory's free space), each with its source; no node flags.
