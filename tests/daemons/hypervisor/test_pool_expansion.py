@@ -126,6 +126,16 @@ async def test_a_node_tiers_what_its_pool_sells_and_follows_it_live(
     # default, 70 % of the tier directory's free space), each with its source; no node flags.
     tiering = await eventually(lambda: _get(hypervisor, "/api/v1/tiering"), lambda t: t["enabled"], PATIENCE)
     assert _expansion(tiering) == (40, "host_ram", "GPUPool/p", 70, "GPUPool/p")
+    # The disk tier's condition and the disk the scheduler multiplies by the pool's 70 %: the
+    # tier directory's free space (the 100G guidance is lowered to 0 here).
+    gpunode = await eventually(
+        lambda: custom.get_cluster_custom_object(GROUP, VERSION, "gpunodes", NODE),
+        lambda g: bool(g.get("status", {}).get("conditions")),
+        PATIENCE,
+    )
+    (condition,) = gpunode["status"]["conditions"]
+    assert (condition["type"], condition["status"]) == ("DiskTierAvailable", "True")
+    assert gpunode["status"]["nodeInfo"]["dataDiskSize"] != "0"
     devices = (await _get(hypervisor, "/api/v1/devices"))["devices"]
     sold = _ram_total() // 2 * 40 // 100  # per GPU: the scheduler's RAM x 40 % shared by the GPUs
     for device in devices:
