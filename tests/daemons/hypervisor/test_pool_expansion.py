@@ -120,7 +120,7 @@ async def test_a_node_tiers_what_its_pool_sells_and_follows_it_live(
 ) -> None:
     hypervisor, custom, tier_dir = await _node_in_pool(kube, tmp_path)
     hypervisors.append(await hypervisor.start())
-    core = client.CoreV1Api(kube.api_client())
+    core: Any = client.CoreV1Api(kube.api_client())  # its stubs want V1Pod; the API takes plain JSON
 
     # The pool's 40 % of host RAM (its disk percentage unset: the API server fills in the CRD
     # default, 70 % of the tier directory's free space), each with its source; no node flags.
