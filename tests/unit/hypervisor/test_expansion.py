@@ -87,3 +87,27 @@ def test_a_node_with_room_backs_exactly_what_the_scheduler_sells_from_its_pool(
     assert cap.host_bytes == min(ram // gpus * mem // 100, room)
     assert cap.disk_bytes == (free // gpus * disk // 100 if disk else 0)
     assert cap.host_bytes + cap.disk_bytes <= sold.host_vram_bytes(ram, free) // gpus + 1
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-(10**6), 10**6) | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=8,
+)
+KEYS = st.sampled_from(["vramExpandToHostMem", "vramExpandToHostDisk", "tflopsOversellRatio", "other"])
+
+
+@given(over=st.dictionaries(KEYS, JSON, max_size=4) | JSON)
+def test_any_oversubscription_decodes_or_is_refused_naming_the_pool(over: Any) -> None:
+    pool = {"p": {"metadata": {"name": "p"}, "spec": {"capacityConfig": {"oversubscription": over}}}}
+    problem = ""
+    try:
+        got = pool_expansion(NODE, pool)
+    except ValidationError as exc:
+        problem = str(exc)
+    if problem:
+        assert "GPUPool/p.spec.capacityConfig.oversubscription" in problem
+        return
+    assert got is not None
+    assert 0 <= got.mem_percent <= 100
+    assert 0 <= got.disk_percent <= 100
