@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import ipaddress
 import logging
 import os
@@ -19,6 +20,7 @@ from aiohttp import web
 
 from daemons import statedir
 from daemons.hypervisor import gpus as nvml
+from daemons.hypervisor.freeze_ttls import startup_ttls
 from daemons.hypervisor.http import build_app
 from daemons.hypervisor.node import Node
 from daemons.hypervisor.options import NodeOptions, add_node_arguments, node_options
@@ -27,6 +29,7 @@ from daemons.hypervisor.workers import WorkerDirectory
 from tfcore.config.env import SIM_STATE
 from tfcore.hypervisor import ControllerSettings, rated_tflops
 from tfcore.hypervisor.deviceplugin import DEFAULT_RESOURCES
+from tfcore.hypervisor.expansion import resolve_expansion
 from tfcore.hypervisor.nodefile import NODE_FILE, NodeFile, encode_node_file
 from tfcore.hypervisor.paths import default_state_dir
 from tfcore.k8s import KubeClient, KubeError, connect
@@ -40,6 +43,7 @@ from tfcore.web.app import FAILED_KEY, Listener, add_background, start
 from tfcore.web.greptime import GreptimeStore, greptime_from_env
 
 log = logging.getLogger("daemons.hypervisor")
+POOL_SYNC_WAIT = 10.0  # seconds pod regions wait, at start, for the pool's tiering to be known
 
 
 def register(commands: Any) -> None:
@@ -119,6 +123,9 @@ def main(args: argparse.Namespace) -> int:
             breach_action=options.on_isolation_breach,
             tiering=options.tiering,
         )
+        node.set_freeze_ttls(*startup_ttls(options.freeze_ttl_flags, options.env_freeze_ttls))
+        mem, disk = options.expansion_flags
+        node.set_expansion(resolve_expansion(mem, disk, None, tier_dir=options.tiering.tier_dir))
         adopted = node.adopt()
         for gpu in found:
             log.info(
@@ -203,12 +210,14 @@ async def _metrics(
 
 
 async def _kube(app: web.Application, node: Node, options: NodeOptions, state_dir: Path) -> KubeClient | None:
-    """With a node name and a cluster: report GPUs and the GPUNode status, and keep the regions
-    of this node's TensorFusion pods, in the background."""
+    """With a node name and a cluster: report GPUs and the GPUNode status, keep the regions of
+    this node's TensorFusion pods, and follow the freeze TTLs of its pool's template, in the
+    background."""
     if not _kube_wanted(options):
         log.info("Kubernetes reporting off (it needs --node-name or $NODE_NAME, and --kubeconfig or a pod)")
         return None
     # grpc and protobuf (~0.1 s to import) load only when reporting is on: standalone is unaffected.
+    from daemons.hypervisor.freeze_ttls import PoolFreezeTTLs  # noqa: PLC0415
     from daemons.hypervisor.kube import NodeReporter  # noqa: PLC0415
     from daemons.hypervisor.kubelet import PodResourcesClient  # noqa: PLC0415
     from daemons.hypervisor.pods import PodWorkers  # noqa: PLC0415
@@ -232,7 +241,27 @@ async def _kube(app: web.Application, node: Node, options: NodeOptions, state_di
         resources=frozenset(options.device_plugin_resources) or DEFAULT_RESOURCES,
     )
     add_background(app, reporter.run)
-    add_background(app, PodWorkers(api, node, node_name=node_name).run)
+    pool = PoolFreezeTTLs(
+        api,
+        node,
+        node_name=node_name,
+        flags=options.freeze_ttl_flags,
+        env_ttls=options.env_freeze_ttls,
+        expansion_flags=options.expansion_flags,
+    )
+    add_background(app, pool.run)
+    pod_workers = PodWorkers(api, node, node_name=node_name)
+
+    async def pods_once_pool_known() -> None:
+        # A pod's worker is tiered or not for its life: make the first regions with the pool's
+        # expansion known (bounded: an unreachable pool must not hold the pods' regions back).
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(pool.synced.wait(), POOL_SYNC_WAIT)
+        if not pool.synced.is_set():
+            log.warning("pool settings not known after %g s: pods get regions with the node's own", POOL_SYNC_WAIT)
+        await pod_workers.run()
+
+    add_background(app, pods_once_pool_known)
     log.info(
         "reporting node %s to Kubernetes every %g s and keeping its TensorFusion pods' regions%s",
         node_name,

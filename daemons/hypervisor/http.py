@@ -73,6 +73,10 @@ async def _devices(request: web.Request) -> web.Response:
     return json_response({"devices": request.app[NODE_KEY].device_view()})
 
 
+async def _tiering(request: web.Request) -> web.Response:
+    return json_response(request.app[NODE_KEY].tiering_view())
+
+
 async def _workers(request: web.Request) -> web.Response:
     node = request.app[NODE_KEY]
     return json_response({"workers": [node.worker_view(w) for w in node.workers.values()]})
@@ -223,6 +227,7 @@ def build_app(node: Node, token: str, *, reads_need_token: bool = False) -> web.
     app[NODE_KEY] = node
     app[TOKEN_KEY] = token
     app.router.add_get("/api/v1/devices", _devices)
+    app.router.add_get("/api/v1/tiering", _tiering)
     app.router.add_get("/api/v1/workers", _workers)
     # A pod worker's name is NAMESPACE/POD: the route takes the rest of the path.
     app.router.add_post("/api/v1/workers/{name:.+}/freeze", _freeze)

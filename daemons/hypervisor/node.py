@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from daemons.hypervisor import tierdirs
 from daemons.hypervisor.gpus import GPUInfo, GPUProbe
 from daemons.hypervisor.workers import WorkerDirectory, WorkerRecord, check_name, new_record, owner_alive
 from tfcore.config.env import BREACH_ACTIONS
@@ -29,9 +30,10 @@ from tfcore.hypervisor import (
     TenantShare,
     share_of,
 )
+from tfcore.hypervisor.expansion import Expansion
 from tfcore.hypervisor.placement import DoesNotFit, LocalGPU, local_allocator, place
 from tfcore.hypervisor.podworkers import check_pod_worker_name, split_pod_worker_name
-from tfcore.hypervisor.tiering import TierCandidate, TierCapacity, TierSettings, plan_tiers, tier_capacity
+from tfcore.hypervisor.tiering import OF_GPU, TierCandidate, TierCapacity, TierSettings, plan_tiers, tier_capacity
 from tfcore.hypervisor.workerspec import WorkerSpec
 from tfcore.ipc import DeviceSpec, Region, RegionError
 from tfcore.model.errors import ValidationError
@@ -166,6 +168,10 @@ class Node:
             raise ValidationError.single("--on-isolation-breach", repr(breach_action), " or ".join(BREACH_ACTIONS))
         self.breach_action = breach_action
         self.tiering = tiering or TierSettings()
+        # Where each QoS level's freeze TTLs came from (set_freeze_ttls; GET /api/v1/tiering).
+        self.freeze_ttl_sources: dict[str, str] = dict.fromkeys(self.tiering.freeze_ttls, "node settings")
+        # Where the expansion percentages came from (set_expansion; GET /api/v1/tiering).
+        self.expansion_sources: dict[str, str] = {"host_mem": "node settings", "host_disk": "node settings"}
         self.tier_capacity: dict[str, TierCapacity] = {}
         self._tier_measured = float("-inf")
         self.breaches: list[Breach] = []  # not yet acted on: the Kubernetes reporter drains them
@@ -190,11 +196,39 @@ class Node:
         if self.tiering.enabled:
             self.measure_tiers(time.monotonic())
 
+    def set_expansion(self, expansion: Expansion) -> None:
+        """New expansion percentages (the pool's changed): the capacity is measured again at
+        once, new workers are tiered by the new switch; running workers keep theirs (each of
+        their processes read it once, when it loaded)."""
+        wanted = expansion.applied_to(self.tiering)
+        sources = expansion.sources()
+        if wanted == self.tiering and sources == self.expansion_sources:
+            return
+        if wanted != self.tiering:
+            log.info(
+                "VRAM expansion now host memory %d%% of %s (%s), disk %d%% of %s (%s)",
+                expansion.mem_percent,
+                "each GPU" if expansion.mem_of == OF_GPU else "host RAM",
+                expansion.mem_source,
+                expansion.disk_percent,
+                "each GPU" if expansion.disk_of == OF_GPU else "the tier directory's free space",
+                expansion.disk_source,
+            )
+        self.tiering = wanted
+        self.expansion_sources = sources
+        self.measure_tiers(time.monotonic())
+
     def measure_tiers(self, now: float) -> None:
         """What the node can really back beyond its GPUs (free RAM, the tier directory's free
         space): the local allocator sells each GPU plus that, and a disk tier below the free-space
-        guidance is not sold (a warning when that changes)."""
+        guidance is not sold (a warning when that changes). With tiering off: each GPU alone."""
         self._tier_measured = now
+        if not self.tiering.enabled:
+            for uuid, gpu in self.gpus.items():
+                if self.tier_capacity.pop(uuid, None) is not None:
+                    spec = self.allocator.gpus[uuid].spec
+                    self.allocator.set_gpu(dataclasses.replace(spec, vram_bytes=gpu.vram_bytes))
+            return
         available, total = _meminfo()
         free = _disk_free(self.tiering.tier_dir)
         for uuid, gpu in self.gpus.items():
@@ -352,6 +386,8 @@ class Node:
         if self.tiering.enabled and worker.record.spec.vram_tiering:
             worker.region.set_tier_enabled(True)
             worker.tiered = True
+            if worker.record.pod_uid and self.tiering.tier_dir:
+                tierdirs.make(self.tiering.tier_dir, worker.record.name, worker.record.spec.tenant_uid)
         worker.tiers.last_active = time.monotonic()
 
     def _apply_initial_rates(self, worker: Worker) -> None:
@@ -425,6 +461,8 @@ class Node:
         self.allocator.release(name)
         worker.region.close()
         self.directory.remove(name, worker.record.made_dirs)
+        if worker.record.pod_uid and self.tiering.tier_dir:
+            tierdirs.remove(self.tiering.tier_dir, name)
         log.info("worker %s released", name)
         self._changed()
         return True
@@ -650,6 +688,43 @@ class Node:
         else:
             self._warned.discard(key)
 
+    def set_freeze_ttls(self, ttls: dict[str, tuple[float | None, float | None]], sources: dict[str, str]) -> None:
+        """New idle TTLs per QoS (the pool's template changed): the next tick plans with them."""
+        if ttls == self.tiering.freeze_ttls and sources == self.freeze_ttl_sources:
+            return
+        if ttls != self.tiering.freeze_ttls:
+            described = (f"{q}={_ttl(m)}/{_ttl(d)} ({sources.get(q, '')})" for q, (m, d) in ttls.items())
+            log.info("freeze TTLs now %s", ", ".join(described))
+        self.tiering = dataclasses.replace(self.tiering, freeze_ttls=dict(ttls))
+        self.freeze_ttl_sources = dict(sources)
+
+    def tiering_view(self) -> dict[str, Any]:
+        """The tiering settings in force, each QoS level's TTLs with where they came from."""
+        t = self.tiering
+        return {
+            "enabled": t.enabled,
+            "expand_to_host_mem_percent": t.expand_to_host_mem_percent,
+            "expand_to_host_disk_percent": t.expand_to_host_disk_percent,
+            # What each percentage is of, and where it came from (flag, GPUPool/NAME, default).
+            "expansion": {
+                "host_mem": {
+                    "percent": t.expand_to_host_mem_percent,
+                    "of": "gpu_memory" if t.host_mem_of == OF_GPU else "host_ram",
+                    "source": self.expansion_sources.get("host_mem", ""),
+                },
+                "host_disk": {
+                    "percent": t.expand_to_host_disk_percent,
+                    "of": "gpu_memory" if t.host_disk_of == OF_GPU else "tier_dir_free",
+                    "source": self.expansion_sources.get("host_disk", ""),
+                },
+            },
+            "tier_dir": t.tier_dir,
+            "freeze_ttls": {
+                qos: {"to_host_after_s": mem, "to_disk_after_s": disk, "source": self.freeze_ttl_sources.get(qos, "")}
+                for qos, (mem, disk) in t.freeze_ttls.items()
+            },
+        }
+
     # ---- views --------------------------------------------------------------------------
 
     def device_view(self) -> list[dict[str, Any]]:
@@ -737,3 +812,7 @@ class Node:
         used = sum(d.vram_used_bytes for d in devices)
         host, disk = worker.tiers.host_bytes, worker.tiers.disk_bytes
         return {"device": max(0, used - host - disk), "host": host, "disk": disk}
+
+
+def _ttl(seconds: float | None) -> str:
+    return "never" if seconds is None else f"{seconds:g}s"

@@ -12,6 +12,7 @@ from typing import Final
 
 from tfcore.config.env import (
     BREACH_ACTIONS,
+    HYPERVISOR_SCHEDULING_CONFIG,
     ON_ISOLATION_BREACH,
     PROGRESSIVE_MIGRATION,
     PROGRESSIVE_MIGRATION_ENV,
@@ -19,8 +20,9 @@ from tfcore.config.env import (
 )
 from tfcore.hypervisor import parse_tflops_overrides
 from tfcore.hypervisor.deviceplugin import check_resource_name
+from tfcore.hypervisor.freezeconfig import FreezeTTLs, resolve_freeze_ttls, template_ttls
 from tfcore.hypervisor.models import GPUModel
-from tfcore.hypervisor.tiering import DEFAULT_FREEZE_TTLS, TierSettings, parse_freeze_ttl
+from tfcore.hypervisor.tiering import TierSettings, parse_freeze_ttl
 from tfcore.model.errors import ValidationError
 from tfcore.model.quantity import parse_quantity
 
@@ -89,16 +91,19 @@ def add_node_arguments(parser: argparse.ArgumentParser, environ: Mapping[str, st
     tier.add_argument(
         "--vram-expand-to-host-mem",
         type=int,
-        default=0,
+        default=None,
         metavar="PCT",
-        help="sell this percent of each GPU's memory more, backed by host memory (warm tier; default 0: off)",
+        help="sell this percent of each GPU's memory more, backed by host memory (warm tier). Wins over the "
+        "pool's capacityConfig.oversubscription.vramExpandToHostMem (a percent of host RAM, followed live "
+        "in a cluster); default: the pool's, 0 (off) without one",
     )
     tier.add_argument(
         "--vram-expand-to-host-disk",
         type=int,
-        default=0,
+        default=None,
         metavar="PCT",
-        help="and this percent more, backed by files in --tier-dir (cold tier; default 0)",
+        help="and this percent more, backed by files in --tier-dir (cold tier). Wins over the pool's "
+        "vramExpandToHostDisk (a percent of the tier directory's free space); default: the pool's, 0 without one",
     )
     tier.add_argument("--tier-dir", default="", metavar="DIR", help="directory of the disk tier")
     tier.add_argument(
@@ -112,8 +117,11 @@ def add_node_arguments(parser: argparse.ArgumentParser, environ: Mapping[str, st
         action="append",
         default=[],
         metavar="QOS=MEM/DISK",
-        help="idle time after which a worker of QOS is frozen to host memory and to disk "
-        "(repeatable; defaults low=1m/1h medium=2m/2h high=1d/1w critical=never/never)",
+        help="idle time after which a worker of QOS is frozen to host memory and to disk, e.g. "
+        "low=30s/10m or high=1d/never (repeatable; durations 90s, 2m, 1h30m, 1d, 1w or never). Wins over "
+        "the pool's SchedulingConfigTemplate (autoFreezeAndResume.autoFreeze) and "
+        "$TF_HYPERVISOR_SCHEDULING_CONFIG for that QOS; defaults low=1m/1h medium=2m/2h high=1d/1w "
+        "critical=never/never",
     )
     kube = parser.add_argument_group("Kubernetes reporting (on when a node name and a cluster are known)")
     kube.add_argument(
@@ -197,8 +205,11 @@ def node_argv(args: argparse.Namespace) -> list[str]:
 
 
 def _tier_argv(args: argparse.Namespace) -> list[str]:
-    argv = ["--vram-expand-to-host-mem", str(args.vram_expand_to_host_mem)]
-    argv += ["--vram-expand-to-host-disk", str(args.vram_expand_to_host_disk)]
+    argv: list[str] = []
+    if args.vram_expand_to_host_mem is not None:  # unset: the pool's (or none) decides
+        argv += ["--vram-expand-to-host-mem", str(args.vram_expand_to_host_mem)]
+    if args.vram_expand_to_host_disk is not None:
+        argv += ["--vram-expand-to-host-disk", str(args.vram_expand_to_host_disk)]
     if args.tier_dir:
         argv += ["--tier-dir", args.tier_dir]
     argv += ["--tier-min-free-disk", args.tier_min_free_disk]
@@ -228,21 +239,33 @@ class NodeOptions:
     kubelet_pod_resources_socket: Path
     device_plugin_resources: tuple[str, ...]
     on_isolation_breach: str = "warn"  # warn or evict
-    tiering: TierSettings = field(default_factory=TierSettings)
+    tiering: TierSettings = field(default_factory=TierSettings)  # TTLs: flags > environment > defaults
+    # The QoS levels --freeze-ttl set: they win over the pool's template when it arrives.
+    freeze_ttl_flags: FreezeTTLs = field(default_factory=dict)
+    env_freeze_ttls: FreezeTTLs = field(default_factory=dict)  # from $TF_HYPERVISOR_SCHEDULING_CONFIG
+    # The --vram-expand-to-host-mem/-disk given (None: unset, the pool's percentage decides).
+    expansion_flags: tuple[int | None, int | None] = (None, None)
 
 
-def tier_settings(args: argparse.Namespace) -> TierSettings:
-    ttls = dict(DEFAULT_FREEZE_TTLS)
+def freeze_ttl_flags(args: argparse.Namespace) -> FreezeTTLs:
+    """The TTLs --freeze-ttl sets (the last flag for a QoS wins), and only those."""
+    flags: FreezeTTLs = {}
     for text in args.freeze_ttl:
         qos, mem, disk = parse_freeze_ttl(text)
-        ttls[qos] = (mem, disk)
+        flags[qos] = (mem, disk)
+    return flags
+
+
+def tier_settings(args: argparse.Namespace, env_ttls: FreezeTTLs | None = None) -> TierSettings:
+    ttls = resolve_freeze_ttls(freeze_ttl_flags(args), env_ttls or {})
     tier_dir = args.tier_dir
     if tier_dir and not Path(tier_dir).is_dir():
         raise ValidationError.single("--tier-dir", f"{tier_dir!r} is not a directory", "an existing directory")
     min_free = parse_quantity(args.tier_min_free_disk, field="--tier-min-free-disk").value
     if min_free < 0:
         raise ValidationError.single("--tier-min-free-disk", args.tier_min_free_disk, "a quantity such as 100G")
-    return TierSettings(args.vram_expand_to_host_mem, args.vram_expand_to_host_disk, tier_dir, ttls, int(min_free))
+    mem, disk = args.vram_expand_to_host_mem or 0, args.vram_expand_to_host_disk or 0
+    return TierSettings(mem, disk, tier_dir, ttls, int(min_free))
 
 
 def node_options(args: argparse.Namespace, environ: Mapping[str, str]) -> NodeOptions:
@@ -255,6 +278,7 @@ def node_options(args: argparse.Namespace, environ: Mapping[str, str]) -> NodeOp
     if not 1 <= args.tflops_oversell <= 10000:
         raise ValidationError.single("--tflops-oversell", str(args.tflops_oversell), "1 to 10000 percent")
     check_kube_arguments(args)
+    env_ttls = template_ttls(HYPERVISOR_SCHEDULING_CONFIG.read(environ))
     return NodeOptions(
         host=args.host,
         port=args.port,
@@ -273,7 +297,10 @@ def node_options(args: argparse.Namespace, environ: Mapping[str, str]) -> NodeOp
         kubelet_pod_resources_socket=args.kubelet_pod_resources_socket,
         device_plugin_resources=tuple(args.device_plugin_resource),
         on_isolation_breach=args.on_isolation_breach or ON_ISOLATION_BREACH.read(environ),
-        tiering=tier_settings(args),
+        tiering=tier_settings(args, env_ttls),
+        freeze_ttl_flags=freeze_ttl_flags(args),
+        env_freeze_ttls=env_ttls,
+        expansion_flags=(args.vram_expand_to_host_mem, args.vram_expand_to_host_disk),
     )
 
 

@@ -19,6 +19,7 @@ from tfcore.config.env import PROGRESSIVE_MIGRATION_ENV, progressive_migration
 from tfcore.k8s import connect
 from tfcore.k8s.admission_support import OwnerPods
 from tfcore.logs import setup_logging
+from tfcore.model.errors import ValidationError
 from tfcore.model.pods import SCHEDULER_NAME
 from tfcore.native import library_paths
 from tfcore.web.app import Listener, add_background, add_ready_check, serve, server_tls
@@ -42,6 +43,12 @@ def register(commands: Any) -> None:
     parser.add_argument(
         "--region-host-dir", default=DEFAULT_REGION_HOST_DIR, help="the hypervisor's worker region directory on nodes"
     )
+    parser.add_argument(
+        "--tier-host-dir",
+        default="",
+        help="the hypervisors' --tier-dir on nodes: each TF pod gets its own directory of it for the disk "
+        "tier of VRAM tiering (TF_TIER_DIR); default none",
+    )
     parser.add_argument("--scheduler-name", default=SCHEDULER_NAME, help="schedulerName set on TF pods")
     parser.add_argument(
         "--nvidia-progressive-migration",
@@ -63,9 +70,16 @@ def injection_config(args: argparse.Namespace) -> InjectionConfig:
         image=args.image,
         shim_source=shim,
         region_host_dir=args.region_host_dir,
+        tier_host_dir=_tier_host_dir(args.tier_host_dir),
         scheduler_name=args.scheduler_name,
         route_native_gpu_pods=routed,
     )
+
+
+def _tier_host_dir(given: str) -> str:
+    if given and not given.startswith("/"):
+        raise ValidationError.single("--tier-host-dir", repr(given), "an absolute host path, or empty for none")
+    return given.rstrip("/") or ("/" if given else "")
 
 
 def _run(args: argparse.Namespace) -> int:

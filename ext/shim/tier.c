@@ -627,6 +627,7 @@ CUresult tf_tier_alloc(CUdeviceptr *dptr, uint64_t bytes, int dev) {
     uint64_t size = (bytes + granularity - 1) / granularity * granularity, handle = 0;
     CUdeviceptr va = 0;
     CUresult rc = CUDA_ERROR_OUT_OF_MEMORY;
+    int where = TF_TIER_AT_DEVICE;
     if (!lock_tier()) return rc;
     if (table_n == TIER_MAX) {
         rc = CUDA_ERROR_NOT_SUPPORTED; /* more than the table holds: plain, unmovable memory */
@@ -636,7 +637,20 @@ CUresult tf_tier_alloc(CUdeviceptr *dptr, uint64_t bytes, int dev) {
         rc = CUDA_ERROR_NOT_SUPPORTED; /* more contexts than a freeze drains: plain memory */
         goto unlock;
     }
-    if ((rc = create_at(&handle, size, TF_TIER_AT_DEVICE, ordinal)) != CUDA_SUCCESS) goto unlock;
+    /* Past the device's free memory: what the cache of freed allocations holds goes back to
+     * the driver first; then the node sells host memory (the warm tier): the new allocation is
+     * made there, where kernels still reach it, and a later resume or the hypervisor's "room"
+     * request brings it onto the device once there is room. */
+    rc = create_at(&handle, size, where, ordinal);
+    if (rc == CUDA_ERROR_OUT_OF_MEMORY && cache_n > 0) {
+        cache_flush_locked();
+        rc = create_at(&handle, size, where, ordinal);
+    }
+    if (rc == CUDA_ERROR_OUT_OF_MEMORY) {
+        where = TF_TIER_AT_HOST;
+        rc = create_at(&handle, size, where, ordinal);
+    }
+    if (rc != CUDA_SUCCESS) goto unlock;
     if ((rc = drv.reserve(&va, size, granularity, 0, 0)) != CUDA_SUCCESS) {
         drv.release(handle);
         goto unlock;
@@ -646,10 +660,14 @@ CUresult tf_tier_alloc(CUdeviceptr *dptr, uint64_t bytes, int dev) {
         drv.release(handle);
         goto unlock;
     }
-    table[table_n++] = (tier_alloc){va, size, bytes, handle, 0, ordinal, dev, TF_TIER_AT_DEVICE, 0, ctx};
+    table[table_n++] = (tier_alloc){va, size, bytes, handle, 0, ordinal, dev, where, 0, ctx};
+    book_move(TF_TIER_AT_DEVICE, where, size);
     __atomic_store_n(&tf_tier_on, 1, __ATOMIC_RELEASE);
     *dptr = va;
     set_where(TF_TIER_OK);
+    /* The call resumed everything it could first, so nothing is on disk: memory on the host is
+     * used where it is, not retried on every call. */
+    if (where != TF_TIER_AT_DEVICE) __atomic_store_n(&tf_tier_frozen, 0, __ATOMIC_SEQ_CST);
 unlock:
     pthread_mutex_unlock(&tier_lock);
     return rc;

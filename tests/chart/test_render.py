@@ -44,6 +44,7 @@ SCENARIOS: dict[str, dict[str, Any]] = {
             "alert.enabled=false",
             "hypervisor.enabled=false",
             "cluster.create=false",
+            "schedulingConfigTemplate.create=false",
             "dashboards.enabled=false",
             "priorityClasses.create=false",
             "controller.adminApi.enabled=false",
@@ -83,6 +84,7 @@ CLUSTER_SCOPED = {
     "PriorityClass",
     "MutatingWebhookConfiguration",
     "TensorFusionCluster",
+    "SchedulingConfigTemplate",
 }
 
 

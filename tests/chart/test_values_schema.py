@@ -22,6 +22,8 @@ BAD_VALUES = [
     (("webhook.failurePolicy=Maybe",), "webhook.failurePolicy: webhook.failurePolicy must be one of"),
     (("scheduler.config.apiVersion=kubescheduler.config.k8s.io/v1beta3",), "scheduler.config.apiVersion"),
     (("hypervisor.stateDir=run/tf",), "hypervisor.stateDir: Does not match pattern"),
+    (("hypervisor.tierDir=var/tier",), "hypervisor.tierDir: Does not match pattern"),
+    (("hypervisor.tierMinFreeDisk=lots",), "hypervisor.tierMinFreeDisk: Does not match pattern"),
     (("alert.replicaCount=-1",), "alert.replicaCount: Must be greater than or equal to 1"),
 ]
 

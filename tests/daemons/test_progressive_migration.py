@@ -54,7 +54,12 @@ def test_every_daemon_reads_the_switch_alike(value: str) -> None:
 def test_webhook_and_scheduler_resolve_it_through_the_same_registry(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(PROGRESSIVE_MIGRATION_ENV, "1")
     webhook_args = argparse.Namespace(
-        shim_path="/shim", image="i", region_host_dir="/r", scheduler_name="s", nvidia_progressive_migration=None
+        shim_path="/shim",
+        image="i",
+        region_host_dir="/r",
+        tier_host_dir="",
+        scheduler_name="s",
+        nvidia_progressive_migration=None,
     )
     assert injection_config(webhook_args).route_native_gpu_pods is True
     assert hypervisor_reads(os.environ[PROGRESSIVE_MIGRATION_ENV]) is True

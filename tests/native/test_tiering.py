@@ -166,13 +166,15 @@ def test_two_tenants_past_the_gpu_both_finish_with_their_data(
     a_first = a.ask("alloc 6 32", 3)
     assert a_first["alloc"] == "0"  # 192 MiB of 256
     b = start(libs, tierwork, tmp_path / "b.shm", tmp_path, **extra)
-    assert b.ask("alloc 6 32", 3)["alloc"] != "0"  # does not fit beside a
-    b.finish()
+    b_first = b.ask("alloc 6 32", 3)
+    assert b_first["alloc"] == "0"  # what does not fit beside a is made on the warm tier
+    assert regions[1].tier_state().where == "host"
+    assert b.ask("check", 3)["same"] == "1"
     regions[0].request_tier("host")  # the hypervisor's choice: a is idle
     assert settle(regions[0]).where == "host"
-    b = start(libs, tierwork, tmp_path / "b.shm", tmp_path, **extra)
-    assert b.ask("alloc 6 32", 3)["alloc"] == "0"
-    assert b.ask("check", 3)["same"] == "1"
+    regions[1].request_tier("resume")  # and b is active: onto the device, now that there is room
+    assert settle(regions[1]).where == "device"
+    assert b.ask("check", 3) == {"check": "0", "same": "1", "ptrs": b_first["ptrs"]}
     assert b.finish() == 0
     regions[0].request_tier("resume")  # b is gone: a comes back (it would on its next call too)
     assert settle(regions[0]).where == "device"
@@ -181,6 +183,35 @@ def test_two_tenants_past_the_gpu_both_finish_with_their_data(
     assert a.finish() == 0
     for r in regions:
         r.close()
+
+
+def test_a_worker_sold_more_than_the_gpu_allocates_past_it_on_the_warm_tier(
+    libs: dict[str, Path], tierwork: Path, tmp_path: Path
+) -> None:
+    """A limit past the GPU (virtual VRAM a pool sells): what does not fit on the device is made
+    in host memory at the same kind of pointer; kernels and copies see the right bytes, and it
+    moves onto the device once there is room."""
+    extra = {"TF_SIM_GPU_VRAM": str(256 * MIB)}
+    with Region.create(tmp_path / "big.shm", [DeviceSpec("0", 384 * MIB)]) as region:
+        region.set_tier_enabled(True)
+        worker = start(libs, tierwork, tmp_path / "big.shm", tmp_path, **extra)
+        first = worker.ask("alloc 10 32", 3)
+        assert first["alloc"] == "0"  # 320 MiB on a 256 MiB GPU
+        state = region.tier_state()
+        assert state.where == "host"
+        assert 64 * MIB <= state.host_bytes <= 96 * MIB  # the part past the device (sim overheads aside)
+        assert nvml_used(libs) <= 256 * MIB
+        assert worker.ask("check", 3) == {"check": "0", "same": "1", "ptrs": first["ptrs"]}
+        assert worker.ask("write 7", 1)
+        assert worker.ask("check", 3)["same"] == "1"
+        assert worker.finish() == 0
+
+    with Region.create(tmp_path / "plain.shm", [DeviceSpec("0", 384 * MIB)]) as region:
+        region.set_tier_enabled(False)  # opted out: today's behaviour, out of memory at the GPU
+        worker = start(libs, tierwork, tmp_path / "plain.shm", tmp_path, **extra)
+        assert worker.ask("alloc 10 32", 3)["alloc"] != "0"
+        assert region.tier_state().host_bytes == 0
+        worker.finish()
 
 
 def test_host_memory_running_out_leaves_the_worker_on_the_device(

@@ -20,7 +20,9 @@ def overlaps(path: str, directory: str) -> bool:
     return a == b or a.startswith(b.rstrip("/") + "/") or b.startswith(a.rstrip("/") + "/")
 
 
-def state_dir_mounts(spec: dict[str, Any], state_dir: str, own: dict[str, Any]) -> list[Problem]:
+def state_dir_mounts(
+    spec: dict[str, Any], state_dir: str, own: dict[str, Any], *, what: str = "the hypervisor's state directory"
+) -> list[Problem]:
     """A problem per hostPath volume of `spec` that overlaps `state_dir`, except `own` (the
     region volume the webhook itself injects, met again when a mutated pod is re-admitted)."""
     problems = []
@@ -33,7 +35,7 @@ def state_dir_mounts(spec: dict[str, Any], state_dir: str, own: dict[str, Any]) 
             problems.append(
                 Problem(
                     f"spec.volumes[{index}].hostPath.path",
-                    f"{path!r} overlaps the hypervisor's state directory {state_dir!r}",
+                    f"{path!r} overlaps {what} {state_dir!r}",
                     "a hostPath outside it (tensor-fusion mounts the pod's own region itself)",
                 )
             )

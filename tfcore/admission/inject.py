@@ -11,6 +11,11 @@ and mounts it read-only with only `shm` writable over it: even root in the conta
 rewrite its limits (the file's mode alone would not stop root). A file can only be mounted
 once it exists, so the init container waits, bounded, for the hypervisor to create the region;
 that wait also means no container of the pod ever starts without its limits in place.
+
+The disk tier of VRAM tiering: with the node's tier directory known (`--tier-host-dir`), the
+pod's own `<tier dir>/<namespace>/<pod name>/` (made by the hypervisor, owned by the pod's
+user) is mounted read-write at TIER_MOUNT and named by TF_TIER_DIR, where the shim writes the
+memory of a worker frozen to disk; the pod sees no other pod's files.
 """
 
 from __future__ import annotations
@@ -26,6 +31,8 @@ from tfcore.model.pods import pod_nvidia_gpus as pod_nvidia_gpus  # noqa: PLC041
 
 SHIM_VOLUME: Final = "tf-shim"
 REGION_VOLUME: Final = "tf-region"
+TIER_VOLUME: Final = "tf-tier"
+TIER_MOUNT: Final = "/run/tensor-fusion/tier"
 INIT_CONTAINER: Final = "tf-shim-install"
 SHIM_DIR: Final = "/tensor-fusion/lib"
 SHIM_FILE: Final = "libtfshim.so"
@@ -51,6 +58,7 @@ class InjectionConfig:
     # told which GPUs those are).
     route_native_gpu_pods: bool = False
     region_wait_seconds: int = DEFAULT_REGION_WAIT_SECONDS  # the init container's bound
+    tier_host_dir: str = ""  # the hypervisors' --tier-dir on nodes; "" = no disk tier mounted
 
 
 def shm_path() -> str:
@@ -79,6 +87,13 @@ def region_volume(config: InjectionConfig) -> dict[str, Any]:
     return {"name": REGION_VOLUME, "hostPath": {"path": config.region_host_dir, "type": "DirectoryOrCreate"}}
 
 
+def tier_volume(config: InjectionConfig) -> dict[str, Any] | None:
+    """The hostPath volume of the nodes' tier directory, as injected (None without one)."""
+    if not config.tier_host_dir:
+        return None
+    return {"name": TIER_VOLUME, "hostPath": {"path": config.tier_host_dir, "type": "DirectoryOrCreate"}}
+
+
 def inject_shim(
     spec: dict[str, Any], container_name: str, config: InjectionConfig, env: dict[str, str]
 ) -> list[Problem]:
@@ -87,6 +102,9 @@ def inject_shim(
     volumes = spec.setdefault("volumes", [])
     _put_named(volumes, {"name": SHIM_VOLUME, "emptyDir": {"sizeLimit": "64Mi"}})
     _put_named(volumes, region_volume(config))
+    tier = tier_volume(config)
+    if tier is not None:
+        _put_named(volumes, tier)
     init_containers = spec.setdefault("initContainers", [])
     if not any(c.get("name") == INIT_CONTAINER for c in init_containers):
         init_containers.insert(0, _install_container(config))
@@ -97,6 +115,7 @@ def inject_shim(
     for mount in (
         {"name": SHIM_VOLUME, "mountPath": SHIM_DIR, "readOnly": True},
         *_region_mounts(),
+        *(_tier_mounts() if tier is not None else ()),
     ):
         clash = next(
             (m for m in mounts if m.get("mountPath") == mount["mountPath"] and m.get("name") != mount["name"]), None
@@ -118,7 +137,8 @@ def inject_shim(
             "valueFrom": {"fieldRef": {"fieldPath": "metadata.annotations['tensor-fusion.ai/gpu-ids']"}},
         },
     ]
-    for entry in downward + [{"name": k, "value": v} for k, v in env.items()]:
+    own = {"TF_TIER_DIR": TIER_MOUNT} if tier is not None else {}
+    for entry in downward + [{"name": k, "value": v} for k, v in {**env, **own}.items()]:
         _put_named(variables, entry)
     problems.extend(_preload(variables, container_name))
     return problems
@@ -156,6 +176,11 @@ def _region_mounts() -> tuple[dict[str, Any], ...]:
         {"name": REGION_VOLUME, "mountPath": REGION_MOUNT, "subPathExpr": REGION_SUBPATH, "readOnly": True},
         {"name": REGION_VOLUME, "mountPath": shm_path(), "subPathExpr": f"{REGION_SUBPATH}/{SHM_FILE}"},
     )
+
+
+def _tier_mounts() -> tuple[dict[str, Any], ...]:
+    """The pod's own directory of the disk tier, read-write (frozen memory goes there)."""
+    return ({"name": TIER_VOLUME, "mountPath": TIER_MOUNT, "subPathExpr": REGION_SUBPATH},)
 
 
 def _install_container(config: InjectionConfig) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from tfcore.admission.inject import (
     region_volume,
     shm_path,
     strip_nvidia_gpu,
+    tier_volume,
 )
 from tfcore.admission.patch import json_patch
 from tfcore.admission.review import PodReview, Verdict
@@ -107,7 +108,12 @@ def _mode_without_counting(pod: dict[str, Any], owner: Owner | None, replicas: i
 def _state_dir_mounts(pod: dict[str, Any], injecting: InjectionConfig) -> list[Problem]:
     """hostPath volumes of the pod that reach the node's state directory (other tenants' regions)."""
     state_dir = posixpath.dirname(posixpath.normpath(injecting.region_host_dir))
-    return state_dir_mounts(pod.get("spec") or {}, state_dir, region_volume(injecting))
+    spec = pod.get("spec") or {}
+    problems = state_dir_mounts(spec, state_dir, region_volume(injecting))
+    tier = tier_volume(injecting)
+    if tier is not None:  # other pods' frozen memory lies there
+        problems += state_dir_mounts(spec, injecting.tier_host_dir, tier, what="the nodes' VRAM tier directory")
+    return problems
 
 
 def decide_by_count(candidate: Candidate, siblings: Sequence[Sibling], ledger: CanaryLedger, now: float) -> Mode:

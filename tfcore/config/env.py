@@ -15,7 +15,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Final, Generic, TypeVar
 
+from tfcore.model.codec import decode_json
 from tfcore.model.errors import ValidationError
+from tfcore.model.hypervisor import HypervisorScheduling
 
 T_co = TypeVar("T_co", covariant=True)
 
@@ -53,6 +55,11 @@ def parse_breach_action(name: str, text: str) -> str:
     if action not in BREACH_ACTIONS:
         raise ValidationError.single(name, repr(text), " or ".join(BREACH_ACTIONS))
     return action
+
+
+def parse_hypervisor_scheduling(name: str, text: str) -> HypervisorScheduling:
+    """SchedulingConfigTemplate.spec.hypervisor as JSON; ValidationError names the key under `name`."""
+    return decode_json(text, HypervisorScheduling, where=name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +138,17 @@ ON_ISOLATION_BREACH: Final = EnvVar(
     "Event) or evict (the same, and the pod is evicted). The --on-isolation-breach flag wins.",
     blank_is_unset=True,
 )
+HYPERVISOR_SCHEDULING_CONFIG: Final[EnvVar[HypervisorScheduling | None]] = EnvVar(
+    "TF_HYPERVISOR_SCHEDULING_CONFIG",
+    parse_hypervisor_scheduling,
+    None,
+    "hypervisor",
+    "A SchedulingConfigTemplate's spec.hypervisor as JSON, as the reference operator passes it, e.g. "
+    '`{"autoFreezeAndResume":{"autoFreeze":[{"qos":"low","freezeToMemTTL":"5m","freezeToDiskTTL":"2h"}]}}`. '
+    "Its freeze TTLs apply to the QoS levels it names; the node's pool's template (watched live) "
+    "wins over it, --freeze-ttl wins over both.",
+    blank_is_unset=True,
+)
 
 VARIABLES: Final[tuple[EnvVar[object], ...]] = (
     PROGRESSIVE_MIGRATION,
@@ -148,6 +166,7 @@ VARIABLES: Final[tuple[EnvVar[object], ...]] = (
     SIM_STATE,
     SHM_PATH,
     ON_ISOLATION_BREACH,
+    HYPERVISOR_SCHEDULING_CONFIG,
 )
 
 
@@ -167,6 +186,7 @@ def markdown_table() -> str:
     """The documentation table of every variable (docs/configuration.md)."""
     rows = ["| Variable | Default | Read by | Meaning |", "|---|---|---|---|"]
     for var in VARIABLES:
-        default = "false" if var.default is False else (f"`{var.default}`" if var.default != "" else "unset")
+        unset = var.default is None or var.default == ""
+        default = "false" if var.default is False else ("unset" if unset else f"`{var.default}`")
         rows.append(f"| `{var.name}` | {default} | {var.readers} | {var.doc} |")
     return "\n".join(rows) + "\n"

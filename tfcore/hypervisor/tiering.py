@@ -13,17 +13,22 @@ writes the returned requests to the workers' regions; the shim does the moves.  
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Final
 
 from tfcore.model.errors import Problem, ValidationError
+from tfcore.model.hypervisor import TTL_FORM, parse_ttl
 
 QOS_LEVELS: Final = ("low", "medium", "high", "critical")
 # The seed's guidance: "reserve at least 100GB of free disk per GPU node"; below it the node
 # sells no disk tier (and says so).
 MIN_FREE_DISK_BYTES: Final = 100 * 10**9
 NEVER: Final = None
+# What an expansion percentage is a percentage of: each GPU's memory (the node's own
+# --vram-expand-* flags, as in standalone), or the host's RAM / the tier directory's free space
+# shared by the node's GPUs (a pool's capacityConfig.oversubscription, as the scheduler sells it).
+OF_GPU: Final = "gpu"
+OF_HOST: Final = "host"
 
 # (freeze to host memory after, freeze to disk after) in seconds of idleness; None = never.
 DEFAULT_FREEZE_TTLS: Final[dict[str, tuple[float | None, float | None]]] = {
@@ -33,18 +38,16 @@ DEFAULT_FREEZE_TTLS: Final[dict[str, tuple[float | None, float | None]]] = {
     "critical": (None, None),
 }
 
-_UNITS: Final = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
-_DURATION: Final = re.compile(r"(\d{1,9})([smhdw])")
-
 
 def parse_duration(text: str, *, field: str) -> float | None:
-    """`30s`, `2m`, `1h`, `1d`, `1w` or `never` (None)."""
+    """A freeze TTL in seconds (the template's grammar: `30s`, `2m`, `1h30m`, `1d`, `1w`) or
+    `never` (None)."""
     if text == "never":
         return None
-    match = _DURATION.fullmatch(text)
-    if match is None:
-        raise ValidationError.single(field, repr(text), "a duration such as 30s, 2m, 1h, 1d, 1w, or never")
-    return int(match.group(1)) * _UNITS[match.group(2)]
+    try:
+        return parse_ttl(text)
+    except ValueError:
+        raise ValidationError.single(field, repr(text), f"{TTL_FORM}, or never") from None
 
 
 def parse_freeze_ttl(text: str, *, field: str = "--freeze-ttl") -> tuple[str, float | None, float | None]:
@@ -79,6 +82,8 @@ class TierSettings:
     tier_dir: str = ""
     freeze_ttls: dict[str, tuple[float | None, float | None]] = field(default_factory=lambda: dict(DEFAULT_FREEZE_TTLS))
     min_free_disk_bytes: int = MIN_FREE_DISK_BYTES
+    host_mem_of: str = OF_GPU  # OF_GPU or OF_HOST: what expand_to_host_mem_percent is of
+    host_disk_of: str = OF_GPU  # likewise for expand_to_host_disk_percent
 
     def __post_init__(self) -> None:
         problems = [
@@ -93,6 +98,11 @@ class TierSettings:
             problems.append(
                 Problem("--tier-dir", "unset", "a directory for the disk tier (with --vram-expand-to-host-disk)")
             )
+        problems += [
+            Problem(name, repr(value), f"{OF_GPU} or {OF_HOST}")
+            for name, value in (("host_mem_of", self.host_mem_of), ("host_disk_of", self.host_disk_of))
+            if value not in (OF_GPU, OF_HOST)
+        ]
         if problems:
             raise ValidationError(problems)
 
@@ -124,12 +134,15 @@ def tier_capacity(
 ) -> TierCapacity:
     """The sellable tiers per GPU: the configured percentages, capped by what is really there.
 
-    Host memory: what is available less a tenth of the machine's RAM kept for the node itself,
-    shared by the GPUs.  Disk: the tier directory's free space shared by the GPUs, and none at
-    all below `min_free_disk_bytes`."""
+    A percentage is of each GPU's memory, or (a pool's, OF_HOST) of the machine's RAM or the tier
+    directory's free space shared by the GPUs, as the scheduler counts it.  Host memory: what is
+    available less a tenth of the machine's RAM kept for the node itself, shared by the GPUs.
+    Disk: the tier directory's free space shared by the GPUs, and none at all below
+    `min_free_disk_bytes`."""
     gpus = max(1, gpus)
     room = max(0, ram_available - ram_total // 10) // gpus
-    host = min(physical * settings.expand_to_host_mem_percent // 100, room)
+    mem_base = ram_total // gpus if settings.host_mem_of == OF_HOST else physical
+    host = min(mem_base * settings.expand_to_host_mem_percent // 100, room)
     if not settings.tier_dir or settings.expand_to_host_disk_percent == 0:
         return TierCapacity(host, 0, True, "")
     if disk_free < settings.min_free_disk_bytes:
@@ -138,7 +151,8 @@ def tier_capacity(
             f"{settings.min_free_disk_bytes // 10**9} GB a node with a disk tier must keep: no disk tier is sold"
         )
         return TierCapacity(host, 0, False, message)
-    disk = min(physical * settings.expand_to_host_disk_percent // 100, disk_free // gpus)
+    disk_base = disk_free // gpus if settings.host_disk_of == OF_HOST else physical
+    disk = min(disk_base * settings.expand_to_host_disk_percent // 100, disk_free // gpus)
     return TierCapacity(host, disk, True, "")
 
 

@@ -9,6 +9,7 @@ from typing import Annotated, Final, Literal
 import msgspec
 
 from tfcore.model.autoscaling import AutoScalingConfig, VerticalScalingRule
+from tfcore.model.hypervisor import HypervisorScheduling
 from tfcore.model.meta import (
     Condition,
     Duration,
@@ -193,13 +194,13 @@ class ReBalancerConfig(Model):
 
 
 class SchedulingConfigTemplateSpec(Model):
-    """Scheduling policy a pool refers to by name: placement, autoscaling, rebalancing."""
+    """Scheduling policy a pool refers to by name: placement, autoscaling, rebalancing, freezing."""
 
     placement: PlacementConfig | None = None
     auto_scaling: FreeForm | None = None
     vertical_scaling_rules: list[VerticalScalingRule] | None = None
     re_balancer: ReBalancerConfig | None = None
-    hypervisor: FreeForm | None = None
+    hypervisor: HypervisorScheduling | None = None
 
 
 class SchedulingConfigTemplateStatus(Model):

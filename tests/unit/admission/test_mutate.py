@@ -12,7 +12,7 @@ from tests.unit.model.test_annotations import BAD
 from tfcore.admission import ClusterDefaults, InjectionConfig, Verdict, admit_review
 from tfcore.admission import canary as canary_keys
 from tfcore.admission.defaults import cluster_defaults
-from tfcore.admission.inject import INIT_CONTAINER, REGION_VOLUME, SHIM_VOLUME
+from tfcore.admission.inject import INIT_CONTAINER, REGION_VOLUME, SHIM_VOLUME, TIER_MOUNT, TIER_VOLUME
 from tfcore.admission.patch import apply_patch
 from tfcore.model import annotations as ann
 
@@ -399,3 +399,46 @@ def test_a_new_worker_of_an_autoscaled_workload_starts_at_the_applied_recommenda
     assert mutated(other, defaults)["metadata"]["annotations"][ann.TFLOPS_REQUEST] == "20"
     bad = {**workload, "status": {"appliedRecommendation": {"requests": {"tflops": "x"}}}}
     assert cluster_defaults([CLUSTER], [], [PROFILE], [bad])[1]  # reported, not applied
+
+
+# ---- the disk tier of VRAM tiering ------------------------------------------------------------
+
+TIERED = InjectionConfig(
+    image=CONFIG.image, shim_source=CONFIG.shim_source, tier_host_dir="/var/lib/tensor-fusion/tier"
+)
+
+
+def test_with_a_tier_directory_a_tf_pod_gets_its_own_part_of_it_and_tf_tier_dir() -> None:
+    pod = tf_pod()
+    verdict = admit_review(review(pod, "req-t"), cluster(), TIERED)
+    assert verdict.allowed, verdict.message
+    assert verdict.patch
+    out = apply_patch(pod, verdict.patch)
+    volumes = {v["name"]: v for v in out["spec"]["volumes"]}
+    assert volumes[TIER_VOLUME]["hostPath"] == {"path": "/var/lib/tensor-fusion/tier", "type": "DirectoryOrCreate"}
+    mounts = {m["mountPath"]: m for m in container(out)["volumeMounts"]}
+    assert mounts[TIER_MOUNT] == {
+        "name": TIER_VOLUME,
+        "mountPath": TIER_MOUNT,
+        "subPathExpr": "$(TF_POD_NAMESPACE)/$(TF_POD_NAME)",  # its own directory only, read-write
+    }
+    assert env(out)["TF_TIER_DIR"] == TIER_MOUNT
+    again = admit_review(review(out, "req-t2"), cluster(), TIERED)
+    assert again.allowed
+    assert again.patch is None  # idempotent, the tier volume is its own and not a sneaking hostPath
+
+
+def test_without_a_tier_directory_nothing_of_it_is_injected() -> None:
+    out = mutated(tf_pod())
+    assert TIER_VOLUME not in {v["name"] for v in out["spec"]["volumes"]}
+    assert "TF_TIER_DIR" not in env(out)
+
+
+@pytest.mark.parametrize("path", ["/var/lib/tensor-fusion/tier/default/other", "/var/lib/tensor-fusion", "/var"])
+def test_a_hostpath_onto_the_tier_directory_is_denied(path: str) -> None:
+    pod = tf_pod()
+    pod["spec"]["volumes"] = [{"name": "sneak", "hostPath": {"path": path}}]
+    verdict = admit_review(review(pod, "req-s"), cluster(), TIERED)
+    assert not verdict.allowed
+    assert "spec.volumes[0].hostPath.path" in verdict.message
+    assert "VRAM tier directory '/var/lib/tensor-fusion/tier'" in verdict.message
