@@ -323,6 +323,23 @@ static inline uint64_t *tf_shm_vram_counter(tf_shm_state *s, int slot, int dev) 
     return slot >= 0 && slot < TF_SHM_MAX_PROCS ? &s->procs[slot].used_bytes[dev] : &s->usage[dev].unslotted_bytes;
 }
 
+/* total plus the held shared entries' bytes on dev.  Out of line, and nothing live across
+ * the call: otherwise the compiler spends a register move per slot of the loop below (64
+ * instructions an allocation) on a table most workers never use. */
+static __attribute__((noinline, unused)) uint64_t tf_shm_add_shared(const tf_shm_state *s, int dev,
+                                                                    uint32_t entries, uint64_t total) {
+    if (entries > TF_SHM_MAX_SHARED) entries = TF_SHM_MAX_SHARED;
+    for (uint32_t i = 0; i < entries; i++) {
+        const tf_shm_shared *e = &s->shared[i];
+        if (__atomic_load_n(&e->holders, __ATOMIC_SEQ_CST) == 0 ||
+            __atomic_load_n(&e->device, __ATOMIC_RELAXED) != (uint32_t)dev)
+            continue;
+        uint64_t held = __atomic_load_n(&e->bytes, __ATOMIC_RELAXED);
+        total = UINT64_MAX - total < held ? UINT64_MAX : total + held;
+    }
+    return total;
+}
+
 /* VRAM used on device dev: the sum over slots (live, or dead and awaiting the sweep), the
  * unslotted counter and the held shared entries (none scanned while the table was never
  * used: one load).  Sequentially consistent loads: see tf_shm_reserve.  Slots are read
@@ -335,17 +352,7 @@ static inline uint64_t tf_shm_vram_used(const tf_shm_state *s, int dev) {
         total = UINT64_MAX - total < held ? UINT64_MAX : total + held;
     }
     uint32_t entries = __atomic_load_n(&s->header.shared_high_water, __ATOMIC_SEQ_CST);
-    if (__builtin_expect(entries != 0, 0)) {
-        if (entries > TF_SHM_MAX_SHARED) entries = TF_SHM_MAX_SHARED;
-        for (uint32_t i = 0; i < entries; i++) {
-            const tf_shm_shared *e = &s->shared[i];
-            if (__atomic_load_n(&e->holders, __ATOMIC_SEQ_CST) == 0 ||
-                __atomic_load_n(&e->device, __ATOMIC_RELAXED) != (uint32_t)dev)
-                continue;
-            uint64_t held = __atomic_load_n(&e->bytes, __ATOMIC_RELAXED);
-            total = UINT64_MAX - total < held ? UINT64_MAX : total + held;
-        }
-    }
+    if (__builtin_expect(entries != 0, 0)) total = tf_shm_add_shared(s, dev, entries, total);
     return total;
 }
 
