@@ -6,15 +6,19 @@ pointers (cuMemPoolExportPointer/cuMemPoolImportPointer), each holder a process 
 
 from __future__ import annotations
 
+import itertools
+import random
 import signal
+import struct
 import subprocess
+import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
 
-from tfcore.ipc import Region
+from tfcore.ipc import Region, layout
 
 from .conftest import make_region, sim_env
 
@@ -188,3 +192,44 @@ def test_an_import_from_another_worker_is_charged_to_the_importer(
     assert importer.free_bytes() == LIMIT - SIZE
     importer.let_go_of_import(kind)
     assert used(importing) == 0
+
+
+def test_the_shared_table_stays_exact_under_random_kills(cc: Callable[..., Path], tmp_path: Path) -> None:
+    """Processes publish, join and leave entries as fast as they can (each checks at every step
+    that nothing it holds was taken away while it lives) and are SIGKILLed at random
+    instructions, the sweep running between kills; once all are dead and swept, nothing is
+    left counted and every entry is free."""
+    racer = cc("shared_race", "shared_race.c")
+    region = make_region(tmp_path / "w.shm", ("0", 0))
+    rng = random.Random(12)
+    seeds = itertools.count()
+
+    def start() -> subprocess.Popen[str]:
+        process = subprocess.Popen([str(racer), str(region), str(next(seeds))], stdout=subprocess.PIPE, text=True)
+        assert process.stdout is not None
+        assert process.stdout.readline().startswith("ready="), "the racer could not claim a slot"
+        return process
+
+    def stop(process: subprocess.Popen[str]) -> None:
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+        assert process.stdout is not None
+        out = process.stdout.read()
+        process.stdout.close()
+        assert process.returncode == -signal.SIGKILL, out
+
+    racers = [start() for _ in range(4)]
+    for _ in range(40):
+        time.sleep(rng.uniform(0.002, 0.02))
+        stop(racers.pop(rng.randrange(len(racers))))
+        sweep(region)
+        racers.append(start())
+    for process in racers:
+        stop(process)
+    sweep(region)
+    assert used(region) == 0
+    with Region.open(region) as r:
+        assert r.shared() == []
+    table = region.read_bytes()[layout.SHARED_OFFSET :]
+    keys = [struct.unpack_from("<Q", table, i * layout.SHARED.size)[0] for i in range(layout.MAX_SHARED)]
+    assert keys == [0] * layout.MAX_SHARED  # claims cut short and frees cut short: all settled

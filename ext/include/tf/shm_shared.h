@@ -26,7 +26,9 @@
  *   join     find key with the id; CAS holders m -> m|bit (only while m != 0: an entry
  *            nobody holds is dying); re-read key: changed means it was freed and reused
  *            meanwhile, so the bit is taken back and the import is charged as any other.
- *   leave    CAS holders m -> m & ~bit; whoever leaves it at 0 frees it (CAS key -> 0).
+ *   leave    read key (our bit pins it), CAS holders m -> m & ~bit; whoever leaves it at 0
+ *            frees it (CAS key: that value -> 0, so an entry freed meanwhile by the sweep
+ *            and claimed again is never touched).
  *   drop     (sweep, or a slot's new owner) leave for a dead slot; also frees a dead
  *            claimer's PENDING entry and an entry whose last holder died between its two
  *            CASes (holders 0, key still published).
@@ -99,13 +101,16 @@ static inline int tf_shm_shared_publish(tf_shm_state *s, int slot, int dev, uint
 static inline uint64_t tf_shm_shared_leave(tf_shm_state *s, int i, int slot) {
     if (i < 0 || i >= TF_SHM_MAX_SHARED || slot < 0 || slot >= TF_SHM_MAX_PROCS) return 0;
     tf_shm_shared *e = &s->shared[i];
+    /* Key and bytes are read while our bit still pins the entry: once the bit is gone, the
+     * sweep may free the entry and another process claim it, and a key read then would be
+     * that process's live entry, freed by our CAS below. */
+    uint64_t key = __atomic_load_n(&e->key, __ATOMIC_ACQUIRE);
+    uint64_t bytes = __atomic_load_n(&e->bytes, __ATOMIC_RELAXED);
     uint64_t bit = 1ULL << slot, held = __atomic_load_n(&e->holders, __ATOMIC_ACQUIRE);
     do {
         if ((held & bit) == 0) return 0;
     } while (!__atomic_compare_exchange_n(&e->holders, &held, held & ~bit, 1, __ATOMIC_SEQ_CST, __ATOMIC_ACQUIRE));
     if ((held & ~bit) != 0) return 0;
-    uint64_t bytes = __atomic_load_n(&e->bytes, __ATOMIC_RELAXED);
-    uint64_t key = __atomic_load_n(&e->key, __ATOMIC_ACQUIRE);
     if (key != 0) __atomic_compare_exchange_n(&e->key, &key, 0, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
     return bytes;
 }
