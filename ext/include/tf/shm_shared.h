@@ -16,13 +16,14 @@
  * memory reachable without a charge.
  *
  *   key   0                         free
- *         PENDING | slot<<16 | gen  being claimed by the process in `slot` (nobody matches it)
+ *         PENDING | slot<<16        being claimed by the process in `slot` (nobody matches it)
  *         id<<16 | gen              published: identity (47 bits of the handle's hash) and
  *                                   the claim's generation, so a reader can tell an entry
  *                                   freed and claimed again (ABA) from the one it found
  *
- *   claim    CAS key 0 -> PENDING; raise the table's high water; bytes, device; holders =
- *            own bit; take the bytes out of the own slot; key = id<<16|gen.
+ *   claim    CAS key 0 -> PENDING; the winner bumps the generation; raise the table's high
+ *            water; bytes, device; holders = own bit; take the bytes out of the own slot;
+ *            key = id<<16|gen.
  *   join     find key with the id; CAS holders m -> m|bit (only while m != 0: an entry
  *            nobody holds is dying); re-read key: changed means it was freed and reused
  *            meanwhile, so the bit is taken back and the import is charged as any other.
@@ -72,11 +73,10 @@ static inline int tf_shm_shared_publish(tf_shm_state *s, int slot, int dev, uint
     for (int i = 0; i < TF_SHM_MAX_SHARED; i++) {
         tf_shm_shared *e = &s->shared[i];
         if (__atomic_load_n(&e->key, __ATOMIC_ACQUIRE) != 0) continue;
-        uint32_t gen = __atomic_load_n(&e->generation, __ATOMIC_ACQUIRE) + 1;
-        uint64_t expected = 0;
-        uint64_t pending = TF_SHM_SHARED_PENDING | (uint64_t)slot << 16 | (gen & TF_SHM_SHARED_GEN_MASK);
+        uint64_t expected = 0, pending = TF_SHM_SHARED_PENDING | (uint64_t)slot << 16;
         if (!__atomic_compare_exchange_n(&e->key, &expected, pending, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) continue;
-        __atomic_store_n(&e->generation, gen, __ATOMIC_RELEASE);
+        /* Bumped by the claim's winner only: every life of the entry has a key of its own. */
+        uint32_t gen = __atomic_add_fetch(&e->generation, 1, __ATOMIC_ACQ_REL);
         /* Readers scan up to the high water: raise it before the entry can count. */
         uint32_t water = __atomic_load_n(&s->header.shared_high_water, __ATOMIC_ACQUIRE);
         while (water < (uint32_t)i + 1 &&
