@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from daemons.region import describe
 from tfcore.ipc import Region, layout
 
 from .conftest import make_region, sim_env
@@ -127,7 +128,9 @@ def test_an_import_inside_the_exporters_worker_is_charged_once(
     assert exporter.free_bytes() == importer.free_bytes() == LIMIT - SIZE
     with Region.open(region) as r:
         [shared] = r.shared()
+        shown = describe(r)["shared"]  # `tensor-fusion region show`
     assert (shared.bytes, len(shared.holders)) == (SIZE, 2)
+    assert shown == [{"entry": shared.entry, "device": 0, "bytes": SIZE, "holder_slots": list(shared.holders)}]
     # Whoever lets go first, the other keeps the memory alive: still charged, once.
     (exporter.free if first == "exporter" else lambda: importer.let_go_of_import(kind))()
     assert used(region) == SIZE
