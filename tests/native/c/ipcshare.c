@@ -6,13 +6,16 @@
  *   export           legacy IPC handle of the allocation handle=HEX
  *   poolexport       the pool's descriptor and pointer   pool=PID:FD:HEX
  *   open HEX         cuIpcOpenMemHandle                  open_rc
- *   poolimport P:F:H the pool through /proc/P/fd/F, then the pointer   import_rc
+ *   poolimport P:F:H the pool's descriptor F of process P (pidfd_getfd, as NCCL and UCX
+ *                    take it), then the pointer                          import_rc
  *   close            cuIpcCloseMemHandle of what open made             close_rc
  *   free             cuMemFree of the allocation (or of the imported pool pointer)  free_rc
  *   try MIB          cuMemAlloc and cuMemFree at once    try_rc
  *   info             cuMemGetInfo                        info=rc:R,free:F,total:T */
 #include <fcntl.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "driver.h"
@@ -44,6 +47,8 @@ static int parse_hex(const char *text, void *out, size_t n) {
 }
 
 int main(void) {
+    /* Another holder (a sibling, not a descendant) may take our pool's descriptor. */
+    prctl(PR_SET_PTRACER, PR_SET_PTRACER_ANY, 0, 0, 0);
     open_driver(0);
     LOAD(cuIpcGetMemHandle);
     LOAD(cuIpcOpenMemHandle);
@@ -107,8 +112,14 @@ int main(void) {
             char path[64];
             if (sscanf(arg, "%d:%d:%n", &pid, &fd, &used) != 2 || !parse_hex(arg + used, data.reserved, sizeof data.reserved))
                 return printf("error=pool\n"), 1;
+            /* The very descriptor (the driver's is an open of its control device that carries
+             * the export); reopening /proc/P/fd/F, enough for the simulator's, is the fallback
+             * where pidfd_getfd is missing. */
+            int pidfd = (int)syscall(434 /* SYS_pidfd_open */, pid, 0);
+            int mine_fd = pidfd >= 0 ? (int)syscall(438 /* SYS_pidfd_getfd */, pidfd, fd, 0) : -1;
+            if (pidfd >= 0) close(pidfd);
             snprintf(path, sizeof path, "/proc/%d/fd/%d", pid, fd);
-            int mine_fd = open(path, O_RDONLY | O_CLOEXEC);
+            if (mine_fd < 0) mine_fd = open(path, O_RDONLY | O_CLOEXEC);
             CUresult rc = mine_fd < 0 ? CUDA_ERROR_INVALID_VALUE
                                       : cuMemPoolImportFromShareableHandle(&pool, (void *)(intptr_t)mine_fd, 1, 0);
             if (rc == CUDA_SUCCESS) rc = cuMemPoolImportPointer(&mine, pool, &data);
