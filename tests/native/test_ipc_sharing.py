@@ -11,12 +11,15 @@ import random
 import signal
 import struct
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from daemons.region import describe
 from tfcore.ipc import Region, layout
@@ -236,3 +239,28 @@ def test_the_shared_table_stays_exact_under_random_kills(cc: Callable[..., Path]
     table = region.read_bytes()[layout.SHARED_OFFSET :]
     keys = [struct.unpack_from("<Q", table, i * layout.SHARED.size)[0] for i in range(layout.MAX_SHARED)]
     assert keys == [0] * layout.MAX_SHARED  # claims cut short and frees cut short: all settled
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.binary(max_size=4 * layout.SHARED.size * 8), st.integers(0, 2**32 - 1), st.integers(0, layout.MAX_SHARED - 8))
+def test_a_scribbled_shared_table_is_read_and_swept_safely(table: bytes, water: int, first: int) -> None:
+    """The tenant can write its state file: whatever it puts in the shared table, readers and
+    the sweep stay inside the file and report only well-formed figures."""
+    with tempfile.TemporaryDirectory() as d:
+        path = make_region(Path(d) / "w.shm", ("0", LIMIT))
+        with open(path, "r+b") as f:
+            f.seek(layout.HEADER.offsets()["shared_high_water"][0])
+            f.write(struct.pack("<I", water))
+            f.seek(layout.SHARED_OFFSET + first * layout.SHARED.size)
+            f.write(table)
+            f.seek(layout.PROCS_OFFSET)  # a dead process in slot 0: the sweep drops its holds
+            f.write(struct.pack("<i", 4_000_000))
+        with Region.open(path, readonly=False) as r:
+            [device] = r.devices()
+            assert device.vram_used_bytes >= 0
+            for shared in r.shared():
+                assert 0 <= shared.entry < layout.MAX_SHARED
+                assert shared.holders
+                assert set(shared.holders) <= set(range(layout.MAX_PROCS))
+            r.sweep()
+            assert r.devices()[0].vram_used_bytes >= 0
