@@ -123,6 +123,10 @@ def describe(region: Region) -> dict[str, Any]:
             {"slot": p.slot, "pid": p.pid, "alive": p.alive, "used_bytes": list(p.used_bytes[: header.device_count])}
             for p in region.processes()
         ],
+        "shared": [
+            {"entry": a.entry, "device": a.device, "bytes": a.bytes, "holder_slots": list(a.holders)}
+            for a in region.shared()
+        ],
     }
 
 
@@ -150,6 +154,9 @@ def _show(args: argparse.Namespace) -> int:
         state = "alive" if p["alive"] else "dead (run `tensor-fusion region sweep`)"
         used = ", ".join(_mib(b) for b in p["used_bytes"])
         print(f"  process {p['pid']} (slot {p['slot']}): {state}; uses {used}")
+    for a in info["shared"]:
+        slots = ", ".join(str(slot) for slot in a["holder_slots"])
+        print(f"  shared allocation {a['entry']} on device {a['device']}: {_mib(a['bytes'])}, held by slots {slots}")
     return 0
 
 

@@ -9,6 +9,7 @@ cdef extern from "tf/shm_layout.h" nogil:
         TF_SHM_VERSION_MINOR
         TF_SHM_MAX_DEVICES
         TF_SHM_MAX_PROCS
+        TF_SHM_MAX_SHARED
         TF_SHM_UUID_LEN
         TF_SHM_LIMITS_SIZE
         TF_SHM_STATE_SIZE
@@ -29,6 +30,7 @@ cdef extern from "tf/shm_layout.h" nogil:
         uint32_t tier_flags
         uint32_t tier_request
         uint64_t tier_request_seq
+        uint32_t shared_high_water
 
     ctypedef struct tf_shm_limit:
         char uuid[48]
@@ -61,6 +63,13 @@ cdef extern from "tf/shm_layout.h" nogil:
         uint16_t tier_where
         uint16_t tier_result
 
+    ctypedef struct tf_shm_shared:
+        uint64_t key
+        uint64_t holders
+        uint64_t bytes
+        uint32_t device
+        uint32_t generation
+
     ctypedef struct tf_shm_limits:
         tf_shm_header header
         tf_shm_limit devices[16]
@@ -69,6 +78,7 @@ cdef extern from "tf/shm_layout.h" nogil:
         tf_shm_header header
         tf_shm_usage usage[16]
         tf_shm_proc procs[64]
+        tf_shm_shared shared[256]
 
     ctypedef struct tf_shm_field_info:
         const char *struct_name

@@ -24,6 +24,7 @@ VERSION_MAJOR = TF_SHM_VERSION_MAJOR
 VERSION_MINOR = TF_SHM_VERSION_MINOR
 MAX_DEVICES = TF_SHM_MAX_DEVICES
 MAX_PROCS = TF_SHM_MAX_PROCS
+MAX_SHARED = TF_SHM_MAX_SHARED
 UUID_LEN = TF_SHM_UUID_LEN
 LIMITS_SIZE = TF_SHM_LIMITS_SIZE
 STATE_SIZE = TF_SHM_STATE_SIZE
@@ -310,7 +311,8 @@ cdef class StateFile(_Mapped):
         return slot
 
     def used(self, int index):
-        """VRAM used on the device: the sum over process slots and the unslotted counter"""
+        """VRAM used on the device: the sum over process slots, the unslotted counter and the
+        shared allocations someone holds"""
         return tf_shm_vram_used(self._state(), self._device(index))
 
     def compute_stats(self, int index):
@@ -333,6 +335,21 @@ cdef class StateFile(_Mapped):
         return (tf_shm_load_u64(&p.tier_host_bytes), tf_shm_load_u64(&p.tier_disk_bytes),
                 tf_shm_load_u64(&p.tier_pinned_bytes), p.tier_freezes, p.tier_resumes, p.tier_ack_seq,
                 p.tier_where, p.tier_result)
+
+    def shared(self):
+        """[(entry, device, bytes, holder slots)] of the shared allocations someone holds"""
+        cdef tf_shm_state *s = self._state()
+        cdef uint32_t entries = min(s.header.shared_high_water, TF_SHM_MAX_SHARED)
+        cdef uint64_t holders
+        cdef tf_shm_shared *e
+        out = []
+        for i in range(entries):
+            e = &s.shared[i]
+            holders = tf_shm_load_u64(&e.holders)
+            if holders != 0:
+                slots = tuple(b for b in range(TF_SHM_MAX_PROCS) if (holders >> b) & 1)
+                out.append((i, e.device, tf_shm_load_u64(&e.bytes), slots))
+        return out
 
     def add_vram_used(self, int index, int64_t delta):
         """Atomically adds delta (saturating at 0) to the bytes held outside any process slot;

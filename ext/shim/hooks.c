@@ -5,6 +5,7 @@
  */
 #include <limits.h>
 #include <stddef.h>
+#include <string.h>
 
 #include "shim.h"
 #include "tf/compute.h"
@@ -489,7 +490,7 @@ CUresult cuMemFree(unsigned int dptr) {
         if (rc != CUDA_SUCCESS)                                        \
             tf_track_aux(kind, key, bytes, dev, pool);                 \
         else if (pool != 0)                                            \
-            tf_pool_freed((CUmemoryPool)(uintptr_t)pool, dev, bytes);  \
+            tf_freed_aux(pool, dev, bytes);                            \
         else                                                           \
             tf_release(dev, bytes);                                    \
     }                                                                  \
@@ -552,31 +553,44 @@ CUresult cuMipmappedArrayDestroy(CUmipmappedArray array) {
 
 /* Imported memory is charged to the importer from open to close: the exporter's free does not
  * end it.  Its size is known only once open (cuMemGetAddressRange): admitted then, and closed
- * (close_fn: cuIpcCloseMemHandle, or cuMemFree for a pool import) again when it does not fit. */
-static CUresult ipc_opened(CUresult rc, CUdeviceptr *dptr, tf_pfn_cuIpcCloseMemHandle close_fn, int kind) {
-    int dev, admitted = rc == CUDA_SUCCESS ? admit_current(0, &dev) : TF_ADMIT_PASS;
-    if (admitted == TF_ADMIT_PASS) return rc;
+ * (close_fn: cuIpcCloseMemHandle, or cuMemFree for a pool import) again when it does not fit.
+ * Memory a process of the same worker exported (ident: the handle's bytes) is already
+ * charged to the worker: the import joins its shared entry instead, whatever the limit. */
+static CUresult ipc_opened(CUresult rc, CUdeviceptr *dptr, tf_pfn_cuIpcCloseMemHandle close_fn, int kind,
+                           const void *ident, size_t ident_len) {
+    int active = rc == CUDA_SUCCESS ? tf_region_active() : TF_ADMIT_PASS, ok = 0;
+    if (active == TF_ADMIT_PASS) return rc;
+    int dev = active == TF_ADMIT_OK ? tf_region_current_device(&ok) : -1;
+    if (active == TF_ADMIT_OK && ok == 0) return rc; /* no context: nothing was mapped here */
     typedef CUresult (*range_fn)(CUdeviceptr *, size_t *, CUdeviceptr);
     range_fn range = (range_fn)tf_driver_helper("cuMemGetAddressRange");
     CUdeviceptr base;
     size_t size = 0;
-    if (admitted == TF_ADMIT_DENY || range == NULL || range(&base, &size, *dptr) != CUDA_SUCCESS ||
-        tf_admit(dev, size) != TF_ADMIT_OK) {
-        if (close_fn != NULL) close_fn(*dptr); /* unknown size or over the limit: never free */
-        return CUDA_ERROR_OUT_OF_MEMORY;
+    if (dev >= 0 && range != NULL && range(&base, &size, *dptr) == CUDA_SUCCESS) {
+        int entry = tf_shared_import(ident, ident_len, dev, size);
+        if (entry >= 0) {
+            tf_track_aux(kind, *dptr, size, dev, TF_SHARED_MARK | (uint64_t)entry);
+            return rc;
+        }
+        if (tf_admit(dev, size) == TF_ADMIT_OK) {
+            tf_track(kind, *dptr, size, dev);
+            return rc;
+        }
     }
-    tf_track(kind, *dptr, size, dev);
-    return rc;
+    if (close_fn != NULL) close_fn(*dptr); /* unknown size or over the limit: never free */
+    return CUDA_ERROR_OUT_OF_MEMORY;
 }
 
 CUresult cuIpcOpenMemHandle(CUdeviceptr *dptr, CUipcMemHandle handle, unsigned int flags) {
     REAL_OR_FAIL(cuIpcOpenMemHandle);
-    return ipc_opened(real(dptr, handle, flags), dptr, TF_REAL(cuIpcCloseMemHandle), TF_ALLOC_IPC);
+    return ipc_opened(real(dptr, handle, flags), dptr, TF_REAL(cuIpcCloseMemHandle), TF_ALLOC_IPC, handle.reserved,
+                      sizeof handle.reserved);
 }
 
 CUresult cuIpcOpenMemHandle_v2(CUdeviceptr *dptr, CUipcMemHandle handle, unsigned int flags) {
     REAL_OR_FAIL(cuIpcOpenMemHandle_v2);
-    return ipc_opened(real(dptr, handle, flags), dptr, TF_REAL(cuIpcCloseMemHandle), TF_ALLOC_IPC);
+    return ipc_opened(real(dptr, handle, flags), dptr, TF_REAL(cuIpcCloseMemHandle), TF_ALLOC_IPC, handle.reserved,
+                      sizeof handle.reserved);
 }
 
 CUresult cuIpcCloseMemHandle(CUdeviceptr dptr) {
@@ -587,7 +601,19 @@ CUresult cuIpcCloseMemHandle(CUdeviceptr dptr) {
 /* Freed like any device pointer (cuMemFree, cuMemFreeAsync): tracked as one, and undone so. */
 CUresult cuMemPoolImportPointer(CUdeviceptr *dptr, CUmemoryPool pool, CUmemPoolPtrExportData *data) {
     REAL_OR_FAIL(cuMemPoolImportPointer);
-    return ipc_opened(real(dptr, pool, data), dptr, TF_REAL(cuMemFree_v2), TF_ALLOC_PTR);
+    CUmemPoolPtrExportData ident; /* read before the call: the driver may not keep it */
+    if (data != NULL) memcpy(&ident, data, sizeof ident);
+    else memset(&ident, 0, sizeof ident);
+    return ipc_opened(real(dptr, pool, data), dptr, TF_REAL(cuMemFree_v2), TF_ALLOC_PTR, ident.reserved,
+                      sizeof ident.reserved);
+}
+
+/* The exporter's side of a pool pointer: its charge moves into the worker's shared table. */
+CUresult cuMemPoolExportPointer(CUmemPoolPtrExportData *data, CUdeviceptr ptr) {
+    REAL_OR_FAIL(cuMemPoolExportPointer);
+    CUresult rc = real(data, ptr);
+    if (rc == CUDA_SUCCESS && data != NULL) tf_shared_export(ptr, data->reserved, sizeof data->reserved);
+    return rc;
 }
 
 /* ---- launches: compute admission, then the driver ----
@@ -794,10 +820,13 @@ CUresult cuGraphExecDestroy(CUgraphExec exec) {
     return real(exec);
 }
 
-/* Legacy IPC of movable (VMM) memory is refused by the driver: say once what to do about it. */
+/* Legacy IPC: the exported allocation's charge moves into the worker's shared table, so that
+ * an import by another process of the worker is not charged again.  The driver refuses it
+ * for movable (VMM) memory: say once what to do about it. */
 CUresult cuIpcGetMemHandle(CUipcMemHandle *handle, CUdeviceptr dptr) {
     REAL_OR_FAIL(cuIpcGetMemHandle);
     CUresult rc = real(handle, dptr);
+    if (rc == CUDA_SUCCESS && handle != NULL) tf_shared_export(dptr, handle->reserved, sizeof handle->reserved);
     static int told;
     if (rc != CUDA_SUCCESS && tf_tier_is_movable(dptr) && !__atomic_exchange_n(&told, 1, __ATOMIC_RELAXED))
         tf_log(TF_LOG_WARN, "cuIpcGetMemHandle: this worker's memory can move (VRAM tiering), which legacy IPC "

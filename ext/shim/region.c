@@ -87,6 +87,7 @@ static void after_fork_child(void) {
     clock_gettime(CLOCK_MONOTONIC, &ts);
     self_slot = tf_shm_slot_claim(state, state_fd, (int32_t)getpid(),
                                   (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec, 0);
+    tf_shared_after_fork(); /* the parent's holds are the parent's */
     if (self_slot < 0) refuse_without_slot(tf_shim_config_get()->shm_path);
 }
 
@@ -288,6 +289,28 @@ void tf_release(int dev, uint64_t bytes) {
 }
 
 void tf_admit_undo(int dev, uint64_t bytes) { tf_release(dev, bytes); }
+
+/* ---- memory shared with other processes of the worker (tf/shm_shared.h) ---- */
+
+int tf_region_share_publish(int dev, uint64_t id, uint64_t bytes, uint64_t *key) {
+    if (__atomic_load_n(&exited, __ATOMIC_ACQUIRE) || self_slot < 0) return -1;
+    return tf_shm_shared_publish(state, self_slot, dev, id, bytes, key);
+}
+
+int tf_region_share_join(int dev, uint64_t id, uint64_t size, uint64_t *key) {
+    if (__atomic_load_n(&exited, __ATOMIC_ACQUIRE) || self_slot < 0) return -1;
+    return tf_shm_shared_join(state, self_slot, dev, id, size, key);
+}
+
+void tf_region_share_leave(int entry) {
+    if (!__atomic_load_n(&exited, __ATOMIC_ACQUIRE) && self_slot >= 0) tf_shm_shared_leave(state, entry, self_slot);
+}
+
+/* Bytes already charged elsewhere (a shared entry) that this process takes back on its own. */
+void tf_region_charge(int dev, uint64_t bytes) {
+    if (!__atomic_load_n(&exited, __ATOMIC_ACQUIRE) && self_slot >= 0)
+        tf_shm_add_saturating(tf_shm_vram_counter(state, self_slot, dev), bytes > INT64_MAX ? INT64_MAX : (int64_t)bytes);
+}
 
 /* ---- allocation table: lock-free open addressing, process-local ---- */
 

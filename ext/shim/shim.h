@@ -2,6 +2,7 @@
 #ifndef TF_SHIM_H
 #define TF_SHIM_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "tf/cuda_abi.h"
@@ -109,6 +110,23 @@ int tf_lookup(int kind, uint64_t key, uint64_t *bytes);
 /* Memory reporting: limit (0 = none) and worker usage of a region device. */
 uint64_t tf_region_limit(int dev);
 uint64_t tf_region_used(int dev);
+
+/* ---- memory shared inside the worker (shared.c, region.c; tf/shm_shared.h) ---- */
+/* The aux word of a tracked allocation whose charge lives in shared entry (aux & 0xFFFF). */
+#define TF_SHARED_MARK (1ULL << 63)
+/* After the driver exported the allocation at ptr (a handle of n identity bytes): its charge
+ * moves into the worker's shared table, so imports by other processes of the worker join it. */
+void tf_shared_export(uint64_t ptr, const void *ident, size_t n);
+/* After an import of `size` bytes on dev: the shared entry it joined (>= 0, the aux to track
+ * with TF_SHARED_MARK), or -1 when the worker does not hold it (charge the import). */
+int tf_shared_import(const void *ident, size_t n, int dev, uint64_t size);
+/* A tracked allocation whose aux is not 0 was freed: its pool's book, or its shared entry. */
+void tf_freed_aux(uint64_t aux, int dev, uint64_t bytes);
+void tf_shared_after_fork(void);
+int tf_region_share_publish(int dev, uint64_t id, uint64_t bytes, uint64_t *key);
+int tf_region_share_join(int dev, uint64_t id, uint64_t size, uint64_t *key);
+void tf_region_share_leave(int entry);
+void tf_region_charge(int dev, uint64_t bytes);
 
 /* ---- VMM lifetimes (vmm.c): charged from cuMemCreate until released and unmapped ---- */
 void tf_vmm_created(uint64_t handle, uint64_t bytes, int dev);

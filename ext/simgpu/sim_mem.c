@@ -32,6 +32,9 @@ typedef struct record {
     int released;     /* K_PHYS: cuMemRelease was called; it lives on while mapped */
     struct CUmemPoolHandle_st *pool; /* K_DEVICE from a stream-ordered pool: it goes back there */
     int host;         /* K_PHYS / K_MAPPED: host-located physical memory (not device VRAM) */
+    uint64_t serial;  /* unique in this process, set by add_record: IPC handles name it, as a
+                       * driver's name the allocation, so a freed one's handle never matches
+                       * a later allocation at the same address */
 } record;
 
 /* Host-located VMM memory of this process: bytes, against TF_SIM_HOST_MEM, and the bytes of it
@@ -42,7 +45,10 @@ static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER; /* process-local only *
 static record *records;
 static size_t count, capacity;
 
+static uint64_t last_serial; /* atomic */
+
 static int add_record(record r) {
+    r.serial = __atomic_add_fetch(&last_serial, 1, __ATOMIC_RELAXED);
     pthread_mutex_lock(&lock);
     if (count == capacity) {
         size_t cap = capacity ? capacity * 2 : 64;
@@ -173,7 +179,7 @@ static CUresult alloc(CUdeviceptr *dptr, uint64_t size, int kind) {
     if (dptr == NULL || size == 0) return CUDA_ERROR_INVALID_VALUE;
     if (!tf_sim_charge(c->physical, size)) return CUDA_ERROR_OUT_OF_MEMORY;
     void *p = map_bytes(size);
-    if (p == NULL || !add_record((record){(uint64_t)(uintptr_t)p, size, kind, c->physical, -1, 0, 0, 0, NULL, 0})) {
+    if (p == NULL || !add_record((record){(uint64_t)(uintptr_t)p, size, kind, c->physical, -1, 0, 0, 0, NULL, 0, 0})) {
         if (p != NULL) unmap_bytes(p, size);
         tf_sim_uncharge(c->physical, size);
         return CUDA_ERROR_OUT_OF_MEMORY;
@@ -375,7 +381,7 @@ static CUresult pool_alloc(CUdeviceptr *dptr, size_t size, CUmemoryPool pool, CU
         return CUDA_ERROR_OUT_OF_MEMORY;
     }
     void *p = map_bytes(size);
-    if (p == NULL || !add_record((record){(uint64_t)(uintptr_t)p, size, K_DEVICE, pool->physical, -1, 0, 0, 0, pool, 0})) {
+    if (p == NULL || !add_record((record){(uint64_t)(uintptr_t)p, size, K_DEVICE, pool->physical, -1, 0, 0, 0, pool, 0, 0})) {
         if (p != NULL) unmap_bytes(p, size);
         tf_sim_uncharge(pool->physical, size - reuse);
         pthread_mutex_lock(&lock);
@@ -425,7 +431,7 @@ TF_SIM_API CUresult cuMemHostAlloc(void **pp, size_t size, unsigned int flags) {
     if (rc != CUDA_SUCCESS) return rc;
     if (pp == NULL || size == 0) return CUDA_ERROR_INVALID_VALUE;
     void *p = map_bytes(size);
-    if (p == NULL || !add_record((record){(uint64_t)(uintptr_t)p, size, K_HOST, -1, -1, 0, 0, 0, NULL, 0})) {
+    if (p == NULL || !add_record((record){(uint64_t)(uintptr_t)p, size, K_HOST, -1, -1, 0, 0, 0, NULL, 0, 0})) {
         if (p != NULL) unmap_bytes(p, size);
         return CUDA_ERROR_OUT_OF_MEMORY;
     }
@@ -518,7 +524,7 @@ TF_SIM_API CUresult cuMemCreate(CUmemGenericAllocationHandle *handle, size_t siz
     }
     /* The handle is the memfd number plus one: unique while the handle lives, never 0. */
     uint64_t key = (uint64_t)fd + 1;
-    if (!add_record((record){key, size, K_PHYS, physical, fd, 0, 0, 0, NULL, on_host})) {
+    if (!add_record((record){key, size, K_PHYS, physical, fd, 0, 0, 0, NULL, on_host, 0})) {
         close(fd);
         vram_or_host_uncharge(physical, size);
         return CUDA_ERROR_OUT_OF_MEMORY;
@@ -576,7 +582,7 @@ TF_SIM_API CUresult cuMemAddressReserve(CUdeviceptr *ptr, size_t size, size_t al
     if (ptr == NULL || size == 0 || size % TF_SIM_GRANULARITY != 0) return CUDA_ERROR_INVALID_VALUE;
     void *p = mmap((void *)(uintptr_t)addr, size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (p == MAP_FAILED) return CUDA_ERROR_OUT_OF_MEMORY;
-    if (!add_record((record){(uint64_t)(uintptr_t)p, size, K_RESERVE, -1, -1, 0, 0, 0, NULL, 0})) {
+    if (!add_record((record){(uint64_t)(uintptr_t)p, size, K_RESERVE, -1, -1, 0, 0, 0, NULL, 0, 0})) {
         munmap(p, size);
         return CUDA_ERROR_OUT_OF_MEMORY;
     }
@@ -604,7 +610,7 @@ TF_SIM_API CUresult cuMemMap(CUdeviceptr ptr, size_t size, size_t offset, CUmemG
         return CUDA_ERROR_INVALID_VALUE;
     void *p = mmap((void *)(uintptr_t)ptr, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, phys.fd, (off_t)offset);
     if (p == MAP_FAILED) return CUDA_ERROR_INVALID_VALUE;
-    if (!add_record((record){ptr, size, K_MAPPED, -1, -1, handle, 0, 0, NULL, phys.host})) return CUDA_ERROR_OUT_OF_MEMORY;
+    if (!add_record((record){ptr, size, K_MAPPED, -1, -1, handle, 0, 0, NULL, phys.host, 0})) return CUDA_ERROR_OUT_OF_MEMORY;
     if (phys.host) __atomic_add_fetch(&host_mapped, size, __ATOMIC_ACQ_REL);
     phys_update(handle, +1);
     return CUDA_SUCCESS;
@@ -639,7 +645,7 @@ static CUresult array_create(void **handle, uint64_t bytes, int kind) {
     if (handle == NULL || bytes == 0) return CUDA_ERROR_INVALID_VALUE;
     if (!tf_sim_charge(c->physical, bytes)) return CUDA_ERROR_OUT_OF_MEMORY;
     void *h = malloc(16);
-    if (h == NULL || !add_record((record){(uint64_t)(uintptr_t)h, bytes, kind, c->physical, -1, 0, 0, 0, NULL, 0})) {
+    if (h == NULL || !add_record((record){(uint64_t)(uintptr_t)h, bytes, kind, c->physical, -1, 0, 0, 0, NULL, 0, 0})) {
         free(h);
         tf_sim_uncharge(c->physical, bytes);
         return CUDA_ERROR_OUT_OF_MEMORY;
@@ -812,6 +818,7 @@ typedef struct ipc_payload {
     int32_t pid;
     uint64_t base, size;
     int32_t physical;
+    uint64_t serial; /* the allocation's, so every allocation has handles of its own */
 } ipc_payload;
 
 /* The allocation containing ptr (device or managed memory): its base and size. */
@@ -857,7 +864,7 @@ TF_SIM_API CUresult cuIpcGetMemHandle(CUipcMemHandle *handle, CUdeviceptr ptr) {
     if (tf_current(&rc) == NULL) return rc;
     record r;
     if (handle == NULL || !allocation_of(ptr, &r) || r.kind != K_DEVICE) return CUDA_ERROR_INVALID_VALUE;
-    ipc_payload p = {TF_IPC_MAGIC, (int32_t)getpid(), r.key, r.size, r.physical};
+    ipc_payload p = {TF_IPC_MAGIC, (int32_t)getpid(), r.key, r.size, r.physical, r.serial};
     memset(handle, 0, sizeof *handle);
     memcpy(handle->reserved, &p, sizeof p);
     return CUDA_SUCCESS;
@@ -874,7 +881,7 @@ TF_SIM_API CUresult cuIpcOpenMemHandle_v2(CUdeviceptr *dptr, CUipcMemHandle hand
     if (p.physical < 0 || p.physical >= (int32_t)tf_sim_state_get()->device_count) return CUDA_ERROR_INVALID_VALUE;
     if (!tf_sim_charge(p.physical, p.size)) return CUDA_ERROR_OUT_OF_MEMORY;
     void *mem = map_bytes(p.size);
-    if (mem == NULL || !add_record((record){(uint64_t)(uintptr_t)mem, p.size, K_IPC, p.physical, -1, 0, 0, 0, NULL, 0})) {
+    if (mem == NULL || !add_record((record){(uint64_t)(uintptr_t)mem, p.size, K_IPC, p.physical, -1, 0, 0, 0, NULL, 0, 0})) {
         if (mem != NULL) unmap_bytes(mem, p.size);
         tf_sim_uncharge(p.physical, p.size);
         return CUDA_ERROR_OUT_OF_MEMORY;
@@ -907,6 +914,7 @@ typedef struct pool_ptr_payload {
     int32_t pid;
     uint64_t base, size;
     int32_t physical;
+    uint64_t serial; /* as in ipc_payload */
 } pool_ptr_payload;
 #define TF_POOL_PTR_MAGIC 0x50505054u
 
@@ -953,7 +961,7 @@ TF_SIM_API CUresult cuMemPoolExportPointer(CUmemPoolPtrExportData *data, CUdevic
     record r;
     if (data == NULL || !find_record(ptr, K_DEVICE, &r) || r.pool == NULL || !r.pool->exportable)
         return CUDA_ERROR_INVALID_VALUE;
-    pool_ptr_payload p = {TF_POOL_PTR_MAGIC, (int32_t)getpid(), r.key, r.size, r.physical};
+    pool_ptr_payload p = {TF_POOL_PTR_MAGIC, (int32_t)getpid(), r.key, r.size, r.physical, r.serial};
     memset(data, 0, sizeof *data);
     memcpy(data->reserved, &p, sizeof p);
     return CUDA_SUCCESS;
@@ -968,7 +976,7 @@ TF_SIM_API CUresult cuMemPoolImportPointer(CUdeviceptr *dptr, CUmemoryPool pool,
     if (p.magic != TF_POOL_PTR_MAGIC || p.size == 0 || p.physical != pool->physical) return CUDA_ERROR_INVALID_VALUE;
     if (!tf_sim_charge(p.physical, p.size)) return CUDA_ERROR_OUT_OF_MEMORY;
     void *mem = map_bytes(p.size);
-    if (mem == NULL || !add_record((record){(uint64_t)(uintptr_t)mem, p.size, K_DEVICE, p.physical, -1, 0, 0, 0, NULL, 0})) {
+    if (mem == NULL || !add_record((record){(uint64_t)(uintptr_t)mem, p.size, K_DEVICE, p.physical, -1, 0, 0, 0, NULL, 0, 0})) {
         if (mem != NULL) unmap_bytes(mem, p.size);
         tf_sim_uncharge(p.physical, p.size);
         return CUDA_ERROR_OUT_OF_MEMORY;
@@ -1015,7 +1023,7 @@ TF_SIM_API CUresult cuMemImportFromShareableHandle(CUmemGenericAllocationHandle 
     if (size <= 0) return CUDA_ERROR_INVALID_VALUE;
     if (!tf_sim_charge(physical, (uint64_t)size)) return CUDA_ERROR_OUT_OF_MEMORY;
     int fd = fcntl(source, F_DUPFD_CLOEXEC, 0);
-    if (fd < 0 || !add_record((record){(uint64_t)fd + 1, (uint64_t)size, K_PHYS, physical, fd, 0, 0, 0, NULL, 0})) {
+    if (fd < 0 || !add_record((record){(uint64_t)fd + 1, (uint64_t)size, K_PHYS, physical, fd, 0, 0, 0, NULL, 0, 0})) {
         if (fd >= 0) close(fd);
         tf_sim_uncharge(physical, (uint64_t)size);
         return CUDA_ERROR_OUT_OF_MEMORY;

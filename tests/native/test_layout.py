@@ -28,7 +28,12 @@ def test_python_constants_match_c() -> None:
         _shm.VERSION_MAJOR,
         _shm.VERSION_MINOR,
     )
-    assert (layout.MAX_DEVICES, layout.MAX_PROCS, layout.UUID_LEN) == (_shm.MAX_DEVICES, _shm.MAX_PROCS, _shm.UUID_LEN)
+    assert (layout.MAX_DEVICES, layout.MAX_PROCS, layout.MAX_SHARED, layout.UUID_LEN) == (
+        _shm.MAX_DEVICES,
+        _shm.MAX_PROCS,
+        _shm.MAX_SHARED,
+        _shm.UUID_LEN,
+    )
     assert (layout.LIMITS_SIZE, layout.STATE_SIZE) == (_shm.LIMITS_SIZE, _shm.STATE_SIZE)
     assert (layout.KIND_LIMITS, layout.KIND_STATE, layout.LIMITS_SUFFIX) == (
         _shm.KIND_LIMITS,

@@ -169,6 +169,7 @@ def _header(kind: int, **fields: int) -> bytes:
         "tier_flags": 0,
         "tier_request": 0,
         "tier_request_seq": 0,
+        "shared_high_water": 0,
         "reserved1": b"",
     }
     values.update(fields)

@@ -1,7 +1,8 @@
 """Pure-Python description of the region layout in ext/include/tf/shm_layout.h.
 
 A region is two files: PATH.limits (header + LIMIT per device) and PATH (header + USAGE per
-device + PROC slots).
+device + PROC slots + SHARED entries: memory exported by one process of the worker and imported
+by others, charged once).
 
 Lets tools read a region without the native binding, and lets a test prove that Python and
 C agree byte for byte (tests/native/test_layout.py compares it with offsetof/sizeof).
@@ -15,10 +16,11 @@ import struct
 from dataclasses import dataclass
 
 MAGIC = 0x4D485354  # bytes "TSHM"
-VERSION_MAJOR = 3
-VERSION_MINOR = 2
+VERSION_MAJOR = 4
+VERSION_MINOR = 0
 MAX_DEVICES = 16
 MAX_PROCS = 64
+MAX_SHARED = 256
 UUID_LEN = 48
 KIND_LIMITS = 1
 KIND_STATE = 2
@@ -66,7 +68,8 @@ HEADER = StructLayout(
         ("tier_flags", "I"),
         ("tier_request", "I"),
         ("tier_request_seq", "Q"),
-        ("reserved1", "8s"),
+        ("shared_high_water", "I"),
+        ("reserved1", "4s"),
     ),
 )
 
@@ -121,8 +124,21 @@ PROC = StructLayout(
     ),
 )
 
-STRUCTS = (HEADER, LIMIT, USAGE, PROC)
+SHARED = StructLayout(
+    "tf_shm_shared",
+    (
+        ("key", "Q"),
+        ("holders", "Q"),
+        ("bytes", "Q"),
+        ("device", "I"),
+        ("generation", "I"),
+        ("reserved", "32s"),
+    ),
+)
+
+STRUCTS = (HEADER, LIMIT, USAGE, PROC, SHARED)
 LIMITS_SIZE = HEADER.size + MAX_DEVICES * LIMIT.size
 USAGE_OFFSET = HEADER.size
 PROCS_OFFSET = USAGE_OFFSET + MAX_DEVICES * USAGE.size
-STATE_SIZE = PROCS_OFFSET + MAX_PROCS * PROC.size
+SHARED_OFFSET = PROCS_OFFSET + MAX_PROCS * PROC.size
+STATE_SIZE = SHARED_OFFSET + MAX_SHARED * SHARED.size

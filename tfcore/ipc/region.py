@@ -58,6 +58,17 @@ class ProcessSlot:
 
 
 @dataclass(frozen=True)
+class SharedAllocation:
+    """Memory one process of the worker exported and others of it may import: charged to the
+    worker once (in vram_used_bytes) while any holder holds it."""
+
+    entry: int
+    device: int
+    bytes: int
+    holders: tuple[int, ...]  # process slots holding it (the exporter until its free, importers)
+
+
+@dataclass(frozen=True)
 class ComputeStats:
     """Cumulative counters of a worker's token bucket on one device (all its processes).
     Launches under rate 0 (unlimited) skip the bucket and are not counted."""
@@ -169,6 +180,12 @@ class Region:
         with _errors(self.path):
             rows = [(i, *self._state.process(i)) for i in range(_shm.MAX_PROCS)]
         return [ProcessSlot(i, pid, beat, used, alive) for i, pid, beat, used, alive in rows if pid != 0]
+
+    def shared(self) -> list[SharedAllocation]:
+        """Shared allocations someone holds (each counted once in the device's usage)."""
+        with _errors(self.path):
+            rows = self._state.shared()
+        return [SharedAllocation(entry, device, size, tuple(slots)) for entry, device, size, slots in rows]
 
     def tier_enabled(self) -> bool:
         with _errors(limits_path(self.path)):

@@ -19,6 +19,9 @@
  *   - total_size in the header is the file size the writer used; a reader requires the file
  *     to be exactly that long and at least the size of its own major for that kind.
  *   - Major 2 split v1's single file into the two kinds above.
+ *   - Major 4 appended the shared-allocation table to STATE (memory one process exported and
+ *     others of the same worker imported, charged once; see tf/shm_shared.h) and carved
+ *     shared_high_water out of the header's reserved bytes.
  *   - Minor 3.1 added the compute ceiling (compute_account/_ns/_ceiling/_seen_consumed in
  *     LIMITS): what the hypervisor lets the tenant-writable bucket grant (0 = not policed).
  *   - Minor 1 (2.1) added the compute token bucket: compute_rate/compute_burst in LIMITS and
@@ -46,10 +49,11 @@
 #include <string.h>
 
 #define TF_SHM_MAGIC 0x4D485354u /* bytes "TSHM" in little-endian order */
-#define TF_SHM_VERSION_MAJOR 3
-#define TF_SHM_VERSION_MINOR 2
+#define TF_SHM_VERSION_MAJOR 4
+#define TF_SHM_VERSION_MINOR 0
 #define TF_SHM_MAX_DEVICES 16
 #define TF_SHM_MAX_PROCS 64
+#define TF_SHM_MAX_SHARED 256 /* entries of the shared-allocation table (STATE) */
 #define TF_SHM_UUID_LEN 48 /* "GPU-" + 36-char UUID + NUL fits with room to spare */
 #define TF_SHM_KIND_LIMITS 1u
 #define TF_SHM_KIND_STATE 2u
@@ -69,7 +73,8 @@
     F(uint32_t, tier_flags, )       /* LIMITS: TF_TIER_* bits, set by the hypervisor */     \
     F(uint32_t, tier_request, )     /* LIMITS, atomic: TF_TIER_REQ_* the hypervisor asks */ \
     F(uint64_t, tier_request_seq, ) /* LIMITS, atomic: bumped with every request */         \
-    F(uint8_t, reserved1, [8])
+    F(uint32_t, shared_high_water, ) /* STATE, atomic: 1 + highest shared entry ever used */ \
+    F(uint8_t, reserved1, [4])
 
 /* What the worker is granted on one device (LIMITS file). */
 #define TF_SHM_LIMIT_FIELDS(F)                                                             \
@@ -114,6 +119,18 @@
     F(uint16_t, tier_result, )       /* atomic: TF_TIER_OK or why the last request failed */ \
     F(uint8_t, reserved1, [8])
 
+/* Memory shared between processes of the worker (layout 4.0): an allocation one process
+ * exported (cuIpcGetMemHandle, cuMemPoolExportPointer) is charged here, once, for as long as
+ * any holder (the exporter until its free, each importer until its close) holds it.  The
+ * protocol (lock-free, exact after a SIGKILL of any holder) is in tf/shm_shared.h. */
+#define TF_SHM_SHARED_FIELDS(F)                                                            \
+    F(uint64_t, key, )       /* atomic: 0 free; identity << 16 | generation; see shm_shared.h */ \
+    F(uint64_t, holders, )   /* atomic: bit i = process slot i holds it; 0 = counted nowhere */ \
+    F(uint64_t, bytes, )     /* atomic: charged while holders != 0 */                       \
+    F(uint32_t, device, )    /* atomic: region device index */                              \
+    F(uint32_t, generation, ) /* atomic: bumped by every claim (ABA guard of key) */        \
+    F(uint8_t, reserved, [32])
+
 /* VRAM tiering (layout 3.2).  The hypervisor writes the request in the limits file (the
  * tenant cannot), the shim acknowledges in its process slot of the state file. */
 #define TF_TIER_ENABLED 1u      /* tier_flags: this worker's cuMemAlloc memory may move */
@@ -137,6 +154,7 @@ typedef struct tf_shm_header { TF_SHM_HEADER_FIELDS(TF_SHM_DECLARE_FIELD) } tf_s
 typedef struct tf_shm_limit { TF_SHM_LIMIT_FIELDS(TF_SHM_DECLARE_FIELD) } tf_shm_limit;
 typedef struct tf_shm_usage { TF_SHM_USAGE_FIELDS(TF_SHM_DECLARE_FIELD) } tf_shm_usage;
 typedef struct tf_shm_proc { TF_SHM_PROC_FIELDS(TF_SHM_DECLARE_FIELD) } tf_shm_proc;
+typedef struct tf_shm_shared { TF_SHM_SHARED_FIELDS(TF_SHM_DECLARE_FIELD) } tf_shm_shared;
 
 typedef struct tf_shm_limits {
     tf_shm_header header;
@@ -147,6 +165,7 @@ typedef struct tf_shm_state {
     tf_shm_header header;
     tf_shm_usage usage[TF_SHM_MAX_DEVICES];
     tf_shm_proc procs[TF_SHM_MAX_PROCS];
+    tf_shm_shared shared[TF_SHM_MAX_SHARED];
 } tf_shm_state;
 
 #define TF_SHM_LIMITS_SIZE sizeof(tf_shm_limits)
@@ -156,6 +175,7 @@ _Static_assert(sizeof(tf_shm_header) == 64, "header is one cache line");
 _Static_assert(sizeof(tf_shm_limit) == 128, "limit block is two cache lines");
 _Static_assert(sizeof(tf_shm_usage) == 64, "usage block is one cache line");
 _Static_assert(sizeof(tf_shm_proc) == 192, "process slot is three cache lines");
+_Static_assert(sizeof(tf_shm_shared) == 64, "shared entry is one cache line");
 _Static_assert(offsetof(tf_shm_header, total_size) == 8, "header layout");
 _Static_assert(offsetof(tf_shm_header, kind) == 28, "header layout");
 _Static_assert(offsetof(tf_shm_header, generation) == 32, "header layout");
@@ -171,8 +191,12 @@ _Static_assert(offsetof(tf_shm_limits, devices) == 64, "limits file layout");
 _Static_assert(offsetof(tf_shm_state, usage) == 64, "state file layout");
 _Static_assert(offsetof(tf_shm_state, procs) == 64 + 64 * TF_SHM_MAX_DEVICES, "state file layout");
 _Static_assert(sizeof(tf_shm_limits) == 64 + 128 * TF_SHM_MAX_DEVICES, "no hidden padding");
-_Static_assert(sizeof(tf_shm_state) == 64 + 64 * TF_SHM_MAX_DEVICES + 192 * TF_SHM_MAX_PROCS,
+_Static_assert(offsetof(tf_shm_state, shared) == 64 + 64 * TF_SHM_MAX_DEVICES + 192 * TF_SHM_MAX_PROCS,
+               "state file layout");
+_Static_assert(sizeof(tf_shm_state) ==
+                   64 + 64 * TF_SHM_MAX_DEVICES + 192 * TF_SHM_MAX_PROCS + 64 * TF_SHM_MAX_SHARED,
                "no hidden padding");
+_Static_assert(TF_SHM_MAX_PROCS <= 64, "shared holders are one 64-bit mask");
 #if !defined(__GCC_ATOMIC_LLONG_LOCK_FREE) || __GCC_ATOMIC_LLONG_LOCK_FREE != 2
 #error "64-bit atomics must be lock-free for a region shared across processes"
 #endif
@@ -191,12 +215,14 @@ typedef struct tf_shm_field_info {
 #define TF_SHM_LIMIT_INFO(type, name, suffix) TF_SHM_FIELD_INFO(tf_shm_limit, type, name, suffix)
 #define TF_SHM_USAGE_INFO(type, name, suffix) TF_SHM_FIELD_INFO(tf_shm_usage, type, name, suffix)
 #define TF_SHM_PROC_INFO(type, name, suffix) TF_SHM_FIELD_INFO(tf_shm_proc, type, name, suffix)
+#define TF_SHM_SHARED_INFO(type, name, suffix) TF_SHM_FIELD_INFO(tf_shm_shared, type, name, suffix)
 
 static const tf_shm_field_info tf_shm_fields[] = {
     TF_SHM_HEADER_FIELDS(TF_SHM_HEADER_INFO)
     TF_SHM_LIMIT_FIELDS(TF_SHM_LIMIT_INFO)
     TF_SHM_USAGE_FIELDS(TF_SHM_USAGE_INFO)
     TF_SHM_PROC_FIELDS(TF_SHM_PROC_INFO)
+    TF_SHM_SHARED_FIELDS(TF_SHM_SHARED_INFO)
 };
 #define TF_SHM_FIELD_COUNT (sizeof(tf_shm_fields) / sizeof(tf_shm_fields[0]))
 
@@ -255,6 +281,8 @@ static inline void tf_shm_rebuild_header(tf_shm_header *h, uint32_t kind, uint32
     h->max_devices = TF_SHM_MAX_DEVICES;
     h->max_procs = TF_SHM_MAX_PROCS;
     h->kind = kind;
+    /* The tenant may have lowered it: count the whole shared table from now on. */
+    __atomic_store_n(&h->shared_high_water, kind == TF_SHM_KIND_STATE ? TF_SHM_MAX_SHARED : 0, __ATOMIC_RELEASE);
     memset(h->reserved1, 0, sizeof h->reserved1);
     __atomic_store_n(&h->magic, TF_SHM_MAGIC, __ATOMIC_RELEASE);
 }
@@ -285,7 +313,8 @@ static inline void tf_shm_sub_u64(uint64_t *p, uint64_t bytes) {
 }
 
 /* VRAM accounting has one source of truth: what each process slot holds (plus what
- * processes without a slot hold, in unslotted_bytes).  A device's usage is their sum, so every
+ * processes without a slot hold, in unslotted_bytes, and the shared entries someone holds).
+ * A device's usage is their sum, so every
  * reservation or release is one atomic on one word and a process killed at any instruction
  * leaves nothing half-counted: the sweep zeroes its slot and the books balance exactly. */
 
@@ -294,14 +323,36 @@ static inline uint64_t *tf_shm_vram_counter(tf_shm_state *s, int slot, int dev) 
     return slot >= 0 && slot < TF_SHM_MAX_PROCS ? &s->procs[slot].used_bytes[dev] : &s->usage[dev].unslotted_bytes;
 }
 
-/* VRAM used on device dev: the sum over slots (live, or dead and awaiting the sweep) and the
- * unslotted counter.  Sequentially consistent loads: see tf_shm_reserve. */
+/* total plus the held shared entries' bytes on dev.  Out of line, and nothing live across
+ * the call: otherwise the compiler spends a register move per slot of the loop below (64
+ * instructions an allocation) on a table most workers never use. */
+static __attribute__((noinline, unused)) uint64_t tf_shm_add_shared(const tf_shm_state *s, int dev,
+                                                                    uint32_t entries, uint64_t total) {
+    if (entries > TF_SHM_MAX_SHARED) entries = TF_SHM_MAX_SHARED;
+    for (uint32_t i = 0; i < entries; i++) {
+        const tf_shm_shared *e = &s->shared[i];
+        if (__atomic_load_n(&e->holders, __ATOMIC_SEQ_CST) == 0 ||
+            __atomic_load_n(&e->device, __ATOMIC_RELAXED) != (uint32_t)dev)
+            continue;
+        uint64_t held = __atomic_load_n(&e->bytes, __ATOMIC_RELAXED);
+        total = UINT64_MAX - total < held ? UINT64_MAX : total + held;
+    }
+    return total;
+}
+
+/* VRAM used on device dev: the sum over slots (live, or dead and awaiting the sweep), the
+ * unslotted counter and the held shared entries (none scanned while the table was never
+ * used: one load).  Sequentially consistent loads: see tf_shm_reserve.  Slots are read
+ * before entries because an export sets the entry's holders before it takes the bytes out
+ * of the exporter's slot: a sum racing with it counts them twice, never not at all. */
 static inline uint64_t tf_shm_vram_used(const tf_shm_state *s, int dev) {
     uint64_t total = __atomic_load_n(&s->usage[dev].unslotted_bytes, __ATOMIC_SEQ_CST);
     for (int i = 0; i < TF_SHM_MAX_PROCS; i++) {
         uint64_t held = __atomic_load_n(&s->procs[i].used_bytes[dev], __ATOMIC_SEQ_CST);
         total = UINT64_MAX - total < held ? UINT64_MAX : total + held;
     }
+    uint32_t entries = __atomic_load_n(&s->header.shared_high_water, __ATOMIC_SEQ_CST);
+    if (__builtin_expect(entries != 0, 0)) total = tf_shm_add_shared(s, dev, entries, total);
     return total;
 }
 

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "tf/shm_layout.h"
+#include "tf/shm_shared.h"
 
 #ifndef F_OFD_GETLK
 #define F_OFD_GETLK 36
@@ -46,7 +47,8 @@ static inline int tf_shm_slot_trylock(int fd, int slot) {
 static inline void tf_shm_slot_unlock(int fd, int slot) { (void)tf_shm_slot_setlk(fd, slot, F_UNLCK); }
 
 /* Returns a slot's usage to the worker (zeroing it is the whole return: usage is the sum of
- * the slots) and frees it.  The caller holds the slot's lock.
+ * the slots, and the shared entries it held lose its bit) and frees it.  The caller holds the
+ * slot's lock.
  * Adds what it took per device to reclaimed[] when reclaimed is not NULL. */
 static inline void tf_shm_slot_reclaim(tf_shm_state *s, int slot, uint64_t *reclaimed) {
     tf_shm_proc *p = &s->procs[slot];
@@ -54,6 +56,7 @@ static inline void tf_shm_slot_reclaim(tf_shm_state *s, int slot, uint64_t *recl
         uint64_t bytes = __atomic_exchange_n(&p->used_bytes[d], 0, __ATOMIC_SEQ_CST);
         if (reclaimed != NULL) reclaimed[d] += bytes;
     }
+    tf_shm_shared_drop(s, slot, reclaimed);
     tf_shm_store_u64(&p->heartbeat_ns, 0);
     /* Tier books are per process too: a process killed mid-move leaves nothing behind. */
     tf_shm_store_u64(&p->tier_host_bytes, 0);
@@ -77,7 +80,10 @@ static inline int tf_shm_slot_claim(tf_shm_state *s, int fd, int32_t pid, uint64
         int got = tf_shm_slot_trylock(fd, i);
         if (got < 0) return -1;
         if (got == 0) continue;
-        if (tf_shm_load_i32(&s->procs[i].pid) != 0) tf_shm_slot_reclaim(s, i, NULL);
+        if (tf_shm_load_i32(&s->procs[i].pid) != 0)
+            tf_shm_slot_reclaim(s, i, NULL);
+        else
+            tf_shm_shared_drop(s, i, NULL); /* a bit left by a racing thread of the last owner */
         tf_shm_store_u64(&s->procs[i].heartbeat_ns, now_ns);
         __atomic_store_n(&s->procs[i].pid, pid, __ATOMIC_RELEASE);
         return i;
