@@ -508,7 +508,7 @@ static CUresult tiered_free(tf_pfn_cuMemFree_v2 real, CUdeviceptr dptr) {
         if (rc != CUDA_SUCCESS)
             tf_track_aux(TF_ALLOC_PTR, dptr, bytes, dev, pool);
         else if (pool != 0)
-            tf_pool_freed((CUmemoryPool)(uintptr_t)pool, dev, bytes);
+            tf_freed_aux(pool, dev, bytes);
         else if (handled != TF_TIER_CACHED)
             tf_release(dev, bytes);
     }
