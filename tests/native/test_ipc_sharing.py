@@ -264,3 +264,27 @@ def test_a_scribbled_shared_table_is_read_and_swept_safely(table: bytes, water: 
                 assert set(shared.holders) <= set(range(layout.MAX_PROCS))
             r.sweep()
             assert r.devices()[0].vram_used_bytes >= 0
+
+
+@pytest.mark.parametrize(("kind", "mib"), [("ipc", 1), ("pool", 100)])  # under 2 MiB: plain, so IPC can export it
+def test_sharing_in_a_worker_with_movable_memory(
+    holders: Callable[[Path], Holder], tmp_path: Path, kind: str, mib: int
+) -> None:
+    """With VRAM tiering on, frees go through the tiering path (and its cache of freed
+    allocations): a shared allocation is still let go through the shared table."""
+    region = make_region(tmp_path / "w.shm", ("0", LIMIT))
+    with Region.open(region, readonly=False) as r:
+        r.set_tier_enabled(True)
+    exporter, importer = holders(region), holders(region)
+    for holder in (exporter, importer):
+        assert holder.ask("try 4", "try_rc") == "0"  # movable memory, now in the cache
+    cached = used(region)
+    assert cached > 0
+    assert importer.import_(kind, exporter.allocate_and_export(kind, mib)) == "0"
+    assert used(region) == cached + mib * MIB
+    exporter.free()
+    assert used(region) == cached + mib * MIB  # the importer still holds it
+    importer.let_go_of_import(kind)
+    assert used(region) == cached
+    with Region.open(region) as r:
+        assert r.shared() == []
