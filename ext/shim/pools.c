@@ -131,3 +131,6 @@ CUmemoryPool tf_pool_current(void) {
     if (d == NULL || g == NULL || d(&dev) != CUDA_SUCCESS || g(&pool, dev) != CUDA_SUCCESS) return NULL;
     return pool;
 }
+
+/* A lock a parent's thread held at fork() would never be released in the child. */
+void tf_pools_after_fork(void) { pthread_mutex_init(&pool_lock, NULL); }

@@ -88,6 +88,8 @@ static void after_fork_child(void) {
     self_slot = tf_shm_slot_claim(state, state_fd, (int32_t)getpid(),
                                   (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec, 0);
     tf_shared_after_fork(); /* the parent's holds are the parent's */
+    tf_vmm_after_fork();
+    tf_pools_after_fork();
     if (self_slot < 0) refuse_without_slot(tf_shim_config_get()->shm_path);
 }
 

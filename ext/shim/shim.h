@@ -122,6 +122,9 @@ void tf_shared_export(uint64_t ptr, const void *ident, size_t n);
 int tf_shared_import(const void *ident, size_t n, int dev, uint64_t size);
 /* A tracked allocation whose aux is not 0 was freed: its pool's book, or its shared entry. */
 void tf_freed_aux(uint64_t aux, int dev, uint64_t bytes);
+/* In a forked child: a lock a parent's thread held at the fork would never be released there. */
+void tf_vmm_after_fork(void);
+void tf_pools_after_fork(void);
 void tf_shared_after_fork(void);
 int tf_region_share_publish(int dev, uint64_t id, uint64_t bytes, uint64_t *key);
 int tf_region_share_join(int dev, uint64_t id, uint64_t size, uint64_t *key);

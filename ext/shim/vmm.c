@@ -151,3 +151,6 @@ void tf_vmm_release_done(uint64_t handle, int succeeded) {
     pthread_mutex_unlock(&vmm_lock);
     if (done) tf_release(dev, bytes);
 }
+
+/* A lock a parent's thread held at fork() would never be released in the child. */
+void tf_vmm_after_fork(void) { pthread_mutex_init(&vmm_lock, NULL); }
