@@ -11,9 +11,6 @@ the out-of-memory at the GPU.
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +19,9 @@ from kubernetes_asyncio import client
 
 from tests.daemons.hypervisor.process import NODE, PATIENCE, UUID0, UUID1, Hypervisor
 from tests.daemons.hypervisor.test_pod_regions import region_of, tf_pod
+from tests.daemons.hypervisor.tierwork import TierworkProcess, build_tierwork
 from tests.kubeapi.emulator import KubeEmulator
 from tests.kubeapi.objects import eventually
-from tfcore.native import library_paths
 
 ROOT = Path(__file__).resolve().parents[3]
 GROUP, VERSION = "tensor-fusion.ai", "v1"
@@ -35,45 +32,18 @@ MERGE = "application/merge-patch+json"
 
 @pytest.fixture(scope="module")
 def tierwork(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    gcc = shutil.which("gcc")
-    if gcc is None:
-        pytest.skip("gcc not found")
-    out = tmp_path_factory.mktemp("bin") / "tierwork"
-    src = ROOT / "tests" / "native" / "c" / "tierwork.c"
-    subprocess.run(
-        [gcc, "-std=gnu11", "-I", str(ROOT / "ext" / "include"), str(src), "-o", str(out), "-ldl"], check=True
-    )
-    return out
+    return build_tierwork(tmp_path_factory.mktemp("bin"))
 
 
-class PodProcess:
+def start_pod_process(tierwork: Path, hypervisor: Hypervisor, region: Path) -> TierworkProcess:
     """tierwork under the shim as a pod's container would run it: its region, no tier dir."""
-
-    def __init__(self, tierwork: Path, hypervisor: Hypervisor, region: Path) -> None:
-        libs = library_paths()
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("TF_", "LD_", "CUDA_"))}
-        env.update(TF_SIM_GPU_COUNT="2", TF_SIM_GPU_VRAM=str(GPU_VRAM), TF_SIM_STATE=str(hypervisor.root / "sim.state"))
-        env.update(TF_SHM_PATH=str(region), LD_PRELOAD=str(libs["shim"]), LD_LIBRARY_PATH=str(libs["simcuda"].parent))
-        self.proc = subprocess.Popen([str(tierwork)], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-
-    def _ask(self, line: str, answers: int) -> dict[str, str]:
-        assert self.proc.stdin is not None
-        assert self.proc.stdout is not None
-        self.proc.stdin.write(line + "\n")
-        self.proc.stdin.flush()
-        lines = [self.proc.stdout.readline() for _ in range(answers)]
-        return dict(x.strip().split("=", 1) for x in lines if "=" in x)
-
-    async def ask(self, line: str, answers: int) -> dict[str, str]:
-        return await asyncio.to_thread(self._ask, line, answers)
-
-    def stop(self) -> None:
-        if self.proc.stdin is not None:
-            self.proc.stdin.close()
-        self.proc.kill()
-        self.proc.wait()
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
+    return TierworkProcess(
+        tierwork,
+        TF_SIM_GPU_COUNT="2",
+        TF_SIM_GPU_VRAM=str(GPU_VRAM),
+        TF_SIM_STATE=str(hypervisor.root / "sim.state"),
+        TF_SHM_PATH=str(region),
+    )
 
 
 async def _exists(path: Path) -> bool:
@@ -156,15 +126,15 @@ async def test_a_node_tiers_what_its_pool_sells_and_follows_it_live(
     assert own.is_dir()
     assert own.stat().st_mode & 0o777 == 0o777  # the pod names no user: anyone in it may write
     assert not (tier_dir / "default" / "plain-0").exists()
-    work = PodProcess(tierwork, hypervisor, region_of(hypervisor, "big-0"))
-    opted_out = PodProcess(tierwork, hypervisor, region_of(hypervisor, "plain-0"))
+    work = start_pod_process(tierwork, hypervisor, region_of(hypervisor, "big-0"))
+    opted_out = start_pod_process(tierwork, hypervisor, region_of(hypervisor, "plain-0"))
     try:
-        first = await work.ask("alloc 6 128", 3)
+        first = await work.ask_async("alloc 6 128", 3)
         assert first["alloc"] == "0"
-        assert await work.ask("check", 3) == {"check": "0", "same": "1", "ptrs": first["ptrs"]}
+        assert await work.ask_async("check", 3) == {"check": "0", "same": "1", "ptrs": first["ptrs"]}
         viewed = await _get(hypervisor, "/api/v1/workers/default/big-0")
         assert viewed["tiers"]["host"] >= 256 * MIB  # what the GPU could not hold
-        assert (await opted_out.ask("alloc 6 128", 3))["alloc"] != "0"  # today's behaviour: OOM at the GPU
+        assert (await opted_out.ask_async("alloc 6 128", 3))["alloc"] != "0"  # today's behaviour: OOM at the GPU
         assert (await _get(hypervisor, "/api/v1/workers/default/plain-0"))["tiers"]["host"] == 0
 
         # An edit of the pool reaches the running node: new figures, the running worker unharmed.
@@ -176,8 +146,8 @@ async def test_a_node_tiers_what_its_pool_sells_and_follows_it_live(
         assert _expansion(tiering) == (5, "host_ram", "GPUPool/p", 0, "GPUPool/p")
         devices = (await _get(hypervisor, "/api/v1/devices"))["devices"]
         assert all(0 < d["tiers"]["host_bytes"] <= _ram_total() // 2 * 5 // 100 for d in devices)
-        assert await work.ask("write 3", 1) == {"write": "0"}
-        assert await work.ask("check", 3) == {"check": "0", "same": "1", "ptrs": first["ptrs"]}
+        assert await work.ask_async("write 3", 1) == {"write": "0"}
+        assert await work.ask_async("check", 3) == {"check": "0", "same": "1", "ptrs": first["ptrs"]}
     finally:
         await asyncio.to_thread(work.stop)
         await asyncio.to_thread(opted_out.stop)

@@ -11,9 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +18,9 @@ import pytest
 from kubernetes_asyncio import client
 
 from tests.daemons.hypervisor.process import NODE, PATIENCE, Hypervisor
+from tests.daemons.hypervisor.tierwork import TierworkProcess, build_tierwork
 from tests.kubeapi.emulator import KubeEmulator
 from tests.kubeapi.objects import eventually
-from tfcore.native import library_paths
 
 ROOT = Path(__file__).resolve().parents[3]
 GROUP, VERSION = "tensor-fusion.ai", "v1"
@@ -33,46 +30,18 @@ MERGE = "application/merge-patch+json"
 
 @pytest.fixture(scope="module")
 def tierwork(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    gcc = shutil.which("gcc")
-    if gcc is None:
-        pytest.skip("gcc not found")
-    out = tmp_path_factory.mktemp("bin") / "tierwork"
-    src = ROOT / "tests" / "native" / "c" / "tierwork.c"
-    subprocess.run(
-        [gcc, "-std=gnu11", "-I", str(ROOT / "ext" / "include"), str(src), "-o", str(out), "-ldl"], check=True
+    return build_tierwork(tmp_path_factory.mktemp("bin"))
+
+
+def start_workload(tierwork: Path, sim_state: Path, worker: dict[str, Any]) -> TierworkProcess:
+    """tierwork under the shim as the worker's process."""
+    return TierworkProcess(
+        tierwork,
+        TF_SIM_GPU_COUNT="2",
+        TF_SIM_STATE=str(sim_state),
+        TF_SHM_PATH=worker["region"],
+        TF_TIER_DIR=worker["tier_dir"],
     )
-    return out
-
-
-class Workload:
-    """tierwork under the shim as the worker's process (line commands on stdin)."""
-
-    def __init__(self, tierwork: Path, sim_state: Path, worker: dict[str, Any]) -> None:
-        libs = library_paths()
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("TF_", "LD_", "CUDA_"))}
-        env.update(TF_SIM_GPU_COUNT="2", TF_SIM_STATE=str(sim_state), TF_SHM_PATH=worker["region"])
-        env.update(TF_TIER_DIR=worker["tier_dir"], LD_PRELOAD=str(libs["shim"]))
-        env["LD_LIBRARY_PATH"] = str(libs["simcuda"].parent)
-        self.proc = subprocess.Popen([str(tierwork)], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-
-    def _ask(self, line: str, answers: int) -> dict[str, str]:
-        assert self.proc.stdin is not None
-        assert self.proc.stdout is not None
-        self.proc.stdin.write(line + "\n")
-        self.proc.stdin.flush()
-        lines = [self.proc.stdout.readline() for _ in range(answers)]
-        return dict(x.strip().split("=", 1) for x in lines if "=" in x)
-
-    async def ask(self, line: str, answers: int) -> dict[str, str]:
-        return await asyncio.to_thread(self._ask, line, answers)
-
-    def stop(self) -> None:
-        if self.proc.stdin is not None:
-            self.proc.stdin.close()
-        self.proc.kill()
-        self.proc.wait()
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
 
 
 def _template(name: str, rules: list[dict[str, Any]]) -> dict[str, Any]:
@@ -150,16 +119,16 @@ async def test_a_low_worker_is_frozen_after_its_pools_template_ttl(
 
     status, worker = await hypervisor.create_worker(name="idle", vram="128Mi", qos="low")
     assert status == 201, worker
-    work = Workload(tierwork, tmp_path / "sim.state", worker)
+    work = start_workload(tierwork, tmp_path / "sim.state", worker)
     try:
-        first = await work.ask("alloc 2 32", 3)
+        first = await work.ask_async("alloc 2 32", 3)
         assert first["alloc"] == "0"
-        assert (await work.ask("check", 3))["same"] == "1"  # a launch: active now
+        assert (await work.ask_async("check", 3))["same"] == "1"  # a launch: active now
         frozen = await eventually(
             lambda: _worker(hypervisor, "idle"), lambda w: w["frozen"] and not w["tier_pending"], PATIENCE
         )
         assert frozen["tiers"]["host"] == 64 * MIB  # 1 s idle: the template's TTL, not the default 1 m
-        assert await work.ask("check", 3) == {"check": "0", "same": "1", "ptrs": first["ptrs"]}
+        assert await work.ask_async("check", 3) == {"check": "0", "same": "1", "ptrs": first["ptrs"]}
     finally:
         await asyncio.to_thread(work.stop)
 

@@ -4,7 +4,6 @@ idle workers frozen by their QoS's TTLs, the opt-out, and bad tiering flags."""
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -13,8 +12,8 @@ from typing import Any
 
 import pytest
 
+from tests.daemons.hypervisor.tierwork import TierworkProcess, build_tierwork
 from tests.e2e.compute_node import CLI, LocalNode
-from tfcore.native import library_paths
 
 from .test_api import _call
 
@@ -24,15 +23,7 @@ MIB = 1 << 20
 
 @pytest.fixture(scope="module")
 def tierwork(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    gcc = shutil.which("gcc")
-    if gcc is None:
-        pytest.skip("gcc not found")
-    out = tmp_path_factory.mktemp("bin") / "tierwork"
-    src = ROOT / "tests" / "native" / "c" / "tierwork.c"
-    subprocess.run(
-        [gcc, "-std=gnu11", "-I", str(ROOT / "ext" / "include"), str(src), "-o", str(out), "-ldl"], check=True
-    )
-    return out
+    return build_tierwork(tmp_path_factory.mktemp("bin"))
 
 
 @pytest.fixture(scope="module")
@@ -56,29 +47,9 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalNode]:
         )
 
 
-class Workload:
-    def __init__(self, node: LocalNode, tierwork: Path, view: dict[str, Any]) -> None:
-        libs = library_paths()
-        env = dict(node.env, LD_PRELOAD=str(libs["shim"]), TF_SHM_PATH=view["region"], TF_TIER_DIR=view["tier_dir"])
-        env["LD_LIBRARY_PATH"] = str(libs["simcuda"].parent)
-        self.proc = subprocess.Popen([str(tierwork)], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-
-    def ask(self, line: str, answers: int) -> dict[str, str]:
-        assert self.proc.stdin is not None
-        assert self.proc.stdout is not None
-        self.proc.stdin.write(line + "\n")
-        self.proc.stdin.flush()
-        lines = [self.proc.stdout.readline() for _ in range(answers)]
-        return dict(x.strip().split("=", 1) for x in lines if "=" in x)
-
-    def finish(self) -> int:
-        assert self.proc.stdin is not None
-        assert self.proc.stdout is not None
-        self.proc.stdin.write("quit\n")
-        self.proc.stdin.close()
-        code = self.proc.wait(timeout=30)
-        self.proc.stdout.close()
-        return code
+def start_workload(node: LocalNode, tierwork: Path, view: dict[str, Any]) -> TierworkProcess:
+    """tierwork under the shim as a worker of the standalone node."""
+    return TierworkProcess(tierwork, node.env, TF_SHM_PATH=view["region"], TF_TIER_DIR=view["tier_dir"])
 
 
 def cli(node: LocalNode, *args: str) -> subprocess.CompletedProcess[str]:
@@ -133,7 +104,7 @@ def test_freeze_and_resume_from_the_cli(node: LocalNode, tierwork: Path) -> None
     status, worker = _call(node, "POST", "/api/v1/workers", {"name": "cli", "vram": "256Mi", "qos": "high"})
     assert status == 201, worker
     assert (worker["vram_tiering"], worker["frozen"]) == (True, False)
-    work = Workload(node, tierwork, worker)
+    work = start_workload(node, tierwork, worker)
     first = work.ask("alloc 4 32", 3)
     assert first["alloc"] == "0"
     assert view(node, "cli")["tiers"] == {"device": 128 * MIB, "host": 0, "disk": 0}
@@ -159,7 +130,7 @@ def test_freeze_and_resume_from_the_cli(node: LocalNode, tierwork: Path) -> None
 def test_idle_workers_are_frozen_by_their_qos_ttls(node: LocalNode, tierwork: Path) -> None:
     status, worker = _call(node, "POST", "/api/v1/workers", {"name": "idle", "vram": "128Mi", "qos": "low"})
     assert status == 201, worker
-    work = Workload(node, tierwork, worker)
+    work = start_workload(node, tierwork, worker)
     first = work.ask("alloc 2 32", 3)
     assert work.ask("check", 3)["same"] == "1"  # one launch: active now
     assert wait_for(node, "idle", "host", want=True)["tiers"]["host"] == 64 * MIB  # low: 1 s idle
@@ -220,7 +191,7 @@ def test_freezes_resumes_and_tier_bytes_reach_tf_worker_usage(tmp_path: Path, ti
         running.start("--vram-expand-to-host-mem", "50", "--metrics-store", str(store), "--metrics-interval", "0.2")
         status, worker = _call(running, "POST", "/api/v1/workers", {"name": "m", "vram": "128Mi", "qos": "high"})
         assert status == 201, worker
-        work = Workload(running, tierwork, worker)
+        work = start_workload(running, tierwork, worker)
         assert work.ask("alloc 2 16", 3)["alloc"] == "0"
         for _ in range(2):
             assert cli(running, "freeze", "m").returncode == 0
