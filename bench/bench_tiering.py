@@ -55,6 +55,15 @@ def _ask(proc: subprocess.Popen[str], line: str, answers: int) -> dict[str, str]
     return dict(proc.stdout.readline().strip().split("=", 1) for _ in range(answers))
 
 
+def _quit(proc: subprocess.Popen[str]) -> None:
+    assert proc.stdin is not None
+    assert proc.stdout is not None
+    proc.stdin.write("quit\n")
+    proc.stdin.close()
+    proc.wait(timeout=60)
+    proc.stdout.close()
+
+
 def _timed_request(region: Region, to: str) -> float:
     start = time.monotonic()
     region.request_tier(to)
@@ -79,12 +88,7 @@ def _tiered(tierwork: Path, base: dict[str, str], shim: Path, work: Path) -> dic
             plain.append(int(_ask(proc, "copyout", 2)["copyout_ns"]) / 1e9)
             freeze.append(_timed_request(region, "host"))
             resume.append(_timed_request(region, "resume"))
-        assert proc.stdin is not None
-        assert proc.stdout is not None
-        proc.stdin.write("quit\n")
-        proc.stdin.close()
-        proc.wait(timeout=60)
-        proc.stdout.close()
+        _quit(proc)
     return {
         "plain_s": statistics.median(plain),
         "freeze_s": statistics.median(freeze),
@@ -135,12 +139,7 @@ def _disk(tierwork: Path, base: dict[str, str], shim: Path, work: Path) -> dict[
             plain_write.append(wrote)
             plain_read.append(read)
         assert _ask(proc, "check", 3)["same"] == "1"
-        assert proc.stdin is not None
-        assert proc.stdout is not None
-        proc.stdin.write("quit\n")
-        proc.stdin.close()
-        proc.wait(timeout=60)
-        proc.stdout.close()
+        _quit(proc)
     return {
         "to_disk_s": statistics.median(to_disk),
         "from_disk_s": statistics.median(back),
