@@ -125,24 +125,34 @@ static void finish(tf_capture *c) {
     free(c);
 }
 
+/* Work issued to `stream` while captures may run (capture_lock held): the live capture that
+ * records it, with *handled = 1 and *rc = CUDA_SUCCESS; or NULL, with *handled = 1 and *rc
+ * set when the call is answered here (legacy-stream work beside a blocking capture, a
+ * capture already invalidated), *handled = 0 when the stream does not capture. */
+static tf_capture *capture_for_work(CUstream stream, CUcontext ctx, CUresult *rc, int *handled) {
+    tf_capture *c = capture_of(stream);
+    *handled = 0;
+    if (legacy(stream)) {
+        if (blocking_capture(ctx, 1)) *rc = CUDA_ERROR_STREAM_CAPTURE_IMPLICIT, *handled = 1;
+        return NULL;
+    }
+    if (c == NULL) return NULL;
+    *handled = 1;
+    *rc = c->invalidated ? CUDA_ERROR_STREAM_CAPTURE_INVALIDATED : CUDA_SUCCESS;
+    return c->invalidated ? NULL : c;
+}
+
 int tf_capture_op(CUstream stream, const tf_graph_op *op, CUresult *rc) {
     CUresult ctx_rc;
     CUcontext ctx = tf_current(&ctx_rc);
     if (ctx == NULL) return 0; /* the caller reports it */
-    int handled = 0;
+    int handled;
     pthread_mutex_lock(&capture_lock);
-    tf_capture *c = capture_of(stream);
-    if (legacy(stream)) {
-        if (blocking_capture(ctx, 1)) *rc = CUDA_ERROR_STREAM_CAPTURE_IMPLICIT, handled = 1;
-    } else if (c != NULL) {
-        handled = 1;
-        if (c->invalidated) {
-            *rc = CUDA_ERROR_STREAM_CAPTURE_INVALIDATED;
-        } else {
-            CUgraphNode node = NULL;
-            *rc = tf_graph_add_captured(c->graph, op, &node);
-            if (*rc == CUDA_SUCCESS) stream->cap_work++, stream->cap_last = node;
-        }
+    tf_capture *c = capture_for_work(stream, ctx, rc, &handled);
+    if (c != NULL) {
+        CUgraphNode node = NULL;
+        *rc = tf_graph_add_captured(c->graph, op, &node);
+        if (*rc == CUDA_SUCCESS) stream->cap_work++, stream->cap_last = node;
     }
     pthread_mutex_unlock(&capture_lock);
     return handled;
@@ -199,19 +209,13 @@ int tf_capture_event_record(CUevent e, CUstream stream, CUresult *rc) {
     CUresult ctx_rc;
     CUcontext ctx = tf_current(&ctx_rc);
     if (ctx == NULL) return 0;
-    int handled = 0;
+    int handled;
     pthread_mutex_lock(&capture_lock);
-    tf_capture *c = capture_of(stream);
-    if (legacy(stream)) {
-        if (blocking_capture(ctx, 1)) *rc = CUDA_ERROR_STREAM_CAPTURE_IMPLICIT, handled = 1;
-    } else if (c != NULL) {
-        handled = 1;
-        *rc = c->invalidated ? CUDA_ERROR_STREAM_CAPTURE_INVALIDATED : CUDA_SUCCESS;
-        if (!c->invalidated) {
-            e->capture_id = c->id;
-            e->cap_stream = stream;
-            e->cap_work = stream->cap_work;
-        }
+    tf_capture *c = capture_for_work(stream, ctx, rc, &handled);
+    if (c != NULL) {
+        e->capture_id = c->id;
+        e->cap_stream = stream;
+        e->cap_work = stream->cap_work;
     }
     pthread_mutex_unlock(&capture_lock);
     return handled;
