@@ -95,6 +95,19 @@ def settle(region: Region, timeout: float = 20.0) -> TierState:
         time.sleep(0.01)
 
 
+@pytest.fixture
+def regions(tmp_path: Path) -> Iterator[list[Region]]:
+    """Two workers' regions, a.shm and b.shm in tmp_path, 192 MiB each, tiering on."""
+    made = []
+    for name in ("a", "b"):
+        r = Region.create(tmp_path / f"{name}.shm", [DeviceSpec("0", 192 * MIB)])
+        r.set_tier_enabled(True)
+        made.append(r)
+    yield made
+    for r in made:
+        r.close()
+
+
 def nvml_used(libs: dict[str, Path]) -> int:
     return int(run_python(NVML_USED, sim_env(libs)).stdout)
 
@@ -152,16 +165,11 @@ def test_opted_out_worker_keeps_plain_allocations(
 
 
 def test_two_tenants_past_the_gpu_both_finish_with_their_data(
-    libs: dict[str, Path], tierwork: Path, tmp_path: Path
+    libs: dict[str, Path], tierwork: Path, tmp_path: Path, regions: list[Region]
 ) -> None:
     """Limits summing to 1.5x the simulated GPU: the idle one is frozen for the other."""
     gpu = 256 * MIB
     extra = {"TF_SIM_GPU_VRAM": str(gpu)}
-    regions = []
-    for name in ("a", "b"):
-        r = Region.create(tmp_path / f"{name}.shm", [DeviceSpec("0", 192 * MIB)])
-        r.set_tier_enabled(True)
-        regions.append(r)
     a = start(libs, tierwork, tmp_path / "a.shm", tmp_path, **extra)
     a_first = a.ask("alloc 6 32", 3)
     assert a_first["alloc"] == "0"  # 192 MiB of 256
@@ -181,8 +189,6 @@ def test_two_tenants_past_the_gpu_both_finish_with_their_data(
     assert a.ask("check", 3) == {"check": "0", "same": "1", "ptrs": a_first["ptrs"]}
     assert regions[0].tier_state().where == "device"
     assert a.finish() == 0
-    for r in regions:
-        r.close()
 
 
 def test_a_worker_sold_more_than_the_gpu_allocates_past_it_on_the_warm_tier(
@@ -491,16 +497,11 @@ def test_memory_of_every_context_moves_and_the_callers_context_is_kept(
 
 
 def test_a_resume_from_disk_without_device_room_lands_in_host_memory_and_runs(
-    libs: dict[str, Path], tierwork: Path, tmp_path: Path
+    libs: dict[str, Path], tierwork: Path, tmp_path: Path, regions: list[Region]
 ) -> None:
     """Disk goes straight back to the device when it has room; what finds none goes to the
     warm tier instead of failing, and the call runs on it."""
     extra = {"TF_SIM_GPU_VRAM": str(256 * MIB)}
-    regions = []
-    for name in ("a", "b"):
-        r = Region.create(tmp_path / f"{name}.shm", [DeviceSpec("0", 192 * MIB)])
-        r.set_tier_enabled(True)
-        regions.append(r)
     a = start(libs, tierwork, tmp_path / "a.shm", tmp_path, **extra)
     a_first = a.ask("alloc 6 32", 3)
     regions[0].request_tier("disk")
@@ -513,5 +514,3 @@ def test_a_resume_from_disk_without_device_room_lands_in_host_memory_and_runs(
     assert state.host_bytes == 128 * MIB  # two buffers found room on the device
     assert b.finish() == 0
     assert a.finish() == 0
-    for r in regions:
-        r.close()
