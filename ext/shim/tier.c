@@ -678,6 +678,7 @@ CUresult tf_tier_reuse(CUdeviceptr *dptr, uint64_t bytes, int *dev) {
     /* A reuse touches no device memory, so it needs no gate; a frozen process goes the way of
      * tf_tier_alloc, which resumes it first (an allocation means it is active again). */
     if (__atomic_load_n(&tf_tier_frozen, __ATOMIC_RELAXED)) return CUDA_ERROR_NOT_FOUND;
+    if (__atomic_load_n(&cache_n, __ATOMIC_RELAXED) == 0) return CUDA_ERROR_NOT_FOUND; /* no driver call, no lock */
     if (drv.get_ctx == NULL || drv.get_ctx(&ctx) != CUDA_SUCCESS || ctx == NULL) return CUDA_ERROR_NOT_FOUND;
     if (!lock_tier()) return CUDA_ERROR_NOT_FOUND;
     uint64_t size = (bytes + granularity - 1) / granularity * granularity;
